@@ -1,0 +1,81 @@
+// quantforge entry point: picks the subcommand, sets up MPI for multi-rank jobs, and turns
+// every failure into one clear message and a non-zero exit (MPI_Abort so no peer hangs).
+#include <cstring>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "dist/mpi_env.hpp"
+
+#ifndef QF_VERSION
+#define QF_VERSION "dev"
+#endif
+
+namespace qf::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"make-tiny", "write a synthetic DeepSeek V4 checkpoint (native FP8/FP4 or BF16)",
+       cmd_make_tiny, false},
+      {"inspect", "print the tensor table, dtype totals and config of a checkpoint", cmd_inspect,
+       false},
+  };
+  return table;
+}
+
+namespace {
+void print_usage(std::ostream& out) {
+  out << "quantforge " << QF_VERSION
+      << ": quantize DeepSeek V4 checkpoints to NVFP4 on one or many GPUs (MPI + NCCL)\n\n"
+      << "usage: quantforge <command> [options]   (quantforge <command> --help for details)\n\n"
+      << "commands:\n";
+  for (const auto& command : commands()) {
+    out << "  " << command.name << std::string(12 - std::strlen(command.name), ' ')
+        << command.summary << "\n";
+  }
+}
+}  // namespace
+}  // namespace qf::cli
+
+int main(int argc, char** argv) {
+  using namespace qf::cli;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    print_usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::cout << "quantforge " << QF_VERSION << std::endl;
+    return 0;
+  }
+  const Command* command = nullptr;
+  for (const auto& candidate : commands()) {
+    if (argv[1] == std::string(candidate.name)) command = &candidate;
+  }
+  if (!command) {
+    std::cerr << "quantforge: unknown command '" << argv[1] << "'\n\n";
+    print_usage(std::cerr);
+    return 2;
+  }
+  const Args args(argv + 2, argv + argc);
+  std::unique_ptr<qf::dist::MpiEnv> mpi;
+  try {
+    if (command->needs_mpi) mpi = std::make_unique<qf::dist::MpiEnv>(&argc, &argv);
+    return command->run(args);
+  } catch (const UsageError& e) {
+    std::cerr << "quantforge " << e.command << ": " << e.message << "\n"
+              << "try 'quantforge " << e.command << " --help'" << std::endl;
+    return 2;
+  } catch (const qf::Error& e) {
+    qf::log_error(e.what());
+    if (mpi && mpi->world_size() > 1) qf::dist::MpiEnv::abort_all(1);
+    return 1;
+  } catch (const std::exception& e) {
+    qf::log_error("unexpected failure: ", e.what());
+    if (mpi && mpi->world_size() > 1) qf::dist::MpiEnv::abort_all(1);
+    return 1;
+  }
+}

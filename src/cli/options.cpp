@@ -1,0 +1,40 @@
+// Parsing, --help and error reporting shared by all subcommands.
+#include "cli/options.hpp"
+
+#include <iostream>
+
+#include "core/log.hpp"
+
+namespace qf::cli {
+
+void add_common_options(po::options_description& options) {
+  options.add_options()("help,h", "print this help and exit")(
+      "log-level", po::value<std::string>()->default_value("info"),
+      "debug | info | warn | error | quiet (messages go to stderr)");
+}
+
+bool parse_command_line(const std::string& command, const std::string& usage,
+                        const std::string& description, const po::options_description& options,
+                        const po::positional_options_description& positional, const Args& args,
+                        po::variables_map& vm) {
+  try {
+    po::store(po::command_line_parser(args).options(options).positional(positional).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: quantforge " << command << " " << usage << "\n\n"
+                << description << "\n\n"
+                << options << std::endl;
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError{e.what(), command};
+  }
+  try {
+    set_log_level(parse_log_level(vm["log-level"].as<std::string>()));
+  } catch (const Error& e) {
+    throw UsageError{e.message(), command};
+  }
+  return true;
+}
+
+}  // namespace qf::cli

@@ -1,0 +1,56 @@
+// stderr logger: one mutex-guarded write per line so threads never interleave within a line.
+#include "core/log.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
+
+namespace qf {
+namespace {
+LogLevel g_level = LogLevel::kInfo;
+std::mutex g_mutex;
+
+const char* level_tag(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug: ";
+    case LogLevel::kWarn: return "warning: ";
+    case LogLevel::kError: return "error: ";
+    default: return "";
+  }
+}
+}  // namespace
+
+void set_log_level(LogLevel level) { g_level = level; }
+LogLevel log_level() { return g_level; }
+
+LogLevel parse_log_level(const std::string& name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "info") return LogLevel::kInfo;
+  if (name == "warn") return LogLevel::kWarn;
+  if (name == "error") return LogLevel::kError;
+  if (name == "quiet") return LogLevel::kQuiet;
+  QF_FAIL("unknown log level '", name, "' (expected debug, info, warn, error or quiet)");
+}
+
+void log_line(LogLevel level, bool all_ranks, const std::string& text) {
+  if (level < g_level) return;
+  if (!all_ranks && process_rank() != 0) return;
+  std::string line;
+  if (process_world_size() > 1 && all_ranks) {
+    char host[64] = "?";
+    gethostname(host, sizeof(host) - 1);
+    char prefix[128];
+    std::snprintf(prefix, sizeof(prefix), "[r%02d/%02d %s] ", process_rank(),
+                  process_world_size(), host);
+    line += prefix;
+  }
+  line += level_tag(level);
+  line += text;
+  line += '\n';
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace qf
