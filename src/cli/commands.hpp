@@ -4,12 +4,18 @@
 #include <string>
 #include <vector>
 
+namespace qf::dist {
+class MpiEnv;
+}
+
 namespace qf::cli {
 
 using Args = std::vector<std::string>;
 
 int cmd_make_tiny(const Args& args);
+int cmd_dequant(const Args& args);
 int cmd_inspect(const Args& args);
+int cmd_plan(const Args& args);
 
 struct Command {
   const char* name;
@@ -17,6 +23,10 @@ struct Command {
   int (*run)(const Args& args);
   bool needs_mpi;  // initialise MPI before running (multi-rank jobs)
 };
+
+// The MPI environment main() set up for a command with needs_mpi (it outlives the command, so
+// errors can still MPI_Abort). Throws if the command did not ask for MPI.
+const dist::MpiEnv& mpi_env();
 
 // All subcommands, in the order `quantforge --help` lists them.
 const std::vector<Command>& commands();

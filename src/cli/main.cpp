@@ -16,12 +16,25 @@
 
 namespace qf::cli {
 
+namespace {
+dist::MpiEnv* g_mpi_env = nullptr;
+}  // namespace
+
+const dist::MpiEnv& mpi_env() {
+  QF_CHECK(g_mpi_env != nullptr, "internal: this command did not initialise MPI");
+  return *g_mpi_env;
+}
+
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"make-tiny", "write a synthetic DeepSeek V4 checkpoint (native FP8/FP4 or BF16)",
        cmd_make_tiny, false},
+      {"dequant", "native FP8/FP4 checkpoint -> exact BF16 checkpoint, on any number of ranks",
+       cmd_dequant, true},
       {"inspect", "print the tensor table, dtype totals and config of a checkpoint", cmd_inspect,
        false},
+      {"plan", "dry run: which rank owns what, bytes and memory per rank, time estimate",
+       cmd_plan, false},
   };
   return table;
 }
@@ -63,12 +76,19 @@ int main(int argc, char** argv) {
   const Args args(argv + 2, argv + argc);
   std::unique_ptr<qf::dist::MpiEnv> mpi;
   try {
-    if (command->needs_mpi) mpi = std::make_unique<qf::dist::MpiEnv>(&argc, &argv);
+    if (command->needs_mpi) {
+      mpi = std::make_unique<qf::dist::MpiEnv>(&argc, &argv);
+      g_mpi_env = mpi.get();
+    }
     return command->run(args);
   } catch (const UsageError& e) {
     std::cerr << "quantforge " << e.command << ": " << e.message << "\n"
               << "try 'quantforge " << e.command << " --help'" << std::endl;
     return 2;
+  } catch (const qf::CollectiveError& e) {
+    // Every rank stops here together: no abort needed, only the reporting rank prints.
+    if (e.reported_here()) qf::log_error(e.what());
+    return 1;
   } catch (const qf::Error& e) {
     qf::log_error(e.what());
     if (mpi && mpi->world_size() > 1) qf::dist::MpiEnv::abort_all(1);

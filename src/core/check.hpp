@@ -20,6 +20,19 @@ class Error : public std::runtime_error {
   std::string message_;
 };
 
+// An error that every rank of a job raises together (after a collective agreed that the job
+// must stop), so no rank needs MPI_Abort to unblock its peers. `reported_here` is false on the
+// ranks that only learned of a failure reported (logged) by another rank.
+class CollectiveError : public Error {
+ public:
+  CollectiveError(std::string what_text, std::string message, bool reported_here)
+      : Error(std::move(what_text), std::move(message)), reported_here_(reported_here) {}
+  bool reported_here() const { return reported_here_; }
+
+ private:
+  bool reported_here_;
+};
+
 // Who this process is, for error reports and log prefixes. Set by dist::MpiEnv; defaults to
 // rank 0 of 1 so single-process tools and tests need no set-up.
 void set_process_rank(int rank, int world_size);

@@ -1,0 +1,61 @@
+// `quantforge dequant`: native mixed DeepSeek V4 checkpoint -> exact BF16 checkpoint.
+#include <memory>
+
+#include "cli/options.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
+#include "dist/mpi_communicator.hpp"
+#include "pipeline/dequant.hpp"
+
+namespace qf::cli {
+
+int cmd_dequant(const Args& args) {
+  po::options_description options("dequant options");
+  std::string backend = "auto";
+  pipeline::DequantOptions run;
+  uint64_t chunk_mib = 64;
+  options.add_options()  //
+      ("in", po::value(&run.in_dir)->required(),
+       "source checkpoint directory (native FP8/FP4 mixed, with index.json and config.json)")  //
+      ("out", po::value(&run.out_dir)->required(),
+       "output directory; must not exist or be empty (written as OUT.partial, then renamed)")  //
+      ("backend", po::value(&backend)->default_value("auto"),
+       "auto | cpu | cuda: the conversion kernels (auto = cuda when a GPU is visible)")  //
+      ("chunk-mib", po::value(&chunk_mib)->default_value(64),
+       "source MiB converted per step; bounds host (and device) memory per rank");
+  add_common_options(options);
+  po::variables_map vm;
+  if (!parse_command_line(
+          "dequant", "--in SRC --out DST [options]",
+          "Writes a BF16 copy of a native DeepSeek V4 checkpoint: FP8 E4M3 weights (128x128 "
+          "block scales) and packed FP4 E2M1 experts (per-32 UE8M0 scales) become BF16, exactly\n"
+          "(code x scale in FP32, one round-to-nearest-even to BF16); their .scale tensors are "
+          "dropped; everything else is copied byte for byte.\n"
+          "config.json loses quantization_config so transformers loads the result as an "
+          "unquantized model. Shard files keep the source names; output bytes are identical\n"
+          "for any number of ranks. Run under MPI for several ranks:\n"
+          "  mpirun -np 8 quantforge dequant --in SRC --out DST",
+          options, {}, args, vm)) {
+    return 0;
+  }
+  QF_CHECK(chunk_mib >= 1 && chunk_mib <= 16384, "--chunk-mib must be in [1, 16384], got",
+           chunk_mib);
+  run.chunk_bytes = chunk_mib << 20;
+  run.backend = pipeline::resolve_backend(backend);
+  dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
+  const auto report = pipeline::run_dequant(run, comm);
+
+  // Totals over ranks for the summary line.
+  uint64_t totals[4] = {report.bytes_read, report.bytes_written, report.n_tensors_converted,
+                        report.n_tensors_copied};
+  comm.allreduce_counts(totals, 4, "dequant totals");
+  log_info("dequant: ", totals[2], " tensors converted, ", totals[3], " copied; read ",
+           ProgressMeter::format_bytes(double(totals[0])), ", wrote ",
+           ProgressMeter::format_bytes(double(totals[1])), " in ",
+           ProgressMeter::format_seconds(report.seconds), " (",
+           ProgressMeter::format_bytes(double(totals[0] + totals[1]) / report.seconds),
+           "/s) -> ", run.out_dir);
+  return 0;
+}
+
+}  // namespace qf::cli

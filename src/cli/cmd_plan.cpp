@@ -1,0 +1,141 @@
+// `quantforge plan`: command line of the dry run (pipeline/plan_report). Owns: options, picking
+// the tensor list (config table or a real checkpoint), validation before any file is written.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "core/check.hpp"
+#include "formats/atomic_file.hpp"
+#include "formats/checkpoint_dir.hpp"
+#include "model/presets.hpp"
+#include "model/tensor_table.hpp"
+#include "pipeline/plan_report.hpp"
+
+namespace qf::cli {
+
+int cmd_plan(const Args& args) {
+  std::string recipe_help = "which weights become NVFP4:";
+  for (const auto& r : pipeline::recipes()) {
+    recipe_help += std::string("\n  ") + r.name + ": " + r.description;
+  }
+  std::string format_help =
+      "source storage for --config/--preset (default: native when the "
+      "config has quantization_config, else bf16):";
+  for (const auto& f : model::weight_formats()) {
+    format_help += std::string("\n  ") + f.name + ": " + f.description;
+  }
+  const pipeline::PlanReportOptions defaults;
+
+  po::options_description input("input (one of --config, --preset, --in)");
+  input.add_options()("config", po::value<std::string>(), "config.json: plan without weights")(
+      "preset", po::value<std::string>(), "built-in config (tiny, small, v4-flash, v4-pro)")(
+      "in", po::value<std::string>(),
+      "checkpoint directory: plan from its index and shard headers (config.json from the "
+      "directory unless --config is given)")("format", po::value<std::string>(),
+                                             format_help.c_str());
+  po::options_description dist("distribution and disk");
+  dist.add_options()("ranks", po::value<int>()->default_value(defaults.world_size),
+                     "MPI ranks (one per GPU)")("ranks-per-node",
+                                                po::value<int>()->default_value(0),
+                                                "ranks sharing one node's disk (0: min(ranks, 8))")(
+      "disk-gbps", po::value<double>()->default_value(defaults.read_gbps),
+      "disk read bandwidth per node, GB/s (default: one NVMe node; an input, measure yours)")(
+      "write-gbps", po::value<double>()->default_value(0.0),
+      "disk write bandwidth per node, GB/s (0: same as --disk-gbps)");
+  po::options_description calib("calibration and quantization");
+  calib.add_options()("samples", po::value<int>()->default_value(defaults.samples),
+                      "calibration sequences")(
+      "seq-len", po::value<int>()->default_value(defaults.seq_len), "tokens per sequence")(
+      "recipe", po::value<std::string>()->default_value("experts"), recipe_help.c_str());
+  po::options_description output("output");
+  output.add_options()("json", po::value<std::string>(), "also write the report as JSON here")(
+      "owners", "include every tensor's owner rank in the JSON");
+  po::options_description all("plan options");
+  all.add(input).add(dist).add(calib).add(output);
+  po::options_description logging("logging");
+  add_common_options(logging);
+  all.add(logging);
+
+  po::variables_map vm;
+  if (!parse_command_line(
+          "plan", "(--config FILE | --preset NAME | --in DIR) [--ranks N] [options]",
+          "Dry run, no weights needed: which rank owns which tensors (balanced by bytes within "
+          "every layer), bytes read and written per rank, peak host and GPU memory per rank for "
+          "layer-by-layer calibration, and the disk-bound time. The table goes to stdout.",
+          all, po::positional_options_description(), args, vm)) {
+    return 0;
+  }
+
+  const int n_inputs = static_cast<int>(vm.count("preset") + vm.count("in") +
+                                        (vm.count("config") && !vm.count("in") ? 1 : 0));
+  if (n_inputs != 1) throw UsageError{"give exactly one of --config, --preset, --in", "plan"};
+  if (vm.count("in") && vm.count("format")) {
+    throw UsageError{"--format applies to --config/--preset; --in reads the real storage", "plan"};
+  }
+  pipeline::PlanReportOptions options;
+  options.world_size = vm["ranks"].as<int>();
+  options.ranks_per_node = vm["ranks-per-node"].as<int>();
+  options.read_gbps = vm["disk-gbps"].as<double>();
+  options.write_gbps = vm["write-gbps"].as<double>();
+  options.samples = vm["samples"].as<int>();
+  options.seq_len = vm["seq-len"].as<int>();
+  options.with_owners = vm.count("owners") > 0;
+  if (options.world_size < 1) throw UsageError{"--ranks must be >= 1", "plan"};
+  if (options.ranks_per_node < 0) throw UsageError{"--ranks-per-node must be >= 0", "plan"};
+  if (!(options.read_gbps > 0) || options.write_gbps < 0) {
+    throw UsageError{"--disk-gbps must be > 0 and --write-gbps >= 0", "plan"};
+  }
+  if (options.samples < 1 || options.seq_len < 1) {
+    throw UsageError{"--samples and --seq-len must be >= 1", "plan"};
+  }
+  try {
+    options.recipe = pipeline::parse_recipe(vm["recipe"].as<std::string>());
+  } catch (const Error& e) {
+    throw UsageError{"--recipe: " + e.message(), "plan"};
+  }
+
+  pipeline::PlanReport report;
+  if (vm.count("in")) {
+    const formats::CheckpointDir dir(vm["in"].as<std::string>());
+    const model::ModelConfig config =
+        vm.count("config") ? model::ModelConfig::load(vm["config"].as<std::string>())
+                           : model::ModelConfig::from_json(dir.read_json("config.json"),
+                                                           dir.dir() + "/config.json");
+    report = pipeline::build_plan_report(config, pipeline::checkpoint_dir_tensors(dir, config),
+                                         options, "checkpoint " + dir.dir());
+  } else {
+    model::ModelConfig config;
+    std::string label;
+    if (vm.count("preset")) {
+      try {
+        config = model::preset_config(vm["preset"].as<std::string>());
+      } catch (const Error& e) {
+        throw UsageError{"--preset: " + e.message(), "plan"};
+      }
+      label = "preset " + vm["preset"].as<std::string>();
+    } else {
+      label = vm["config"].as<std::string>();
+      config = model::ModelConfig::load(label);
+    }
+    model::WeightFormat format = model::config_weight_format(config);
+    if (vm.count("format")) {
+      try {
+        format = model::parse_weight_format(vm["format"].as<std::string>());
+      } catch (const Error& e) {
+        throw UsageError{"--format: " + e.message(), "plan"};
+      }
+    }
+    label += std::string(" (") + model::weight_format_name(format) + ")";
+    report = pipeline::build_plan_report(config, model::checkpoint_tensors(config, format), options,
+                                         label);
+  }
+  pipeline::print_plan_report(report, std::cout);
+  std::cout.flush();
+  if (vm.count("json")) {
+    formats::write_file_atomic(vm["json"].as<std::string>(),
+                               pipeline::plan_report_json(report).dump(2) + "\n");
+  }
+  return 0;
+}
+
+}  // namespace qf::cli

@@ -1,0 +1,40 @@
+// Backend selection; the CUDA query is compiled only in CUDA builds.
+#include "pipeline/backend.hpp"
+
+#ifdef QF_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+#include "core/check.hpp"
+
+namespace qf::pipeline {
+
+int cuda_device_count() {
+#ifdef QF_HAVE_CUDA
+  int n_devices = 0;
+  if (cudaGetDeviceCount(&n_devices) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return n_devices;
+#else
+  return 0;
+#endif
+}
+
+Backend resolve_backend(const std::string& name) {
+  if (name == "cpu") return Backend::kCpu;
+  if (name == "auto") return cuda_device_count() > 0 ? Backend::kCuda : Backend::kCpu;
+  if (name == "cuda") {
+#ifndef QF_HAVE_CUDA
+    QF_FAIL("--backend cuda: this quantforge was built without CUDA (QF_CUDA=OFF)");
+#endif
+    QF_CHECK(cuda_device_count() > 0, "--backend cuda: no CUDA device is visible");
+    return Backend::kCuda;
+  }
+  QF_FAIL("unknown backend '", name, "' (expected auto, cpu or cuda)");
+}
+
+const char* backend_name(Backend backend) { return backend == Backend::kCuda ? "cuda" : "cpu"; }
+
+}  // namespace qf::pipeline
