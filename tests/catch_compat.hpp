@@ -4,9 +4,8 @@
 #if __has_include(<catch2/catch_all.hpp>)
 #include <catch2/catch_all.hpp>
 #define QF_CATCH_V3 1
+// v3 keeps Approx in namespace Catch; v2 already puts the class in the global namespace.
+using Catch::Approx;
 #else
 #include <catch2/catch.hpp>
 #endif
-
-// v3 moved Approx into Catch:: and matchers into Catch::Matchers (both present in v2 too).
-using Catch::Approx;

@@ -84,8 +84,9 @@ int cmd_inspect(const Args& args) {
       "totals-only", "print only the per-dtype totals and the config summary")(
       "json", "print one JSON document instead of text")(
       "checksums", "add an FNV-1a 64 checksum of every tensor's bytes (reads all data)")(
-      "check", "exit 1 unless config.json is a valid DeepSeek V4 config and the tensors match "
-               "its table exactly");
+      "check",
+      "exit 1 unless config.json is a valid DeepSeek V4 config and the tensors match "
+      "its table exactly");
   add_common_options(options);
   po::positional_options_description positional;
   positional.add("dir", 1);
@@ -127,8 +128,10 @@ int cmd_inspect(const Args& args) {
   }
 
   if (as_json) {
-    json doc = {{"dir", dir}, {"n_shards", ckpt.shard_files().size()},
-                {"n_tensors", rows.size()}, {"n_bytes", total_bytes}};
+    json doc = {{"dir", dir},
+                {"n_shards", ckpt.shard_files().size()},
+                {"n_tensors", rows.size()},
+                {"n_bytes", total_bytes}};
     json by_dtype = json::object();
     for (const auto& [dtype, total] : totals) {
       by_dtype[dtype_name(dtype)] = {{"n_tensors", total.n_tensors}, {"n_bytes", total.n_bytes}};
@@ -137,8 +140,11 @@ int cmd_inspect(const Args& args) {
     if (!totals_only) {
       json list = json::array();
       for (const auto& r : rows) {
-        json e = {{"name", r.info->name}, {"dtype", dtype_name(r.info->dtype)},
-                  {"shape", r.info->shape}, {"n_bytes", r.info->n_bytes()}, {"shard", r.shard}};
+        json e = {{"name", r.info->name},
+                  {"dtype", dtype_name(r.info->dtype)},
+                  {"shape", r.info->shape},
+                  {"n_bytes", r.info->n_bytes()},
+                  {"shard", r.shard}};
         if (checksums) e["checksum"] = r.checksum;
         list.push_back(e);
       }
@@ -146,16 +152,18 @@ int cmd_inspect(const Args& args) {
     }
     if (config) {
       doc["config"] = config->to_json();
-      doc["table_check"] = {{"format", model::weight_format_name(model::config_weight_format(*config))},
-                            {"matches", diffs.empty()}, {"differences", diffs}};
+      doc["table_check"] = {
+          {"format", model::weight_format_name(model::config_weight_format(*config))},
+          {"matches", diffs.empty()},
+          {"differences", diffs}};
     } else {
       doc["config_error"] = config_error;
     }
     std::cout << doc.dump(2) << std::endl;
   } else {
     std::cout << "checkpoint " << dir << ": " << ckpt.shard_files().size() << " shards, "
-              << rows.size() << " tensors, " << total_bytes << " bytes (" << human_bytes(total_bytes)
-              << ")\n";
+              << rows.size() << " tensors, " << total_bytes << " bytes ("
+              << human_bytes(total_bytes) << ")\n";
     if (!totals_only) {
       size_t width = 4;
       for (const auto& r : rows) width = std::max(width, r.info->name.size());
@@ -173,7 +181,8 @@ int cmd_inspect(const Args& args) {
     for (const auto& [dtype, total] : totals) {
       std::printf("  %-8s %8llu tensors  %16llu bytes  %12s\n", dtype_name(dtype),
                   static_cast<unsigned long long>(total.n_tensors),
-                  static_cast<unsigned long long>(total.n_bytes), human_bytes(total.n_bytes).c_str());
+                  static_cast<unsigned long long>(total.n_bytes),
+                  human_bytes(total.n_bytes).c_str());
     }
     std::printf("  %-8s %8zu tensors  %16llu bytes  %12s\n", "all", rows.size(),
                 static_cast<unsigned long long>(total_bytes), human_bytes(total_bytes).c_str());
@@ -181,8 +190,8 @@ int cmd_inspect(const Args& args) {
     if (config) {
       std::cout << config->summary();
       std::cout << "\ntensor table vs DeepSeek V4 ("
-                << model::weight_format_name(model::config_weight_format(*config))
-                << " format): " << (diffs.empty() ? "matches" : std::to_string(diffs.size()) + " differences")
+                << model::weight_format_name(model::config_weight_format(*config)) << " format): "
+                << (diffs.empty() ? "matches" : std::to_string(diffs.size()) + " differences")
                 << "\n";
       for (size_t i = 0; i < diffs.size() && i < 20; ++i) std::cout << "  " << diffs[i] << "\n";
       if (diffs.size() > 20) std::cout << "  ... " << diffs.size() - 20 << " more\n";
@@ -192,7 +201,8 @@ int cmd_inspect(const Args& args) {
     std::cout << std::flush;
   }
   if (vm.count("check") && (!config || !diffs.empty())) {
-    log_error("inspect --check: ", config ? std::to_string(diffs.size()) + " differences from the "
+    log_error("inspect --check: ", config ? std::to_string(diffs.size()) +
+                                                " differences from the "
                                                 "DeepSeek V4 tensor table"
                                           : config_error);
     return 1;

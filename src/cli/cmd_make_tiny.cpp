@@ -23,8 +23,8 @@ int cmd_make_tiny(const Args& args) {
 
   po::options_description input("input");
   input.add_options()("preset", po::value<std::string>()->default_value("tiny"),
-                      preset_help.c_str())(
-      "config", po::value<std::string>(), "config.json to use instead of a preset");
+                      preset_help.c_str())("config", po::value<std::string>(),
+                                           "config.json to use instead of a preset");
   po::options_description output("output");
   output.add_options()("out", po::value<std::string>()->required(),
                        "output directory (created; must be absent or empty)")(

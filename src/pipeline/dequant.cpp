@@ -3,6 +3,7 @@
 #include "pipeline/dequant.hpp"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>

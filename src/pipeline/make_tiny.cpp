@@ -51,7 +51,8 @@ void check_out_dir(const fs::path& out, bool force) {
     QF_CHECK(!ec, "make-tiny: cannot access", out.string() + ":", ec.message());
     return;
   }
-  QF_CHECK(fs::is_directory(out), "make-tiny: --out", out.string(), "exists and is not a directory");
+  QF_CHECK(fs::is_directory(out), "make-tiny: --out", out.string(),
+           "exists and is not a directory");
   QF_CHECK(force || fs::is_empty(out), "make-tiny: --out", out.string(),
            "is not empty; refusing to overwrite it (use --force to replace it)");
 }
@@ -95,7 +96,8 @@ std::vector<int> assign_shards(const std::vector<model::ModelTensor>& tensors, i
     s = u == 0 ? 0 : std::min(std::max(s, prev), prev + 1);
     s = std::max(s, n - (n_units - u));
     s = std::min(s, n - 1);
-    for (size_t j = units[static_cast<size_t>(u)].begin; j < units[static_cast<size_t>(u)].end; ++j) {
+    for (size_t j = units[static_cast<size_t>(u)].begin; j < units[static_cast<size_t>(u)].end;
+         ++j) {
       shard_of[j] = static_cast<int>(s);
     }
     prev = s;

@@ -134,6 +134,11 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     report.n_nvfp4 += out.nvfp4 ? 1 : 0;
   }
   report.src_params = model::total_params(tensors);
+  std::vector<model::ModelTensor> mtp;
+  for (const auto& t : tensors) {
+    if (t.is_mtp) mtp.push_back(t);
+  }
+  report.src_params_mtp = model::total_params(mtp);
 
   const dist::OwnershipPlan plan = dist::build_ownership_plan(items, n_ranks);
   report.balance = plan.balance();

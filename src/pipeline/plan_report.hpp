@@ -83,6 +83,7 @@ struct PlanReport {
   PlanReportOptions options;  // resolved (ranks_per_node, write_gbps filled in)
   std::string source;         // what the tensor list came from, for the header line
   uint64_t n_src_tensors = 0, src_bytes = 0, src_params = 0;
+  uint64_t src_params_mtp = 0;  // of src_params, in MTP layers (model cards quote without)
   uint64_t n_out_tensors = 0, out_bytes = 0, n_nvfp4 = 0;
   dist::PlanBalance balance;
   uint64_t fingerprint = 0;

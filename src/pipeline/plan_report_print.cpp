@@ -11,8 +11,22 @@
 namespace qf::pipeline {
 namespace {
 
-constexpr double kGB = 1e9;                    // disk I/O: decimal, as disk bandwidth is quoted
-constexpr double kGiB = 1024.0 * 1024 * 1024;  // memory: binary, as GPU memory is quoted
+// Disk I/O in decimal units (as disk bandwidth is quoted), memory in binary units (as GPU
+// memory is quoted); the largest unit that keeps the totals >= 10 of it, so tiny models show.
+struct Unit {
+  const char* name;
+  double n_bytes;
+};
+Unit io_unit(uint64_t n_bytes) {
+  if (n_bytes >= 10e9) return {"GB", 1e9};
+  if (n_bytes >= 10e6) return {"MB", 1e6};
+  return {"kB", 1e3};
+}
+Unit mem_unit(uint64_t n_bytes) {
+  if (n_bytes >= 10.0 * (1 << 30)) return {"GiB", 1024.0 * 1024 * 1024};
+  if (n_bytes >= 10.0 * (1 << 20)) return {"MiB", 1024.0 * 1024};
+  return {"KiB", 1024.0};
+}
 
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* format, ...) {
@@ -32,34 +46,37 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
   const PlanReportOptions& opt = report.options;
   const MemoryModel& mem = report.memory;
   const dist::PlanBalance& bal = report.balance;
+  const Unit io = io_unit(report.src_bytes);
+  const Unit ram = mem_unit(mem.gpu_bytes);
   out << "plan: " << report.source << ", " << opt.world_size << " ranks (" << opt.ranks_per_node
       << " per node), recipe " << recipe_name(opt.recipe) << "\n";
-  out << fmt("source: %" PRIu64 " tensors, %.2f GB, %.3f T params\n", report.n_src_tensors,
-             report.src_bytes / kGB, report.src_params / 1e12);
-  out << fmt("output: %" PRIu64 " tensors, %.2f GB (%" PRIu64 " linears -> NVFP4)\n",
-             report.n_out_tensors, report.out_bytes / kGB, report.n_nvfp4);
-  out << fmt("ownership: %zu owner groups, largest %.3f GB; max/mean - 1 = %.3f%% over totals",
-             bal.n_groups, bal.max_group_bytes / kGB, 100.0 * bal.imbalance);
+  out << fmt("source: %" PRIu64 " tensors, %.2f %s, %.4g G params (%.4g G without MTP)\n",
+             report.n_src_tensors, report.src_bytes / io.n_bytes, io.name, report.src_params / 1e9,
+             (report.src_params - report.src_params_mtp) / 1e9);
+  out << fmt("output: %" PRIu64 " tensors, %.2f %s (%" PRIu64 " linears -> NVFP4)\n",
+             report.n_out_tensors, report.out_bytes / io.n_bytes, io.name, report.n_nvfp4);
+  out << fmt("ownership: %zu owner groups (largest %.3f %s), max/mean - 1 = %.3f%% over totals",
+             bal.n_groups, bal.max_group_bytes / io.n_bytes, io.name, 100.0 * bal.imbalance);
   if (bal.worst_layer >= 0) {
-    out << fmt(", worst layer %d: %.3f%%", bal.worst_layer, 100.0 * bal.worst_layer_imbalance);
+    out << fmt(", worst layer %d: %.2f%%", bal.worst_layer, 100.0 * bal.worst_layer_imbalance);
   }
   out << fmt("; fingerprint %016" PRIx64 "\n\n", report.fingerprint);
 
-  out << "rank  tensors   nvfp4    src GB   out GB  read GB  write GB  host GiB  gpu GiB  "
-         "I/O s\n";
-  auto row = [&out](const std::string& label, uint64_t n_tensors, uint64_t n_nvfp4, uint64_t src,
-                    uint64_t out_bytes, uint64_t read, uint64_t write, const std::string& host,
-                    const std::string& gpu, const std::string& secs) {
-    out << fmt("%-5s %7" PRIu64 " %7" PRIu64 " %9.2f %8.2f %8.2f %9.2f %9s %8s %6s\n",
-               label.c_str(), n_tensors, n_nvfp4, src / kGB, out_bytes / kGB, read / kGB,
-               write / kGB, host.c_str(), gpu.c_str(), secs.c_str());
+  auto unit = [](const char* what, const Unit& u) { return std::string(what) + " " + u.name; };
+  out << fmt("%-5s %7s %7s %8s %8s %8s %9s %9s %8s %6s\n", "rank", "tensors", "nvfp4",
+             unit("src", io).c_str(), unit("out", io).c_str(), unit("read", io).c_str(),
+             unit("write", io).c_str(), unit("host", ram).c_str(), unit("gpu", ram).c_str(),
+             "I/O s");
+  auto row = [&](const std::string& label, const RankReport& r, const std::string& host) {
+    out << fmt("%-5s %7" PRIu64 " %7" PRIu64 " %8.2f %8.2f %8.2f %9.2f %9s %8.2f %6.1f\n",
+               label.c_str(), r.n_tensors, r.n_nvfp4, r.src_bytes / io.n_bytes,
+               r.out_bytes / io.n_bytes, r.read_bytes / io.n_bytes, r.write_bytes / io.n_bytes,
+               host.c_str(), r.gpu_peak_bytes / ram.n_bytes, r.io_seconds);
   };
   RankReport total;
   uint64_t max_host = 0;
   for (const RankReport& r : report.ranks) {
-    row(std::to_string(r.rank), r.n_tensors, r.n_nvfp4, r.src_bytes, r.out_bytes, r.read_bytes,
-        r.write_bytes, fmt("%.2f", r.host_peak_bytes / kGiB), fmt("%.2f", r.gpu_peak_bytes / kGiB),
-        fmt("%.1f", r.io_seconds));
+    row(std::to_string(r.rank), r, fmt("%.2f", r.host_peak_bytes / ram.n_bytes));
     total.n_tensors += r.n_tensors;
     total.n_nvfp4 += r.n_nvfp4;
     total.src_bytes += r.src_bytes;
@@ -68,37 +85,43 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
     total.write_bytes += r.write_bytes;
     max_host = std::max(max_host, r.host_peak_bytes);
   }
-  row("total", total.n_tensors, total.n_nvfp4, total.src_bytes, total.out_bytes, total.read_bytes,
-      total.write_bytes, fmt("max %.2f", max_host / kGiB), fmt("%.2f", mem.gpu_bytes / kGiB),
-      fmt("%.1f", report.job_seconds));
+  total.gpu_peak_bytes = mem.gpu_bytes;
+  total.io_seconds = report.job_seconds;
+  row("total", total, fmt("max %.2f", max_host / ram.n_bytes));
   out << fmt(
-      "\njob time (I/O bound) = max over ranks = %.1f s (%.1f min), slowest rank %d; "
-      "disk %.1f GB/s read, %.1f GB/s write per node, shared by %d ranks\n",
+      "\njob time, disk-bound = max over ranks = %.1f s (%.1f min), slowest rank %d;\n"
+      "  disk %.1f GB/s read, %.1f GB/s write per node (inputs), shared by %d ranks\n",
       report.job_seconds, report.job_seconds / 60, report.slowest_rank, opt.read_gbps,
       opt.write_gbps, opt.ranks_per_node);
 
-  out << "\nmodel (per rank r of R; GB = 1e9 B, GiB = 2^30 B):\n"
-      << "  read_r = source owned + NVFP4 work store read back at export + copied tensors\n"
-      << "           re-read from the source at export;  write_r = work store + output shard\n"
-      << "  time_r = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / "
-         "ranks_per_node);\n"
-      << "           job = max_r time_r (disk only: compute and interconnect not counted)\n"
-      << "  gpu = W + D + A + S + amax (calibration, layer by layer; same on every rank):\n";
-  out << fmt("    W    %9.3f GiB  largest layer (%s) in source precision (every rank holds it)\n",
-             mem.layer_weights_bytes / kGiB, layer_label(mem.layer_weights_layer).c_str());
-  out << fmt("    D    %9.3f GiB  largest FP8/FP4 group dequantized to BF16 (%s)\n",
-             mem.dequant_bytes / kGiB,
+  out << "\nmodel, per rank r of R:\n"
+      << "  read_r  = source owned + NVFP4 work store read back at export\n"
+      << "            + copied tensors re-read from the source at export\n"
+      << "  write_r = NVFP4 work store (HDF5) + output shard\n"
+      << "  time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / "
+         "ranks_per_node)\n"
+      << "  job     = max_r time_r (disk only; calibration compute and interconnect excluded)\n"
+      << "  host_r  = max over layers of (r's source bytes in the layer + their NVFP4 output)\n"
+      << "  gpu     = W + D + A + S + amax (calibration, layer by layer, same on every rank):\n";
+  out << fmt("    W    %9.3f %s  largest layer (%s) in source precision, held by every rank\n",
+             mem.layer_weights_bytes / ram.n_bytes, ram.name,
+             layer_label(mem.layer_weights_layer).c_str());
+  out << fmt("    D    %9.3f %s  largest FP8/FP4 owner group dequantized to BF16 (%s)\n",
+             mem.dequant_bytes / ram.n_bytes, ram.name,
              mem.dequant_group.empty() ? "none" : mem.dequant_group.c_str());
   out << fmt(
-      "    A    %9.3f GiB  2 x T_r x hidden x hc_mult x 2 B, T_r = ceil(%d/%d) x %d = %" PRIu64
+      "    A    %9.3f %s  residual in+out: 2 x T_r x hidden x hc_mult x 2 B,\n"
+      "                        T_r = ceil(samples/R) x seq_len = ceil(%d/%d) x %d = %" PRIu64
       " tokens\n",
-      mem.activation_bytes / kGiB, opt.samples, opt.world_size, opt.seq_len, mem.tokens_per_rank);
+      mem.activation_bytes / ram.n_bytes, ram.name, opt.samples, opt.world_size, opt.seq_len,
+      mem.tokens_per_rank);
   out << fmt(
-      "    S    %9.3f GiB  seq_len x (heads x head_dim + head_dim + top_k x (hidden + 2 x "
-      "moe_inter)) x 2 B + seq_len x top_k x 8 B\n",
-      mem.sequence_bytes / kGiB);
-  out << fmt("    amax %9.3f GiB  8 B per NVFP4 linear\n", mem.amax_bytes / kGiB);
-  out << "  host_r = max over layers of (r's source bytes in the layer + their NVFP4 output)\n";
+      "    S    %9.3f %s  one sequence: seq_len x (heads x head_dim + head_dim\n"
+      "                        + top_k x (hidden + 2 x moe_inter)) x 2 B + seq_len x top_k"
+      " x 8 B\n",
+      mem.sequence_bytes / ram.n_bytes, ram.name);
+  out << fmt("    amax %9.3f %s  8 B per NVFP4 linear (input and weight amax)\n",
+             mem.amax_bytes / ram.n_bytes, ram.name);
 }
 
 nlohmann::json plan_report_json(const PlanReport& report) {
@@ -111,9 +134,13 @@ nlohmann::json plan_report_json(const PlanReport& report) {
                   {"read_gbps", opt.read_gbps},       {"write_gbps", opt.write_gbps},
                   {"samples", opt.samples},           {"seq_len", opt.seq_len},
                   {"recipe", recipe_name(opt.recipe)}};
-  j["totals"] = {{"n_src_tensors", report.n_src_tensors}, {"src_bytes", report.src_bytes},
-                 {"src_params", report.src_params},       {"n_out_tensors", report.n_out_tensors},
-                 {"out_bytes", report.out_bytes},         {"n_nvfp4", report.n_nvfp4}};
+  j["totals"] = {{"n_src_tensors", report.n_src_tensors},
+                 {"src_bytes", report.src_bytes},
+                 {"src_params", report.src_params},
+                 {"src_params_mtp", report.src_params_mtp},
+                 {"n_out_tensors", report.n_out_tensors},
+                 {"out_bytes", report.out_bytes},
+                 {"n_nvfp4", report.n_nvfp4}};
   j["balance"] = {{"n_groups", bal.n_groups},
                   {"max_group_bytes", bal.max_group_bytes},
                   {"max_rank_bytes", bal.max_rank_bytes},

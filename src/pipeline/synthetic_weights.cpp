@@ -46,11 +46,22 @@ class Rng {
 // ----------------------------------------------------------------------------------------------
 // What each tensor holds, from its name.
 
-enum class ValueKind { kLinear, kEmbed, kNorm, kSink, kApe, kGateBias, kHcFn, kHcBase, kHcScale,
-                       kTid2eid };
+enum class ValueKind {
+  kLinear,
+  kEmbed,
+  kNorm,
+  kSink,
+  kApe,
+  kGateBias,
+  kHcFn,
+  kHcBase,
+  kHcScale,
+  kTid2eid
+};
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 ValueKind value_kind(const ModelTensor& t) {
@@ -78,16 +89,35 @@ class ValueGen {
     const ValueKind kind = value_kind(t);
     const int64_t n_cols = t.spec.shape.empty() ? 1 : t.spec.shape.back();
     switch (kind) {
-      case ValueKind::kLinear: std_ = 1.0f / std::sqrt(static_cast<float>(t.n_cols)); break;
-      case ValueKind::kEmbed: std_ = 1.0f; break;
-      case ValueKind::kNorm: mean_ = 1.0f, std_ = 0.05f; break;
-      case ValueKind::kSink: std_ = 0.5f; break;
-      case ValueKind::kApe: std_ = 0.1f; break;
-      case ValueKind::kGateBias: std_ = 0.01f; break;
-      case ValueKind::kHcFn: std_ = 0.5f / std::sqrt(static_cast<float>(n_cols)); break;
-      case ValueKind::kHcBase: std_ = 0.1f; break;
-      case ValueKind::kHcScale: mean_ = 1.0f, std_ = 0.1f; break;
-      case ValueKind::kTid2eid: break;
+      case ValueKind::kLinear:
+        std_ = 1.0f / std::sqrt(static_cast<float>(t.n_cols));
+        break;
+      case ValueKind::kEmbed:
+        std_ = 1.0f;
+        break;
+      case ValueKind::kNorm:
+        mean_ = 1.0f, std_ = 0.05f;
+        break;
+      case ValueKind::kSink:
+        std_ = 0.5f;
+        break;
+      case ValueKind::kApe:
+        std_ = 0.1f;
+        break;
+      case ValueKind::kGateBias:
+        std_ = 0.01f;
+        break;
+      case ValueKind::kHcFn:
+        std_ = 0.5f / std::sqrt(static_cast<float>(n_cols));
+        break;
+      case ValueKind::kHcBase:
+        std_ = 0.1f;
+        break;
+      case ValueKind::kHcScale:
+        mean_ = 1.0f, std_ = 0.1f;
+        break;
+      case ValueKind::kTid2eid:
+        break;
     }
     if (kind == ValueKind::kLinear) {
       // Outlier input channels: ~1 in 64 columns x6, chosen by a stream of their own.
@@ -96,14 +126,24 @@ class ValueGen {
       for (auto& s : col_scale_) {
         if (splitmix64(state) % 64 == 0) s = 6.0f;
       }
+      // Row gains (1 + u) * 2^k, u ~ U(0, 1), k in {-2..1}, per group of 64 output rows: FP8
+      // tiles get different scales, so a reader applying the wrong tile's scale is caught.
+      row_gain_seed_ = tensor_seed ^ 0x5EED0F6A1Aull;
     }
   }
 
   void fill(float* dst, int64_t n_rows, int64_t n_cols) {
-    for (int64_t r = 0; r < n_rows; ++r) {
+    for (int64_t r = 0; r < n_rows; ++r, ++row_) {
+      float gain = 1.0f;
+      if (!col_scale_.empty()) {
+        uint64_t state = row_gain_seed_ + static_cast<uint64_t>(row_ / 64);
+        const uint64_t bits = splitmix64(state);
+        const float u = static_cast<float>(bits >> 40) * 0x1p-24f;    // [0, 1)
+        gain = std::ldexp(1.0f + u, static_cast<int>(bits % 4) - 2);  // exact, no libm
+      }
       for (int64_t c = 0; c < n_cols; ++c) {
         float v = mean_ + std_ * rng_.normal();
-        if (!col_scale_.empty()) v *= col_scale_[static_cast<size_t>(c)];
+        if (!col_scale_.empty()) v *= gain * col_scale_[static_cast<size_t>(c)];
         dst[r * n_cols + c] = v;
       }
     }
@@ -112,7 +152,9 @@ class ValueGen {
  private:
   Rng rng_;
   float mean_ = 0.0f, std_ = 1.0f;
-  std::vector<float> col_scale_;
+  std::vector<float> col_scale_;  // empty unless a linear weight
+  uint64_t row_gain_seed_ = 0;
+  int64_t row_ = 0;  // rows produced so far
 };
 
 float abs_max(const float* x, int64_t n, int64_t stride, int64_t n_rows) {
@@ -200,14 +242,18 @@ void SyntheticWeights::emit_fp8_weight(const ModelTensor& t, const ByteSink& sin
           const size_t i = static_cast<size_t>(r * n_cols + c);
           const float x = strip[i];
           const uint8_t code = numerics::float_to_e4m3(e8m0 ? x * inv_scale : x / scale);
-          if (native) codes[i] = code;
-          else bf16[i] = numerics::fp8_block_to_bf16(code, scale);
+          if (native)
+            codes[i] = code;
+          else
+            bf16[i] = numerics::fp8_block_to_bf16(code, scale);
         }
       }
     }
     const uint64_t n = static_cast<uint64_t>(nr * n_cols);
-    if (native) sink(codes.data(), n);
-    else sink(bf16.data(), 2 * n);
+    if (native)
+      sink(codes.data(), n);
+    else
+      sink(bf16.data(), 2 * n);
   }
 }
 
@@ -249,8 +295,10 @@ void SyntheticWeights::emit_fp4_weight(const ModelTensor& t, const ByteSink& sin
       }
     }
     const uint64_t n = static_cast<uint64_t>(nr * n_cols);
-    if (native) sink(packed.data(), n / 2);
-    else sink(bf16.data(), 2 * n);
+    if (native)
+      sink(packed.data(), n / 2);
+    else
+      sink(bf16.data(), 2 * n);
   }
 }
 

@@ -1,0 +1,84 @@
+// RAII owners of CUDA resources (CUDA builds only; include from .cu/.cpp compiled with CUDA).
+// Owns: DeviceBuffer<T>, PinnedBuffer<T>, CudaStream, CudaEvent. Does not own device choice.
+#pragma once
+#ifdef QF_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <utility>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+
+namespace qf {
+
+// Device memory of n_elems T; grow() reallocates (contents lost) when more is needed.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n_elems) { grow(n_elems); }
+  ~DeviceBuffer() { release(); }
+  DeviceBuffer(DeviceBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), n_elems_(std::exchange(other.n_elems_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    if (this != &other) {
+      release();
+      ptr_ = std::exchange(other.ptr_, nullptr);
+      n_elems_ = std::exchange(other.n_elems_, 0);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void grow(size_t n_elems) {
+    if (n_elems <= n_elems_) return;
+    release();
+    void* ptr = nullptr;
+    QF_CUDA_CHECK(cudaMalloc(&ptr, n_elems * sizeof(T)), "cudaMalloc of", n_elems * sizeof(T),
+                  "bytes");
+    ptr_ = static_cast<T*>(ptr);
+    n_elems_ = n_elems;
+  }
+  T* get() const { return ptr_; }
+  size_t n_elems() const { return n_elems_; }
+
+ private:
+  void release() noexcept {
+    if (!ptr_) return;
+    const cudaError_t rc = cudaFree(ptr_);
+    if (rc != cudaSuccess) log_error("cudaFree failed: ", cudaGetErrorString(rc));
+    ptr_ = nullptr;
+    n_elems_ = 0;
+  }
+  T* ptr_ = nullptr;
+  size_t n_elems_ = 0;
+};
+
+// A non-blocking stream on the current device.
+class CudaStream {
+ public:
+  CudaStream() {
+    QF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream create");
+  }
+  ~CudaStream() {
+    if (!stream_) return;
+    const cudaError_t rc = cudaStreamDestroy(stream_);
+    if (rc != cudaSuccess) log_error("cudaStreamDestroy failed: ", cudaGetErrorString(rc));
+  }
+  CudaStream(CudaStream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
+  CudaStream& operator=(CudaStream&&) = delete;
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  cudaStream_t get() const { return stream_; }
+  void synchronize(const char* what) const {
+    QF_CUDA_CHECK(cudaStreamSynchronize(stream_), what);
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace qf
+#endif  // QF_HAVE_CUDA

@@ -1,0 +1,187 @@
+// Communicator: argument checks shared by all backends, the named collectives, the factory.
+// Does not own: any library call (mpi_communicator.cpp, nccl_communicator.cpp).
+#include "dist/communicator.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "core/check.hpp"
+#include "dist/mpi_communicator.hpp"
+#include "dist/mpi_env.hpp"
+#ifdef QF_HAVE_CUDA
+#include "dist/nccl_communicator.hpp"
+#endif
+
+namespace qf::dist {
+
+size_t elem_n_bytes(ElemType type) {
+  switch (type) {
+    case ElemType::kF32:
+      return 4;
+    case ElemType::kF64:
+      return 8;
+    case ElemType::kI32:
+      return 4;
+    case ElemType::kI64:
+      return 8;
+    case ElemType::kU64:
+      return 8;
+    case ElemType::kU8:
+      return 1;
+  }
+  QF_FAIL("unknown ElemType", static_cast<int>(type));
+}
+
+const char* elem_type_name(ElemType type) {
+  switch (type) {
+    case ElemType::kF32:
+      return "f32";
+    case ElemType::kF64:
+      return "f64";
+    case ElemType::kI32:
+      return "i32";
+    case ElemType::kI64:
+      return "i64";
+    case ElemType::kU64:
+      return "u64";
+    case ElemType::kU8:
+      return "u8";
+  }
+  return "?";
+}
+
+const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::kSum ? "sum" : "max"; }
+
+const char* backend_name(Backend backend) { return backend == Backend::kMpi ? "mpi" : "nccl"; }
+
+Backend parse_backend(const std::string& name) {
+  if (name == "mpi") return Backend::kMpi;
+  if (name == "nccl") return Backend::kNccl;
+  QF_FAIL("unknown communication backend '" + name + "' (valid: mpi, nccl)");
+}
+
+bool backend_available(Backend backend) {
+#ifdef QF_HAVE_CUDA
+  (void)backend;
+  return true;
+#else
+  return backend == Backend::kMpi;
+#endif
+}
+
+Communicator::Communicator(int rank, int world_size) : rank_(rank), world_size_(world_size) {
+  QF_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "invalid rank", rank, "of",
+           world_size);
+}
+
+std::string Communicator::describe(const char* operation, const char* what) const {
+  return str_cat("rank ", rank_, "/", world_size_, " ", backend_name(backend()), " ", operation,
+                 " '", what ? what : "?", "'");
+}
+
+// ---- raw collectives: validate, then hand to the backend ----------------------------------
+
+void Communicator::allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp op,
+                             const char* what) {
+  if (n_elems == 0) return;
+  QF_CHECK(buf != nullptr, describe("allreduce", what), ": null buffer for", n_elems, "elements");
+  QF_CHECK(n_elems <= std::numeric_limits<size_t>::max() / elem_n_bytes(type),
+           describe("allreduce", what), ":", n_elems, elem_type_name(type),
+           "elements overflow size_t");
+  do_allreduce(buf, n_elems, type, op, what);
+}
+
+void Communicator::broadcast(void* buf, size_t n_bytes, int root, const char* what) {
+  QF_CHECK(root >= 0 && root < world_size_, describe("broadcast", what), ": root", root,
+           "outside [0,", world_size_, ")");
+  if (n_bytes == 0) return;
+  QF_CHECK(buf != nullptr, describe("broadcast", what), ": null buffer for", n_bytes, "bytes");
+  do_broadcast(buf, n_bytes, root, what);
+}
+
+void Communicator::allgather(const void* send, void* recv, size_t n_bytes_per_rank,
+                             const char* what) {
+  if (n_bytes_per_rank == 0) return;
+  QF_CHECK(send != nullptr && recv != nullptr, describe("allgather", what), ": null buffer");
+  QF_CHECK(n_bytes_per_rank <= std::numeric_limits<size_t>::max() / world_size_,
+           describe("allgather", what), ":", n_bytes_per_rank, "bytes per rank overflow size_t");
+  // Overlap is allowed only as the in-place form (send is this rank's slot of recv).
+  const auto* send_begin = static_cast<const char*>(send);
+  const auto* recv_begin = static_cast<const char*>(recv);
+  const char* own_slot = recv_begin + rank_ * n_bytes_per_rank;
+  const bool overlaps = send_begin < recv_begin + world_size_ * n_bytes_per_rank &&
+                        recv_begin < send_begin + n_bytes_per_rank;
+  QF_CHECK(!overlaps || send_begin == own_slot, describe("allgather", what),
+           ": send overlaps recv but is not this rank's slot (in-place form)");
+  do_allgather(send, recv, n_bytes_per_rank, what);
+}
+
+void Communicator::allgatherv(const void* send, void* recv,
+                              const std::vector<size_t>& n_bytes_of_rank, const char* what) {
+  QF_CHECK(static_cast<int>(n_bytes_of_rank.size()) == world_size_, describe("allgatherv", what),
+           ": got", n_bytes_of_rank.size(), "sizes for", world_size_, "ranks");
+  size_t n_bytes_total = 0;
+  for (const size_t n : n_bytes_of_rank) {
+    QF_CHECK(n <= std::numeric_limits<size_t>::max() - n_bytes_total, describe("allgatherv", what),
+             ": total size overflows size_t");
+    n_bytes_total += n;
+  }
+  if (n_bytes_total == 0) return;
+  QF_CHECK(recv != nullptr, describe("allgatherv", what), ": null recv buffer");
+  QF_CHECK(send != nullptr || n_bytes_of_rank[rank_] == 0, describe("allgatherv", what),
+           ": null send buffer for", n_bytes_of_rank[rank_], "bytes");
+  do_allgatherv(send, recv, n_bytes_of_rank, what);
+}
+
+void Communicator::do_allgatherv(const void* send, void* recv,
+                                 const std::vector<size_t>& n_bytes_of_rank, const char* what) {
+  // Rank r broadcasts its part straight into its slot; send is copied by the root's own
+  // broadcast only when it is not already in place.
+  size_t offset = 0;
+  for (int root = 0; root < world_size_; ++root) {
+    const size_t n_bytes = n_bytes_of_rank[root];
+    char* slot = static_cast<char*>(recv) + offset;
+    if (n_bytes > 0) {
+      if (root == rank_ && send != slot) copy_local(slot, send, n_bytes, what);
+      do_broadcast(slot, n_bytes, root, what);
+    }
+    offset += n_bytes;
+  }
+}
+
+void Communicator::barrier(const char* what) { do_barrier(what); }
+
+// ---- named collectives ---------------------------------------------------------------------
+
+void Communicator::allreduce_amax(float* amax, size_t n, const char* what) {
+  if (!device_buffers()) {
+    // NaN would make MAX order-dependent and a negative amax is a caller bug; 0 is "not seen".
+    for (size_t i = 0; i < n; ++i) {
+      QF_CHECK(std::isfinite(amax[i]) && amax[i] >= 0.0f, describe("allreduce_amax", what),
+               ": element", i, "is", amax[i], "(amax must be finite and >= 0; 0 = not seen)");
+    }
+  }
+  allreduce(amax, n, ElemType::kF32, ReduceOp::kMax, what);
+}
+
+void Communicator::allreduce_counts(int64_t* counts, size_t n, const char* what) {
+  allreduce(counts, n, ElemType::kI64, ReduceOp::kSum, what);
+}
+
+void Communicator::allreduce_counts(uint64_t* counts, size_t n, const char* what) {
+  allreduce(counts, n, ElemType::kU64, ReduceOp::kSum, what);
+}
+
+// ---- factory -------------------------------------------------------------------------------
+
+std::unique_ptr<Communicator> make_communicator(Backend backend, const MpiEnv& mpi,
+                                                const CommunicatorOptions& options) {
+  if (backend == Backend::kMpi) return std::make_unique<MpiCommunicator>(mpi, options);
+#ifdef QF_HAVE_CUDA
+  return std::make_unique<NcclCommunicator>(mpi, options);
+#else
+  QF_FAIL("communication backend 'nccl' needs a CUDA build (QF_CUDA=ON); use 'mpi'");
+#endif
+}
+
+}  // namespace qf::dist

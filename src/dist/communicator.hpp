@@ -1,0 +1,128 @@
+// Communicator: the collectives quantforge makes, behind one interface with an MPI backend
+// (host buffers) and an NCCL backend (device buffers). Owns: the operation contracts, argument
+// checks, the named collectives (allreduce_amax, allreduce_counts). Does not own: MPI life
+// cycle (MpiEnv), the ownership plan, or which collective runs when (the pipeline).
+//
+// Contract shared by every backend and every operation:
+//   - Collective: every rank calls the same operations in the same order with the same sizes,
+//     root and element type. Argument errors (bad root, overflowing sizes) are detected on every
+//     rank alike before any communication, so they fail everywhere instead of hanging.
+//   - `what` names the operation in errors and logs ("layer 7 input amax"). Every error carries
+//     the rank, the world size, the backend and `what`.
+//   - Buffers: host memory for Backend::kMpi, device memory (on the communicator's device) for
+//     Backend::kNccl. device_buffers() says which.
+//   - Completion: the MPI backend returns when the operation is complete. The NCCL backend
+//     enqueues on its communication stream, ordered after all work already queued on the
+//     compute stream and before any work queued there afterwards (llm.c zero.cuh events); the
+//     host must call synchronize() before touching the buffers with the CPU.
+//
+// Liveness: a dead or stuck peer blocks MPI collectives forever (MPI has no timeouts) and NCCL
+// kernels spin. Today main() turns any error into MPI_Abort, which kills every rank, but a rank
+// that dies without an error (OOM kill, node loss) relies on mpirun/Slurm tearing the job down.
+// A watchdog (non-blocking ncclCommInitRankConfig + ncclCommGetAsyncError polling with a
+// deadline, then ncclCommAbort; for MPI a heartbeat thread) is issue "dist-liveness".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qf::dist {
+
+class MpiEnv;
+
+// Element types of reductions. kU8 doubles as "bytes" for byte-sized payloads.
+enum class ElemType { kF32, kF64, kI32, kI64, kU64, kU8 };
+enum class ReduceOp { kSum, kMax };
+enum class Backend { kMpi, kNccl };
+
+size_t elem_n_bytes(ElemType type);
+const char* elem_type_name(ElemType type);  // "f32", ...
+const char* reduce_op_name(ReduceOp op);    // "sum" | "max"
+const char* backend_name(Backend backend);  // "mpi" | "nccl"
+// "mpi" | "nccl"; throws qf::Error listing the valid names.
+Backend parse_backend(const std::string& name);
+// Whether this build has the NCCL backend (QF_HAVE_CUDA).
+bool backend_available(Backend backend);
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return rank_; }
+  int world_size() const { return world_size_; }
+  virtual Backend backend() const = 0;
+  // True when buffers must be device pointers (NCCL), false for host pointers (MPI).
+  virtual bool device_buffers() const = 0;
+
+  // ---- raw collectives (the pipeline calls the named ones below where one fits) ----------
+  // In place: buf[i] = op over ranks of buf[i], for n_elems elements of `type`.
+  void allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp op, const char* what);
+  // buf (n_bytes) on every rank = buf on `root`.
+  void broadcast(void* buf, size_t n_bytes, int root, const char* what);
+  // recv[r * n_bytes_per_rank ...] = send of rank r; recv holds world_size * n_bytes_per_rank.
+  // send must not overlap recv, except send == recv + rank * n_bytes_per_rank (in place).
+  void allgather(const void* send, void* recv, size_t n_bytes_per_rank, const char* what);
+  // Like allgather with per-rank sizes: rank r contributes n_bytes_of_rank[r] bytes, placed
+  // back to back in rank order in recv. n_bytes_of_rank must be identical on every rank; send
+  // holds n_bytes_of_rank[rank()] bytes. Implemented as one broadcast per rank.
+  void allgatherv(const void* send, void* recv, const std::vector<size_t>& n_bytes_of_rank,
+                  const char* what);
+  // Returns on each rank once every rank has called it (and, for NCCL, every operation this
+  // rank enqueued has completed).
+  void barrier(const char* what);
+  // Waits for every operation this rank issued (no-op for MPI).
+  virtual void synchronize(const char* what) = 0;
+
+  // ---- named collectives (DESIGN.md; STYLE.md §10) ---------------------------------------
+  // Calibration input/weight amax: MAX over ranks of n non-negative f32 values, where 0 means
+  // "this rank did not see it" (so a rank that saw no token of an expert contributes nothing
+  // and never blocks). Host buffers are checked for NaN/negative values first.
+  void allreduce_amax(float* amax, size_t n, const char* what);
+  // Token/row counters: SUM over ranks.
+  void allreduce_counts(int64_t* counts, size_t n, const char* what);
+  void allreduce_counts(uint64_t* counts, size_t n, const char* what);
+
+ protected:
+  Communicator(int rank, int world_size);
+  // Backends implement these; arguments are already validated (non-zero sizes, valid root,
+  // non-null buffers).
+  virtual void do_allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp op,
+                            const char* what) = 0;
+  virtual void do_broadcast(void* buf, size_t n_bytes, int root, const char* what) = 0;
+  virtual void do_allgather(const void* send, void* recv, size_t n_bytes_per_rank,
+                            const char* what) = 0;
+  // Default: one broadcast per rank; NCCL overrides to group them.
+  virtual void do_allgatherv(const void* send, void* recv,
+                             const std::vector<size_t>& n_bytes_of_rank, const char* what);
+  virtual void do_barrier(const char* what) = 0;
+  // dst = src on this rank's memory (host or device, as device_buffers()); n_bytes > 0.
+  virtual void copy_local(void* dst, const void* src, size_t n_bytes, const char* what) = 0;
+  // "rank 2/4 mpi allreduce 'layer 3 amax'": the prefix of every error message.
+  std::string describe(const char* operation, const char* what) const;
+
+ private:
+  int rank_ = 0;
+  int world_size_ = 1;
+};
+
+// Backend-specific settings; the MPI backend uses only max_chunk_bytes.
+struct CommunicatorOptions {
+  // MPI counts are int: messages are split into pieces of at most this many bytes. Tests set
+  // it tiny to exercise the chunked paths.
+  size_t max_chunk_bytes = size_t{1} << 30;
+  // NCCL: the CUDA device (-1: local_rank % device count) and the compute stream
+  // (a cudaStream_t; nullptr = the legacy default stream) that collectives are ordered with.
+  int device = -1;
+  void* compute_stream = nullptr;
+};
+
+// The communicator for `backend` over all ranks of `mpi`. Collective over MPI_COMM_WORLD
+// (NCCL: the unique id is broadcast from rank 0). Throws if the backend is not built in.
+std::unique_ptr<Communicator> make_communicator(Backend backend, const MpiEnv& mpi,
+                                                const CommunicatorOptions& options = {});
+
+}  // namespace qf::dist

@@ -1,0 +1,197 @@
+// NcclComm and NcclCommunicator: NCCL collectives on device buffers, enqueued on a dedicated
+// communication stream and ordered with the compute stream by events (llm.c zero.cuh).
+// Compiled to nothing without QF_HAVE_CUDA.
+#ifdef QF_HAVE_CUDA
+#include "dist/nccl_communicator.hpp"
+
+#include <mpi.h>
+
+#include <exception>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "dist/mpi_env.hpp"
+
+namespace qf::dist {
+namespace {
+
+ncclDataType_t nccl_type(ElemType type) {
+  switch (type) {
+    case ElemType::kF32:
+      return ncclFloat32;
+    case ElemType::kF64:
+      return ncclFloat64;
+    case ElemType::kI32:
+      return ncclInt32;
+    case ElemType::kI64:
+      return ncclInt64;
+    case ElemType::kU64:
+      return ncclUint64;
+    case ElemType::kU8:
+      return ncclUint8;
+  }
+  QF_FAIL("unknown ElemType", static_cast<int>(type));
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kSum ? ncclSum : ncclMax; }
+
+int pick_device(const MpiEnv& mpi, int requested) {
+  int n_devices = 0;
+  QF_CUDA_CHECK(cudaGetDeviceCount(&n_devices), "rank", mpi.rank(), "counting CUDA devices");
+  QF_CHECK(n_devices > 0, "rank", mpi.rank(), "on", mpi.hostname(), "sees no CUDA device");
+  if (requested >= 0) {
+    QF_CHECK(requested < n_devices, "rank", mpi.rank(), "asked for CUDA device", requested, "of",
+             n_devices);
+    return requested;
+  }
+  if (mpi.local_size() > n_devices) {
+    log_warn("host ", mpi.hostname(), " runs ", mpi.local_size(), " ranks on ", n_devices,
+             " CUDA devices: ranks share devices");
+  }
+  return mpi.local_rank() % n_devices;
+}
+
+}  // namespace
+
+// ---- RAII pieces ---------------------------------------------------------------------------
+
+namespace detail {
+OwnedStream::OwnedStream() {
+  QF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                "creating the communication stream");
+}
+OwnedStream::~OwnedStream() {
+  if (!stream_) return;
+  const cudaError_t rc = cudaStreamDestroy(stream_);
+  if (rc != cudaSuccess) log_error("cudaStreamDestroy: ", cudaGetErrorString(rc));
+}
+OwnedEvent::OwnedEvent() {
+  QF_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming),
+                "creating an ordering event");
+}
+OwnedEvent::~OwnedEvent() {
+  if (!event_) return;
+  const cudaError_t rc = cudaEventDestroy(event_);
+  if (rc != cudaSuccess) log_error("cudaEventDestroy: ", cudaGetErrorString(rc));
+}
+}  // namespace detail
+
+NcclComm::NcclComm(const MpiEnv& mpi, int device) : device_(device) {
+  QF_CUDA_CHECK(cudaSetDevice(device), "rank", mpi.rank(), "selecting CUDA device", device);
+  ncclUniqueId id{};
+  if (mpi.rank() == 0) QF_NCCL_CHECK(ncclGetUniqueId(&id), "rank 0 creating the NCCL id");
+  QF_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "rank", mpi.rank(),
+               "broadcasting the NCCL unique id");
+  QF_NCCL_CHECK(ncclCommInitRank(&comm_, mpi.world_size(), id, mpi.rank()), "rank", mpi.rank(),
+                "of", mpi.world_size(), "ncclCommInitRank on device", device);
+}
+
+NcclComm::~NcclComm() {
+  if (!comm_) return;
+  if (std::uncaught_exceptions() > 0) {
+    // Unwinding from an error: peers may never reach finalize; abort frees without waiting.
+    const ncclResult_t rc = ncclCommAbort(comm_);
+    if (rc != ncclSuccess) log_error("ncclCommAbort: ", ncclGetErrorString(rc));
+    return;
+  }
+  ncclResult_t rc = ncclCommFinalize(comm_);
+  if (rc != ncclSuccess) log_error("ncclCommFinalize: ", ncclGetErrorString(rc));
+  rc = ncclCommDestroy(comm_);
+  if (rc != ncclSuccess) log_error("ncclCommDestroy: ", ncclGetErrorString(rc));
+}
+
+// ---- NcclCommunicator ----------------------------------------------------------------------
+
+NcclCommunicator::NcclCommunicator(const MpiEnv& mpi, const CommunicatorOptions& options)
+    : Communicator(mpi.rank(), mpi.world_size()),
+      comm_(mpi, pick_device(mpi, options.device)),
+      compute_stream_(static_cast<cudaStream_t>(options.compute_stream)) {}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (!comm_stream_.get()) return;
+  const cudaError_t rc = cudaStreamSynchronize(comm_stream_.get());
+  if (rc != cudaSuccess) {
+    log_error("rank ", rank(),
+              ": communication stream failed at teardown: ", cudaGetErrorString(rc));
+  }
+}
+
+void NcclCommunicator::wait_for_compute(const char* operation, const char* what) {
+  QF_CUDA_CHECK(cudaEventRecord(compute_ready_.get(), compute_stream_), describe(operation, what),
+                "recording the compute-stream event");
+  QF_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_.get(), compute_ready_.get(), 0),
+                describe(operation, what), "ordering the comm stream after compute");
+}
+
+void NcclCommunicator::signal_compute(const char* operation, const char* what) {
+  QF_CUDA_CHECK(cudaEventRecord(comm_done_.get(), comm_stream_.get()), describe(operation, what),
+                "recording the comm-stream event");
+  QF_CUDA_CHECK(cudaStreamWaitEvent(compute_stream_, comm_done_.get(), 0),
+                describe(operation, what), "ordering the compute stream after the collective");
+}
+
+void NcclCommunicator::do_allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp op,
+                                    const char* what) {
+  wait_for_compute("allreduce", what);
+  QF_NCCL_CHECK(ncclAllReduce(buf, buf, n_elems, nccl_type(type), nccl_op(op), comm_.get(),
+                              comm_stream_.get()),
+                describe("allreduce", what), "(", elem_type_name(type), reduce_op_name(op), n_elems,
+                "elements)");
+  signal_compute("allreduce", what);
+}
+
+void NcclCommunicator::do_broadcast(void* buf, size_t n_bytes, int root, const char* what) {
+  wait_for_compute("broadcast", what);
+  QF_NCCL_CHECK(ncclBroadcast(buf, buf, n_bytes, ncclUint8, root, comm_.get(), comm_stream_.get()),
+                describe("broadcast", what), "(", n_bytes, "bytes from root", root, ")");
+  signal_compute("broadcast", what);
+}
+
+void NcclCommunicator::do_allgather(const void* send, void* recv, size_t n_bytes_per_rank,
+                                    const char* what) {
+  wait_for_compute("allgather", what);
+  // In place when send == recv + rank * n_bytes_per_rank, which NCCL accepts as is.
+  QF_NCCL_CHECK(
+      ncclAllGather(send, recv, n_bytes_per_rank, ncclUint8, comm_.get(), comm_stream_.get()),
+      describe("allgather", what), "(", n_bytes_per_rank, "bytes per rank)");
+  signal_compute("allgather", what);
+}
+
+void NcclCommunicator::do_allgatherv(const void* send, void* recv,
+                                     const std::vector<size_t>& n_bytes_of_rank, const char* what) {
+  wait_for_compute("allgatherv", what);
+  QF_NCCL_CHECK(ncclGroupStart(), describe("allgatherv", what), "group start");
+  size_t offset = 0;
+  for (int root = 0; root < world_size(); ++root) {
+    const size_t n_bytes = n_bytes_of_rank[root];
+    char* slot = static_cast<char*>(recv) + offset;
+    if (n_bytes > 0) {
+      // The root's send buffer may differ from its slot: ncclBroadcast copies it there.
+      const void* source = root == rank() ? send : slot;
+      const ncclResult_t rc =
+          ncclBroadcast(source, slot, n_bytes, ncclUint8, root, comm_.get(), comm_stream_.get());
+      if (rc != ncclSuccess) ncclGroupEnd();
+      QF_NCCL_CHECK(rc, describe("allgatherv", what), "(", n_bytes, "bytes from rank", root, ")");
+    }
+    offset += n_bytes;
+  }
+  QF_NCCL_CHECK(ncclGroupEnd(), describe("allgatherv", what), "group end");
+  signal_compute("allgatherv", what);
+}
+
+void NcclCommunicator::do_barrier(const char* what) {
+  synchronize(what);
+  QF_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), describe("barrier", what));
+}
+
+void NcclCommunicator::copy_local(void* dst, const void* src, size_t n_bytes, const char* what) {
+  QF_CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyDeviceToDevice, comm_stream_.get()),
+                describe("local copy", what));
+}
+
+void NcclCommunicator::synchronize(const char* what) {
+  QF_CUDA_CHECK(cudaStreamSynchronize(comm_stream_.get()), describe("synchronize", what));
+}
+
+}  // namespace qf::dist
+#endif  // QF_HAVE_CUDA

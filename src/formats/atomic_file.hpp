@@ -1,0 +1,19 @@
+// Whole-file helpers: atomic small-file writes and strict JSON file reads.
+// Owns: the temp + fsync + rename protocol for small files. Does not own: streaming writes.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace qf::formats {
+
+// Writes `<path>.tmp.<pid>`, fsyncs it, renames it to path and fsyncs the directory. On any
+// error the temp file is removed and qf::Error names the file.
+void write_file_atomic(const std::string& path, const std::string& contents);
+// Reads and parses a JSON file, rejecting duplicate keys. Errors name the file and, for parse
+// errors, the byte position.
+nlohmann::json read_json_file(const std::string& path);
+// Parses JSON text, rejecting duplicate object keys (nlohmann would silently keep the last).
+// `label` (a file name) starts every error message.
+nlohmann::json parse_json_strict(const std::string& text, const std::string& label);
+
+}  // namespace qf::formats

@@ -1,0 +1,54 @@
+// LayerRecord: what the rank store keeps for one layer and one stage (tensors of any dtype,
+// float and int64 arrays, string attributes). Owns: validation, equality. Does not own: files.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/dtype.hpp"
+
+namespace qf::formats {
+
+// One tensor, byte-exact: `bytes` are the safetensors data bytes (little-endian elements; F4:
+// two E2M1 codes per byte), `shape` counts logical elements ({} for a 0-d tensor).
+struct StoredTensor {
+  std::string name;
+  DType dtype = DType::kU8;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+
+  bool operator==(const StoredTensor& other) const;
+  bool operator!=(const StoredTensor& other) const { return !(*this == other); }
+};
+
+// One layer's results for one stage. Typical use (keys are the caller's choice):
+//   stage "calib": f32["<linear>.input_amax"] = {amax}, i64["expert_tokens"] = {n per expert}
+//   stage "quant": tensors "<linear>.weight" (U8 packed E2M1), ".weight_scale" (F8_E4M3),
+//                  ".weight_scale_2" (F32, 0-d), ".input_scale" (F32, 0-d)
+// Tensors keep their order; maps are ordered by key.
+struct LayerRecord {
+  int layer = 0;  // >= 0; values past the last hidden layer may label non-layer groups
+  std::vector<StoredTensor> tensors;
+  std::map<std::string, std::vector<float>> f32;
+  std::map<std::string, std::vector<int64_t>> i64;
+  std::map<std::string, std::string> attrs;  // UTF-8, no NUL bytes
+
+  // Bitwise float comparison (NaN payloads included), so a round trip can be checked exactly.
+  bool operator==(const LayerRecord& other) const;
+  bool operator!=(const LayerRecord& other) const { return !(*this == other); }
+  uint64_t n_tensor_bytes() const;  // sum of tensors[i].bytes.size()
+  const StoredTensor* find_tensor(const std::string& name) const;  // nullptr if absent
+};
+
+// Throws qf::Error (prefixed with `label`) unless: layer >= 0; every name and key is a valid
+// HDF5 link name (non-empty, not "." , no '/' and no NUL); tensor names are unique; every
+// shape dim is >= 0 and bytes.size() equals the dtype's byte count for the shape; attribute
+// values hold no NUL byte.
+void validate_layer_record(const LayerRecord& record, const std::string& label);
+
+// The name rule above: throws naming `what` (e.g. "tensor", "f32 key") and the name.
+void check_record_name(const std::string& name, const std::string& what,
+                       const std::string& label);
+
+}  // namespace qf::formats

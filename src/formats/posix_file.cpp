@@ -1,0 +1,153 @@
+// Checked POSIX file primitives: every call's return value is checked, every error names the
+// file. Owns: EINTR and short-transfer loops. Does not own: any file format.
+#include "formats/posix_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+
+namespace qf::formats {
+namespace {
+// One pread/pwrite call moves at most this much; Linux caps a transfer near 2 GiB anyway.
+constexpr uint64_t kMaxTransferBytes = uint64_t{1} << 30;
+
+std::string parent_dir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+}  // namespace
+
+// ---- FileDescriptor ----------------------------------------------------------------------------
+
+FileDescriptor::~FileDescriptor() {
+  if (fd_ >= 0 && ::close(fd_) != 0) {
+    log_warn("close(", path_, ") failed: ", errno_text(errno));
+  }
+}
+
+FileDescriptor::FileDescriptor(FileDescriptor&& other) noexcept
+    : fd_(other.fd_), path_(std::move(other.path_)) {
+  other.fd_ = -1;
+}
+
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0 && ::close(fd_) != 0) log_warn("close(", path_, ") failed: ", errno_text(errno));
+    fd_ = other.fd_;
+    path_ = std::move(other.path_);
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+void FileDescriptor::close() {
+  if (fd_ < 0) return;
+  const int fd = fd_;
+  fd_ = -1;  // POSIX leaves the fd state unspecified after a failed close; never retry it
+  QF_SYS_CHECK(::close(fd), path_ + ":", "close failed");
+}
+
+// ---- open / stat -------------------------------------------------------------------------------
+
+FileDescriptor open_for_read(const std::string& path) {
+  int fd = -1;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  QF_SYS_CHECK(fd, path + ":", "cannot open for reading");
+  return FileDescriptor(fd, path);
+}
+
+FileDescriptor open_for_write(const std::string& path) {
+  int fd = -1;
+  do {
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  } while (fd < 0 && errno == EINTR);
+  QF_SYS_CHECK(fd, path + ":", "cannot open for writing");
+  return FileDescriptor(fd, path);
+}
+
+uint64_t file_n_bytes(const FileDescriptor& fd) {
+  struct stat st {};
+  QF_SYS_CHECK(::fstat(fd.get(), &st), fd.path() + ":", "fstat failed");
+  QF_CHECK(S_ISREG(st.st_mode), fd.path() + ":", "not a regular file");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+// ---- transfers ---------------------------------------------------------------------------------
+
+void pread_full(const FileDescriptor& fd, void* dst, uint64_t n_bytes, uint64_t offset) {
+  auto* out = static_cast<char*>(dst);
+  uint64_t done = 0;
+  while (done < n_bytes) {
+    const uint64_t chunk = std::min(n_bytes - done, kMaxTransferBytes);
+    const ssize_t got = ::pread(fd.get(), out + done, chunk, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    QF_SYS_CHECK(got, fd.path() + ":", "read of", n_bytes, "bytes at offset", offset, "failed");
+    QF_CHECK(got > 0, fd.path() + ":", "unexpected end of file reading", n_bytes, "bytes at offset",
+             offset, "(got", done, "bytes; was the file truncated?)");
+    done += static_cast<uint64_t>(got);
+  }
+}
+
+void pwrite_full(const FileDescriptor& fd, const void* src, uint64_t n_bytes, uint64_t offset) {
+  const auto* in = static_cast<const char*>(src);
+  uint64_t done = 0;
+  while (done < n_bytes) {
+    const uint64_t chunk = std::min(n_bytes - done, kMaxTransferBytes);
+    const ssize_t put = ::pwrite(fd.get(), in + done, chunk, static_cast<off_t>(offset + done));
+    if (put < 0 && errno == EINTR) continue;
+    QF_SYS_CHECK(put, fd.path() + ":", "write of", n_bytes, "bytes at offset", offset, "failed");
+    QF_CHECK(put > 0, fd.path() + ":", "write made no progress at offset", offset + done);
+    done += static_cast<uint64_t>(put);
+  }
+}
+
+void fsync_file(const FileDescriptor& fd) {
+  QF_SYS_CHECK(::fsync(fd.get()), fd.path() + ":", "fsync failed");
+}
+
+void fsync_parent_dir(const std::string& path) {
+  const std::string dir = parent_dir(path);
+  int fd = -1;
+  do {
+    fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  QF_SYS_CHECK(fd, dir + ":", "cannot open directory to fsync it");
+  FileDescriptor owned(fd, dir);
+  QF_SYS_CHECK(::fsync(owned.get()), dir + ":", "directory fsync failed");
+  owned.close();
+}
+
+std::string read_file_bytes(const std::string& path) {
+  const FileDescriptor fd = open_for_read(path);
+  const uint64_t n_bytes = file_n_bytes(fd);
+  std::string bytes(n_bytes, '\0');
+  pread_full(fd, bytes.data(), n_bytes, 0);
+  return bytes;
+}
+
+std::string temp_path_for(const std::string& final_path) {
+  return final_path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
+}
+
+void rename_file(const std::string& from, const std::string& to) {
+  QF_SYS_CHECK(::rename(from.c_str(), to.c_str()), "cannot rename", from, "to", to);
+}
+
+void remove_file_noexcept(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    log_warn("cannot remove ", path, ": ", errno_text(errno));
+  }
+}
+
+}  // namespace qf::formats

@@ -1,0 +1,121 @@
+// RankStore: one rank's crash-safe checkpoint directory, WORK/rank-R/ (layer files + manifest).
+// Owns: the commit protocol, verification, resume checks. Does not own: what a layer holds
+// (pipeline), the HDF5 mapping (layer_file), the manifest text (rank_store_manifest).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "formats/layer_record.hpp"
+#include "formats/posix_file.hpp"
+#include "formats/rank_store_manifest.hpp"
+
+namespace qf::formats {
+
+// ================================ on-disk layout, format version 1 ==============================
+//
+// WORK/rank-R/                      one directory per rank R (no zero padding: rank-0, rank-12)
+//   manifest.json                   the commit record (below); written atomically after each commit
+//   layer-LLLL.<stage>.h5           one committed (layer, stage); LLLL = layer, %04d
+//   writer.lock                     empty; flock()ed by the one process writing this store
+//   *.tmp.<pid>                     a write in progress (or killed): never part of the store
+//
+// Stages are lower-case identifiers; the pipeline uses "calib" (calibration results of a layer:
+// input amax per linear, token counts per expert) and "quant" (quantized tensors), committed
+// separately, so a layer's calibration survives a crash during its quantization.
+//
+// Commit protocol (commit_layer): write layer-LLLL.<stage>.h5.tmp.<pid> with HDF5, close it,
+// checksum and fsync it, rename it to layer-LLLL.<stage>.h5, fsync the directory, then add it to
+// manifest.json (write manifest.json.tmp.<pid>, fsync, rename, fsync the directory). A layer is
+// committed exactly when manifest.json lists it. kill -9 at any moment leaves every committed
+// layer intact and loses at most the layer being committed; a resume (create) deletes temp files
+// and layer files the manifest does not list.
+//
+// manifest.json (object; keys sorted):
+//   format          "quantforge.rank_store"
+//   format_version  1
+//   checksum        "xxh64": the algorithm of every checksum here (XXH64, seed 0, as hex)
+//   rank, world_size  of the run that wrote the store
+//   created, updated  UTC ISO 8601 times (not part of the provenance comparison)
+//   provenance      object supplied by the pipeline (tool version, options, config hash, source
+//                   files with sizes and checksums, ...); resume refuses any difference
+//   files           [{stage, layer, file, n_bytes, xxh64}] sorted by (stage, layer): n_bytes and
+//                   xxh64 cover the whole layer file
+//   manifest_xxh64  XXH64 of the compact JSON dump (sorted keys) of this object minus this key
+//
+// Layer file (HDF5 1.8 object format, readable by HDF5 >= 1.8 and h5py; no timestamps, so equal
+// records give equal bytes; links listed in creation order):
+//   /  attributes   format = "quantforge.rank_store.layer" (string), format_version = 1 (int64),
+//                   layer (int64), stage (string), rank (int64)
+//   /tensors/<name> uint8[n_bytes]: the tensor's raw little-endian bytes, exactly the safetensors
+//                   data bytes (F4: two E2M1 codes per byte, low nibble first), in record order
+//       @dtype      string: safetensors dtype ("U8", "F8_E4M3", "F32", "BF16", "F4", ...)
+//       @shape      int64[ndim], logical elements; a null dataspace for a 0-d tensor
+//   /f32/<key>      float32 LE [n]   (e.g. "<linear>.input_amax")
+//   /i64/<key>      int64 LE [n]     (e.g. "expert_tokens")
+//   /attrs          group whose attributes are the record's strings (fixed-length UTF-8,
+//                   NUL-padded; "" stored as one NUL)
+// Names and keys are any UTF-8 except "", "." and strings containing '/' or NUL.
+// ================================================================================================
+
+constexpr const char* kStageCalib = "calib";
+constexpr const char* kStageQuant = "quant";
+
+// How much open/create verify of the committed files: sizes only (cheap resume), or sizes and
+// checksums (reads every file; what `validate` and export use).
+enum class StoreVerify { kSizes, kChecksums };
+
+// Not thread-safe (HDF5 is built without thread safety): use a store from one thread.
+class RankStore {
+ public:
+  // The writer's entry point: creates WORK/rank-R (and WORK), or resumes the store there.
+  // Resuming requires the stored world size and provenance to equal the given ones; otherwise a
+  // qf::Error lists every difference ("options.samples: 128 vs 256", stored value first).
+  // Takes writer.lock (an error if another live process holds it), deletes temp files and layer
+  // files the manifest does not list (warning for each), verifies the committed files.
+  static RankStore create(const std::string& work_dir, int rank, int world_size,
+                          const nlohmann::json& provenance,
+                          StoreVerify verify = StoreVerify::kChecksums);
+  // Read-only access to any rank's store (export, validate). Changes nothing on disk: leftover
+  // temp or unlisted files are only reported (warning), since their writer may still be running.
+  // A missing manifest, a missing/truncated/corrupted listed file is an error naming the file.
+  static RankStore open(const std::string& work_dir, int rank,
+                        StoreVerify verify = StoreVerify::kChecksums);
+
+  // Commits one (layer, stage) atomically (protocol above). Errors: read-only store, invalid
+  // record or stage, (layer, stage) already committed.
+  void commit_layer(const LayerRecord& record, const std::string& stage);
+  bool has_layer(int layer, const std::string& stage) const;
+  std::vector<int> committed_layers(const std::string& stage) const;  // ascending
+  // Checks the file's size and checksum against the manifest, then reads it; an error names the
+  // file on any mismatch (including a file holding another layer, stage or rank).
+  LayerRecord read_layer(int layer, const std::string& stage) const;
+  // Re-checks size and checksum of every committed file; one line per problem, empty if intact.
+  std::vector<std::string> verify_files() const;
+
+  const nlohmann::json& provenance() const { return manifest_.provenance; }
+  const std::vector<StoreFileEntry>& files() const { return manifest_.files; }
+  int rank() const { return manifest_.rank; }
+  int world_size() const { return manifest_.world_size; }
+  const std::string& dir() const { return dir_; }
+  bool writable() const { return lock_.valid(); }
+
+  // WORK/rank-R.
+  static std::string rank_dir(const std::string& work_dir, int rank);
+  // Human-readable differences, `a` (stored) first: see provenance_differences.
+  static std::vector<std::string> compare_provenance(const nlohmann::json& a,
+                                                     const nlohmann::json& b);
+
+ private:
+  RankStore(std::string dir, StoreManifest manifest, FileDescriptor lock)
+      : dir_(std::move(dir)), manifest_(std::move(manifest)), lock_(std::move(lock)) {}
+  const StoreFileEntry* find(int layer, const std::string& stage) const;
+  std::string path_of(const StoreFileEntry& entry) const { return dir_ + "/" + entry.file; }
+  void write_manifest();
+
+  std::string dir_;
+  StoreManifest manifest_;
+  FileDescriptor lock_;  // valid (and flock()ed) in stores made by create()
+};
+
+}  // namespace qf::formats

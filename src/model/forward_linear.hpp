@@ -1,0 +1,36 @@
+// Dense FP32 building blocks of the reference forward: Tensor2D, y = x W^T with the observer
+// call, and a plain parallel_for over rows. Does not own: any model-specific op.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/linear_observer.hpp"
+
+namespace qf::model {
+
+// Row-major [n_rows, n_cols]; a linear weight is [out_features, in_features] as in PyTorch.
+struct Tensor2D {
+  int64_t n_rows = 0, n_cols = 0;
+  std::vector<float> data;
+
+  const float* row(int64_t r) const { return data.data() + r * n_cols; }
+  bool empty() const { return data.empty(); }
+};
+
+// Runs fn(begin, end) over [0, n) split into contiguous chunks on up to
+// hardware_concurrency() threads (QF_THREADS overrides). Results must not depend on the split.
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+
+// sum_i a[i] * b[i] in FP32 with 8 interleaved partial sums (the one dot product of the forward).
+float dot_ref(const float* a, const float* b, int64_t n);
+
+// y[n_rows, w.n_rows] = x[n_rows, w.n_cols] * w^T, FP32 with 8-way partial sums per dot product.
+void matmul_ref(const float* x, int64_t n_rows, const Tensor2D& w, float* y);
+
+// Observes x under `name` (if observer is non-null), then returns x * w^T.
+std::vector<float> linear_forward(const std::string& name, const float* x, int64_t n_rows,
+                                  const Tensor2D& w, LinearInputObserver* observer);
+
+}  // namespace qf::model

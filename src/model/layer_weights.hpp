@@ -1,0 +1,94 @@
+// FP32 weights of one decoder layer and of the model ends (embedding, final norm, hyper-head,
+// head), filled through a caller-provided WeightLoader. Owns: which tensors exist and their
+// shapes. Does not own: reading or dequantizing checkpoint files (the loader does that).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/forward_config.hpp"
+#include "model/forward_linear.hpp"
+
+namespace qf::model {
+
+// Returns the FP32 values of one tensor, row-major, checked by the caller against
+// expected_shape. Names are the tensor names of a transformers save_pretrained() checkpoint
+// with a leading `model.` removed (see the table in layer_weights.cpp; the native DeepSeek
+// checkpoint differs only in the model ends: embed.weight, hc_head_fn/_base/_scale).
+// Integer tensors (gate.tid2eid) come back as exact float values.
+using WeightLoader =
+    std::function<std::vector<float>(const std::string& name, std::vector<int64_t> expected_shape)>;
+
+// Mixed-pool compressor of CSA (width = 2*head_dim: Ca | Cb series) or HCA (width = head_dim).
+struct CompressorWeights {
+  Tensor2D wkv, wgate;      // [width, hidden]
+  Tensor2D ape;             // [compress_rate, width]: position bias added to the gate logits
+  std::vector<float> norm;  // [head_dim]: RMSNorm of the pooled entry
+};
+
+// Lightning indexer of a CSA layer (its compressor has width 2*index_head_dim).
+struct IndexerWeights {
+  CompressorWeights compressor;
+  Tensor2D wq_b;          // [index_n_heads*index_head_dim, q_lora_rank]
+  Tensor2D weights_proj;  // [index_n_heads, hidden]
+};
+
+struct AttentionWeights {
+  Tensor2D wq_a;               // [q_lora_rank, hidden]
+  std::vector<float> q_norm;   // [q_lora_rank]
+  Tensor2D wq_b;               // [heads*head_dim, q_lora_rank]
+  Tensor2D wkv;                // [head_dim, hidden]: the single shared K=V head
+  std::vector<float> kv_norm;  // [head_dim]  (native name attn.norm)
+  Tensor2D wo_a;  // [o_groups*o_lora_rank, heads*head_dim/o_groups]: block-diagonal per group
+  Tensor2D wo_b;  // [hidden, o_groups*o_lora_rank]
+  std::vector<float> sinks;  // [heads]   (native name attn.attn_sink)
+  bool has_compressor = false, has_indexer = false;
+  CompressorWeights compressor;
+  IndexerWeights indexer;
+};
+
+// One mHC site: mixes = RMS-normalised streams (hc_mult*hidden) * fn^T -> pre | post | comb.
+struct HyperConnectionWeights {
+  Tensor2D fn;               // [(2+hc)*hc, hc*hidden]
+  std::vector<float> base;   // [(2+hc)*hc]
+  std::vector<float> scale;  // [3]
+};
+
+struct ExpertWeights {
+  Tensor2D w1, w3;  // [moe_intermediate, hidden]: gate, up
+  Tensor2D w2;      // [hidden, moe_intermediate]: down
+};
+
+struct MoeWeights {
+  Tensor2D gate;                 // [n_routed_experts, hidden]: router weight
+  std::vector<float> gate_bias;  // [n_routed_experts] (top-k layers: selection-only bias)
+  std::vector<int32_t> tid2eid;  // [vocab, top_k] (hash layers)
+  std::vector<ExpertWeights> experts;
+  ExpertWeights shared;
+};
+
+struct LayerWeights {
+  int layer = -1;
+  std::vector<float> attn_norm, ffn_norm;  // [hidden]
+  HyperConnectionWeights hc_attn, hc_ffn;
+  AttentionWeights attn;
+  MoeWeights ffn;
+};
+
+struct GlobalWeights {
+  Tensor2D embed;                                  // [vocab, hidden]
+  std::vector<float> norm;                         // [hidden]
+  Tensor2D hc_head_fn;                             // [hc, hc*hidden]
+  std::vector<float> hc_head_base, hc_head_scale;  // [hc], [1]
+  Tensor2D head;                                   // [vocab, hidden]
+};
+
+LayerWeights load_layer_weights(const ForwardConfig& config, int layer, const WeightLoader& loader);
+GlobalWeights load_global_weights(const ForwardConfig& config, const WeightLoader& loader);
+
+// Every tensor name load_layer_weights / load_global_weights asks for, in call order.
+std::vector<std::string> layer_weight_names(const ForwardConfig& config, int layer);
+std::vector<std::string> global_weight_names();
+
+}  // namespace qf::model
