@@ -131,33 +131,8 @@ __global__ void nvfp4_quantize_kernel(const uint4* __restrict__ x, int64_t n_blo
     const uint4 v0 = __ldcs(x + 2 * blk);
     const uint4 v1 = __ldcs(x + 2 * blk + 1);
     const uint32_t w[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-    uint32_t amax_bits = 0;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t a_lo = abs_bits_bf16(w[i]), a_hi = abs_bits_bf16(w[i] >> 16);
-      amax_bits = max(amax_bits, max(a_lo, a_hi));
-      bad += (a_lo >= 0x7F800000u) + (a_hi >= 0x7F800000u);
-    }
-    const uint8_t scale_code = nvfp4_block_scale(bits_to_float(amax_bits), scale_2);
-    const float divisor = nvfp4_block_divisor(scale_code, scale_2);
-    uint32_t out[2] = {0u, 0u};
-    Nvfp4Bf16Bounds bounds;
-    if (nvfp4_bf16_bounds(divisor, &bounds)) {
-      // Division-free and bit-identical to nvfp4_encode (see numerics/nvfp4.hpp).
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const uint8_t lo = nvfp4_encode_bf16(static_cast<uint16_t>(w[i]), bounds);
-        const uint8_t hi = nvfp4_encode_bf16(static_cast<uint16_t>(w[i] >> 16), bounds);
-        out[i / 4] |= static_cast<uint32_t>(e2m1_pack(lo, hi)) << (8 * (i % 4));
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const uint8_t lo = nvfp4_encode(bf16_to_float(static_cast<uint16_t>(w[i])), divisor);
-        const uint8_t hi = nvfp4_encode(bf16_to_float(static_cast<uint16_t>(w[i] >> 16)), divisor);
-        out[i / 4] |= static_cast<uint32_t>(e2m1_pack(lo, hi)) << (8 * (i % 4));
-      }
-    }
+    uint32_t out[2];
+    const uint8_t scale_code = nvfp4_quantize_block_bf16(w, scale_2, out, &bad);
     packed[blk] = make_uint2(out[0], out[1]);
     scale[blk] = scale_code;  // Nvfp4ScaleLayout::kLinear: flat block index
   }
@@ -223,36 +198,10 @@ __global__ void mxfp4_to_nvfp4_kernel(
     const uint4 v = __ldcs(packed + b32);
     const uint8_t s = __ldcs(e8m0 + b32);
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-    const bool in_range = mxfp4_block_in_range(s, k_max_local);
     n_lossless = mxfp4_block_lossless(s, k_max);
-    n_fallback = !in_range;
-    uint8_t max_index = 0;  // only the fallback amax reads it
-    if (!in_range) {
-      for (int i = 0; i < 32; ++i) {
-        max_index = max(max_index, static_cast<uint8_t>((w[i / 8] >> (4 * (i % 8))) & 0x7u));
-      }
-    }
-    const uint8_t scale_code =
-        mxfp4_nvfp4_block_scale(mxfp4_nvfp4_block_amax(s, max_index, k_max_local), scale_2);
-    const float divisor = nvfp4_block_divisor(scale_code, scale_2);
-    const int k = mxfp4_exponent(s);
+    n_fallback = !mxfp4_block_in_range(s, k_max_local);
     uint32_t o[4];
-    if (divisor == exp2_int(k) && k <= kMxfp4MaxFiniteExponent) {
-      // x / divisor is exactly +-magnitude for every nibble: copy the codes (-0 -> +0).
-#pragma unroll
-      for (int j = 0; j < 4; ++j) o[j] = mxfp4_codes_drop_negative_zero(w[j]);
-    } else {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        o[j] = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const float x = mxfp4_dequantize_bf16(static_cast<uint8_t>((w[j] >> (4 * i)) & 0xFu), s);
-          n_bad += !is_finite_float(x);
-          o[j] |= static_cast<uint32_t>(nvfp4_encode(x, divisor)) << (4 * i);
-        }
-      }
-    }
+    const uint8_t scale_code = mxfp4_to_nvfp4_block(w, s, k_max_local, scale_2, o, &n_bad);
     __stcs(out_packed + b32, make_uint4(o[0], o[1], o[2], o[3]));
     out_scale[b32] = static_cast<uint16_t>(scale_code | (scale_code << 8));
   }

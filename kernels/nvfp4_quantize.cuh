@@ -1,18 +1,6 @@
 // NVFP4 kernel family: amax, BF16 -> NVFP4 quantize, NVFP4 -> float dequantize, lossless
 // MXFP4 -> NVFP4 cast. Declares the params structs, the CPU references (*_ref, always built) and
 // the launchers (launch_*, CUDA builds). Does not own the scalar math (numerics/nvfp4.hpp).
-//
-// Layout (FORMATS.md section 2, ModelOpt export):
-//   packed  U8      [n_rows, n_cols/2]   byte = code[2i] | code[2i+1] << 4 (low nibble first)
-//   scale   E4M3    [n_rows, n_cols/16]  one per 16 consecutive elements of a row (kLinear)
-//   scale_2 F32     []                   weight_scale_2
-// Because n_cols % 16 == 0, block b of the flat tensor (elements 16b..16b+15) is in one row and
-// its scale is scale[b] in the linear layout.
-//
-// Non-finite input policy: outputs are always written, following ModelOpt's propagation
-// (a NaN block gets scale 0x7F and codes 7; an Inf block clamps its scale to 448), and every
-// NaN/Inf input element is counted in n_nonfinite. A quantizer must refuse a tensor whose count
-// is non-zero (QF_CHECK naming the tensor); ModelOpt itself would silently write NaN scales.
 #pragma once
 #include <cstdint>
 
@@ -25,6 +13,18 @@
 #endif
 
 namespace qf::kernels {
+
+// Layout (FORMATS.md section 2, ModelOpt export):
+//   packed  U8      [n_rows, n_cols/2]   byte = code[2i] | code[2i+1] << 4 (low nibble first)
+//   scale   E4M3    [n_rows, n_cols/16]  one per 16 consecutive elements of a row (kLinear)
+//   scale_2 F32     []                   weight_scale_2
+// Because n_cols % 16 == 0, block b of the flat tensor (elements 16b..16b+15) is in one row and
+// its scale is scale[b] in the linear layout.
+//
+// Non-finite input policy: outputs are always written, following ModelOpt's propagation
+// (a NaN block gets scale 0x7F and codes 7; an Inf block clamps its scale to 448), and every
+// NaN/Inf input element is counted in n_nonfinite. A quantizer must refuse a tensor whose count
+// is non-zero (QF_CHECK naming the tensor); ModelOpt itself would silently write NaN scales.
 
 // Where the E4M3 scale of element (row, col) lives (flashinfer QuantizationSFLayout style).
 enum class Nvfp4ScaleLayout : uint8_t {

@@ -57,8 +57,8 @@ void set_group_creation(hid_t plist, const std::string& label) {
 // Link names are UTF-8 (tensor names come from JSON).
 H5PropList make_link_creation(const std::string& label) {
   H5PropList lcpl = H5PropList::create(H5P_LINK_CREATE, label);
-  QF_H5_CHECK(H5Pset_char_encoding(lcpl.get(), H5T_CSET_UTF8), label,
-              "cannot set UTF-8 link names", h5_error_text());
+  QF_H5_CHECK(H5Pset_char_encoding(lcpl.get(), H5T_CSET_UTF8), label, "cannot set UTF-8 link names",
+              h5_error_text());
   return lcpl;
 }
 
@@ -215,8 +215,8 @@ H5Type H5Type::of_attribute(hid_t attribute, const std::string& label) {
   return H5Type(id, label);
 }
 
-H5Dataset H5Dataset::create(hid_t parent, const std::string& parent_label,
-                            const std::string& name, hid_t file_type, hid_t space) {
+H5Dataset H5Dataset::create(hid_t parent, const std::string& parent_label, const std::string& name,
+                            hid_t file_type, hid_t space) {
   const std::string label = h5_child_label(parent_label, name);
   const H5PropList lcpl = make_link_creation(label);
   H5PropList dcpl = H5PropList::create(H5P_DATASET_CREATE, label);
@@ -230,8 +230,7 @@ H5Dataset H5Dataset::create(hid_t parent, const std::string& parent_label,
   return H5Dataset(id, label);
 }
 
-H5Dataset H5Dataset::open(hid_t parent, const std::string& parent_label,
-                          const std::string& name) {
+H5Dataset H5Dataset::open(hid_t parent, const std::string& parent_label, const std::string& name) {
   h5_silence_auto_errors();
   const std::string label = h5_child_label(parent_label, name);
   const hid_t id = H5Dopen2(parent, name.c_str(), H5P_DEFAULT);

@@ -36,9 +36,9 @@ void for_each_slice(const H5Dataset& dataset, size_t elem_n_bytes, uint64_t n_el
   for (uint64_t start = 0; start < n_elems; start += slice_elems) {
     const hsize_t offset = start;
     const hsize_t count = std::min(slice_elems, n_elems - start);
-    QF_H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count,
-                                    nullptr),
-                dataset.label(), "cannot select elements", offset, "+", count, h5_error_text());
+    QF_H5_CHECK(
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr),
+        dataset.label(), "cannot select elements", offset, "+", count, h5_error_text());
     const H5Space mem_space = H5Space::simple_1d(count, dataset.label());
     fn(file_space.get(), mem_space.get(), start * elem_n_bytes);
   }
@@ -75,8 +75,7 @@ std::string h5_read_attr_string(hid_t owner, const std::string& owner_label,
   const size_t n_bytes = H5Tget_size(type.get());
   QF_CHECK(n_bytes >= 1, label, "has a zero-size string type");
   std::string value(n_bytes, '\0');
-  QF_H5_CHECK(H5Aread(attr.get(), type.get(), value.data()), label, "read failed",
-              h5_error_text());
+  QF_H5_CHECK(H5Aread(attr.get(), type.get(), value.data()), label, "read failed", h5_error_text());
   // NUL padding; values never contain NUL (checked on write).
   value.resize(value.find('\0') == std::string::npos ? n_bytes : value.find('\0'));
   return value;
@@ -146,17 +145,17 @@ H5Dataset h5_write_dataset_1d(hid_t parent, const std::string& parent_label,
   H5Dataset dataset = H5Dataset::create(parent, parent_label, name, file_type, space.get());
   if (n_elems == 0) return dataset;
   const auto* bytes = static_cast<const uint8_t*>(data);
-  for_each_slice(dataset, elem_n_bytes, n_elems,
-                 [&](hid_t file_space, hid_t mem_space, uint64_t offset) {
-                   QF_H5_CHECK(H5Dwrite(dataset.get(), mem_type, mem_space, file_space,
-                                        H5P_DEFAULT, bytes + offset),
-                               label, "write of", n_elems, "elements failed", h5_error_text());
-                 });
+  for_each_slice(
+      dataset, elem_n_bytes, n_elems, [&](hid_t file_space, hid_t mem_space, uint64_t offset) {
+        QF_H5_CHECK(
+            H5Dwrite(dataset.get(), mem_type, mem_space, file_space, H5P_DEFAULT, bytes + offset),
+            label, "write of", n_elems, "elements failed", h5_error_text());
+      });
   return dataset;
 }
 
-H5Dataset h5_open_dataset_1d(hid_t parent, const std::string& parent_label,
-                             const std::string& name, hid_t file_type, uint64_t* n_elems) {
+H5Dataset h5_open_dataset_1d(hid_t parent, const std::string& parent_label, const std::string& name,
+                             hid_t file_type, uint64_t* n_elems) {
   H5Dataset dataset = H5Dataset::open(parent, parent_label, name);
   const H5Type type = H5Type::of_dataset(dataset.get(), dataset.label());
   QF_CHECK(H5Tequal(type.get(), file_type) > 0, dataset.label(),
@@ -176,13 +175,12 @@ void h5_read_dataset_1d(const H5Dataset& dataset, hid_t mem_type, size_t elem_n_
                         uint64_t n_elems) {
   if (n_elems == 0) return;
   auto* bytes = static_cast<uint8_t*>(data);
-  for_each_slice(dataset, elem_n_bytes, n_elems,
-                 [&](hid_t file_space, hid_t mem_space, uint64_t offset) {
-                   QF_H5_CHECK(H5Dread(dataset.get(), mem_type, mem_space, file_space,
-                                       H5P_DEFAULT, bytes + offset),
-                               dataset.label(), "read of", n_elems, "elements failed",
-                               h5_error_text());
-                 });
+  for_each_slice(
+      dataset, elem_n_bytes, n_elems, [&](hid_t file_space, hid_t mem_space, uint64_t offset) {
+        QF_H5_CHECK(
+            H5Dread(dataset.get(), mem_type, mem_space, file_space, H5P_DEFAULT, bytes + offset),
+            dataset.label(), "read of", n_elems, "elements failed", h5_error_text());
+      });
 }
 
 // ---- listings ----------------------------------------------------------------------------------
@@ -193,8 +191,8 @@ std::vector<std::string> h5_link_names(hid_t group, const std::string& group_lab
   std::vector<std::string> names;
   names.reserve(info.nlinks);
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t n_chars = H5Lget_name_by_idx(group, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i,
-                                               nullptr, 0, H5P_DEFAULT);
+    const ssize_t n_chars =
+        H5Lget_name_by_idx(group, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
     QF_H5_CHECK(n_chars, group_label, "cannot read the name of link", i, h5_error_text());
     std::string name(static_cast<size_t>(n_chars) + 1, '\0');
     QF_H5_CHECK(H5Lget_name_by_idx(group, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, name.data(),

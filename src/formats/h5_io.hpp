@@ -37,9 +37,9 @@ std::vector<std::string> h5_attr_names(hid_t owner, const std::string& owner_lab
 // Creates dataset `name` of n_elems elements of `file_type` under `parent` and writes `data`
 // (n_elems elements of `mem_type`, elem_n_bytes each). Transfers are split at 256 MiB.
 // Returns the dataset, still open, for attributes.
-H5Dataset h5_write_dataset_1d(hid_t parent, const std::string& parent_label, const std::string& name,
-                         hid_t file_type, hid_t mem_type, size_t elem_n_bytes, const void* data,
-                         uint64_t n_elems);
+H5Dataset h5_write_dataset_1d(hid_t parent, const std::string& parent_label,
+                              const std::string& name, hid_t file_type, hid_t mem_type,
+                              size_t elem_n_bytes, const void* data, uint64_t n_elems);
 
 // Opens dataset `name` and checks that it is 1-D (or empty) with a stored type equal to
 // `file_type`; returns it with its element count.

@@ -18,9 +18,9 @@ constexpr const char* kAttrsGroup = "attrs";
 void write_tensors(const H5File& file, const LayerRecord& record) {
   H5Group group = H5Group::create(file.get(), file.label(), kTensorsGroup);
   for (const StoredTensor& tensor : record.tensors) {
-    H5Dataset dataset = h5_write_dataset_1d(group.get(), group.label(), tensor.name,
-                                            H5T_STD_U8LE, H5T_NATIVE_UINT8, 1,
-                                            tensor.bytes.data(), tensor.bytes.size());
+    H5Dataset dataset =
+        h5_write_dataset_1d(group.get(), group.label(), tensor.name, H5T_STD_U8LE, H5T_NATIVE_UINT8,
+                            1, tensor.bytes.data(), tensor.bytes.size());
     h5_write_attr_string(dataset.get(), dataset.label(), "dtype", dtype_name(tensor.dtype));
     h5_write_attr_i64s(dataset.get(), dataset.label(), "shape", tensor.shape);
     dataset.close();
@@ -40,8 +40,8 @@ StoredTensor read_tensor(const H5Group& group, const std::string& name) {
   tensor.shape = h5_read_attr_i64s(dataset.get(), dataset.label(), "shape");
   const uint64_t expected =
       tensor_n_bytes(tensor.dtype, shape_n_elems(tensor.shape, dataset.label()), dataset.label());
-  QF_CHECK(expected == n_bytes, dataset.label() + ":", dtype_text, shape_str(tensor.shape),
-           "needs", expected, "bytes but the dataset holds", n_bytes);
+  QF_CHECK(expected == n_bytes, dataset.label() + ":", dtype_text, shape_str(tensor.shape), "needs",
+           expected, "bytes but the dataset holds", n_bytes);
   tensor.bytes.resize(n_bytes);
   h5_read_dataset_1d(dataset, H5T_NATIVE_UINT8, 1, tensor.bytes.data(), n_bytes);
   return tensor;
@@ -92,21 +92,19 @@ void write_layer_file(const std::string& path, const LayerRecord& record, const 
   }
   attrs.close();
 
-  QF_H5_CHECK(H5Fflush(file.get(), H5F_SCOPE_LOCAL), file.label(), "flush failed",
-              h5_error_text());
+  QF_H5_CHECK(H5Fflush(file.get(), H5F_SCOPE_LOCAL), file.label(), "flush failed", h5_error_text());
   file.close();
 }
 
 LayerRecord read_layer_file(const std::string& path, LayerFileHeader* header) {
   const H5File file = H5File::open_read_only(path);
   const std::string format = h5_read_attr_string(file.get(), file.label(), "format");
-  QF_CHECK(format == kLayerFileFormat, path + ":", "not a quantforge layer file (format \"" +
-                                                       format + "\", expected \"" +
-                                                       kLayerFileFormat + "\")");
+  QF_CHECK(format == kLayerFileFormat, path + ":",
+           "not a quantforge layer file (format \"" + format + "\", expected \"" +
+               kLayerFileFormat + "\")");
   LayerFileHeader read_header;
   read_header.format_version = h5_read_attr_i64(file.get(), file.label(), "format_version");
-  QF_CHECK(read_header.format_version >= 1 &&
-               read_header.format_version <= kLayerFileFormatVersion,
+  QF_CHECK(read_header.format_version >= 1 && read_header.format_version <= kLayerFileFormatVersion,
            path + ":", "layer file format version", read_header.format_version,
            "is not supported by this build (supports 1 to", kLayerFileFormatVersion, ")");
   read_header.layer = static_cast<int>(h5_read_attr_i64(file.get(), file.label(), "layer"));

@@ -10,8 +10,7 @@
 namespace qf::formats {
 
 bool StoredTensor::operator==(const StoredTensor& other) const {
-  return name == other.name && dtype == other.dtype && shape == other.shape &&
-         bytes == other.bytes;
+  return name == other.name && dtype == other.dtype && shape == other.shape && bytes == other.bytes;
 }
 
 bool LayerRecord::operator==(const LayerRecord& other) const {
@@ -42,12 +41,11 @@ const StoredTensor* LayerRecord::find_tensor(const std::string& name) const {
   return nullptr;
 }
 
-void check_record_name(const std::string& name, const std::string& what,
-                       const std::string& label) {
+void check_record_name(const std::string& name, const std::string& what, const std::string& label) {
   QF_CHECK(!name.empty(), label + ":", "empty", what, "name");
   QF_CHECK(name != ".", label + ":", what, "name \".\" is reserved by HDF5");
-  QF_CHECK(name.find('/') == std::string::npos && name.find('\0') == std::string::npos,
-           label + ":", what, "name \"" + name + "\" contains '/' or a NUL byte");
+  QF_CHECK(name.find('/') == std::string::npos && name.find('\0') == std::string::npos, label + ":",
+           what, "name \"" + name + "\" contains '/' or a NUL byte");
 }
 
 void validate_layer_record(const LayerRecord& record, const std::string& label) {

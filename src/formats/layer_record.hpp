@@ -37,7 +37,7 @@ struct LayerRecord {
   // Bitwise float comparison (NaN payloads included), so a round trip can be checked exactly.
   bool operator==(const LayerRecord& other) const;
   bool operator!=(const LayerRecord& other) const { return !(*this == other); }
-  uint64_t n_tensor_bytes() const;  // sum of tensors[i].bytes.size()
+  uint64_t n_tensor_bytes() const;                                 // sum of tensors[i].bytes.size()
   const StoredTensor* find_tensor(const std::string& name) const;  // nullptr if absent
 };
 
@@ -48,7 +48,6 @@ struct LayerRecord {
 void validate_layer_record(const LayerRecord& record, const std::string& label);
 
 // The name rule above: throws naming `what` (e.g. "tensor", "f32 key") and the name.
-void check_record_name(const std::string& name, const std::string& what,
-                       const std::string& label);
+void check_record_name(const std::string& name, const std::string& what, const std::string& label);
 
 }  // namespace qf::formats

@@ -129,8 +129,8 @@ void handle_stray_files(const std::string& dir, const StoreManifest& manifest, b
     int layer = 0;
     std::string stage;
     const bool temp = is_temp_name(name);
-    const bool unlisted_layer = !temp && parse_layer_file_name(name, &layer, &stage) &&
-                                !is_listed(manifest, name);
+    const bool unlisted_layer =
+        !temp && parse_layer_file_name(name, &layer, &stage) && !is_listed(manifest, name);
     if (!temp && !unlisted_layer) continue;
     const std::string what = temp ? "leftover temp file from an interrupted write"
                                   : "layer file not committed in manifest.json (interrupted "
@@ -175,12 +175,15 @@ std::vector<std::string> RankStore::compare_provenance(const nlohmann::json& a,
 
 RankStore RankStore::create(const std::string& work_dir, int rank, int world_size,
                             const nlohmann::json& provenance, StoreVerify verify) {
-  QF_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "rank", rank,
-           "is outside world size", world_size);
+  QF_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "rank", rank, "is outside world size",
+           world_size);
   QF_CHECK(provenance.is_object(), "rank-store provenance must be a JSON object");
   const std::string dir = rank_dir(work_dir, rank);
+  const bool work_dir_existed = path_exists(work_dir);
   const bool dir_existed = path_exists(dir);
   make_directories(dir);
+  // Make new directory entries durable (a crash must not lose a store that reported success).
+  if (!work_dir_existed) fsync_parent_dir(work_dir);
   if (!dir_existed) fsync_parent_dir(dir);
   FileDescriptor lock = lock_store(dir);
 
@@ -200,9 +203,10 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
     QF_CHECK(differences.empty(), dir + ":",
              "the existing rank store was written by a different run, and resume never mixes "
              "runs;",
-             differences.size(), "difference(s), stored vs this run:" + join_lines(differences) +
-                                     "\nUse another work directory, or delete " + dir +
-                                     " to redo this rank from the start.");
+             differences.size(),
+             "difference(s), stored vs this run:" + join_lines(differences) +
+                 "\nUse another work directory, or delete " + dir +
+                 " to redo this rank from the start.");
   } else {
     for (const std::string& name : regular_file_names(dir)) {
       int layer = 0;

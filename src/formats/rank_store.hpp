@@ -47,8 +47,8 @@ namespace qf::formats {
 // records give equal bytes; links listed in creation order):
 //   /  attributes   format = "quantforge.rank_store.layer" (string), format_version = 1 (int64),
 //                   layer (int64), stage (string), rank (int64)
-//   /tensors/<name> uint8[n_bytes]: the tensor's raw little-endian bytes, exactly the safetensors
-//                   data bytes (F4: two E2M1 codes per byte, low nibble first), in record order
+//   /tensors/<name> uint8[n_bytes]: the tensor's raw bytes, exactly its safetensors data bytes
+//                   (little-endian elements; F4 packs two codes per byte), in record order
 //       @dtype      string: safetensors dtype ("U8", "F8_E4M3", "F32", "BF16", "F4", ...)
 //       @shape      int64[ndim], logical elements; a null dataspace for a 0-d tensor
 //   /f32/<key>      float32 LE [n]   (e.g. "<linear>.input_amax")

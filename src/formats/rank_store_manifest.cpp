@@ -33,9 +33,8 @@ const json& field(const json& object, const char* key, json::value_t type, const
                   const std::string& where) {
   QF_CHECK(object.contains(key), where + ":", "missing field \"" + std::string(key) + "\"");
   const json& value = object.at(key);
-  const bool ok = type == json::value_t::number_integer
-                      ? value.is_number_integer()
-                      : value.type() == type;
+  const bool ok =
+      type == json::value_t::number_integer ? value.is_number_integer() : value.type() == type;
   QF_CHECK(ok, where + ":", "field \"" + std::string(key) + "\" is not", type_name);
   return value;
 }
@@ -196,16 +195,16 @@ StoreManifest manifest_from_text(const std::string& text, const std::string& pat
   const json document = parse_json_strict(text, path);
   QF_CHECK(document.is_object(), path + ":", "the manifest is not a JSON object");
   const std::string format = string_field(document, "format", path);
-  QF_CHECK(format == kStoreManifestFormat, path + ":", "not a rank-store manifest (format \"" +
-                                                           format + "\")");
+  QF_CHECK(format == kStoreManifestFormat, path + ":",
+           "not a rank-store manifest (format \"" + format + "\")");
   const int64_t version = int_field(document, "format_version", path);
   QF_CHECK(version >= 1 && version <= kStoreManifestFormatVersion, path + ":",
            "manifest format version", version, "is not supported by this build (supports 1 to",
            kStoreManifestFormatVersion, ")");
   const std::string stored_sum = string_field(document, kSelfChecksumKey, path);
   const std::string actual_sum = self_checksum(document);
-  QF_CHECK(stored_sum == actual_sum, path + ":", "manifest checksum mismatch (stored",
-           stored_sum, "computed", actual_sum + "): the manifest was edited or corrupted");
+  QF_CHECK(stored_sum == actual_sum, path + ":", "manifest checksum mismatch (stored", stored_sum,
+           "computed", actual_sum + "): the manifest was edited or corrupted");
   QF_CHECK(string_field(document, "checksum", path) == "xxh64", path + ":",
            "unsupported checksum algorithm");
 

@@ -1,7 +1,14 @@
 // Scalar pieces of ModelOpt's "lossless" MXFP4 -> NVFP4 weight cast (FORMATS.md section 1),
 // host and device: k_max, scale_2 = 2^(k_max - 8), per-block amax (closed form or fallback),
 // block scale, MXFP4 dequantization. The tensor loops are kernels/nvfp4_quantize{_ref.cpp,.cu}.
-//
+#pragma once
+#include <cstdint>
+
+#include "numerics/codecs.hpp"
+#include "numerics/nvfp4.hpp"
+
+namespace qf::numerics {
+
 // Sources, NVIDIA/Model-Optimizer at a2fbac7:
 //   numeric_utils.py     = modelopt/torch/quantization/utils/numeric_utils.py
 //   quantize_to_nvfp4.py = examples/deepseek/deepseek_v4/quantize_to_nvfp4.py
@@ -14,13 +21,6 @@
 //   4. NVFP4QTensor.quantize(bf16, 16, per_block_scale, scale_2): the usual element rule.
 // Consequence of step 1: a source nibble 8 (-0) dequantizes to -0.0, which _cast_fp4 writes as
 // code 0 (sign bit is `x < 0`). So "bit-for-bit" holds for every nibble except 8 -> 0.
-#pragma once
-#include <cstdint>
-
-#include "numerics/codecs.hpp"
-#include "numerics/nvfp4.hpp"
-
-namespace qf::numerics {
 
 constexpr int kMxfp4BlockSize = 32;
 constexpr int kE4m3PowMax = 8;   // numeric_utils.py:42 E4M3_KMAX: E4M3 holds 2^k exactly for
@@ -108,5 +108,39 @@ QF_HD inline uint32_t mxfp4_codes_drop_negative_zero(uint32_t codes8) {
 
 // Largest k for which every E2M1 value times 2^k is finite in float32 (6 * 2^125 < 2^128).
 constexpr int kMxfp4MaxFiniteExponent = 125;
+
+// One 32-element MXFP4 block as the GPU kernel runs it. codes: the block's 16 bytes as 4
+// little-endian words; out: the NVFP4 codes at the same nibble positions. Adds NaN/Inf dequantized
+// elements to *n_nonfinite and returns the E4M3 scale byte shared by both 16-halves.
+// Bit-identical to mxfp4_to_nvfp4_ref's loop (tests/unit/test_mxfp4_to_nvfp4.cpp).
+QF_HD inline uint8_t mxfp4_to_nvfp4_block(const uint32_t codes[4], uint8_t e8m0, int k_max_local,
+                                          float scale_2, uint32_t out[4], uint32_t* n_nonfinite) {
+  uint8_t max_index = 0;  // only the fallback amax reads it
+  if (!mxfp4_block_in_range(e8m0, k_max_local)) {
+    QF_UNROLL_BLOCK for (int i = 0; i < 32; ++i) {
+      const uint8_t index = static_cast<uint8_t>((codes[i / 8] >> (4 * (i % 8))) & 0x7u);
+      max_index = index > max_index ? index : max_index;
+    }
+  }
+  const uint8_t scale_code =
+      mxfp4_nvfp4_block_scale(mxfp4_nvfp4_block_amax(e8m0, max_index, k_max_local), scale_2);
+  const float divisor = nvfp4_block_divisor(scale_code, scale_2);
+  const int k = mxfp4_exponent(e8m0);
+  if (divisor == exp2_int(k) && k <= kMxfp4MaxFiniteExponent) {
+    // x / divisor is exactly +-magnitude for every nibble: copy the codes (-0 -> +0).
+    QF_UNROLL_BLOCK for (int j = 0; j < 4; ++j) out[j] = mxfp4_codes_drop_negative_zero(codes[j]);
+  } else {
+    QF_UNROLL_BLOCK for (int j = 0; j < 4; ++j) {
+      out[j] = 0;
+      QF_UNROLL_BLOCK for (int i = 0; i < 8; ++i) {
+        const float x =
+            mxfp4_dequantize_bf16(static_cast<uint8_t>((codes[j] >> (4 * i)) & 0xFu), e8m0);
+        *n_nonfinite += is_finite_float(x) ? 0u : 1u;
+        out[j] |= static_cast<uint32_t>(nvfp4_encode(x, divisor)) << (4 * i);
+      }
+    }
+  }
+  return scale_code;
+}
 
 }  // namespace qf::numerics

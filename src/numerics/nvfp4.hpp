@@ -1,20 +1,27 @@
 // NVFP4 scale math exactly as ModelOpt computes it (FORMATS.md section 1), one scalar at a time,
 // host and device: global scale, block scale, element code, dequantized value, input_scale.
 // Does not own the codecs (e2m1/e4m3 headers) or any tensor loop (kernels/nvfp4_quantize*).
-//
-// Sources, NVIDIA/Model-Optimizer at a2fbac7 (FORMATS.md "MO-NV" etc.):
-//   nvfp4_tensor.py   = modelopt/torch/quantization/qtensor/nvfp4_tensor.py
-//   numeric_utils.py  = modelopt/torch/quantization/utils/numeric_utils.py
-//   tensor_quantizer.py = modelopt/torch/quantization/nn/modules/tensor_quantizer.py
-//   quantize_to_nvfp4.py = examples/deepseek/deepseek_v4/quantize_to_nvfp4.py
-// Every operation below is one float32 operation of the same operands as the torch code, so the
-// rounding (and the association: 6 * scale_2 is rounded before the division) is the same.
 #pragma once
 #include <cstdint>
 
 #include "numerics/codecs.hpp"
 
+// Unrolls the fixed-length block loops in device code (an unknown pragma for host compilers).
+#ifdef __CUDA_ARCH__
+#define QF_UNROLL_BLOCK _Pragma("unroll")
+#else
+#define QF_UNROLL_BLOCK
+#endif
+
 namespace qf::numerics {
+
+// Sources, NVIDIA/Model-Optimizer at a2fbac7 (FORMATS.md "MO-NV" etc.):
+//   nvfp4_tensor.py      = modelopt/torch/quantization/qtensor/nvfp4_tensor.py
+//   numeric_utils.py     = modelopt/torch/quantization/utils/numeric_utils.py
+//   tensor_quantizer.py  = modelopt/torch/quantization/nn/modules/tensor_quantizer.py
+//   quantize_to_nvfp4.py = examples/deepseek/deepseek_v4/quantize_to_nvfp4.py
+// Every operation below is one float32 operation on the same operands as the torch code, so the
+// rounding (and the association: 6 * scale_2 is rounded before the division) is the same.
 
 constexpr int kNvfp4BlockSize = 16;  // quantize_to_nvfp4.py:274 _NVFP4_BLOCK
 
@@ -29,9 +36,9 @@ constexpr float kNvfp4BlockScaleMin = 0x1p-9f;
 constexpr uint8_t kE4m3CodeOne = 0x38;  // 1.0, the scale of an all-zero block
 
 // How `amax / (6 * 448)` is rounded. ModelOpt writes it as a tensor divided by a Python float:
-//   nvfp4_tensor.py:207  get_weights_scaling_factor_2: reduce_amax(input).float() / (E2M1_MAX *
-//   E4M3_MAX) nvfp4_tensor.py:221  get_activation_scaling_factor: amax.float() / (maxbound *
-//   E4M3_MAX) quantize_to_nvfp4.py:138 _amax_to_nvfp4_scale_2: amax.float() / (6.0 * 448.0)
+//   nvfp4_tensor.py:207 get_weights_scaling_factor_2   amax.float() / (E2M1_MAX * E4M3_MAX)
+//   nvfp4_tensor.py:221 get_activation_scaling_factor  amax.float() / (maxbound * E4M3_MAX)
+//   quantize_to_nvfp4.py:138 _amax_to_nvfp4_scale_2    amax.float() / (6.0 * 448.0)
 // PyTorch evaluates a tensor / CPU-scalar division differently per device:
 //   CPU  (aten/src/ATen/native/cpu/BinaryOpsKernel.cpp div_true_kernel): a / b, correctly rounded;
 //   CUDA (aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu div_true_kernel_cuda, is_cpu_scalar
@@ -192,6 +199,40 @@ QF_HD inline uint8_t nvfp4_encode_bf16(uint16_t x, const Nvfp4Bf16Bounds& bounds
   const uint32_t magnitude = (ge4 ? 4u : 0u) + (ge2_or_6 ? 2u : 0u) + (odd ? 1u : 0u);
   const bool negative = (x & 0x8000u) && a != 0 && a <= 0x7F80u;
   return static_cast<uint8_t>((negative ? 0x8u : 0x0u) | magnitude);
+}
+
+// ---- one 16-element block, as the GPU kernel runs it ------------------------------------------
+// x: the block's 32 bytes as 8 little-endian words (element 2i in the low half of x[i]). Writes
+// the 8 packed bytes as 2 little-endian words, adds the NaN/Inf count to *n_nonfinite and returns
+// the E4M3 scale byte. Bit-identical to nvfp4_quantize_ref's loop (tests/unit/test_nvfp4_ref.cpp).
+QF_HD inline uint8_t nvfp4_quantize_block_bf16(const uint32_t x[8], float scale_2,
+                                               uint32_t packed[2], uint32_t* n_nonfinite) {
+  // Block amax on |x| bit patterns, BF16 bits in float position (a NaN wins, like torch.amax).
+  uint32_t amax_bits = 0;
+  QF_UNROLL_BLOCK for (int i = 0; i < 8; ++i) {
+    const uint32_t a_lo = (x[i] & 0x7FFFu) << 16, a_hi = (x[i] >> 16 & 0x7FFFu) << 16;
+    amax_bits = a_lo > amax_bits ? a_lo : amax_bits;
+    amax_bits = a_hi > amax_bits ? a_hi : amax_bits;
+    *n_nonfinite += (a_lo >= 0x7F800000u ? 1u : 0u) + (a_hi >= 0x7F800000u ? 1u : 0u);
+  }
+  const uint8_t scale_code = nvfp4_block_scale(bits_to_float(amax_bits), scale_2);
+  const float divisor = nvfp4_block_divisor(scale_code, scale_2);
+  packed[0] = packed[1] = 0;
+  Nvfp4Bf16Bounds bounds{};
+  if (nvfp4_bf16_bounds(divisor, &bounds)) {  // division-free, see above
+    QF_UNROLL_BLOCK for (int i = 0; i < 8; ++i) {
+      const uint8_t lo = nvfp4_encode_bf16(static_cast<uint16_t>(x[i]), bounds);
+      const uint8_t hi = nvfp4_encode_bf16(static_cast<uint16_t>(x[i] >> 16), bounds);
+      packed[i / 4] |= static_cast<uint32_t>(e2m1_pack(lo, hi)) << (8 * (i % 4));
+    }
+  } else {  // the spec's division (tiny, huge or non-finite divisors)
+    QF_UNROLL_BLOCK for (int i = 0; i < 8; ++i) {
+      const uint8_t lo = nvfp4_encode(bf16_to_float(static_cast<uint16_t>(x[i])), divisor);
+      const uint8_t hi = nvfp4_encode(bf16_to_float(static_cast<uint16_t>(x[i] >> 16)), divisor);
+      packed[i / 4] |= static_cast<uint32_t>(e2m1_pack(lo, hi)) << (8 * (i % 4));
+    }
+  }
+  return scale_code;
 }
 
 }  // namespace qf::numerics

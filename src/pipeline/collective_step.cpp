@@ -2,6 +2,7 @@
 #include "pipeline/collective_step.hpp"
 
 #include <cstdint>
+#include <vector>
 
 #include "core/check.hpp"
 
@@ -45,7 +46,25 @@ void run_on_all_ranks(dist::Communicator& comm, const char* what,
   int64_t n_failed = ok ? 0 : 1;
   comm.allreduce(&n_failed, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, what);
   if (n_failed == 0) return;
-  if (!ok) throw CollectiveError(what_text, message, true);
+  // Share the messages so that an error every rank hit alike (a bad input file) is printed
+  // once, by the lowest rank that hit it, while distinct errors are all printed.
+  std::vector<size_t> n_bytes_of_rank(size_t(comm.world_size()));
+  size_t mine = message.size();
+  comm.allgather(&mine, n_bytes_of_rank.data(), sizeof(size_t), "error message sizes");
+  size_t n_total = 0;
+  for (const size_t n : n_bytes_of_rank) n_total += n;
+  std::string all(n_total, '\0');
+  comm.allgatherv(message.data(), all.data(), n_bytes_of_rank, "error messages");
+  if (!ok) {
+    size_t offset = 0;
+    bool reported_lower = false;
+    for (int r = 0; r < comm.rank(); ++r) {
+      reported_lower |= all.compare(offset, n_bytes_of_rank[r], message) == 0 &&
+                        n_bytes_of_rank[r] == message.size();
+      offset += n_bytes_of_rank[r];
+    }
+    throw CollectiveError(what_text, message, !reported_lower);
+  }
   throw CollectiveError(str_cat("stopped: ", n_failed, " other rank(s) failed in ", what),
                         str_cat(n_failed, " rank(s) failed in ", what), false);
 }

@@ -18,6 +18,8 @@
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/shard_index.hpp"
+#include "model/config.hpp"
+#include "model/tensor_table.hpp"
 #include "pipeline/async_writer.hpp"
 #include "pipeline/block_dequantizer.hpp"
 #include "pipeline/collective_step.hpp"
@@ -40,6 +42,7 @@ struct DequantPlan {
   std::vector<OutputShard> shards;
   std::map<std::string, size_t> shard_of;  // tensor name -> index into shards
   dist::OwnershipPlan ownership;
+  nlohmann::json config;  // config.json of the output
 };
 
 TensorSpec output_spec(const NativeTensor& t) {
@@ -47,9 +50,18 @@ TensorSpec output_spec(const NativeTensor& t) {
   return TensorSpec{t.name, DType::kBF16, {t.n_rows, t.n_cols}};
 }
 
+// config.json of the BF16 result: the same rule as make-tiny --format bf16 (no
+// quantization_config, so transformers and engines load plain BF16 weights).
+nlohmann::json bf16_config(const formats::CheckpointDir& source) {
+  const std::string path = source.dir() + "/config.json";
+  const auto config = model::ModelConfig::from_json(source.read_json("config.json"), path);
+  return model::config_json_for_format(config, model::WeightFormat::kBf16);
+}
+
 // Deterministic from the source alone, so every rank builds the same plan without talking.
 DequantPlan build_plan(const formats::CheckpointDir& source, int world_size) {
   DequantPlan plan;
+  plan.config = bf16_config(source);  // validates config.json before any work
   plan.tensors = classify_native_tensors(source);
   std::map<std::string, size_t> shard_index;
   for (const auto& file : source.shard_files()) {
@@ -70,14 +82,6 @@ DequantPlan build_plan(const formats::CheckpointDir& source, int world_size) {
   return plan;
 }
 
-// config.json of the BF16 result: no quantization_config, so transformers (and engines) load
-// the weights as plain BF16; expert_dtype only describes quantized experts, so it goes too.
-nlohmann::json bf16_config(nlohmann::json config) {
-  config.erase("quantization_config");
-  config.erase("expert_dtype");
-  config["torch_dtype"] = "bfloat16";
-  return config;
-}
 
 // Rank 0: staging dir with every shard pre-sized (header written, data zero-filled by
 // ftruncate), so that each rank can pwrite its tensors at the agreed offsets.
@@ -116,7 +120,7 @@ void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source
     copy_file_into(source.dir() + "/" + file, staging, file);
   }
   formats::write_file_atomic(staging + "/config.json",
-                             bf16_config(source.read_json("config.json")).dump(2) + "\n");
+                             plan.config.dump(2) + "\n");
   // Re-read what we wrote: every header parses and the index matches the shards.
   formats::CheckpointDir check(staging);
   QF_CHECK(check.tensor_names().size() == index.weight_map.size(), "output check failed:",

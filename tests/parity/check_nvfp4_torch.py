@@ -228,8 +228,9 @@ def main():
             except Exception as e:  # report and go on with the other cases
                 failures = [f"exception: {e!r}"]
             status = "PASS" if not failures else ("FAIL" if authoritative else "DIFF")
-            print(f"{status} {case['name']:16s} {case['kind']:10s} {case['n_rows']}x{case['n_cols']}"
-                  f" on {device}{'' if authoritative else ' (informational)'}")
+            shape = f"{case['n_rows']}x{case['n_cols']}"
+            note = "" if authoritative else " (informational)"
+            print(f"{status} {case['name']:16s} {case['kind']:10s} {shape} on {device}{note}")
             for line in failures:
                 print(f"     {line}")
             if authoritative:

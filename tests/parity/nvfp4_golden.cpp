@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -179,6 +180,7 @@ int main(int argc, char** argv) {
   }
   g_dir = argv[1];
   try {
+    std::filesystem::create_directories(g_dir);
     const auto kTrue = Nvfp4ScaleDivision::kTrueDivide;
     const auto kRecip = Nvfp4ScaleDivision::kReciprocalMultiply;
     json cases = json::array();
@@ -239,7 +241,7 @@ int main(int argc, char** argv) {
     QF_CHECK(out.good(), "cannot write", g_dir + "/manifest.json");
     out << manifest.dump(1) << "\n";
     std::fprintf(stderr, "wrote %zu cases to %s\n", cases.size(), g_dir.c_str());
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

@@ -30,12 +30,12 @@ struct Vector {
 
 // XXH64(pattern(n), n, 0) from libxxhash 0.8.1 (Debian libxxhash0) through ctypes.
 const Vector kPatternVectors[] = {
-    {0, 0xef46db3751d8e999ull},    {1, 0xa96c7f0ce858bbb7ull},    {3, 0xbed43740ee6332bbull},
-    {4, 0xfa212ae44b3bb23dull},    {7, 0x2744460dd675d2c0ull},    {8, 0x994b676b71ce94ddull},
-    {9, 0x572b84c18b983af8ull},    {15, 0x09e6451ed2ff8b1dull},   {16, 0x94ad0095e72b24d5ull},
-    {31, 0x6711d55e306b5d8full},   {32, 0x07f7b8e3bc5d6e25ull},   {33, 0x09f85eeb4e1cbe9full},
-    {63, 0xb7c9968c066cb6a5ull},   {64, 0x50d4159a0411632eull},   {65, 0xd277176bff863efcull},
-    {100, 0x9ddada11d3dc2d8full},  {1000, 0x0bf0bdbcc82eb373ull}, {4099, 0xc2c15a86d6a1985bull},
+    {0, 0xef46db3751d8e999ull},       {1, 0xa96c7f0ce858bbb7ull},    {3, 0xbed43740ee6332bbull},
+    {4, 0xfa212ae44b3bb23dull},       {7, 0x2744460dd675d2c0ull},    {8, 0x994b676b71ce94ddull},
+    {9, 0x572b84c18b983af8ull},       {15, 0x09e6451ed2ff8b1dull},   {16, 0x94ad0095e72b24d5ull},
+    {31, 0x6711d55e306b5d8full},      {32, 0x07f7b8e3bc5d6e25ull},   {33, 0x09f85eeb4e1cbe9full},
+    {63, 0xb7c9968c066cb6a5ull},      {64, 0x50d4159a0411632eull},   {65, 0xd277176bff863efcull},
+    {100, 0x9ddada11d3dc2d8full},     {1000, 0x0bf0bdbcc82eb373ull}, {4099, 0xc2c15a86d6a1985bull},
     {1048576, 0x1b13a8085220794bull},
 };
 
@@ -102,9 +102,9 @@ TEST_CASE("checksum hex text round-trips and rejects malformed text", "[checksum
   CHECK(value == 0xef46db3751d8e999ull);
   REQUIRE(parse_checksum_hex("0000000000000000", &value));
   CHECK(value == 0);
-  const std::string bad = GENERATE(std::string(""), std::string("ef46db3751d8e99"),
-                                   std::string("ef46db3751d8e9999"), std::string("ef46db3751d8e99g"),
-                                   std::string("0x46db3751d8e999"));
+  const std::string bad =
+      GENERATE(std::string(""), std::string("ef46db3751d8e99"), std::string("ef46db3751d8e9999"),
+               std::string("ef46db3751d8e99g"), std::string("0x46db3751d8e999"));
   CHECK_FALSE(parse_checksum_hex(bad, &value));
   Checksum64 sum;
   sum.update("abc", 3);

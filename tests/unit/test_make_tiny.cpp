@@ -250,3 +250,29 @@ TEST_CASE("the output directory is never overwritten by accident", "[make_tiny]"
   CHECK_THROWS_AS(pipeline::make_tiny(tiny_options(tmp.file("file"), WeightFormat::kNative, 1)),
                   Error);
 }
+
+TEST_CASE("fp8-expert (Base) configs: block-FP8 experts with F32 scales", "[make_tiny]") {
+  TempDir tmp;
+  auto native = tiny_options(tmp.file("n"), WeightFormat::kNative, 2);
+  native.config.expert_dtype = "fp8";
+  pipeline::make_tiny(native);
+  auto bf16 = native;
+  bf16.format = WeightFormat::kBf16;
+  bf16.out_dir = tmp.file("b");
+  pipeline::make_tiny(bf16);
+  const formats::CheckpointDir n(tmp.file("n")), b(tmp.file("b"));
+  const auto table = model::checkpoint_tensors(native.config, WeightFormat::kNative);
+  CHECK(n.tensor_names().size() == table.size());
+  CHECK(n.tensor("layers.0.ffn.experts.0.w1.weight").dtype == DType::kF8E4M3);
+  CHECK(n.tensor("layers.0.ffn.experts.0.w1.scale").dtype == DType::kF32);
+  // BF16 = float32 product of code and F32 scale, rounded once (what dequant computes).
+  const auto w = read_tensor(n, "layers.0.ffn.experts.0.w1.weight");
+  const auto s = read_tensor(n, "layers.0.ffn.experts.0.w1.scale");
+  const auto got = read_tensor(b, "layers.0.ffn.experts.0.w1.weight");
+  float scale0;
+  std::memcpy(&scale0, s.data(), 4);
+  CHECK(scale0 > 0.0f);
+  uint16_t first;
+  std::memcpy(&first, got.data(), 2);
+  CHECK(first == numerics::fp8_block_to_bf16(w[0], scale0));
+}

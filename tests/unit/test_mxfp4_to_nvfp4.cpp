@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -242,6 +243,37 @@ TEST_CASE("exp2_int matches torch.exp2 on integers", "[mxfp4]") {
   CHECK(exp2_int(-150) == 0.0f);
   CHECK(exp2_int(127) == std::ldexp(1.0f, 127));
   CHECK(std::isinf(exp2_int(128)));
+}
+
+TEST_CASE("the GPU kernel's block routine equals the reference loop", "[mxfp4]") {
+  // mxfp4_to_nvfp4_block is what mxfp4_to_nvfp4_kernel runs per thread.
+  const int scales = GENERATE(0, 1, 2, 3);
+  Mxfp4 w = random_mxfp4(32, 512, 110, 127, 40u + scales);
+  std::mt19937 rng(scales);
+  for (auto& s : w.e8m0) {
+    if (scales == 1) s = static_cast<uint8_t>(rng() % 4 == 0 ? 0 : 90 + rng() % 40);
+    if (scales == 2) s = static_cast<uint8_t>(rng() % 3 == 0 ? 250 + rng() % 6 : 100 + rng() % 30);
+  }
+  const Mxfp4 pair = random_mxfp4(32, 512, 120, 135, 50);
+  const Cast c = cast(w, scales == 3 ? &pair : nullptr);
+  int k_max = mxfp4_k_max(e8m0_max(w.e8m0));
+  if (scales == 3) k_max = std::max(k_max, mxfp4_k_max(e8m0_max(pair.e8m0)));
+  const int k_max_local = mxfp4_k_max_local(e8m0_max(w.e8m0));
+  REQUIRE(c.scale_2 == mxfp4_nvfp4_scale_2(k_max));
+  uint32_t n_nonfinite = 0;
+  int n_bad = 0;
+  for (size_t b = 0; b < w.e8m0.size(); ++b) {
+    uint32_t words[4], out[4];
+    std::memcpy(words, &w.packed[16 * b], sizeof(words));
+    const uint8_t scale =
+        mxfp4_to_nvfp4_block(words, w.e8m0[b], k_max_local, c.scale_2, out, &n_nonfinite);
+    if ((scale != c.scale[2 * b] || std::memcmp(out, &c.packed[16 * b], 16) != 0) && n_bad++ < 3) {
+      FAIL_CHECK("block " << b << " e8m0 " << int(w.e8m0[b]) << " scale " << int(scale) << " ref "
+                          << int(c.scale[2 * b]));
+    }
+  }
+  CHECK(n_bad == 0);
+  CHECK(n_nonfinite == c.counts[kMxfp4CountNonfinite]);
 }
 
 TEST_CASE("MXFP4 shape checks", "[mxfp4]") {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -330,19 +331,25 @@ TEST_CASE("input_scale: DS-V4 raw amax vs HF export_amax rule", "[nvfp4]") {
 TEST_CASE("division-free BF16 encoding equals nvfp4_encode for every BF16", "[nvfp4]") {
   std::mt19937 rng(99);
   std::vector<float> divisors;
-  // E4M3 scale times scale_2 (random, and powers of two, which put exact ties on the BF16 grid).
-  for (int i = 0; i < 300; ++i) {
+  // E4M3 scale times scale_2 over the whole fast-path range (random mantissas, and powers of two,
+  // which put exact ties on the BF16 grid).
+  for (int i = 0; i < 400; ++i) {
     const uint8_t s = static_cast<uint8_t>(1 + rng() % 126);
-    const float scale_2 = std::ldexp(1.0f + (rng() % 2 ? 0.0f : (rng() & 0xFFFFFF) * 0x1p-24f),
-                                     -40 + static_cast<int>(rng() % 50));
+    const float mantissa = rng() % 2 ? 1.0f : 1.0f + (rng() & 0xFFFFFF) * 0x1p-24f;
+    const float scale_2 = std::ldexp(mantissa, -120 + static_cast<int>(rng() % 135));
     divisors.push_back(nvfp4_block_divisor(s, scale_2));
   }
   for (float d : {0x1p-124f, 0x1p16f, 1.0f, 0.75f, 3.0f / 7, 0x1.fffffep-1f, 448.0f / 2688}) {
     divisors.push_back(d);
   }
   Nvfp4Bf16Bounds bounds{};
+  int n_tested = 0;
   for (float d : divisors) {
-    REQUIRE(nvfp4_bf16_bounds(d, &bounds));
+    if (!nvfp4_bf16_bounds(d, &bounds)) {
+      CHECK((d < 0x1p-124f || d > 0x1p16f));
+      continue;
+    }
+    ++n_tested;
     int n_bad = 0;
     for (uint32_t x = 0; x <= 0xFFFF; ++x) {
       const uint8_t fast = nvfp4_encode_bf16(static_cast<uint16_t>(x), bounds);
@@ -354,9 +361,44 @@ TEST_CASE("division-free BF16 encoding equals nvfp4_encode for every BF16", "[nv
     }
     CHECK(n_bad == 0);
   }
+  CHECK(n_tested > 300);
   CHECK_FALSE(nvfp4_bf16_bounds(0x1p-125f, &bounds));
   CHECK_FALSE(nvfp4_bf16_bounds(0x1.000002p16f, &bounds));
   CHECK_FALSE(nvfp4_bf16_bounds(std::nanf(""), &bounds));
+}
+
+TEST_CASE("the GPU kernel's block routine equals the reference loop", "[nvfp4]") {
+  // nvfp4_quantize_block_bf16 is what nvfp4_quantize_kernel runs per thread; check it here on
+  // the CPU over the input classes the GPU test uses, including both of its paths.
+  const int kind = GENERATE(0, 1, 2, 3, 4);
+  std::mt19937 rng(77 + kind);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const float magnitude[] = {1.0f, 1e-38f, 1e30f, 1.0f, 1.0f};
+  std::vector<uint16_t> x(64 * 256);
+  for (auto& v : x) v = float_to_bf16(magnitude[kind] * normal(rng));
+  if (kind == 1) {
+    for (int i = 0; i < 500; ++i) x[rng() % x.size()] = static_cast<uint16_t>(rng() % 0x80);
+  }
+  if (kind == 3) {
+    const uint16_t specials[] = {0x7FC0, 0xFFC0, 0x7F80, 0xFF80, 0x0000, 0x8000};
+    for (int i = 0; i < 300; ++i) x[rng() % x.size()] = specials[rng() % 6];
+  }
+  float scale_2 = nvfp4_scale_from_amax(amax_of(x), Nvfp4ScaleDivision::kTrueDivide);
+  if (kind == 3) scale_2 = 0.01f;
+  if (kind == 4) scale_2 /= 16;  // saturating block scales
+  const Quantized q = quantize(x, 64, 256, scale_2);
+  uint32_t n_nonfinite = 0;
+  int n_bad = 0;
+  for (size_t b = 0; b < q.scale.size(); ++b) {
+    uint32_t words[8], packed[2];
+    std::memcpy(words, &x[16 * b], sizeof(words));
+    const uint8_t scale = nvfp4_quantize_block_bf16(words, scale_2, packed, &n_nonfinite);
+    if ((scale != q.scale[b] || std::memcmp(packed, &q.packed[8 * b], 8) != 0) && n_bad++ < 3) {
+      FAIL_CHECK("block " << b << " scale " << int(scale) << " ref " << int(q.scale[b]));
+    }
+  }
+  CHECK(n_bad == 0);
+  CHECK(n_nonfinite == q.n_nonfinite);
 }
 
 TEST_CASE("shape checks", "[nvfp4]") {
