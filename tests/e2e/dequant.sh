@@ -57,7 +57,33 @@ assert "quantization_config" not in cfg and cfg["model_type"] == "deepseek_v4", 
 print("ok: BF16 checkpoint consistent,", len(o), "tensors")
 PY
 
-# 3. Bad inputs: clear error naming the problem, non-zero exit, nothing under the output name.
+# 3. dequant(native) equals make-tiny --format bf16 of the same seed, tensor for tensor (the
+#    generator defines its BF16 form as the exact dequantization of its native form).
+"$qf" make-tiny --preset tiny --out "$tmp/bf16" --seed 3 --shards 2 --format bf16 --log-level warn
+python3 - "$tmp/out1" "$tmp/bf16" <<'PY'
+import json, os, struct, sys
+def tensors(d):
+    idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    out = {}
+    for f in sorted(set(idx["weight_map"].values())):
+        b = open(os.path.join(d, f), "rb").read()
+        n = struct.unpack("<Q", b[:8])[0]
+        for k, v in json.loads(b[8:8 + n]).items():
+            if k != "__metadata__":
+                s, e = v["data_offsets"]
+                out[k] = (v["dtype"], v["shape"], b[8 + n + s:8 + n + e])
+    return out
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys(), sorted(set(a) ^ set(b))[:5]
+diff = [k for k in a if a[k] != b[k]]
+assert not diff, f"{len(diff)} tensors differ, e.g. {diff[:3]}"
+ca = json.load(open(os.path.join(sys.argv[1], "config.json")))
+cb = json.load(open(os.path.join(sys.argv[2], "config.json")))
+assert ca == cb, "config.json differs"
+print("ok: dequant(native) == make-tiny bf16,", len(a), "tensors byte-identical")
+PY
+
+# 4. Bad inputs: clear error naming the problem, non-zero exit, nothing under the output name.
 expect_failure() {  # name, expected message fragment, source dir, [ranks]
   local name=$1 want=$2 dir=$3 np=${4:-2}
   local out="$tmp/bad-$name"

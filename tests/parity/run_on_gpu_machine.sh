@@ -10,6 +10,7 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+export QF_BIN=$bin/quantforge QF_SOURCE_DIR=$PWD
 work=/tmp/qf-gpu
 rm -rf "$work"; mkdir -p "$work"
 status=0
@@ -38,7 +39,8 @@ fi
 
 # 3. make-tiny read back by safetensors/torch + tensor list vs transformers save_pretrained.
 step make_tiny "$bin/quantforge" make-tiny --preset tiny --out "$work/tiny" --shards 4 --seed 5
-step tiny_vs_transformers python3 tests/parity/check_tiny_checkpoint.py "$work/tiny"
+step make_tiny_bf16 "$bin/quantforge" make-tiny --preset tiny --format bf16 --out "$work/tiny_bf16" --shards 2 --seed 5
+step tiny_vs_transformers python3 tests/parity/check_tiny_checkpoint.py "$work/tiny" --bf16 "$work/tiny_bf16"
 
 # 4. dequant: CUDA backend, 1 rank; CPU backend 2 ranks; bytes vs torch reference and vs each other.
 step dequant_cuda "$bin/quantforge" dequant --in "$work/tiny" --out "$work/bf16-cuda" --backend cuda
@@ -49,6 +51,11 @@ step dequant_vs_torch python3 tests/parity/check_dequant.py "$work/tiny" "$work/
 # 5. The reference forward vs transformers' DeepseekV4 (per-linear input amax, hidden states).
 [ -x "$bin/forward_dump" ] && step forward_vs_transformers \
   python3 tests/parity/check_forward_vs_transformers.py --forward-dump "$bin/forward_dump" --device cuda
+
+# 6. Benchmarks (numbers only; they never fail the run).
+[ -x "$bin/bench_dequant" ] && step bench_dequant_kernels "$bin/bench_dequant"
+[ -x "$bin/bench_nvfp4_quantize" ] && step bench_nvfp4_kernels "$bin/bench_nvfp4_quantize"
+[ "${QF_SKIP_JOB_BENCH:-0}" = 1 ] || step bench_dequant_job bash bench/bench_dequant_job.sh "$bin/quantforge" /tmp/qf-bench 2 1
 
 echo "overall: $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$summary"
 exit $status
