@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Whole-job dequant throughput vs the I/O floor, on a synthetic checkpoint with real V4-Flash
-# layer dimensions (first N layers, default 2; ~7 GB per layer in the native format).
+# layer dimensions (first N layers, default 1) and E routed experts (default 64 of 256, so that
+# generating the synthetic source stays within minutes; each expert is 12.6 MB native).
 # Prints: source bytes, time to `cat` the source to /dev/null (after dropping the page cache
 # when allowed), dequant wall time per backend, and GB/s (source bytes / time).
-# Usage: bench/bench_dequant_job.sh QUANTFORGE_BIN WORK_DIR [N_LAYERS] [RANKS]
+# Usage: bench/bench_dequant_job.sh QUANTFORGE_BIN WORK_DIR [N_LAYERS] [RANKS] [N_EXPERTS]
 set -euo pipefail
-qf=$1 work=$2 n_layers=${3:-2} ranks=${4:-1}
+qf=$1 work=$2 n_layers=${3:-1} ranks=${4:-1} n_experts=${5:-64}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$work"
-python3 - "$repo/configs/v4-flash.json" "$work/config.json" "$n_layers" <<'PY'
+python3 - "$repo/configs/v4-flash.json" "$work/config.json" "$n_layers" "$n_experts" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1])); n = int(sys.argv[3])
+c["n_routed_experts"] = int(sys.argv[4])
 mtp = c.get("num_nextn_predict_layers", 0)
 c["compress_ratios"] = c["compress_ratios"][:n] + c["compress_ratios"][-mtp:] if mtp else c["compress_ratios"][:n]
 c["num_hidden_layers"] = n
+c["num_hash_layers"] = min(c.get("num_hash_layers", 0), n)
 json.dump(c, open(sys.argv[2], "w"), indent=2)
 PY
 src="$work/src"

@@ -231,10 +231,10 @@ def check_transformers_load(bf16_dir):
     from transformers import DeepseekV4ForCausalLM
     try:  # transformers 5 spells it dtype=; 4.x torch_dtype=
         model, info = DeepseekV4ForCausalLM.from_pretrained(
-            bf16_dir, dtype=torch.bfloat16, output_loading_info=True)
+            bf16_dir, dtype=torch.float32, output_loading_info=True)
     except TypeError:
         model, info = DeepseekV4ForCausalLM.from_pretrained(
-            bf16_dir, torch_dtype=torch.bfloat16, output_loading_info=True)
+            bf16_dir, torch_dtype=torch.float32, output_loading_info=True)
     missing = list(info.get("missing_keys", []))
     unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith("mtp.")]
     mismatched = list(info.get("mismatched_keys", []))
