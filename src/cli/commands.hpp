@@ -14,6 +14,7 @@ using Args = std::vector<std::string>;
 
 int cmd_make_tiny(const Args& args);
 int cmd_dequant(const Args& args);
+int cmd_quantize(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_plan(const Args& args);
 

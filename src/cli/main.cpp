@@ -31,6 +31,8 @@ const std::vector<Command>& commands() {
        cmd_make_tiny, false},
       {"dequant", "native FP8/FP4 checkpoint -> exact BF16 checkpoint, on any number of ranks",
        cmd_dequant, true},
+      {"quantize", "calibrate + quantize to NVFP4 + export (ModelOpt format), resumable",
+       cmd_quantize, true},
       {"inspect", "print the tensor table, dtype totals and config of a checkpoint", cmd_inspect,
        false},
       {"plan", "dry run: which rank owns what, bytes and memory per rank, time estimate",

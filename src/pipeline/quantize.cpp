@@ -1,0 +1,148 @@
+// run_quantize: the phases of the main job (see quantize.hpp).
+#include "pipeline/quantize.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
+#include "formats/checksum.hpp"
+#include "formats/rank_store.hpp"
+#include "pipeline/calibration_source.hpp"
+#include "pipeline/collective_step.hpp"
+#include "pipeline/export.hpp"
+#include "pipeline/input_scales.hpp"
+#include "pipeline/quantize_weights.hpp"
+#include "pipeline/staged_output.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+// What makes two runs the same run: resuming with any of these changed is refused (the store
+// lists every difference). The rank count is checked by the store itself.
+nlohmann::json provenance(const QuantizeOptions& options, const formats::CheckpointDir& source) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& file : source.shard_files()) {
+    const auto& shard = source.shard(file);
+    // Header checksum + size: cheap, and it changes with any tensor added, moved or resized.
+    std::vector<uint8_t> header(shard.data_offset());
+    formats::FileDescriptor fd = formats::open_for_read(shard.path());
+    formats::pread_full(fd, header.data(), header.size(), 0);
+    files.push_back({{"name", file},
+                     {"n_bytes", shard.file_size()},
+                     {"header_xxh64", formats::checksum_hex(formats::checksum64(header.data(), header.size()))}});
+  }
+  const std::string config = source.read_json("config.json").dump();
+  nlohmann::json calibration;
+  if (!options.amax_file.empty()) {
+    const auto sum = formats::checksum_file(options.amax_file);
+    calibration = {{"amax_file_xxh64", formats::checksum_hex(sum.digest)}};
+  } else {
+    calibration = {{"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
+    if (!options.calib_path.empty()) {
+      calibration["calib_xxh64"] = formats::checksum_hex(formats::checksum_file(options.calib_path).digest);
+    }
+  }
+  return {{"tool", std::string("quantforge ") + QF_VERSION},
+          {"options", {{"recipe", recipe_name(options.recipe)}, {"kv_cache", kv_cache_name(options.kv)}}},
+          {"calibration", calibration},
+          {"config_xxh64", formats::checksum_hex(formats::checksum64(config.data(), config.size()))},
+          {"source_files", files}};
+}
+
+// Calibration then quantization of every regular layer; each layer's records are committed
+// before the next starts, and committed layers are skipped on resume.
+QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                          const QuantizeOptions& options, formats::RankStore& store,
+                          dist::Communicator& comm) {
+  QuantizeReport report;
+  const int n_layers = plan.config.num_hidden_layers;
+  auto calibration = make_calibration_source(plan, source, options, comm, store);
+  calibration->run(store);  // commits calib records of every layer not yet committed
+  ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
+  for (int layer = 0; layer < n_layers; ++layer) {
+    if (!store.has_layer(layer, formats::kStageQuant)) {
+      QuantizeStats stats;
+      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats);
+      record.attrs["stage"] = "nvfp4 weights";
+      store.commit_layer(record, formats::kStageQuant);
+      report.n_targets += stats.n_targets;
+      report.n_blocks_lossless += stats.n_blocks_lossless;
+      report.n_blocks_fallback += stats.n_blocks_fallback;
+      log_debug("[r", comm.rank(), "] layer ", layer, ": ", stats.n_targets, " targets, ",
+                stats.n_blocks_lossless, " lossless / ", stats.n_blocks_fallback, " fallback blocks");
+    }
+    progress.advance(1);
+  }
+  return report;
+}
+
+}  // namespace
+
+QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<formats::CheckpointDir> source;
+  QuantizePlan plan;
+  nlohmann::json prov;
+  run_on_all_ranks(comm, "reading and planning the source", [&] {
+    source = std::make_unique<formats::CheckpointDir>(options.in_dir);
+    plan = build_quantize_plan(*source, options.recipe, comm.world_size());
+    prov = provenance(options, *source);
+    if (!options.export_only) StagedOutput::check_final_dir(options.out_dir);
+  });
+  log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ", recipe_name(options.recipe),
+           "), ", plan.tensors.size(), " source tensors, ", comm.world_size(), " rank(s)");
+
+  QuantizeReport report;
+  int store_world_size = comm.world_size();
+  std::map<int, formats::LayerRecord> calib;
+  run_on_all_ranks(comm, "opening the work store", [&] {
+    const bool exists = std::filesystem::exists(
+        formats::RankStore::rank_dir(options.work_dir, comm.rank()) + "/manifest.json");
+    if (options.export_only) {
+      auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
+      const auto diff = formats::RankStore::compare_provenance(store.provenance(), prov);
+      QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
+               "belongs to another run:", diff.empty() ? "" : diff.front());
+      store_world_size = store.world_size();
+      for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
+        QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,
+                 "has no calibration record in", store.dir(), "; run quantize --resume first");
+        calib[l] = store.read_layer(l, formats::kStageCalib);
+      }
+      return;
+    }
+    QF_CHECK(!exists || options.resume, "work store", formats::RankStore::rank_dir(options.work_dir, comm.rank()),
+             "exists; pass --resume to continue it, or use a new --work directory");
+    auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
+                                            formats::StoreVerify::kSizes);
+    report = fill_store(plan, *source, options, store, comm);
+    for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
+      calib[l] = store.read_layer(l, formats::kStageCalib);
+    }
+  });
+  if (!options.export_only) {
+    // Every rank's layers must be committed before anyone exports.
+    run_on_all_ranks(comm, "checking that every rank finished", [] {});
+  }
+
+  InputScales scales;
+  run_on_all_ranks(comm, "computing input scales", [&] { scales = compute_input_scales(plan, calib); });
+  report.n_fallback_experts = scales.fallback_modules.size();
+  for (const auto& module : scales.fallback_modules) {
+    log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
+  }
+  ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
+  const auto exported =
+      options.shard.empty()
+          ? export_checkpoint(plan, *source, scales, export_options, comm)
+          : export_one_shard(plan, *source, scales, export_options, options.shard, comm);
+  report.bytes_written = exported.bytes_written;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,44 @@
+// The `quantize` job: plan -> calibration records -> per-rank quantization (HDF5 stores, one
+// committed layer at a time, resumable) -> export. Owns: the phase order, resume rules and
+// provenance. Does not own calibration, quantization arithmetic or the export layout.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "dist/communicator.hpp"
+#include "pipeline/backend.hpp"
+#include "pipeline/plan_report.hpp"
+#include "pipeline/quant_config.hpp"
+
+namespace qf::pipeline {
+
+struct QuantizeOptions {
+  std::string in_dir;
+  std::string out_dir;
+  std::string work_dir;
+  Recipe recipe = Recipe::kExperts;
+  KvCache kv = KvCache::kNone;
+  Backend backend = Backend::kCpu;
+  bool resume = false;       // continue a run whose stores exist in work_dir
+  bool export_only = false;  // every layer is committed; only (re)write the output
+  std::string shard;         // with export_only: rebuild only this output shard file
+  // Calibration: token ids (--calib), or an imported {module: amax} file (--amax-file).
+  std::string calib_path;
+  std::string amax_file;
+  int samples = 16;
+  int seq_len = 256;
+  uint64_t seed = 0;
+};
+
+struct QuantizeReport {
+  uint64_t n_targets = 0;  // quantized by this rank in this run
+  uint64_t n_blocks_lossless = 0;
+  uint64_t n_blocks_fallback = 0;
+  uint64_t n_fallback_experts = 0;  // experts with the documented input_scale fallback
+  uint64_t bytes_written = 0;
+  double seconds = 0;
+};
+
+QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm);
+
+}  // namespace qf::pipeline

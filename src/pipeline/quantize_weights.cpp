@@ -1,0 +1,156 @@
+// quantize_owned_targets: reads each owned target (and its w1/w3 sibling) from the source and
+// runs the reference NVFP4 kernels (kernels/nvfp4_quantize_ref.cpp).
+#include "pipeline/quantize_weights.hpp"
+
+#include <cstring>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "kernels/dequant.cuh"
+#include "kernels/nvfp4_quantize.cuh"
+
+namespace qf::pipeline {
+namespace {
+
+std::vector<uint8_t> read_all(const formats::CheckpointDir& source, const std::string& name) {
+  const formats::SafetensorsReader* shard = nullptr;
+  const auto& info = source.tensor(name, &shard);
+  return shard->read_tensor(info);
+}
+
+// BF16 bits of a target's weight, exactly dequantized (FP8) or as stored (BF16).
+std::vector<uint16_t> weight_as_bf16(const formats::CheckpointDir& source, const NativeTensor& t,
+                                     uint64_t* bytes_read) {
+  std::vector<uint16_t> bf16(size_t(t.n_rows * t.n_cols));
+  const auto codes = read_all(source, t.name);
+  *bytes_read += codes.size();
+  if (t.kind == StorageKind::kFp8Block) {
+    const auto scales = read_all(source, t.scale_name);
+    *bytes_read += scales.size();
+    kernels::fp8_block_dequant_ref(
+        {codes.data(), scales.data(), t.scale.dtype, t.n_rows, t.n_cols, bf16.data()});
+  } else {
+    QF_CHECK(t.kind == StorageKind::kPlain && t.stored.dtype == DType::kBF16, "tensor", t.name,
+             "is", dtype_name(t.stored.dtype), "; NVFP4 targets must be FP8, FP4 or BF16");
+    std::memcpy(bf16.data(), codes.data(), codes.size());
+  }
+  return bf16;
+}
+
+formats::StoredTensor stored(std::string name, DType dtype, std::vector<int64_t> shape,
+                             const void* data, size_t n_bytes) {
+  formats::StoredTensor out{std::move(name), dtype, std::move(shape), {}};
+  out.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + n_bytes);
+  return out;
+}
+
+void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, const std::vector<uint8_t>& packed,
+               const std::vector<uint8_t>& scale, float scale_2) {
+  const std::string p = QuantizePlan::module_of(t.name);
+  QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
+           "got weight_scale_2", scale_2, "; it must be finite and > 0");
+  record.tensors.push_back(stored(p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2},
+                                  packed.data(), packed.size()));
+  record.tensors.push_back(stored(p + ".weight_scale", DType::kF8E4M3,
+                                  {t.n_rows, t.n_cols / 16}, scale.data(), scale.size()));
+  record.tensors.push_back(stored(p + ".weight_scale_2", DType::kF32, {}, &scale_2, 4));
+}
+
+// FP4 experts: the lossless MXFP4 -> NVFP4 cast; k_max shared with the w1/w3 sibling.
+void cast_fp4(const QuantizePlan& plan, const formats::CheckpointDir& source, const NativeTensor& t,
+              formats::LayerRecord& record, QuantizeStats* stats) {
+  const auto packed = read_all(source, t.name);
+  const auto e8m0 = read_all(source, t.scale_name);
+  stats->bytes_read += packed.size() + e8m0.size();
+  uint32_t e8m0_max = 0, e8m0_max_pair = 0;
+  kernels::mxfp4_e8m0_max_ref({e8m0.data(), int64_t(e8m0.size()), &e8m0_max, false});
+  const auto pair = plan.pair_of.find(t.name);
+  if (pair != plan.pair_of.end()) {
+    const auto pair_e8m0 = read_all(source, plan.tensor(pair->second).scale_name);
+    kernels::mxfp4_e8m0_max_ref(
+        {pair_e8m0.data(), int64_t(pair_e8m0.size()), &e8m0_max_pair, false});
+  }
+  std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(t.n_rows * t.n_cols / 16));
+  float scale_2 = 0;
+  uint64_t counts[kernels::kMxfp4CountSlots] = {};
+  kernels::Mxfp4ToNvfp4Params p;
+  p.packed = packed.data();
+  p.e8m0 = e8m0.data();
+  p.n_rows = t.n_rows;
+  p.n_cols = t.n_cols;
+  p.e8m0_max = &e8m0_max;
+  p.e8m0_max_pair = pair != plan.pair_of.end() ? &e8m0_max_pair : nullptr;
+  p.out_packed = out_packed.data();
+  p.out_scale = out_scale.data();
+  p.out_scale_2 = &scale_2;
+  p.counts = counts;
+  kernels::mxfp4_to_nvfp4_ref(p);
+  QF_CHECK(counts[kernels::kMxfp4CountNonfinite] == 0, "tensor", t.name, "has",
+           counts[kernels::kMxfp4CountNonfinite],
+           "NaN/Inf values (UE8M0 scale 0xFF or overflow); refusing to quantize it");
+  add_nvfp4(record, t, out_packed, out_scale, scale_2);
+  const std::string p_name = QuantizePlan::module_of(t.name);
+  record.i64[p_name + ".cast_blocks"] = {int64_t(counts[kernels::kMxfp4CountLossless]),
+                                         int64_t(counts[kernels::kMxfp4CountFallback])};
+  stats->n_blocks_lossless += counts[kernels::kMxfp4CountLossless];
+  stats->n_blocks_fallback += counts[kernels::kMxfp4CountFallback];
+}
+
+// FP8 or BF16 sources: exact BF16 values, weight amax (max over the w1/w3 pair), ModelOpt NVFP4.
+void quantize_bf16(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                   const NativeTensor& t, formats::LayerRecord& record, QuantizeStats* stats) {
+  const auto bf16 = weight_as_bf16(source, t, &stats->bytes_read);
+  float amax = 0;
+  uint64_t n_nonfinite = 0;
+  kernels::nvfp4_amax_ref({bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite,
+                           false});
+  QF_CHECK(n_nonfinite == 0, "tensor", t.name, "has", n_nonfinite,
+           "NaN/Inf values; refusing to quantize it");
+  const auto pair = plan.pair_of.find(t.name);
+  if (pair != plan.pair_of.end()) {
+    uint64_t ignored = 0;
+    const auto other = weight_as_bf16(source, plan.tensor(pair->second), &ignored);
+    kernels::nvfp4_amax_ref({other.data(), DType::kBF16, int64_t(other.size()), &amax,
+                             &n_nonfinite, true});
+    QF_CHECK(n_nonfinite == 0, "tensor", pair->second, "has NaN/Inf values");
+  }
+  // ModelOpt's exporter runs on the CPU by default: true division (numerics/nvfp4.hpp).
+  float scale_2 = numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kTrueDivide);
+  if (amax == 0) {
+    log_warn("tensor ", t.name, " is all zeros; weight_scale_2 set to 1 (codes are all 0)");
+    scale_2 = 1.0f;
+  }
+  std::vector<uint8_t> packed(bf16.size() / 2), scale(bf16.size() / 16);
+  kernels::Nvfp4QuantizeParams p;
+  p.x = bf16.data();
+  p.n_rows = t.n_rows;
+  p.n_cols = t.n_cols;
+  p.scale_2 = &scale_2;
+  p.packed = packed.data();
+  p.scale = scale.data();
+  p.n_nonfinite = &n_nonfinite;
+  kernels::nvfp4_quantize_ref(p);
+  add_nvfp4(record, t, packed, scale, scale_2);
+}
+
+}  // namespace
+
+formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
+                                            const formats::CheckpointDir& source, int layer,
+                                            int rank, QuantizeStats* stats) {
+  formats::LayerRecord record;
+  record.layer = layer;
+  for (const auto& name : plan.targets_of_layer(layer)) {
+    if (plan.ownership.owner_of(name) != rank) continue;
+    const NativeTensor& t = plan.tensor(name);
+    if (t.kind == StorageKind::kFp4Block) {
+      cast_fp4(plan, source, t, record, stats);
+    } else {
+      quantize_bf16(plan, source, t, record, stats);
+    }
+    ++stats->n_targets;
+  }
+  return record;
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,28 @@
+// Quantizes the NVFP4 targets a rank owns in one layer into a "quant" LayerRecord: packed
+// E2M1 codes, E4M3 block scales and weight_scale_2 per target (input_scale comes later, at
+// export, from the calibration records). Owns: the per-source-format paths (lossless MXFP4
+// cast for FP4 experts; exact dequant + ModelOpt NVFP4 for FP8/BF16) and w1/w3 sharing.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "formats/checkpoint_dir.hpp"
+#include "formats/layer_record.hpp"
+#include "pipeline/quantize_plan.hpp"
+
+namespace qf::pipeline {
+
+struct QuantizeStats {
+  uint64_t n_targets = 0;
+  uint64_t n_blocks_lossless = 0;  // 32-blocks cast bit-exactly (FP4 sources)
+  uint64_t n_blocks_fallback = 0;  // 32-blocks outside the E4M3 window (data-derived scale)
+  uint64_t bytes_read = 0;
+};
+
+// Record keys: tensors `<p>.weight` (U8), `<p>.weight_scale` (F8_E4M3), `<p>.weight_scale_2`
+// (F32, 0-d); i64 `<p>.cast_blocks` = {lossless, fallback} for FP4 sources.
+formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
+                                            const formats::CheckpointDir& source, int layer,
+                                            int rank, QuantizeStats* stats);
+
+}  // namespace qf::pipeline
