@@ -133,6 +133,10 @@ std::vector<NativeTensor> classify_native_tensors(const formats::CheckpointDir& 
           classify_fp4(dir, t);
         }
       } else {
+        if (info.shape.size() == 2) {  // a BF16 linear's logical [out, in]
+          t.n_rows = info.shape[0];
+          t.n_cols = info.shape[1];
+        }
         QF_CHECK(!has_scale, dir, "tensor", info.name, "has a scale companion", scale,
                  "but dtype", dtype_name(info.dtype),
                  "is neither F8_E4M3 nor packed FP4 (I8/U8/F4)");

@@ -26,7 +26,7 @@ struct NativeTensor {
   StorageKind kind = StorageKind::kPlain;
   formats::TensorSpec stored;    // dtype/shape as stored
   formats::TensorSpec scale;     // the companion (kFp8Block/kFp4Block)
-  int64_t n_rows = 0;            // logical [n_rows, n_cols] for block kinds
+  int64_t n_rows = 0;            // logical [n_rows, n_cols]: block kinds and 2-D plain tensors
   int64_t n_cols = 0;
   int layer = -1;   // from the name: layers.N / mtp.M (num_hidden_layers + M if known); -1 global
   int expert = -1;  // routed expert index, -1 otherwise

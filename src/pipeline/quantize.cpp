@@ -108,6 +108,10 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
       QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
                "belongs to another run:", diff.empty() ? "" : diff.front());
       store_world_size = store.world_size();
+      if (store_world_size != comm.world_size()) {
+        // Who owned what is the stores' business: the plan of the run that wrote them.
+        plan = build_quantize_plan(*source, options.recipe, store_world_size);
+      }
       for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
         QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,
                  "has no calibration record in", store.dir(), "; run quantize --resume first");

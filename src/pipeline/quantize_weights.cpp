@@ -32,6 +32,8 @@ std::vector<uint16_t> weight_as_bf16(const formats::CheckpointDir& source, const
   } else {
     QF_CHECK(t.kind == StorageKind::kPlain && t.stored.dtype == DType::kBF16, "tensor", t.name,
              "is", dtype_name(t.stored.dtype), "; NVFP4 targets must be FP8, FP4 or BF16");
+    QF_CHECK(codes.size() == bf16.size() * 2, "tensor", t.name, "has", codes.size(),
+             "bytes, expected", bf16.size() * 2);
     std::memcpy(bf16.data(), codes.data(), codes.size());
   }
   return bf16;

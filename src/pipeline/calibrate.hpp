@@ -1,0 +1,98 @@
+// The calibration engine (CPU backend): layer-sequential, data-parallel over ranks. Each rank
+// keeps the hidden states of its own samples between layers; per layer it runs the reference
+// forward with an amax observer and all-reduces the statistics. Owns: the layer loop, the calib
+// record format, resume. Does not own: weight exchange, the forward, the store, input scales.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dist/communicator.hpp"
+#include "dist/ownership_plan.hpp"
+#include "formats/checkpoint_dir.hpp"
+#include "formats/layer_record.hpp"
+#include "formats/rank_store.hpp"
+#include "model/config.hpp"
+#include "model/forward_config.hpp"
+#include "pipeline/calibration_data.hpp"
+#include "pipeline/layer_weight_exchange.hpp"
+
+namespace qf::pipeline {
+
+// ================================ calib record (stage "calib") ==================================
+// One LayerRecord per regular layer L (MTP layers are never calibrated), identical on every
+// rank and for every world size (bit for bit: MAX and integer SUM are exact, and each sample's
+// forward does not depend on which rank or batch runs it):
+//   layer                   L
+//   attrs["linear_names"]   every linear of layer L ('\n'-joined), native names without
+//                           `.weight`, in checkpoint table order (model::checkpoint_tensors):
+//                           layers.L.attn.wq_a, ..., layers.L.ffn.experts.E.w1, ...
+//                           (all 2-D `.weight` tensors of the layer, whatever the recipe)
+//   f32["input_amax"]       [n linears] max |input| over all calibration tokens, same order;
+//                           0 = never seen (an expert no token was routed to)
+//   i64["expert_tokens"]    [n_routed_experts] (token, top-k slot) assignments per expert,
+//                           summed over ranks (a hash row naming an expert twice counts twice)
+//   attrs["n_tokens"]       calibration tokens that went through the layer (all ranks)
+//   attrs["n_samples"], attrs["seq_len"]   the calibration set's shape
+//   attrs["calib_set"]      calibration_fingerprint of the set, 16 hex digits
+// w1 and w3 of an expert share one input, so their amax are equal.
+// ================================================================================================
+
+struct CalibrationOptions {
+  // Sequences per forward call: bounds the activation memory of one call. Results do not
+  // depend on it.
+  int batch_seqs = 4;
+};
+
+class Calibrator {
+ public:
+  // Collective (fetches the embedding). Every rank passes the same config, source, plan and
+  // calibration set; the rank runs samples_of_rank(set.n_samples, comm.rank(), world). All
+  // references must outlive the calibrator.
+  Calibrator(const model::ModelConfig& config, const formats::CheckpointDir& source,
+             dist::Communicator& comm, const dist::OwnershipPlan& plan, CalibrationSet set,
+             CalibrationOptions options = {});
+
+  // Collective. Runs regular layer `layer` on this rank's samples (layers strictly in order
+  // 0, 1, ..., num_hidden_layers - 1), all-reduces the statistics and returns the calib record
+  // (identical on every rank). Any rank's failure stops every rank (qf::CollectiveError).
+  formats::LayerRecord calibrate_layer(int layer);
+
+  int next_layer() const { return next_layer_; }
+  int n_layers() const { return config_.num_hidden_layers; }
+  SampleRange local_samples() const { return local_; }
+  const CalibrationSet& calibration_set() const { return set_; }
+  const ExchangeStats& exchange_stats() const { return exchange_.stats(); }
+
+ private:
+  const model::ModelConfig& config_;
+  model::ForwardConfig forward_config_;
+  dist::Communicator& comm_;
+  CalibrationSet set_;
+  CalibrationOptions options_;
+  SampleRange local_;
+  std::vector<int64_t> local_tokens_;  // this rank's samples, sample-major
+  std::vector<float> hidden_;          // [local tokens, hc_mult, hidden]: after next_layer_ - 1
+  LayerWeightExchange exchange_;
+  int next_layer_ = 0;
+};
+
+// Every linear of regular layer `layer` (the order of attrs["linear_names"]).
+std::vector<std::string> calib_linear_names(const model::ModelConfig& config, int layer);
+
+struct CalibrationRunStats {
+  int n_layers_committed = 0;   // computed and committed now
+  int n_layers_recomputed = 0;  // already in the store: recomputed and checked equal
+  double seconds = 0.0;
+};
+
+// Calibrates every regular layer and commits each record to `store` (stage "calib").
+// Resume: the hidden states after a layer are not stored, so a run that finds layers already
+// committed recomputes them (to rebuild the hidden states) and checks that each recomputed
+// record equals the stored one bit for bit (a free determinism check: a difference means other
+// inputs or a nondeterministic forward, and stops the run). If every rank's store holds every
+// layer, nothing is recomputed. One progress line per layer on rank 0.
+CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
+                                    dist::Communicator& comm);
+
+}  // namespace qf::pipeline

@@ -1,0 +1,103 @@
+// Owners read, broadcast in source precision, every rank decodes: one layer at a time.
+#include "pipeline/layer_weight_exchange.hpp"
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "core/check.hpp"
+#include "pipeline/collective_step.hpp"
+
+namespace qf::pipeline {
+
+dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tensors,
+                                          int world_size) {
+  std::vector<dist::PlanItem> items;
+  items.reserve(tensors.size());
+  for (const auto& t : tensors) items.push_back({t.name, source_n_bytes(t), t.layer, t.expert});
+  return dist::build_ownership_plan(items, world_size);
+}
+
+LayerWeightExchange::LayerWeightExchange(const formats::CheckpointDir& source,
+                                         const model::ModelConfig& config,
+                                         const model::ForwardConfig& forward_config,
+                                         dist::Communicator& comm,
+                                         const dist::OwnershipPlan& plan)
+    : source_(source),
+      config_(config),
+      forward_config_(forward_config),
+      comm_(comm),
+      plan_(plan),
+      tensors_(index_native_tensors(classify_native_tensors(source))) {
+  QF_CHECK(!comm.device_buffers(), "calibration (CPU backend) needs a host-buffer communicator,",
+           "got", dist::backend_name(comm.backend()));
+  QF_CHECK(plan.world_size() == comm.world_size(), "ownership plan for", plan.world_size(),
+           "ranks used with", comm.world_size(), "ranks");
+}
+
+void LayerWeightExchange::exchange(const std::vector<std::string>& names, const char* what,
+                                   const std::function<void(const model::WeightLoader&)>& load) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool tie = config_.tie_word_embeddings;
+  // Step 1: read what this rank owns (every lookup error is the same on every rank).
+  std::map<std::string, std::vector<uint8_t>> owned;
+  run_on_all_ranks(comm_, what, [&] {
+    for (const auto& name : names) {
+      const std::string native = native_weight_name(name, tie);
+      const auto it = tensors_.find(native);
+      QF_CHECK(it != tensors_.end(), source_.dir() + ": no tensor", native, "(needed as", name,
+               ")");
+      if (plan_.owner_of(native) != comm_.rank() || owned.count(native)) continue;
+      owned[native] = read_source_bytes(source_, it->second);
+      stats_.n_bytes_read += owned[native].size();
+    }
+  });
+  // Step 2: broadcast and decode in the loader's request order.
+  const model::WeightLoader loader = [&](const std::string& name,
+                                         std::vector<int64_t> expected_shape) {
+    const std::string native = native_weight_name(name, tie);
+    const NativeTensor& t = tensors_.at(native);
+    const int owner = plan_.owner_of(native);
+    std::vector<uint8_t> bytes;
+    if (owner == comm_.rank()) {
+      const auto it = owned.find(native);
+      QF_CHECK(it != owned.end(), "tensor", native, "asked for twice or not announced");
+      bytes = std::move(it->second);
+      owned.erase(it);
+    } else {
+      bytes.resize(source_n_bytes(t));
+    }
+    const std::string label = std::string(what) + " " + native;
+    comm_.broadcast(bytes.data(), bytes.size(), owner, label.c_str());
+    stats_.n_bytes_broadcast += bytes.size();
+    return decode_source_tensor(t, bytes.data(), bytes.size(), expected_shape);
+  };
+  load(loader);
+  stats_.seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+model::LayerWeights LayerWeightExchange::fetch_layer(int layer) {
+  QF_CHECK(layer >= 0 && layer < config_.num_hidden_layers, "fetch_layer: layer", layer,
+           "is not a regular layer (0 ..", config_.num_hidden_layers - 1, ")");
+  const std::vector<std::string> names = model::layer_weight_names(forward_config_, layer);
+  const std::string what = "layer " + std::to_string(layer) + " weights";
+  model::LayerWeights weights;
+  exchange(names, what.c_str(), [&](const model::WeightLoader& loader) {
+    weights = model::load_layer_weights(forward_config_, layer, loader);
+  });
+  return weights;
+}
+
+model::Tensor2D LayerWeightExchange::fetch_embedding() {
+  const std::string name = "embed_tokens.weight";
+  model::Tensor2D embed;
+  exchange({name}, "embedding weights", [&](const model::WeightLoader& loader) {
+    embed.n_rows = forward_config_.vocab_size;
+    embed.n_cols = forward_config_.hidden_size;
+    embed.data = loader(name, {embed.n_rows, embed.n_cols});
+  });
+  return embed;
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,69 @@
+// Layer-at-a-time weight exchange for calibration: the owners (ownership plan) of layer l's
+// tensors read their source bytes and broadcast them in source precision; every rank decodes
+// them to FP32 for the forward. Owns: the collective order and the read/broadcast/decode loop.
+// Does not own: name mapping and decoding (native_weight_loader), the forward, the plan rule.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "dist/communicator.hpp"
+#include "dist/ownership_plan.hpp"
+#include "formats/checkpoint_dir.hpp"
+#include "model/config.hpp"
+#include "model/forward_config.hpp"
+#include "model/layer_weights.hpp"
+#include "pipeline/native_weight_loader.hpp"
+
+namespace qf::pipeline {
+
+// The plan quantize builds over the source weights (scales folded into their weight, items
+// weighted by stored + scale bytes), for callers that have no QuantizePlan (tests, tools).
+dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tensors,
+                                          int world_size);
+
+struct ExchangeStats {
+  uint64_t n_bytes_read = 0;       // source bytes this rank read (its owned tensors)
+  uint64_t n_bytes_broadcast = 0;  // source bytes of every tensor exchanged (same on all ranks)
+  double seconds = 0.0;            // reading + broadcasting + decoding, this rank
+};
+
+// Collective: every rank calls fetch_layer / fetch_embedding in the same order. Each call:
+//   1. every rank reads the source bytes (weight + `.scale`) of the tensors of the call it owns
+//      (one run_on_all_ranks step: a read error on any rank stops every rank cleanly);
+//   2. tensor by tensor, in load_layer_weights' request order (identical on every rank), the
+//      owner broadcasts them (root = owner) and every rank decodes them to FP32.
+// Peak memory per rank: the FP32 weights of one layer plus this rank's owned source bytes of it.
+// Host buffers only: needs a communicator with device_buffers() == false (the MPI backend).
+class LayerWeightExchange {
+ public:
+  // source, config, communicator and plan must outlive this object. The plan must contain
+  // every native tensor the forward needs (the weights, not their `.scale`s).
+  LayerWeightExchange(const formats::CheckpointDir& source, const model::ModelConfig& config,
+                      const model::ForwardConfig& forward_config, dist::Communicator& comm,
+                      const dist::OwnershipPlan& plan);
+
+  // FP32 weights of regular layer `layer`.
+  model::LayerWeights fetch_layer(int layer);
+  // FP32 embedding [vocab, hidden] (the only model end calibration needs: the final norm,
+  // hyper-head and head come after the last regular layer and are never observed).
+  model::Tensor2D fetch_embedding();
+
+  const ExchangeStats& stats() const { return stats_; }
+  const NativeTensorIndex& tensors() const { return tensors_; }
+
+ private:
+  // Runs steps 1-2 for the forward names `names` (what `load` will ask for) and the loader
+  // calls made by `load`.
+  void exchange(const std::vector<std::string>& names, const char* what,
+                const std::function<void(const model::WeightLoader&)>& load);
+
+  const formats::CheckpointDir& source_;
+  const model::ModelConfig& config_;
+  const model::ForwardConfig& forward_config_;
+  dist::Communicator& comm_;
+  const dist::OwnershipPlan& plan_;
+  NativeTensorIndex tensors_;
+  ExchangeStats stats_;
+};
+
+}  // namespace qf::pipeline

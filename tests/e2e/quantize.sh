@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# quantize end to end on make-tiny checkpoints (CPU backend, imported amax so that the test pins
+# known values): identical bytes for 1..4 ranks, export-only and single-shard rebuilds equal
+# the full run, resume rules, the documented fallback for unseen experts, both recipes, BF16
+# input, and the tensors/configs of docs/EXPORT_FORMAT.md.
+set -euo pipefail
+qf=${QF_BIN:?QF_BIN must point at the quantforge binary}
+tmp=$(mktemp -d /tmp/qf-quantize.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+q() { "$qf" quantize --log-level warn "$@"; }
+
+"$qf" make-tiny --preset tiny --out "$tmp/src" --seed 11 --shards 3 --log-level warn
+# Known amax: every module of every regular layer, except expert 3 of layer 1 (never routed).
+python3 - "$tmp/src/config.json" "$tmp" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1])); out = sys.argv[2]
+experts, full = {}, {}
+for l in range(cfg["num_hidden_layers"]):
+    for e in range(cfg["n_routed_experts"]):
+        for w in ("w1", "w2", "w3"):
+            if (l, e) != (1, 3):
+                experts[f"layers.{l}.ffn.experts.{e}.{w}"] = 0.5 + 0.25 * l + 0.01 * e + (0.003 if w == "w3" else 0)
+    for m in ("attn.wq_a", "attn.wq_b", "attn.wkv", "attn.wo_a", "attn.wo_b", "attn.indexer.wq_b",
+              "ffn.shared_experts.w1", "ffn.shared_experts.w2", "ffn.shared_experts.w3"):
+        full[f"layers.{l}.{m}"] = 2.0 + l
+full.update(experts)
+json.dump(experts, open(f"{out}/amax.json", "w")); json.dump(full, open(f"{out}/amax_full.json", "w"))
+PY
+
+# 1. Same bytes for every rank count.
+for np in 1 2 3 4; do
+  mpirun -np $np "$qf" quantize --log-level warn --in "$tmp/src" --out "$tmp/out$np" \
+    --work "$tmp/work$np" --amax-file "$tmp/amax.json"
+done
+for np in 2 3 4; do diff -r "$tmp/out1" "$tmp/out$np" >/dev/null || fail "output with $np ranks differs"; done
+echo "ok: identical export for 1..4 ranks"
+
+# 2. The format: tensors, scales, configs (independent reading with the standard library).
+python3 - "$tmp/src" "$tmp/out1" "$tmp/amax.json" <<'PY'
+import json, math, os, struct, sys
+src, out, amax = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
+def tensors(d):
+    idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    res = {}
+    for f in sorted(set(idx["weight_map"].values())):
+        b = open(os.path.join(d, f), "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+        for k, v in json.loads(b[8:8 + n]).items():
+            if k != "__metadata__":
+                s, e = v["data_offsets"]; res[k] = (v["dtype"], v["shape"], b[8 + n + s:8 + n + e], f)
+    return idx, res
+_, s = tensors(src); idx, o = tensors(out)
+cfg = json.load(open(os.path.join(src, "config.json"))); L = cfg["num_hidden_layers"]
+f32 = lambda b: struct.unpack("<f", b)[0]
+targets = [k for k in s if k.startswith("layers.") and ".ffn.experts." in k and k.endswith(".weight")
+           and int(k.split(".")[1]) < L]
+assert targets, "no targets"
+for k in targets:
+    p = k[:-len(".weight")]
+    dt, shape, _, shard = s[k]
+    rows, cols = shape[0], shape[1] * 2
+    assert o[p + ".weight"][:2] == ("U8", [rows, cols // 2]), p
+    assert o[p + ".weight_scale"][:2] == ("F8_E4M3", [rows, cols // 16]), p
+    assert o[p + ".weight_scale_2"][:2] == ("F32", []) and o[p + ".input_scale"][:2] == ("F32", []), p
+    assert p + ".scale" not in o, p
+    assert o[p + ".weight"][3] == shard, "target moved to another shard"
+    ws2 = f32(o[p + ".weight_scale_2"][2]); isc = f32(o[p + ".input_scale"][2])
+    assert ws2 > 0 and math.isfinite(ws2) and math.log2(ws2).is_integer(), (p, ws2)  # lossless cast: 2^(k-8)
+    assert isc > 0 and math.isfinite(isc), (p, isc)
+    scales = o[p + ".weight_scale"][2]
+    assert all(x not in (0x00, 0x80, 0x7F, 0xFF) for x in scales), p + ": zero/NaN block scale"
+# w1/w3 share both scales; w1 input_scale = max(w1, w3) amax / 2688; unseen expert = projection max.
+for k in targets:
+    if ".w1." not in k: continue
+    p1 = k[:-len(".weight")]; p3 = p1[:-2] + "w3"
+    for suffix in (".weight_scale_2", ".input_scale"):
+        assert o[p1 + suffix][2] == o[p3 + suffix][2], p1 + suffix
+    want = max(amax.get(p1, 0), amax.get(p3, 0))
+    if want == 0:
+        want = max(max(v for kk, v in amax.items() if kk.endswith(".w1")), max(v for kk, v in amax.items() if kk.endswith(".w3")))
+    got = f32(o[p1 + ".input_scale"][2])
+    assert got == struct.unpack("<f", struct.pack("<f", want / 2688.0))[0] or abs(got - want / 2688.0) <= 1e-7 * want, (p1, got, want / 2688)
+# Everything else byte for byte (MTP included).
+for k, v in s.items():
+    if k in targets or (k.endswith(".scale") and k[:-6] + ".weight" in targets): continue
+    assert o[k] == v, k + " changed"
+assert set(o) == {k for k in s if k not in targets and not (k.endswith(".scale") and k[:-6] + ".weight" in targets)} \
+    | {k[:-len(".weight")] + x for k in targets for x in (".weight", ".weight_scale", ".weight_scale_2", ".input_scale")}
+assert idx["metadata"]["total_size"] == sum(len(v[2]) for v in o.values())
+qc = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+assert qc["quant_method"] == "fp8" and qc["moe_quant_algo"] == "NVFP4" and qc["quant_algo"] == "MIXED_PRECISION"
+assert qc["ignore"] == ["*.attn.*", "*.ffn.shared_experts.*", "head", "mtp.*"] and "exclude_modules" not in qc
+assert sorted(qc["quantized_layers"]) == [f"layers.{l}.ffn.experts" for l in range(L)]
+hf = json.load(open(os.path.join(out, "hf_quant_config.json")))["quantization"]
+assert hf["exclude_modules"] == qc["ignore"] and hf["quantized_layers"] == qc["quantized_layers"]
+assert hf["kv_cache_quant_algo"] is None and hf["group_size"] == 16
+print("ok: export format,", len(targets), "experts quantized")
+PY
+
+# 3. Export from the stores alone equals the run; one shard rebuilt by a single plain process too.
+q --in "$tmp/src" --out "$tmp/reexport" --work "$tmp/work2" --amax-file "$tmp/amax.json" --export-only 2>/dev/null \
+  && fail "export-only with a different rank count than the stores should be refused"
+mpirun -np 2 "$qf" quantize --log-level warn --in "$tmp/src" --out "$tmp/reexport" --work "$tmp/work2" \
+  --amax-file "$tmp/amax.json" --export-only
+diff -r "$tmp/out1" "$tmp/reexport" >/dev/null || fail "export-only differs"
+cp -r "$tmp/out2" "$tmp/shardfix"
+shard=model-00002-of-00003.safetensors
+printf 'garbage' | dd of="$tmp/shardfix/$shard" bs=1 seek=4096 conv=notrunc status=none
+q --in "$tmp/src" --out "$tmp/shardfix" --work "$tmp/work2" --amax-file "$tmp/amax.json" --export-only --shard "$shard"
+diff -r "$tmp/out1" "$tmp/shardfix" >/dev/null || fail "--shard rebuild differs"
+echo "ok: --export-only (2 ranks) and --shard (1 plain process) reproduce the output"
+
+# 4. Resume rules.
+q --in "$tmp/src" --out "$tmp/again" --work "$tmp/work1" --amax-file "$tmp/amax.json" 2>"$tmp/log" \
+  && fail "an existing work store without --resume should be refused"
+grep -q -- "--resume" "$tmp/log" || fail "unclear message without --resume: $(cat "$tmp/log")"
+q --in "$tmp/src" --out "$tmp/again" --work "$tmp/work1" --amax-file "$tmp/amax.json" --resume
+diff -r "$tmp/out1" "$tmp/again" >/dev/null || fail "resume of a finished run differs"
+q --in "$tmp/src" --out "$tmp/other" --work "$tmp/work1" --amax-file "$tmp/amax.json" --resume \
+  --recipe full 2>"$tmp/log" && fail "resume with another recipe should be refused"
+grep -q "recipe" "$tmp/log" || fail "recipe change not named: $(cat "$tmp/log")"
+[ ! -e "$tmp/other" ] && [ ! -e "$tmp/other.partial" ] || fail "refused resume left output behind"
+echo "ok: resume rules"
+
+# 5. Recipe full, and a BF16 source (from dequant) gives a valid export of the same layout.
+mpirun -np 2 "$qf" quantize --log-level warn --in "$tmp/src" --out "$tmp/full" --work "$tmp/workf" \
+  --amax-file "$tmp/amax_full.json" --recipe full
+python3 - "$tmp/full" <<'PY'
+import json, os, sys
+qc = json.load(open(os.path.join(sys.argv[1], "config.json")))["quantization_config"]
+idx = json.load(open(os.path.join(sys.argv[1], "model.safetensors.index.json")))["weight_map"]
+assert qc["quant_method"] == "modelopt" and qc["quant_algo"] == "MIXED_PRECISION"
+for m in qc["quantized_layers"]:
+    for x in (".weight", ".weight_scale", ".weight_scale_2", ".input_scale"):
+        assert m + x in idx, m + x
+assert "layers.0.attn.wq_a" in qc["quantized_layers"] and "layers.0.ffn.shared_experts.w2" in qc["quantized_layers"]
+assert not any(k.startswith("mtp.") and k.endswith("weight_scale_2") for k in idx)
+print("ok: recipe full,", len(qc["quantized_layers"]), "modules")
+PY
+"$qf" dequant --in "$tmp/src" --out "$tmp/bf16" --log-level warn
+q --in "$tmp/bf16" --out "$tmp/from-bf16" --work "$tmp/workb" --amax-file "$tmp/amax.json"
+python3 - "$tmp/out1" "$tmp/from-bf16" <<'PY'
+import json, os, sys
+a = json.load(open(os.path.join(sys.argv[1], "model.safetensors.index.json")))["weight_map"]
+b = json.load(open(os.path.join(sys.argv[2], "model.safetensors.index.json")))["weight_map"]
+q = [k for k in a if k.endswith(".weight_scale_2")]
+assert q and all(k in b for k in q), "BF16 input: quantized tensors missing"
+print("ok: BF16 input quantizes the same", len(q), "linears")
+PY
+
+# 6. Bad input: a config that does not match the tensors.
+cp -r "$tmp/src" "$tmp/badcfg"
+python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['moe_intermediate_size']+=32; json.dump(c,open(p,'w'))" "$tmp/badcfg/config.json"
+q --in "$tmp/badcfg" --out "$tmp/badout" --work "$tmp/workx" --amax-file "$tmp/amax.json" 2>"$tmp/log" \
+  && fail "a config that does not match the tensors should be refused"
+grep -q "config.json implies" "$tmp/log" || fail "config mismatch unclear: $(cat "$tmp/log")"
+[ ! -e "$tmp/badout" ] && [ ! -e "$tmp/workx/rank-0/manifest.json" ] || fail "refused run left files"
+echo "ok: config/tensor mismatch refused"
+echo "quantize e2e: all checks passed"
