@@ -82,8 +82,8 @@ CalibrationSet load_safetensors(const std::string& path, int samples, int seq_le
                  path + " token " + std::to_string(w * seq_len) + "+");
     }
   }
-  check_enough(set, samples, available,
-               path, info->shape.size() == 2 ? "samples" : "windows of --seq-len tokens");
+  check_enough(set, samples, available, path,
+               info->shape.size() == 2 ? "samples" : "windows of --seq-len tokens");
   return set;
 }
 
@@ -103,8 +103,8 @@ std::vector<int64_t> parse_jsonl_line(const std::string& line, const std::string
   std::vector<int64_t> ids;
   ids.reserve(value.size());
   for (size_t i = 0; i < value.size(); ++i) {
-    QF_CHECK(value[i].is_number_integer(), where + ": element", i, "is not an integer:",
-             value[i].dump());
+    QF_CHECK(value[i].is_number_integer(), where + ": element", i,
+             "is not an integer:", value[i].dump());
     ids.push_back(value[i].get<int64_t>());
   }
   return ids;
@@ -148,8 +148,8 @@ double uniform01(uint64_t& state) {
 }  // namespace
 
 std::vector<int64_t> CalibrationSet::tokens_of(int begin, int end) const {
-  QF_CHECK(0 <= begin && begin <= end && end <= n_samples, "calibration samples [", begin, ",",
-           end, ") outside [0,", n_samples, ")");
+  QF_CHECK(0 <= begin && begin <= end && end <= n_samples, "calibration samples [", begin, ",", end,
+           ") outside [0,", n_samples, ")");
   return std::vector<int64_t>(token_ids.begin() + int64_t{begin} * seq_len,
                               token_ids.begin() + int64_t{end} * seq_len);
 }
@@ -162,8 +162,8 @@ CalibrationSet load_calibration_set(const std::string& path, int samples, int se
   return load_jsonl(path, samples, seq_len, vocab);
 }
 
-CalibrationSet synthetic_calibration_set(const model::ModelConfig& config, int samples,
-                                         int seq_len, uint64_t seed) {
+CalibrationSet synthetic_calibration_set(const model::ModelConfig& config, int samples, int seq_len,
+                                         uint64_t seed) {
   QF_CHECK(samples >= 1 && seq_len >= 1, "synthetic calibration set: --samples", samples,
            "and --seq-len", seq_len, "must be >= 1");
   const int64_t vocab = config.vocab_size;
@@ -220,8 +220,8 @@ uint64_t calibration_fingerprint(const CalibrationSet& set) {
 }
 
 SampleRange samples_of_rank(int n_samples, int rank, int world) {
-  QF_CHECK(world >= 1 && rank >= 0 && rank < world && n_samples >= 0, "samples_of_rank: rank",
-           rank, "of", world, "with", n_samples, "samples");
+  QF_CHECK(world >= 1 && rank >= 0 && rank < world && n_samples >= 0, "samples_of_rank: rank", rank,
+           "of", world, "with", n_samples, "samples");
   const int base = n_samples / world, extra = n_samples % world;
   SampleRange range;
   range.begin = rank * base + std::min(rank, extra);

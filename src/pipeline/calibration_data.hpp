@@ -42,8 +42,8 @@ CalibrationSet load_calibration_set(const std::string& path, int samples, int se
 // permutation of the vocabulary, so frequent ids are spread over the id range and hash-routed
 // layers reach most experts; position 0 of every sample is bos_token_id when the config has one.
 // Integer PRNG (splitmix64) and exactly-rounded double arithmetic only: no std:: distributions.
-CalibrationSet synthetic_calibration_set(const model::ModelConfig& config, int samples,
-                                         int seq_len, uint64_t seed);
+CalibrationSet synthetic_calibration_set(const model::ModelConfig& config, int samples, int seq_len,
+                                         uint64_t seed);
 
 // FNV-1a over (n_samples, seq_len, ids): identifies the set in provenance and logs.
 uint64_t calibration_fingerprint(const CalibrationSet& set);

@@ -21,8 +21,7 @@ dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tenso
 LayerWeightExchange::LayerWeightExchange(const formats::CheckpointDir& source,
                                          const model::ModelConfig& config,
                                          const model::ForwardConfig& forward_config,
-                                         dist::Communicator& comm,
-                                         const dist::OwnershipPlan& plan)
+                                         dist::Communicator& comm, const dist::OwnershipPlan& plan)
     : source_(source),
       config_(config),
       forward_config_(forward_config),
@@ -73,8 +72,7 @@ void LayerWeightExchange::exchange(const std::vector<std::string>& names, const 
     return decode_source_tensor(t, bytes.data(), bytes.size(), expected_shape);
   };
   load(loader);
-  stats_.seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 model::LayerWeights LayerWeightExchange::fetch_layer(int layer) {

@@ -18,8 +18,7 @@ namespace qf::pipeline {
 
 // The plan quantize builds over the source weights (scales folded into their weight, items
 // weighted by stored + scale bytes), for callers that have no QuantizePlan (tests, tools).
-dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tensors,
-                                          int world_size);
+dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tensors, int world_size);
 
 struct ExchangeStats {
   uint64_t n_bytes_read = 0;       // source bytes this rank read (its owned tensors)

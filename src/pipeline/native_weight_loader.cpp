@@ -155,8 +155,7 @@ model::WeightLoader make_native_weight_loader(const formats::CheckpointDir& sour
                                                   std::vector<int64_t> expected_shape) {
     const std::string native = native_weight_name(name, tie_word_embeddings);
     const auto it = tensors.find(native);
-    QF_CHECK(it != tensors.end(), source.dir() + ": no tensor", native, "(asked for as", name,
-             ")");
+    QF_CHECK(it != tensors.end(), source.dir() + ": no tensor", native, "(asked for as", name, ")");
     const std::vector<uint8_t> bytes = read_source_bytes(source, it->second);
     return decode_source_tensor(it->second, bytes.data(), bytes.size(), expected_shape);
   };
