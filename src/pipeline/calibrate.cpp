@@ -1,6 +1,7 @@
 // Calibrator (layer loop, observer, all-reduce, calib record) and run_calibration (store, resume).
 #include "pipeline/calibrate.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>

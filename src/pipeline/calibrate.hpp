@@ -52,6 +52,8 @@ class Calibrator {
   Calibrator(const model::ModelConfig& config, const formats::CheckpointDir& source,
              dist::Communicator& comm, const dist::OwnershipPlan& plan, CalibrationSet set,
              CalibrationOptions options = {});
+  Calibrator(const Calibrator&) = delete;  // the weight exchange points into this object
+  Calibrator& operator=(const Calibrator&) = delete;
 
   // Collective. Runs regular layer `layer` on this rank's samples (layers strictly in order
   // 0, 1, ..., num_hidden_layers - 1), all-reduces the statistics and returns the calib record

@@ -3,6 +3,8 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "pipeline/calibrate.hpp"
+#include "pipeline/calibration_data.hpp"
 #include "pipeline/input_scales.hpp"
 #include "pipeline/quantize.hpp"
 
@@ -27,6 +29,30 @@ class AmaxFileSource final : public CalibrationSource {
   std::map<std::string, float> amax_;
 };
 
+// The calibration forward (calibrate.hpp) over the synthetic set or the --calib file.
+class ForwardSource final : public CalibrationSource {
+ public:
+  ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                const QuantizeOptions& options, dist::Communicator& comm)
+      : comm_(comm),
+        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options)) {}
+  void run(formats::RankStore& store) override { run_calibration(calibrator_, store, comm_); }
+
+ private:
+  static CalibrationSet load_set(const QuantizePlan& plan, const QuantizeOptions& options) {
+    auto set = options.calib_path.empty()
+                   ? synthetic_calibration_set(plan.config, options.samples, options.seq_len,
+                                               options.seed)
+                   : load_calibration_set(options.calib_path, options.samples, options.seq_len,
+                                          plan.config.vocab_size);
+    log_info("calibration: ", set.n_samples, " samples x ", set.seq_len, " tokens (",
+             options.calib_path.empty() ? "synthetic" : options.calib_path, ")");
+    return set;
+  }
+  dist::Communicator& comm_;
+  Calibrator calibrator_;
+};
+
 }  // namespace
 
 std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
@@ -34,11 +60,9 @@ std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& p
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
                                                            formats::RankStore& store) {
-  (void)source;
-  (void)comm;
   (void)store;
   if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
-  QF_FAIL("calibration from token ids is not wired in yet; pass --amax-file");
+  return std::make_unique<ForwardSource>(plan, source, options, comm);
 }
 
 }  // namespace qf::pipeline
