@@ -54,9 +54,10 @@ json dump_one(const formats::CheckpointDir& ckpt, const std::string& prefix,
   QF_CHECK(w->dtype == DType::kU8 && w->shape.size() == 2, wname, ": want U8 [out, in/2], got",
            dtype_name(w->dtype), shape_str(w->shape));
   const int64_t n_rows = w->shape[0], n_cols = w->shape[1] * 2;
-  QF_CHECK(s->dtype == DType::kF8E4M3 && s->shape == std::vector<int64_t>{n_rows, n_cols / 16},
-           prefix, ".weight_scale: want F8_E4M3", shape_str({n_rows, n_cols / 16}), "got",
-           dtype_name(s->dtype), shape_str(s->shape));
+  const std::vector<int64_t> scale_shape = {n_rows, n_cols / 16};
+  QF_CHECK(s->dtype == DType::kF8E4M3 && s->shape == scale_shape, prefix,
+           ".weight_scale: want F8_E4M3", shape_str(scale_shape), "got", dtype_name(s->dtype),
+           shape_str(s->shape));
   QF_CHECK(s2->dtype == DType::kF32 && s2->n_elems() == 1, prefix,
            ".weight_scale_2: want one F32, got", dtype_name(s2->dtype), shape_str(s2->shape));
   float scale_2 = 0;
