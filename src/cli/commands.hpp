@@ -17,6 +17,7 @@ int cmd_dequant(const Args& args);
 int cmd_quantize(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_plan(const Args& args);
+int cmd_validate(const Args& args);
 
 struct Command {
   const char* name;

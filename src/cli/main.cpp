@@ -37,6 +37,7 @@ const std::vector<Command>& commands() {
        false},
       {"plan", "dry run: which rank owns what, bytes and memory per rank, time estimate",
        cmd_plan, false},
+      {"validate", "check an exported NVFP4 checkpoint against its source", cmd_validate, false},
   };
   return table;
 }

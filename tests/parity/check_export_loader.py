@@ -1,20 +1,7 @@
 #!/usr/bin/env python3
-"""Loads a quantforge NVFP4 export with a loader written against vLLM's DeepSeek-V4 rules, runs it
-in transformers' DeepseekV4ForCausalLM next to the source model, compares logits (weight-only and
-W4A4-simulated), and checks torch's NVFP4 decode against our C++ decoder bit for bit.
-
-usage: check_export_loader.py --source NATIVE_DIR --export EXPORT_DIR [--decoded-dump DIR]
-                              [--device cuda|cpu] [--json OUT] [--keep-tmp DIR] [--no-w4a4]
-
-Consumer: no vLLM/SGLang on the GPU machine, so the "loader" is this script's `plan_export`,
-which applies the rules of shared/docs/FORMATS.md §3 (vLLM `vllm/models/deepseek_v4/
-quant_config.py` + `deepseek_v4.py` weight loading, SGLang/ModelOpt for `quant_method:
-"modelopt"`) and §1/§2/§4 (tensor layouts), then hands full-precision tensors to transformers
-5.x `DeepseekV4ForCausalLM.from_pretrained` (native names, as tests/parity/check_tiny_checkpoint.py
-does). Exit 1 if the loader refuses the export, the decoders disagree, any logits are
-non-finite, or weight-only top-1 agreement < --min-top1 (W4A4 numbers are advisory unless
---strict-w4a4). Numbers are printed either way.
-"""
+"""Loads an NVFP4 export by vLLM's DeepSeek-V4 rules into transformers, compares logits with the
+source model (weight-only, W4A4-sim) and torch's NVFP4 decode with our C++ one (bit for bit).
+Usage: --source NATIVE_DIR --export EXPORT_DIR [--decoded-dump DIR] [--device cuda] [--json OUT]"""
 import argparse
 import hashlib
 import json
@@ -118,8 +105,8 @@ def nvfp4_decode(packed, scale_e4m3, scale_2):
 
 
 def fp8_block_decode(w, scale):
-    """FORMATS.md §4 FP8 linears: F8_E4M3 [out, in] x one scale per 128x128 tile (E8M0 -> 2^(e-127),
-    or F32)."""
+    """FORMATS.md §4 FP8 linears: F8_E4M3 [out, in] x one scale per 128x128 tile
+    (E8M0 -> 2^(e-127), or F32)."""
     rows, cols = w.shape
     s = scale.float()
     s = s.repeat_interleave(FP8_BLOCK, 0)[:rows].repeat_interleave(FP8_BLOCK, 1)[:, :cols]
@@ -132,12 +119,8 @@ def mxfp4_decode(packed, e8m0):
     return lut[unpack_codes(packed)] * e8m0.float().repeat_interleave(32, dim=-1)
 
 
-def e4m3_values(scale):
-    return scale.float()
-
-
 # ------------------------------------------------------------------------------------------------
-# the loader: decide what each tensor is (vLLM DeepSeek-V4 rules) and refuse what vLLM would not load
+# the loader: what each tensor is (vLLM DeepSeek-V4 rules); refuse what vLLM would not load
 def quant_mode(cfg, hf_quant, label):
     """FORMATS.md §3 'vLLM': model_type deepseek_v4 + quant_method fp8 -> DeepseekV4FP8Config;
     routed experts are ModelOptNvFp4FusedMoE only if expert_dtype == "fp4" and
@@ -162,7 +145,8 @@ def quant_mode(cfg, hf_quant, label):
             # What SGLang's HybridFp8NvFp4Config reads (FORMATS.md §3): MTP MoE must be excluded
             # so it falls back to MXFP4; quantized_layers as MO-V4Q writes them.
             if "mtp.*" not in (qc.get("ignore") or []):
-                problem(f"{label}: quantization_config.ignore {qc.get('ignore')} lacks 'mtp.*'")
+                problem(f"{label}: quantization_config.ignore {qc.get('ignore')} lacks 'mtp.*' "
+                        "(SGLang HybridFp8NvFp4Config would build MTP experts as NVFP4)")
             want = {f"layers.{n}.ffn.experts" for n in range(cfg.get("num_hidden_layers", 0))}
             if set(qc.get("quantized_layers") or {}) != want:
                 note(f"{label}: quantized_layers {sorted(qc.get('quantized_layers') or {})} != "
@@ -344,7 +328,7 @@ def check_scale_values(ck, plan, label):
         if ".w1." not in key:
             continue
         other = key.replace(".w1.", ".w3.")
-        if other in scalars and struct.pack("<f", scalars[key]) != struct.pack("<f", scalars[other]):
+        if other in scalars and scalars[key] != scalars[other]:
             problem(f"{label}: {key} = {scalars[key]!r} but {other} = {scalars[other]!r}: "
                     "vLLM fuses w1/w3 with one scale")
     # ModelOpt also shares scales between linears that read the same input (FORMATS.md §2,
@@ -625,6 +609,9 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+    # Consumer: no vLLM/SGLang on the GPU machine, so the loader is plan_checkpoint() +
+    # check_scale_values() here (vLLM quant_config.py / deepseek_v4.py rules as FORMATS.md §3
+    # records them), feeding full-precision tensors to transformers by native names.
     import transformers
     print(f"consumer: transformers {transformers.__version__} DeepseekV4ForCausalLM (FP32, "
           f"{args.device}) fed by this script's vLLM-rules loader; torch {torch.__version__}")

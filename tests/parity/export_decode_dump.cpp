@@ -1,8 +1,6 @@
-// export_decode_dump: decodes every NVFP4 weight of an export (a `<p>.weight` with a
-// `<p>.weight_scale_2` sibling) with qf::kernels::nvfp4_dequantize_ref and writes
+// Usage: export_decode_dump EXPORT_DIR OUT_DIR. Decodes every NVFP4 weight of an export
+// (`<p>.weight` with a `<p>.weight_scale_2` sibling) with qf::kernels::nvfp4_dequantize_ref into
 // OUT_DIR/<p>.weight.f32 (raw little-endian float32) + manifest.json, for check_export_loader.py.
-//
-// Usage: export_decode_dump EXPORT_DIR OUT_DIR
 #include <sys/stat.h>
 
 #include <cerrno>

@@ -52,10 +52,22 @@ step dequant_vs_torch python3 tests/parity/check_dequant.py "$work/tiny" "$work/
 [ -x "$bin/forward_dump" ] && step forward_vs_transformers \
   python3 tests/parity/check_forward_vs_transformers.py --forward-dump "$bin/forward_dump" --device cuda
 
-# 6. Benchmarks (numbers only; they never fail the run).
+# 6. quantize (calibrated, CPU backend) -> export loaded the way vLLM loads it, logits vs source;
+#    torch's NVFP4 decode vs ours bit for bit. Both recipes.
+for recipe in experts full; do
+  step "quantize_$recipe" mpirun -np 2 "$bin/quantforge" quantize --in "$work/tiny" \
+    --out "$work/q-$recipe" --work "$work/w-$recipe" --recipe "$recipe" --samples 8 --seq-len 128
+  step "decode_dump_$recipe" "$bin/export_decode_dump" "$work/q-$recipe" "$work/dump-$recipe"
+  step "loader_logits_$recipe" python3 tests/parity/check_export_loader.py --source "$work/tiny" \
+    --export "$work/q-$recipe" --decoded-dump "$work/dump-$recipe" --device cuda \
+    --json "$out/loader_$recipe.json"
+done
+[ -x "$bin/quantforge" ] && step validate_experts "$bin/quantforge" validate --source "$work/tiny" --out "$work/q-experts"
+
+# 7. Benchmarks (numbers only; they never fail the run).
 [ -x "$bin/bench_dequant" ] && step bench_dequant_kernels "$bin/bench_dequant"
 [ -x "$bin/bench_nvfp4_quantize" ] && step bench_nvfp4_kernels "$bin/bench_nvfp4_quantize"
-[ "${QF_SKIP_JOB_BENCH:-0}" = 1 ] || step bench_dequant_job bash bench/bench_dequant_job.sh "$bin/quantforge" /tmp/qf-bench 2 1
+[ "${QF_SKIP_JOB_BENCH:-0}" = 1 ] || step bench_dequant_job bash bench/bench_dequant_job.sh "$bin/quantforge" /tmp/qf-bench 1 1 64
 
 echo "overall: $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$summary"
 exit $status
