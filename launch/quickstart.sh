@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, as README.md shows it: set up (packages + build), make a
 # synthetic native DeepSeek V4 checkpoint (make-tiny), inspect it, plan it, dequantize it to
-# BF16, and quantize it to NVFP4 (calibration + export), with 2 MPI ranks. Work goes to ${QF_WORK:-out/quickstart} (replaced on every run).
+# BF16, quantize it to NVFP4 (calibration + export) with 2 MPI ranks, and validate the export. Work goes to ${QF_WORK:-out/quickstart} (replaced on every run).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo/launch/setup.sh"
@@ -27,4 +27,6 @@ step "quantize: calibrate (synthetic tokens) + NVFP4 experts + export on $ranks 
 "${mpirun_cmd[@]}" "$qf" quantize --in "$work/tiny-native" --out "$work/tiny-nvfp4" \
   --work "$work/qf-work" --samples 8 --seq-len 128
 "$qf" inspect "$work/tiny-nvfp4" --totals-only
+step "validate: the export against its source"
+"$qf" validate --source "$work/tiny-native" --out "$work/tiny-nvfp4"
 step "done: outputs under $work"

@@ -96,6 +96,10 @@ void cast_fp4(const QuantizePlan& plan, const formats::CheckpointDir& source, co
                                          int64_t(counts[kernels::kMxfp4CountFallback])};
   stats->n_blocks_lossless += counts[kernels::kMxfp4CountLossless];
   stats->n_blocks_fallback += counts[kernels::kMxfp4CountFallback];
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] MXFP4 -> NVFP4 lossless cast: ",
+          counts[kernels::kMxfp4CountLossless], "/",
+          counts[kernels::kMxfp4CountLossless] + counts[kernels::kMxfp4CountFallback],
+          " blocks exact, weight_scale_2 ", scale_2);
 }
 
 // FP8 or BF16 sources: exact BF16 values, weight amax (max over the w1/w3 pair), ModelOpt NVFP4.
@@ -133,6 +137,8 @@ void quantize_bf16(const QuantizePlan& plan, const formats::CheckpointDir& sourc
   p.n_nonfinite = &n_nonfinite;
   kernels::nvfp4_quantize_ref(p);
   add_nvfp4(record, t, packed, scale, scale_2);
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", dtype_name(t.stored.dtype),
+          " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
 }
 
 }  // namespace

@@ -170,4 +170,27 @@ mpirun -np 2 "$qf" quantize --log-level warn --in "$tmp/src" --out "$tmp/calj" -
   --calib "$tmp/tokens.jsonl" --samples 4 --seq-len 64
 [ -f "$tmp/calj/hf_quant_config.json" ] || fail "calibration from JSONL produced no export"
 echo "ok: calibrated pipeline identical for 1 and 3 ranks; JSONL calibration accepted"
+
+# 8. validate accepts every export above and rejects a corrupted one.
+for out in out1 full from-bf16 cal1; do
+  src="$tmp/src"; [ "$out" = from-bf16 ] && src="$tmp/bf16"
+  "$qf" validate --source "$src" --out "$tmp/$out" --log-level warn >"$tmp/log" 2>&1 \
+    || { cat "$tmp/log" >&2; fail "validate rejected $out"; }
+done
+cp -r "$tmp/cal1" "$tmp/corrupt"
+python3 - "$tmp/corrupt" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))["weight_map"]
+name = "layers.2.ffn.experts.1.w2.weight_scale_2"
+path = os.path.join(d, idx[name])
+b = bytearray(open(path, "rb").read()); n = struct.unpack("<Q", b[:8])[0]
+s, e = json.loads(b[8:8 + n])[name]["data_offsets"]
+b[8 + n + s:8 + n + e] = struct.pack("<f", 0.0)
+open(path, "wb").write(b)
+PY
+"$qf" validate --source "$tmp/src" --out "$tmp/corrupt" --log-level warn >"$tmp/log" 2>&1 \
+  && fail "validate accepted a zero weight_scale_2"
+grep -q "layers.2.ffn.experts.1.w2" "$tmp/log" || { cat "$tmp/log" >&2; fail "validate did not name the tensor"; }
+echo "ok: validate passes 4 exports and names the corrupted tensor"
 echo "quantize e2e: all checks passed"
