@@ -53,8 +53,8 @@ int cmd_dequant(const Args& args) {
            ProgressMeter::format_bytes(double(totals[0])), ", wrote ",
            ProgressMeter::format_bytes(double(totals[1])), " in ",
            ProgressMeter::format_seconds(report.seconds), " (",
-           ProgressMeter::format_bytes(double(totals[0] + totals[1]) / report.seconds),
-           "/s) -> ", run.out_dir);
+           ProgressMeter::format_bytes(double(totals[0] + totals[1]) / report.seconds), "/s) -> ",
+           run.out_dir);
   return 0;
 }
 

@@ -16,10 +16,12 @@ int cmd_quantize(const Args& args) {
       ("in", po::value(&run.in_dir)->required(),
        "source checkpoint: native DeepSeek V4 (FP8 + FP4 experts) or BF16 (from dequant)");
   calib.add_options()  //
-      ("calib", po::value(&run.calib_path),
-       "token ids: safetensors (input_ids [n, L]) or JSONL; default: a deterministic synthetic set")  //
-      ("samples", po::value(&run.samples)->default_value(16), "calibration sequences")  //
-      ("seq-len", po::value(&run.seq_len)->default_value(256), "tokens per sequence")  //
+      (
+          "calib", po::value(&run.calib_path),
+          "token ids: safetensors (input_ids [n, L]) or JSONL; default: a deterministic synthetic "
+          "set")                                                                                 //
+      ("samples", po::value(&run.samples)->default_value(16), "calibration sequences")           //
+      ("seq-len", po::value(&run.seq_len)->default_value(256), "tokens per sequence")            //
       ("seed", po::value(&run.seed)->default_value(0), "seed of the synthetic calibration set")  //
       ("amax-file", po::value(&run.amax_file),
        "use these input amax values ({\"layers.N.ffn.experts.E.w1\": amax, ...}) instead of "
@@ -35,8 +37,10 @@ int cmd_quantize(const Args& args) {
   output.add_options()  //
       ("out", po::value(&run.out_dir)->required(),
        "output checkpoint directory (absent or empty; written as OUT.partial, then renamed)")  //
-      ("work", po::value(&run.work_dir)->required(),
-       "work directory for the per-rank HDF5 stores (WORK/rank-R), one committed layer at a time")  //
+      (
+          "work", po::value(&run.work_dir)->required(),
+          "work directory for the per-rank HDF5 stores (WORK/rank-R), one committed layer at a "
+          "time")                                                                              //
       ("resume", po::bool_switch(&run.resume), "continue the run whose stores are in --work")  //
       ("export-only", po::bool_switch(&run.export_only),
        "write the output from the stores alone (every layer committed)")  //

@@ -35,8 +35,8 @@ const std::vector<Command>& commands() {
        cmd_quantize, true},
       {"inspect", "print the tensor table, dtype totals and config of a checkpoint", cmd_inspect,
        false},
-      {"plan", "dry run: which rank owns what, bytes and memory per rank, time estimate",
-       cmd_plan, false},
+      {"plan", "dry run: which rank owns what, bytes and memory per rank, time estimate", cmd_plan,
+       false},
       {"validate", "check an exported NVFP4 checkpoint against its source", cmd_validate, false},
   };
   return table;

@@ -55,17 +55,17 @@ std::string join_message(const Args&... args) {
   return out.str();
 }
 
-[[noreturn]] void throw_error(const char* kind, const char* statement, const char* file,
-                              int line, const std::string& message);
+[[noreturn]] void throw_error(const char* kind, const char* statement, const char* file, int line,
+                              const std::string& message);
 
 }  // namespace qf
 
-#define QF_CHECK(cond, ...)                                                               \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      ::qf::throw_error("check failed", #cond, __FILE__, __LINE__,                        \
-                        ::qf::join_message(__VA_ARGS__));                                 \
-    }                                                                                     \
+#define QF_CHECK(cond, ...)                                        \
+  do {                                                             \
+    if (!(cond)) {                                                 \
+      ::qf::throw_error("check failed", #cond, __FILE__, __LINE__, \
+                        ::qf::join_message(__VA_ARGS__));          \
+    }                                                              \
   } while (0)
 
 // Unconditional failure with a message (unknown enum value, unreachable branch on bad input).
@@ -73,27 +73,27 @@ std::string join_message(const Args&... args) {
   ::qf::throw_error("error", "", __FILE__, __LINE__, ::qf::join_message(__VA_ARGS__))
 
 // POSIX calls returning -1 and setting errno.
-#define QF_SYS_CHECK(expr, ...)                                                           \
-  do {                                                                                    \
-    if ((expr) < 0) {                                                                     \
-      const int qf_errno_ = errno;                                                        \
-      ::qf::throw_error("system call failed", #expr, __FILE__, __LINE__,                  \
+#define QF_SYS_CHECK(expr, ...)                                                                \
+  do {                                                                                         \
+    if ((expr) < 0) {                                                                          \
+      const int qf_errno_ = errno;                                                             \
+      ::qf::throw_error("system call failed", #expr, __FILE__, __LINE__,                       \
                         ::qf::join_message(__VA_ARGS__) + ": " + ::qf::errno_text(qf_errno_)); \
-    }                                                                                     \
+    }                                                                                          \
   } while (0)
 
 // Library-specific checks. The expression types are taken as int so that this header needs no
 // CUDA, NCCL, MPI or HDF5 include; each library's error text is looked up where it is linked
 // (core/check_mpi.cpp, core/check_cuda.cu, dist/nccl_comm.cpp, formats/h5 files).
-#define QF_LIB_CHECK_(fail_test, thrower, expr, ...)                                      \
-  do {                                                                                    \
-    const auto qf_rc_ = (expr);                                                           \
-    if (fail_test) thrower(static_cast<long>(qf_rc_), #expr, __FILE__, __LINE__,          \
-                           ::qf::join_message(__VA_ARGS__));                              \
+#define QF_LIB_CHECK_(fail_test, thrower, expr, ...)                \
+  do {                                                              \
+    const auto qf_rc_ = (expr);                                     \
+    if (fail_test)                                                  \
+      thrower(static_cast<long>(qf_rc_), #expr, __FILE__, __LINE__, \
+              ::qf::join_message(__VA_ARGS__));                     \
   } while (0)
 
-#define QF_MPI_CHECK(expr, ...) \
-  QF_LIB_CHECK_(qf_rc_ != 0, ::qf::throw_mpi_error, expr, __VA_ARGS__)
+#define QF_MPI_CHECK(expr, ...) QF_LIB_CHECK_(qf_rc_ != 0, ::qf::throw_mpi_error, expr, __VA_ARGS__)
 #define QF_CUDA_CHECK(expr, ...) \
   QF_LIB_CHECK_(static_cast<int>(qf_rc_) != 0, ::qf::throw_cuda_error, expr, __VA_ARGS__)
 #define QF_CUBLAS_CHECK(expr, ...) \
@@ -107,10 +107,10 @@ std::string join_message(const Args&... args) {
 #ifdef NDEBUG
 #define QF_KERNEL_CHECK() QF_CUDA_CHECK(cudaGetLastError(), "kernel launch")
 #else
-#define QF_KERNEL_CHECK()                                        \
-  do {                                                           \
-    QF_CUDA_CHECK(cudaGetLastError(), "kernel launch");          \
-    QF_CUDA_CHECK(cudaDeviceSynchronize(), "kernel execution");  \
+#define QF_KERNEL_CHECK()                                       \
+  do {                                                          \
+    QF_CUDA_CHECK(cudaGetLastError(), "kernel launch");         \
+    QF_CUDA_CHECK(cudaDeviceSynchronize(), "kernel execution"); \
   } while (0)
 #endif
 

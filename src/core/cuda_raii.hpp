@@ -72,9 +72,7 @@ class CudaStream {
   CudaStream(const CudaStream&) = delete;
   CudaStream& operator=(const CudaStream&) = delete;
   cudaStream_t get() const { return stream_; }
-  void synchronize(const char* what) const {
-    QF_CUDA_CHECK(cudaStreamSynchronize(stream_), what);
-  }
+  void synchronize(const char* what) const { QF_CUDA_CHECK(cudaStreamSynchronize(stream_), what); }
 
  private:
   cudaStream_t stream_ = nullptr;

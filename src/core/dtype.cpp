@@ -7,14 +7,14 @@ namespace qf {
 namespace {
 // Same order as enum class DType.
 const DTypeTraits kTraits[] = {
-    {DType::kBool, "BOOL", 8, false},      {DType::kU8, "U8", 8, false},
-    {DType::kI8, "I8", 8, false},          {DType::kI16, "I16", 16, false},
-    {DType::kU16, "U16", 16, false},       {DType::kI32, "I32", 32, false},
-    {DType::kU32, "U32", 32, false},       {DType::kI64, "I64", 64, false},
-    {DType::kU64, "U64", 64, false},       {DType::kF16, "F16", 16, true},
-    {DType::kBF16, "BF16", 16, true},      {DType::kF32, "F32", 32, true},
-    {DType::kF64, "F64", 64, true},        {DType::kF8E4M3, "F8_E4M3", 8, true},
-    {DType::kF8E5M2, "F8_E5M2", 8, true},  {DType::kF8E8M0, "F8_E8M0", 8, true},
+    {DType::kBool, "BOOL", 8, false},     {DType::kU8, "U8", 8, false},
+    {DType::kI8, "I8", 8, false},         {DType::kI16, "I16", 16, false},
+    {DType::kU16, "U16", 16, false},      {DType::kI32, "I32", 32, false},
+    {DType::kU32, "U32", 32, false},      {DType::kI64, "I64", 64, false},
+    {DType::kU64, "U64", 64, false},      {DType::kF16, "F16", 16, true},
+    {DType::kBF16, "BF16", 16, true},     {DType::kF32, "F32", 32, true},
+    {DType::kF64, "F64", 64, true},       {DType::kF8E4M3, "F8_E4M3", 8, true},
+    {DType::kF8E5M2, "F8_E5M2", 8, true}, {DType::kF8E8M0, "F8_E8M0", 8, true},
     {DType::kF4, "F4", 4, true},
 };
 constexpr size_t kNumTraits = sizeof(kTraits) / sizeof(kTraits[0]);

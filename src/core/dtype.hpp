@@ -9,9 +9,22 @@
 namespace qf {
 
 enum class DType : uint8_t {
-  kBool, kU8, kI8, kI16, kU16, kI32, kU32, kI64, kU64,
-  kF16, kBF16, kF32, kF64,
-  kF8E4M3, kF8E5M2, kF8E8M0,
+  kBool,
+  kU8,
+  kI8,
+  kI16,
+  kU16,
+  kI32,
+  kU32,
+  kI64,
+  kU64,
+  kF16,
+  kBF16,
+  kF32,
+  kF64,
+  kF8E4M3,
+  kF8E5M2,
+  kF8E8M0,
   kF4,  // logical E2M1 elements, two per byte (safetensors "F4": shape counts elements)
 };
 

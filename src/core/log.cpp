@@ -13,10 +13,14 @@ std::mutex g_mutex;
 
 const char* level_tag(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug: ";
-    case LogLevel::kWarn: return "warning: ";
-    case LogLevel::kError: return "error: ";
-    default: return "";
+    case LogLevel::kDebug:
+      return "debug: ";
+    case LogLevel::kWarn:
+      return "warning: ";
+    case LogLevel::kError:
+      return "error: ";
+    default:
+      return "";
   }
 }
 }  // namespace
@@ -41,8 +45,8 @@ void log_line(LogLevel level, bool all_ranks, const std::string& text) {
     char host[64] = "?";
     gethostname(host, sizeof(host) - 1);
     char prefix[128];
-    std::snprintf(prefix, sizeof(prefix), "[r%02d/%02d %s] ", process_rank(),
-                  process_world_size(), host);
+    std::snprintf(prefix, sizeof(prefix), "[r%02d/%02d %s] ", process_rank(), process_world_size(),
+                  host);
     line += prefix;
   }
   line += level_tag(level);

@@ -18,16 +18,26 @@ LogLevel parse_log_level(const std::string& name);
 void log_line(LogLevel level, bool all_ranks, const std::string& text);
 
 template <typename... Args>
-void log_debug(const Args&... args) { log_line(LogLevel::kDebug, false, str_cat(args...)); }
+void log_debug(const Args&... args) {
+  log_line(LogLevel::kDebug, false, str_cat(args...));
+}
 template <typename... Args>
-void log_info(const Args&... args) { log_line(LogLevel::kInfo, false, str_cat(args...)); }
+void log_info(const Args&... args) {
+  log_line(LogLevel::kInfo, false, str_cat(args...));
+}
 template <typename... Args>
-void log_warn(const Args&... args) { log_line(LogLevel::kWarn, false, str_cat(args...)); }
+void log_warn(const Args&... args) {
+  log_line(LogLevel::kWarn, false, str_cat(args...));
+}
 // Errors are printed by whichever rank hits them.
 template <typename... Args>
-void log_error(const Args&... args) { log_line(LogLevel::kError, true, str_cat(args...)); }
+void log_error(const Args&... args) {
+  log_line(LogLevel::kError, true, str_cat(args...));
+}
 // Info on every rank, prefixed with [rRR/WW host].
 template <typename... Args>
-void log_all(const Args&... args) { log_line(LogLevel::kInfo, true, str_cat(args...)); }
+void log_all(const Args&... args) {
+  log_line(LogLevel::kInfo, true, str_cat(args...));
+}
 
 }  // namespace qf

@@ -81,8 +81,7 @@ void ProgressMeter::print(bool final_line) {
     std::snprintf(line, sizeof(line), "\r%s [%s%s] %5.1f%% %s/%s %s %s %s", label_.c_str(),
                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
                   100.0 * fraction, done_text.c_str(), total_text.c_str(), rate_text.c_str(),
-                  final_line ? "in" : "ETA",
-                  format_seconds(final_line ? elapsed : eta).c_str());
+                  final_line ? "in" : "ETA", format_seconds(final_line ? elapsed : eta).c_str());
     std::fputs(line, stderr);
     if (final_line) std::fputs("\n", stderr);
     std::fflush(stderr);

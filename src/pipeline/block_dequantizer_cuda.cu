@@ -20,9 +20,9 @@ class CudaBlockDequantizer final : public BlockDequantizer {
   void fp8_block(const uint8_t* codes, const void* scales, DType scale_dtype, int64_t n_rows,
                  int64_t n_cols, uint16_t* out) override {
     const size_t n_codes = size_t(n_rows * n_cols);
-    const size_t n_scale_bytes = size_t(kernels::fp8_block_scale_rows(n_rows) *
-                                        kernels::fp8_block_scale_cols(n_cols)) *
-                                 dtype_n_bytes(scale_dtype, 1);
+    const size_t n_scale_bytes =
+        size_t(kernels::fp8_block_scale_rows(n_rows) * kernels::fp8_block_scale_cols(n_cols)) *
+        dtype_n_bytes(scale_dtype, 1);
     upload(codes, n_codes, scales, n_scale_bytes, n_codes);
     kernels::launch_fp8_block_dequant(
         {codes_.get(), scales_.get(), scale_dtype, n_rows, n_cols, out_.get()}, stream_.get());
@@ -39,21 +39,21 @@ class CudaBlockDequantizer final : public BlockDequantizer {
   }
 
  private:
-  void upload(const uint8_t* codes, size_t n_code_bytes, const void* scales,
-              size_t n_scale_bytes, size_t n_out) {
+  void upload(const uint8_t* codes, size_t n_code_bytes, const void* scales, size_t n_scale_bytes,
+              size_t n_out) {
     codes_.grow(n_code_bytes);
     scales_.grow(n_scale_bytes);
     out_.grow(n_out);
-    QF_CUDA_CHECK(cudaMemcpyAsync(codes_.get(), codes, n_code_bytes, cudaMemcpyHostToDevice,
-                                  stream_.get()),
-                  "upload of codes");
+    QF_CUDA_CHECK(
+        cudaMemcpyAsync(codes_.get(), codes, n_code_bytes, cudaMemcpyHostToDevice, stream_.get()),
+        "upload of codes");
     QF_CUDA_CHECK(cudaMemcpyAsync(scales_.get(), scales, n_scale_bytes, cudaMemcpyHostToDevice,
                                   stream_.get()),
                   "upload of scales");
   }
   void download(uint16_t* out, size_t n_out) {
-    QF_CUDA_CHECK(cudaMemcpyAsync(out, out_.get(), n_out * sizeof(uint16_t),
-                                  cudaMemcpyDeviceToHost, stream_.get()),
+    QF_CUDA_CHECK(cudaMemcpyAsync(out, out_.get(), n_out * sizeof(uint16_t), cudaMemcpyDeviceToHost,
+                                  stream_.get()),
                   "download of BF16");
     stream_.synchronize("dequant stripe");
   }

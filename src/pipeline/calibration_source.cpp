@@ -40,11 +40,11 @@ class ForwardSource final : public CalibrationSource {
 
  private:
   static CalibrationSet load_set(const QuantizePlan& plan, const QuantizeOptions& options) {
-    auto set = options.calib_path.empty()
-                   ? synthetic_calibration_set(plan.config, options.samples, options.seq_len,
-                                               options.seed)
-                   : load_calibration_set(options.calib_path, options.samples, options.seq_len,
-                                          plan.config.vocab_size);
+    auto set =
+        options.calib_path.empty()
+            ? synthetic_calibration_set(plan.config, options.samples, options.seq_len, options.seed)
+            : load_calibration_set(options.calib_path, options.samples, options.seq_len,
+                                   plan.config.vocab_size);
     log_info("calibration: ", set.n_samples, " samples x ", set.seq_len, " tokens (",
              options.calib_path.empty() ? "synthetic" : options.calib_path, ")");
     return set;

@@ -82,22 +82,13 @@ DequantPlan build_plan(const formats::CheckpointDir& source, int world_size) {
   return plan;
 }
 
-
-// Rank 0: staging dir with every shard pre-sized (header written, data zero-filled by
-// ftruncate), so that each rank can pwrite its tensors at the agreed offsets.
+// Rank 0: the staging dir with every shard pre-sized for the ranks' pwrites.
 void stage_output_files(const DequantPlan& plan, const std::string& out_dir) {
   StagedOutput::check_final_dir(out_dir);
   StagedOutput::create_staging(out_dir);
   const std::string staging = StagedOutput::staging_dir_for(out_dir);
-  for (const auto& shard : plan.shards) {
-    const std::string path = staging + "/" + shard.file;
-    auto fd = formats::open_for_write(path);
-    formats::pwrite_full(fd, shard.layout.header_bytes.data(), shard.layout.header_bytes.size(),
-                         0);
-    QF_SYS_CHECK(::ftruncate(fd.get(), static_cast<off_t>(shard.layout.file_size)),
-                 "cannot size output shard", path, "to", shard.layout.file_size, "bytes");
-    fd.close();
-  }
+  for (const auto& shard : plan.shards)
+    create_presized_shard(staging + "/" + shard.file, shard.layout);
 }
 
 // Rank 0 after every rank has written and fsynced: index, config, other files, final rename.
@@ -119,13 +110,12 @@ void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source
     if (file == "config.json") continue;
     copy_file_into(source.dir() + "/" + file, staging, file);
   }
-  formats::write_file_atomic(staging + "/config.json",
-                             plan.config.dump(2) + "\n");
+  formats::write_file_atomic(staging + "/config.json", plan.config.dump(2) + "\n");
   // Re-read what we wrote: every header parses and the index matches the shards.
   formats::CheckpointDir check(staging);
-  QF_CHECK(check.tensor_names().size() == index.weight_map.size(), "output check failed:",
-           check.tensor_names().size(), "tensors in the shards but", index.weight_map.size(),
-           "in the index");
+  QF_CHECK(check.tensor_names().size() == index.weight_map.size(),
+           "output check failed:", check.tensor_names().size(), "tensors in the shards but",
+           index.weight_map.size(), "in the index");
   StagedOutput::commit(out_dir);
 }
 
@@ -139,23 +129,25 @@ class TensorStreamer {
   // Returns source bytes read.
   uint64_t stream(const NativeTensor& t, const formats::FileDescriptor& out, uint64_t offset) {
     switch (t.kind) {
-      case StorageKind::kPlain: return copy_plain(t, out, offset);
-      case StorageKind::kFp8Block: return convert_fp8(t, out, offset);
-      case StorageKind::kFp4Block: return convert_fp4(t, out, offset);
+      case StorageKind::kPlain:
+        return copy_plain(t, out, offset);
+      case StorageKind::kFp8Block:
+        return convert_fp8(t, out, offset);
+      case StorageKind::kFp4Block:
+        return convert_fp4(t, out, offset);
     }
     QF_FAIL("unhandled storage kind for", t.name);
   }
 
  private:
   const formats::SafetensorsReader& shard_of(const std::string& name,
-                                            const formats::TensorInfo** info) {
+                                             const formats::TensorInfo** info) {
     const formats::SafetensorsReader* shard = nullptr;
     *info = &source_.tensor(name, &shard);
     return *shard;
   }
 
-  uint64_t copy_plain(const NativeTensor& t, const formats::FileDescriptor& out,
-                      uint64_t offset) {
+  uint64_t copy_plain(const NativeTensor& t, const formats::FileDescriptor& out, uint64_t offset) {
     const formats::TensorInfo* info = nullptr;
     const auto& shard = shard_of(t.name, &info);
     const uint64_t n_bytes = info->n_bytes();
@@ -170,8 +162,7 @@ class TensorStreamer {
     return n_bytes;
   }
 
-  uint64_t convert_fp8(const NativeTensor& t, const formats::FileDescriptor& out,
-                       uint64_t offset) {
+  uint64_t convert_fp8(const NativeTensor& t, const formats::FileDescriptor& out, uint64_t offset) {
     const formats::TensorInfo *info = nullptr, *scale_info = nullptr;
     const auto& shard = shard_of(t.name, &info);
     const auto& scale_shard = shard_of(t.scale_name, &scale_info);
@@ -189,8 +180,8 @@ class TensorStreamer {
       codes.resize(uint64_t(n_rows * t.n_cols));
       scales.resize(uint64_t(n_tile_rows * scale_cols) * scale_elem);
       shard.read(*info, uint64_t(row * t.n_cols), codes.size(), codes.data());
-      scale_shard.read(*scale_info, uint64_t(row / tile * scale_cols) * scale_elem,
-                       scales.size(), scales.data());
+      scale_shard.read(*scale_info, uint64_t(row / tile * scale_cols) * scale_elem, scales.size(),
+                       scales.data());
       auto buffer = writer_.acquire();
       buffer.resize(codes.size() * 2);
       dequantizer_.fp8_block(codes.data(), scales.data(), t.scale.dtype, n_rows, t.n_cols,
@@ -202,8 +193,7 @@ class TensorStreamer {
     return n_read;
   }
 
-  uint64_t convert_fp4(const NativeTensor& t, const formats::FileDescriptor& out,
-                       uint64_t offset) {
+  uint64_t convert_fp4(const NativeTensor& t, const formats::FileDescriptor& out, uint64_t offset) {
     const formats::TensorInfo *info = nullptr, *scale_info = nullptr;
     const auto& shard = shard_of(t.name, &info);
     const auto& scale_shard = shard_of(t.scale_name, &scale_info);
@@ -235,12 +225,6 @@ class TensorStreamer {
   uint64_t chunk_bytes_;
 };
 
-formats::FileDescriptor open_existing_for_write(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY);
-  QF_SYS_CHECK(fd, "cannot open output shard", path, "for writing");
-  return formats::FileDescriptor(fd, path);
-}
-
 // Every rank: converts the tensors it owns. Returns the per-rank report.
 DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDir& source,
                             const DequantOptions& options, int rank) {
@@ -261,8 +245,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
       const size_t shard = plan.shard_of.at(t.name);
       auto it = outputs.find(shard);
       if (it == outputs.end()) {
-        it = outputs.emplace(shard, open_existing_for_write(staging + "/" + plan.shards[shard].file))
-                 .first;
+        it = outputs.emplace(shard, open_for_pwrite(staging + "/" + plan.shards[shard].file)).first;
       }
       const uint64_t offset = plan.shards[shard].layout.file_offset.at(t.name);
       report.bytes_read += streamer.stream(t, it->second, offset);
@@ -308,8 +291,7 @@ DequantReport run_dequant(const DequantOptions& options, dist::Communicator& com
     if (comm.rank() == 0) StagedOutput::discard(options.out_dir);
     throw;
   }
-  report.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
 

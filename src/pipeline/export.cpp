@@ -57,7 +57,7 @@ class QuantRecordCache {
   }
   std::string work_dir_;
   std::map<int, std::unique_ptr<formats::RankStore>> stores_;
-  std::pair<int, int> loaded_{-1, -1 << 30};
+  std::pair<int, int> loaded_{-1, -1};  // (owner, layer) of record_; none yet
   formats::LayerRecord record_;
   std::map<std::string, size_t> by_name_;
 };
@@ -134,13 +134,8 @@ void stage_files(const QuantizePlan& plan, const std::string& out_dir) {
   StagedOutput::check_final_dir(out_dir);
   StagedOutput::create_staging(out_dir);
   const std::string staging = StagedOutput::staging_dir_for(out_dir);
-  for (const auto& shard : plan.shards) {
-    const std::string path = staging + "/" + shard.file;
-    auto fd = formats::open_for_write(path);
-    formats::pwrite_full(fd, shard.layout.header_bytes.data(), shard.layout.header_bytes.size(), 0);
-    QF_SYS_CHECK(::ftruncate(fd.get(), off_t(shard.layout.file_size)), "cannot size", path);
-    fd.close();
-  }
+  for (const auto& shard : plan.shards)
+    create_presized_shard(staging + "/" + shard.file, shard.layout);
 }
 
 formats::ShardIndex output_index(const QuantizePlan& plan) {
@@ -182,7 +177,8 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
   QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
-  run_on_root(comm, 0, "preparing the output directory", [&] { stage_files(plan, options.out_dir); });
+  run_on_root(comm, 0, "preparing the output directory",
+              [&] { stage_files(plan, options.out_dir); });
   ExportReport report;
   try {
     run_on_all_ranks(comm, "writing output tensors", [&] {
@@ -193,10 +189,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
       const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
       for (const auto& job : jobs) {
         if (files.count(job.shard)) continue;
-        const std::string path = staging + "/" + plan.shards[job.shard].file;
-        const int fd = ::open(path.c_str(), O_WRONLY);
-        QF_SYS_CHECK(fd, "cannot open output shard", path);
-        files.emplace(job.shard, formats::FileDescriptor(fd, path));
+        files.emplace(job.shard, open_for_pwrite(staging + "/" + plan.shards[job.shard].file));
       }
       report = write_jobs(plan, source, scales, options.work_dir, std::move(jobs), files,
                           "export (rank 0's share)");
@@ -229,13 +222,8 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
              "--shard needs a complete earlier export in", options.out_dir);
     const std::string temp = formats::temp_path_for(final_path);
     std::map<size_t, formats::FileDescriptor> files;
-    {
-      auto fd = formats::open_for_write(temp);
-      const auto& layout = plan.shards[shard].layout;
-      formats::pwrite_full(fd, layout.header_bytes.data(), layout.header_bytes.size(), 0);
-      QF_SYS_CHECK(::ftruncate(fd.get(), off_t(layout.file_size)), "cannot size", temp);
-      files.emplace(shard, std::move(fd));
-    }
+    create_presized_shard(temp, plan.shards[shard].layout);
+    files.emplace(shard, open_for_pwrite(temp));
     try {
       report = write_jobs(plan, source, scales, options.work_dir,
                           jobs_where(plan, [&](const Job& job) { return job.shard == shard; }),

@@ -26,8 +26,8 @@ formats::LayerRecord calib_record_from_amax(const QuantizePlan& plan, int layer,
 std::map<std::string, float> read_amax_file(const std::string& path);
 
 struct InputScales {
-  std::map<std::string, float> of_module;      // every target module -> input_scale
-  std::vector<std::string> fallback_modules;   // experts that got the fallback amax
+  std::map<std::string, float> of_module;     // every target module -> input_scale
+  std::vector<std::string> fallback_modules;  // experts that got the fallback amax
 };
 
 // Throws naming the module when a non-expert target has no amax, or when an unseen expert has

@@ -64,8 +64,8 @@ void classify_fp4(const std::string& dir, NativeTensor& t) {
            dtype_name(t.scale.dtype), "but FP4 expert scales must be F8_E8M0");
   const std::vector<int64_t> want = {t.n_rows, t.n_cols / kFp4GroupCols};
   QF_CHECK(t.scale.shape == want, dir, "tensor", t.scale_name, "has shape",
-           shape_text(t.scale.shape), "but", t.name, "needs one scale per 32 inputs:",
-           shape_text(want));
+           shape_text(t.scale.shape), "but", t.name,
+           "needs one scale per 32 inputs:", shape_text(want));
 }
 
 }  // namespace
@@ -137,17 +137,16 @@ std::vector<NativeTensor> classify_native_tensors(const formats::CheckpointDir& 
           t.n_rows = info.shape[0];
           t.n_cols = info.shape[1];
         }
-        QF_CHECK(!has_scale, dir, "tensor", info.name, "has a scale companion", scale,
-                 "but dtype", dtype_name(info.dtype),
-                 "is neither F8_E4M3 nor packed FP4 (I8/U8/F4)");
+        QF_CHECK(!has_scale, dir, "tensor", info.name, "has a scale companion", scale, "but dtype",
+                 dtype_name(info.dtype), "is neither F8_E4M3 nor packed FP4 (I8/U8/F4)");
       }
       out.push_back(std::move(t));
     }
   }
   for (const auto& name : checkpoint.tensor_names()) {
     if (ends_with(name, ".scale")) {
-      QF_CHECK(used_scales.count(name), dir, "tensor", name,
-               "is a scale without its weight", name.substr(0, name.size() - 6) + ".weight");
+      QF_CHECK(used_scales.count(name), dir, "tensor", name, "is a scale without its weight",
+               name.substr(0, name.size() - 6) + ".weight");
     }
   }
   return out;

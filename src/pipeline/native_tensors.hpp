@@ -17,16 +17,15 @@ enum class StorageKind {
   kPlain,     // anything without a scale companion: copied byte for byte
 };
 
-
 // One source weight (with its scale, if any) as it appears in the checkpoint.
 struct NativeTensor {
   std::string name;        // e.g. layers.3.ffn.experts.5.w1.weight
   std::string scale_name;  // e.g. layers.3.ffn.experts.5.w1.scale; empty for kPlain
   std::string shard;       // source shard file of `name`
   StorageKind kind = StorageKind::kPlain;
-  formats::TensorSpec stored;    // dtype/shape as stored
-  formats::TensorSpec scale;     // the companion (kFp8Block/kFp4Block)
-  int64_t n_rows = 0;            // logical [n_rows, n_cols]: block kinds and 2-D plain tensors
+  formats::TensorSpec stored;  // dtype/shape as stored
+  formats::TensorSpec scale;   // the companion (kFp8Block/kFp4Block)
+  int64_t n_rows = 0;          // logical [n_rows, n_cols]: block kinds and 2-D plain tensors
   int64_t n_cols = 0;
   int layer = -1;   // from the name: layers.N / mtp.M (num_hidden_layers + M if known); -1 global
   int expert = -1;  // routed expert index, -1 otherwise

@@ -26,7 +26,8 @@ json quantized_layers(const QuantizePlan& plan) {
   json out = json::object();
   if (plan.recipe == Recipe::kExperts) {
     for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
-      if (!plan.targets_of_layer(l).empty()) out["layers." + std::to_string(l) + ".ffn.experts"] = layer_entry();
+      if (!plan.targets_of_layer(l).empty())
+        out["layers." + std::to_string(l) + ".ffn.experts"] = layer_entry();
     }
   } else {
     for (const auto& weight : plan.targets) out[QuantizePlan::module_of(weight)] = layer_entry();
@@ -40,8 +41,13 @@ json exclude_modules(const QuantizePlan& plan) {
   }
   // full: the linears left in BF16 (compressors, indexer weights_proj, router), plus
   // embeddings, head and the MTP layers (kept in their source format).
-  return {"*.attn.compressor.*", "*.attn.indexer.compressor.*", "*.attn.indexer.weights_proj",
-          "*.ffn.gate", "embed", "head", "mtp.*"};
+  return {"*.attn.compressor.*",
+          "*.attn.indexer.compressor.*",
+          "*.attn.indexer.weights_proj",
+          "*.ffn.gate",
+          "embed",
+          "head",
+          "mtp.*"};
 }
 
 json kv_algo(KvCache kv) { return kv == KvCache::kFp8Cast ? json("FP8") : json(nullptr); }

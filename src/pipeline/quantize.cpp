@@ -33,7 +33,8 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
     formats::pread_full(fd, header.data(), header.size(), 0);
     files.push_back({{"name", file},
                      {"n_bytes", shard.file_size()},
-                     {"header_xxh64", formats::checksum_hex(formats::checksum64(header.data(), header.size()))}});
+                     {"header_xxh64",
+                      formats::checksum_hex(formats::checksum64(header.data(), header.size()))}});
   }
   const std::string config = source.read_json("config.json").dump();
   nlohmann::json calibration;
@@ -41,16 +42,20 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
     const auto sum = formats::checksum_file(options.amax_file);
     calibration = {{"amax_file_xxh64", formats::checksum_hex(sum.digest)}};
   } else {
-    calibration = {{"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
+    calibration = {
+        {"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
     if (!options.calib_path.empty()) {
-      calibration["calib_xxh64"] = formats::checksum_hex(formats::checksum_file(options.calib_path).digest);
+      calibration["calib_xxh64"] =
+          formats::checksum_hex(formats::checksum_file(options.calib_path).digest);
     }
   }
-  return {{"tool", std::string("quantforge ") + QF_VERSION},
-          {"options", {{"recipe", recipe_name(options.recipe)}, {"kv_cache", kv_cache_name(options.kv)}}},
-          {"calibration", calibration},
-          {"config_xxh64", formats::checksum_hex(formats::checksum64(config.data(), config.size()))},
-          {"source_files", files}};
+  return {
+      {"tool", std::string("quantforge ") + QF_VERSION},
+      {"options",
+       {{"recipe", recipe_name(options.recipe)}, {"kv_cache", kv_cache_name(options.kv)}}},
+      {"calibration", calibration},
+      {"config_xxh64", formats::checksum_hex(formats::checksum64(config.data(), config.size()))},
+      {"source_files", files}};
 }
 
 // Calibration then quantization of every regular layer; each layer's records are committed
@@ -73,7 +78,8 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
       report.n_blocks_lossless += stats.n_blocks_lossless;
       report.n_blocks_fallback += stats.n_blocks_fallback;
       log_debug("[r", comm.rank(), "] layer ", layer, ": ", stats.n_targets, " targets, ",
-                stats.n_blocks_lossless, " lossless / ", stats.n_blocks_fallback, " fallback blocks");
+                stats.n_blocks_lossless, " lossless / ", stats.n_blocks_fallback,
+                " fallback blocks");
     }
     progress.advance(1);
   }
@@ -93,8 +99,9 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
     prov = provenance(options, *source);
     if (!options.export_only) StagedOutput::check_final_dir(options.out_dir);
   });
-  log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ", recipe_name(options.recipe),
-           "), ", plan.tensors.size(), " source tensors, ", comm.world_size(), " rank(s)");
+  log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
+           recipe_name(options.recipe), "), ", plan.tensors.size(), " source tensors, ",
+           comm.world_size(), " rank(s)");
 
   QuantizeReport report;
   int store_world_size = comm.world_size();
@@ -119,7 +126,8 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
       }
       return;
     }
-    QF_CHECK(!exists || options.resume, "work store", formats::RankStore::rank_dir(options.work_dir, comm.rank()),
+    QF_CHECK(!exists || options.resume, "work store",
+             formats::RankStore::rank_dir(options.work_dir, comm.rank()),
              "exists; pass --resume to continue it, or use a new --work directory");
     auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
                                             formats::StoreVerify::kSizes);
@@ -134,7 +142,8 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   }
 
   InputScales scales;
-  run_on_all_ranks(comm, "computing input scales", [&] { scales = compute_input_scales(plan, calib); });
+  run_on_all_ranks(comm, "computing input scales",
+                   [&] { scales = compute_input_scales(plan, calib); });
   report.n_fallback_experts = scales.fallback_modules.size();
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);

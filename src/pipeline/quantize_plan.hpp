@@ -18,7 +18,7 @@ namespace qf::pipeline {
 
 // Suffixes of the four tensors a quantized linear `<p>` becomes (FORMATS.md §2).
 inline constexpr const char* kNvfp4Suffixes[] = {".weight", ".weight_scale", ".weight_scale_2",
-                                                  ".input_scale"};
+                                                 ".input_scale"};
 
 enum class OutputKind { kCopy, kNvfp4Weight, kNvfp4Scale, kNvfp4Scale2, kInputScale };
 
@@ -37,7 +37,7 @@ struct OutputShard {
 struct QuantizePlan {
   model::ModelConfig config;
   Recipe recipe = Recipe::kExperts;
-  std::vector<NativeTensor> tensors;  // source weights/plain tensors (scales folded in)
+  std::vector<NativeTensor> tensors;           // source weights/plain tensors (scales folded in)
   std::map<std::string, size_t> tensor_index;  // name -> index into tensors
   std::set<std::string> targets;               // `<p>.weight` names that become NVFP4
   std::map<std::string, std::string> pair_of;  // w1 <-> w3 sibling (shared scales)

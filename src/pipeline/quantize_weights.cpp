@@ -46,15 +46,16 @@ formats::StoredTensor stored(std::string name, DType dtype, std::vector<int64_t>
   return out;
 }
 
-void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, const std::vector<uint8_t>& packed,
-               const std::vector<uint8_t>& scale, float scale_2) {
+void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t,
+               const std::vector<uint8_t>& packed, const std::vector<uint8_t>& scale,
+               float scale_2) {
   const std::string p = QuantizePlan::module_of(t.name);
   QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
            "got weight_scale_2", scale_2, "; it must be finite and > 0");
-  record.tensors.push_back(stored(p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2},
-                                  packed.data(), packed.size()));
-  record.tensors.push_back(stored(p + ".weight_scale", DType::kF8E4M3,
-                                  {t.n_rows, t.n_cols / 16}, scale.data(), scale.size()));
+  record.tensors.push_back(
+      stored(p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2}, packed.data(), packed.size()));
+  record.tensors.push_back(stored(p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16},
+                                  scale.data(), scale.size()));
   record.tensors.push_back(stored(p + ".weight_scale_2", DType::kF32, {}, &scale_2, 4));
 }
 
@@ -96,8 +97,8 @@ void cast_fp4(const QuantizePlan& plan, const formats::CheckpointDir& source, co
                                          int64_t(counts[kernels::kMxfp4CountFallback])};
   stats->n_blocks_lossless += counts[kernels::kMxfp4CountLossless];
   stats->n_blocks_fallback += counts[kernels::kMxfp4CountFallback];
-  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] MXFP4 -> NVFP4 lossless cast: ",
-          counts[kernels::kMxfp4CountLossless], "/",
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols,
+          "] MXFP4 -> NVFP4 lossless cast: ", counts[kernels::kMxfp4CountLossless], "/",
           counts[kernels::kMxfp4CountLossless] + counts[kernels::kMxfp4CountFallback],
           " blocks exact, weight_scale_2 ", scale_2);
 }
@@ -108,16 +109,16 @@ void quantize_bf16(const QuantizePlan& plan, const formats::CheckpointDir& sourc
   const auto bf16 = weight_as_bf16(source, t, &stats->bytes_read);
   float amax = 0;
   uint64_t n_nonfinite = 0;
-  kernels::nvfp4_amax_ref({bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite,
-                           false});
+  kernels::nvfp4_amax_ref(
+      {bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite, false});
   QF_CHECK(n_nonfinite == 0, "tensor", t.name, "has", n_nonfinite,
            "NaN/Inf values; refusing to quantize it");
   const auto pair = plan.pair_of.find(t.name);
   if (pair != plan.pair_of.end()) {
     uint64_t ignored = 0;
     const auto other = weight_as_bf16(source, plan.tensor(pair->second), &ignored);
-    kernels::nvfp4_amax_ref({other.data(), DType::kBF16, int64_t(other.size()), &amax,
-                             &n_nonfinite, true});
+    kernels::nvfp4_amax_ref(
+        {other.data(), DType::kBF16, int64_t(other.size()), &amax, &n_nonfinite, true});
     QF_CHECK(n_nonfinite == 0, "tensor", pair->second, "has NaN/Inf values");
   }
   // ModelOpt's exporter runs on the CPU by default: true division (numerics/nvfp4.hpp).

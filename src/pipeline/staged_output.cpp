@@ -35,8 +35,8 @@ void StagedOutput::check_final_dir(const std::string& final_dir) {
   fs::path parent = fs::absolute(path, ec).parent_path();
   QF_CHECK(fs::is_directory(parent, ec), "the parent directory of output", final_dir, "(",
            parent.string(), ") does not exist");
-  QF_CHECK(::access(parent.c_str(), W_OK) == 0, "the parent directory of output", final_dir,
-           "(", parent.string(), ") is not writable");
+  QF_CHECK(::access(parent.c_str(), W_OK) == 0, "the parent directory of output", final_dir, "(",
+           parent.string(), ") is not writable");
 }
 
 std::string StagedOutput::staging_dir_for(const std::string& final_dir) {
@@ -76,6 +76,20 @@ void StagedOutput::discard(const std::string& final_dir) noexcept {
   std::error_code ec;
   fs::remove_all(staging_dir_for(final_dir), ec);
   if (ec) log_error("cannot remove ", staging_dir_for(final_dir), ": ", ec.message());
+}
+
+void create_presized_shard(const std::string& path, const formats::SafetensorsLayout& layout) {
+  auto fd = formats::open_for_write(path);
+  formats::pwrite_full(fd, layout.header_bytes.data(), layout.header_bytes.size(), 0);
+  QF_SYS_CHECK(::ftruncate(fd.get(), static_cast<off_t>(layout.file_size)),
+               "cannot size output shard", path, "to", layout.file_size, "bytes");
+  fd.close();
+}
+
+formats::FileDescriptor open_for_pwrite(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  QF_SYS_CHECK(fd, "cannot open output shard", path, "for writing");
+  return formats::FileDescriptor(fd, path);
 }
 
 void copy_file_into(const std::string& from_path, const std::string& to_dir,

@@ -5,6 +5,9 @@
 #pragma once
 #include <string>
 
+#include "formats/posix_file.hpp"
+#include "formats/safetensors_writer.hpp"
+
 namespace qf::pipeline {
 
 class StagedOutput {
@@ -28,6 +31,13 @@ class StagedOutput {
   // Removes the staging directory and everything in it (cleanup after a failure; logs errors).
   static void discard(const std::string& final_dir) noexcept;
 };
+
+// Creates `path` with the safetensors header of `layout` written and the data region sized
+// (zero-filled by ftruncate), so that several ranks can pwrite their tensors at the layout's
+// offsets. Call on one rank.
+void create_presized_shard(const std::string& path, const formats::SafetensorsLayout& layout);
+// Opens an existing file for pwrite (no O_CREAT, no O_TRUNC); errors name the file.
+formats::FileDescriptor open_for_pwrite(const std::string& path);
 
 // Recursively copies a regular file, creating parent directories under `to_dir`, then fsyncs.
 void copy_file_into(const std::string& from_path, const std::string& to_dir,
