@@ -13,6 +13,7 @@
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "formats/atomic_file.hpp"
+#include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store.hpp"
 #include "formats/shard_index.hpp"
@@ -152,12 +153,25 @@ formats::ShardIndex output_index(const QuantizePlan& plan) {
   return index;
 }
 
+// quantforge_checksums.json: {shard file: XXH64 hex} (verified by `validate`).
+void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& digests,
+                     const std::string& dir) {
+  nlohmann::json sums = nlohmann::json::object();
+  for (size_t s = 0; s < plan.shards.size(); ++s) {
+    sums[plan.shards[s].file] = formats::checksum_hex(digests[s]);
+  }
+  formats::write_file_atomic(dir + "/quantforge_checksums.json", sums.dump(2) + "\n");
+}
+
 void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
             const ExportOptions& options) {
   const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
   output_index(plan).write(staging + "/" + formats::kShardIndexFileName);
   for (const auto& file : plan.other_files) {
-    if (file == "config.json" || file == "hf_quant_config.json") continue;
+    if (file == "config.json" || file == "hf_quant_config.json" ||
+        file == "quantforge_checksums.json") {
+      continue;
+    }
     copy_file_into(source.dir() + "/" + file, staging, file);
   }
   formats::write_file_atomic(
@@ -198,7 +212,21 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
         fd.close();
       }
     });
-    run_on_root(comm, 0, "writing index and configs", [&] { finish(plan, source, options); });
+    // Integrity record for `validate`: each rank checksums every world_size-th shard (all
+    // writers have fsynced), rank 0 gathers them.
+    std::vector<uint64_t> digests(plan.shards.size(), 0);
+    run_on_all_ranks(comm, "checksumming output shards", [&] {
+      const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+      for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
+        digests[s] = formats::checksum_file(staging + "/" + plan.shards[s].file).digest;
+      }
+    });
+    comm.allreduce(digests.data(), digests.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
+                   "shard checksums");
+    run_on_root(comm, 0, "writing index and configs", [&] {
+      write_checksums(plan, digests, StagedOutput::staging_dir_for(options.out_dir));
+      finish(plan, source, options);
+    });
   } catch (const CollectiveError&) {
     if (comm.rank() == 0) StagedOutput::discard(options.out_dir);
     throw;
@@ -230,8 +258,13 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
                           files, "export (one shard)");
       formats::fsync_file(files.at(shard));
       files.at(shard).close();
+      const uint64_t digest = formats::checksum_file(temp).digest;
       formats::rename_file(temp, final_path);
       formats::fsync_parent_dir(final_path);
+      const std::string sums_path = options.out_dir + "/quantforge_checksums.json";
+      auto sums = formats::read_json_file(sums_path);
+      sums[shard_file] = formats::checksum_hex(digest);
+      formats::write_file_atomic(sums_path, sums.dump(2) + "\n");
     } catch (...) {
       formats::remove_file_noexcept(temp);
       throw;
