@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "dist/mpi_communicator.hpp"
+#include "dist/mpi_env.hpp"
 #include "pipeline/dequant.hpp"
 
 namespace qf::cli {
@@ -42,6 +43,7 @@ int cmd_dequant(const Args& args) {
            chunk_mib);
   run.chunk_bytes = chunk_mib << 20;
   run.backend = pipeline::resolve_backend(backend);
+  if (run.backend == pipeline::Backend::kCuda) pipeline::select_cuda_device(mpi_env().local_rank());
   dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
   const auto report = pipeline::run_dequant(run, comm);
 

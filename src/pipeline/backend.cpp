@@ -22,6 +22,17 @@ int cuda_device_count() {
 #endif
 }
 
+void select_cuda_device(int local_rank) {
+#ifdef QF_HAVE_CUDA
+  const int n_devices = cuda_device_count();
+  if (n_devices == 0) return;
+  QF_CUDA_CHECK(cudaSetDevice(local_rank % n_devices), "selecting the GPU of local rank",
+                local_rank);
+#else
+  (void)local_rank;
+#endif
+}
+
 Backend resolve_backend(const std::string& name) {
   if (name == "cpu") return Backend::kCpu;
   if (name == "auto") return cuda_device_count() > 0 ? Backend::kCuda : Backend::kCpu;

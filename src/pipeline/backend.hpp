@@ -13,5 +13,7 @@ Backend resolve_backend(const std::string& name);
 const char* backend_name(Backend backend);
 // Number of visible CUDA devices (0 in CPU-only builds or without a driver).
 int cuda_device_count();
+// One rank per GPU: binds this process to device local_rank % count (no-op without CUDA).
+void select_cuda_device(int local_rank);
 
 }  // namespace qf::pipeline
