@@ -170,19 +170,28 @@ check_after_kill() {  # work out
   return 0
 }
 
+# TRIAL_LANDED += none (the run ended before the kill point) | after-OUT (killed once OUT was
+# complete) | the phase the log shows (calib, quantize, export, startup)
+landed() {  # hit log_phase out
+  local w=${2%%(*}
+  [ "$1" != 0 ] && w=none; [ "$1" = 0 ] && [ -e "$3" ] && w=after-OUT
+  TRIAL_LANDED+="${TRIAL_LANDED:+ }$w"
+}
+
 # One trial in work $TMP/w$1, out $TMP/o$1: kill at (phase $2, kind $3); if $4/$5 are given
 # (phase, kind), also kill the first resume there; then resume until success (at most 4 resumes)
-# and compare with the reference. Sets TRIAL_MSG, TRIAL_RESUMES, TRIAL_LANDED (log phase of each
-# kill that hit, space-separated). Returns 0 ok, 1 failure (TRIAL_MSG says which).
+# and compare with the reference. Sets TRIAL_MSG, TRIAL_RESUMES, TRIAL_LANDED (one word per kill
+# point, see landed). Returns 0 ok, 1 failure (TRIAL_MSG says which).
 trial() {
   local id=$1 phase=$2 kind=$3 phase2=${4:-} kind2=${5:-}
-  local work=$TMP/w$id out=$TMP/o$id rc after where
+  local work=$TMP/w$id out=$TMP/o$id rc after where hit
   LOG=$TMP/t$id.log; TRIAL_RESUMES=0; TRIAL_LANDED=""
   start_run "$work" "$out"
-  kill_run "$work" "$out" "$phase" "$kind"
-  wait_run "$RUN_PID" 60 "$work"; rc=$?
+  # (2>/dev/null: bash's "Killed" job notices)
+  kill_run "$work" "$out" "$phase" "$kind" 2>/dev/null; hit=$?
+  wait_run "$RUN_PID" 60 "$work" 2>/dev/null; rc=$?
   [ "$rc" = 255 ] && { TRIAL_MSG="$KILL_DESC; FAIL: the run hung after the kill"; return 1; }
-  where=$(log_phase "$LOG"); TRIAL_LANDED=$where
+  where=$(log_phase "$LOG"); landed "$hit" "$where" "$out"
   TRIAL_MSG="$KILL_DESC; log: $where; rc=$rc; after: [$(disk_state "$work" "$out")]"
   after=$(check_after_kill "$work" "$out") || { TRIAL_MSG+="; FAIL: $after"; return 1; }
   if [ "$after" != complete-OUT ]; then
@@ -191,19 +200,19 @@ trial() {
       TRIAL_RESUMES=$((TRIAL_RESUMES + 1))
       start_run "$work" "$out" --resume
       if [ -n "$phase2" ] && [ "$TRIAL_RESUMES" = 1 ]; then
-        if kill_run "$work" "$out" "$phase2" "$kind2"; then
-          wait_run "$RUN_PID" 60 "$work"; rc=$?
+        if kill_run "$work" "$out" "$phase2" "$kind2" 2>/dev/null; then
+          wait_run "$RUN_PID" 60 "$work" 2>/dev/null; rc=$?
           [ "$rc" = 255 ] && { TRIAL_MSG+="; resume 1: $KILL_DESC; FAIL: hung after the kill"; return 1; }
-          where=$(log_phase "$LOG"); TRIAL_LANDED+=" $where"
+          where=$(log_phase "$LOG"); landed 0 "$where" "$out"
           TRIAL_MSG+="; resume 1: $KILL_DESC; log: $where; rc=$rc"
           after=$(check_after_kill "$work" "$out") || { TRIAL_MSG+="; FAIL: $after"; return 1; }
           [ "$after" = complete-OUT ] && break
           [ "$rc" = 0 ] && { TRIAL_MSG+="; FAIL: mpirun exited 0 but there is no OUT"; return 1; }
           continue
         fi
-        TRIAL_MSG+="; resume 1: $KILL_DESC"
+        TRIAL_MSG+="; resume 1: $KILL_DESC"; landed 1 "" "$out"
       fi
-      wait_run "$RUN_PID" 120 "$work"; rc=$?
+      wait_run "$RUN_PID" 120 "$work" 2>/dev/null; rc=$?
       [ "$rc" = 255 ] && { TRIAL_MSG+="; FAIL: resume $TRIAL_RESUMES hung"; return 1; }
       { [ "$rc" = 0 ] || [ "$TRIAL_RESUMES" -ge 4 ]; } && break
     done
