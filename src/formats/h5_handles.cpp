@@ -62,6 +62,16 @@ H5PropList make_link_creation(const std::string& label) {
   return lcpl;
 }
 
+// HDF5 registers H5_term_library with atexit at its first call. After a failed H5Fclose (e.g.
+// ENOSPC while flushing a layer file) that exit-time cleanup closes the half-closed file again
+// and crashes (SIGSEGV in H5F__close_cb, HDF5 1.10), turning a clear error exit into a signal.
+// Every handle is closed explicitly, so skip the exit-time cleanup; this must run before the
+// library's first initialisation, hence a static initialiser.
+const bool kNoHdf5Atexit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 }  // namespace
 
 // ---- errors ------------------------------------------------------------------------------------

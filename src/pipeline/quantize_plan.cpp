@@ -21,10 +21,11 @@ void check_against_table(const formats::CheckpointDir& source, const model::Mode
   const auto names = source.tensor_names();
   std::set<std::string> have(names.begin(), names.end());
   for (const auto& t : table) {
-    QF_CHECK(have.count(t.spec.name), source.dir(), ": tensor", t.spec.name,
-             "required by config.json (", config.summary(), ") is missing");
+    QF_CHECK(have.count(t.spec.name), source.dir() + ":", "tensor", t.spec.name,
+             "is missing (config.json:", config.num_hidden_layers, "layers,",
+             config.n_routed_experts, "routed experts, requires it)");
     const auto& info = source.tensor(t.spec.name);
-    QF_CHECK(info.dtype == t.spec.dtype && info.shape == t.spec.shape, source.dir(), ": tensor",
+    QF_CHECK(info.dtype == t.spec.dtype && info.shape == t.spec.shape, source.dir() + ":", "tensor",
              t.spec.name, "is", dtype_name(info.dtype), formats::shape_str(info.shape),
              "but config.json implies", dtype_name(t.spec.dtype), formats::shape_str(t.spec.shape));
     have.erase(t.spec.name);

@@ -7,6 +7,11 @@ usage: st_edit.py DIR drop NAME            remove a tensor (shard and index)
        st_edit.py DIR dtype NAME STRING    set the header dtype string
        st_edit.py DIR truncate FILE N      cut a shard to N bytes (negative: drop -N bytes)
        st_edit.py DIR shard-of NAME        print the shard file holding NAME
+       st_edit.py DIR header-len FILE N    set a shard's 8-byte header length prefix to N
+       st_edit.py DIR shift NAME N         move NAME's data_offsets by N bytes (negative: into
+                                           the previous tensor; past the end: out of range)
+       st_edit.py DIR poke NAME I BYTE     set byte I (negative: from the end) of NAME's data
+                                           to BYTE (e.g. 0xFF)
 """
 import json
 import os
@@ -46,6 +51,10 @@ def main():
         size = os.path.getsize(path)
         os.truncate(path, n if n >= 0 else size + n)
         return
+    if op == "header-len":
+        with open(os.path.join(d, sys.argv[3]), "r+b") as f:
+            f.write(struct.pack("<Q", int(sys.argv[4])))
+        return
     name = sys.argv[3]
     if op == "shard-of":
         print(shard_of(d, name))
@@ -67,6 +76,14 @@ def main():
         header[name]["shape"] = header[name]["shape"][::-1]
     elif op == "dtype":
         header[name]["dtype"] = sys.argv[4]
+    elif op == "shift":
+        header[name]["data_offsets"] = [o + int(sys.argv[4]) for o in header[name]["data_offsets"]]
+    elif op == "poke":
+        begin, end = header[name]["data_offsets"]
+        i = int(sys.argv[4])
+        pos = (begin if i >= 0 else end) + i
+        assert begin <= pos < end, f"byte {i} is outside {name} ({end - begin} bytes)"
+        data = data[:pos] + bytes([int(sys.argv[5], 0)]) + data[pos + 1:]
     else:
         sys.exit("unknown op " + op)
     write_shard(path, header, data)
