@@ -9,6 +9,7 @@
 #include "core/check.hpp"
 #include "formats/atomic_file.hpp"
 #include "pipeline/validate.hpp"
+#include "pipeline/verify_work.hpp"
 
 namespace qf::cli {
 
@@ -16,7 +17,7 @@ int cmd_validate(const Args& args) {
   po::options_description options("validate options");
   pipeline::ValidateOptions run;
   size_t max_tensors = 20;
-  std::string json_path;
+  std::string json_path, work_dir;
   const int default_threads =
       std::max(1, std::min(8, static_cast<int>(std::thread::hardware_concurrency())));
   options.add_options()  //
@@ -30,7 +31,9 @@ int cmd_validate(const Args& args) {
       ("tensors", po::value(&max_tensors)->default_value(20),
        "per-tensor accuracy rows printed, worst first (0 = all)")  //
       ("json", po::value(&json_path),
-       "also write the full report (every check and tensor) as JSON to this file");
+       "also write the full report (every check and tensor) as JSON to this file")  //
+      ("work", po::value(&work_dir),
+       "also verify the run's per-rank HDF5 stores (every committed file's size and XXH64)");
   add_common_options(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -54,7 +57,18 @@ int cmd_validate(const Args& args) {
   pipeline::print_validate_report(report, std::cout, max_tensors, run.max_listed_failures);
   std::cout.flush();
   if (!json_path.empty()) formats::write_file_atomic(json_path, report.to_json().dump(2) + "\n");
+  bool work_ok = true;
+  if (!work_dir.empty()) {
+    const auto work = pipeline::verify_work_stores(work_dir);
+    work_ok = work.problems.empty();
+    std::cout << "work stores " << work_dir << ": " << work.world_size << " rank(s), "
+              << work.n_files << " committed files, "
+              << (work_ok ? "all checksums match" : "PROBLEMS:") << "\n";
+    for (const auto& line : work.problems) std::cout << "  " << line << "\n";
+    std::cout.flush();
+  }
   if (!report.passed()) QF_FAIL(report.summary());
+  QF_CHECK(work_ok, "validate: the work stores in", work_dir, "are damaged (listed above)");
   return 0;
 }
 

@@ -193,4 +193,15 @@ PY
   && fail "validate accepted a zero weight_scale_2"
 grep -q "layers.2.ffn.experts.1.w2" "$tmp/log" || { cat "$tmp/log" >&2; fail "validate did not name the tensor"; }
 echo "ok: validate passes 4 exports and names the corrupted tensor"
+
+# 9. validate --work checks the HDF5 stores' checksums too.
+"$qf" validate --source "$tmp/src" --out "$tmp/out3" --work "$tmp/work3" --log-level warn >"$tmp/log" 2>&1 \
+  || { cat "$tmp/log" >&2; fail "validate --work rejected intact stores"; }
+grep -q "3 rank(s)" "$tmp/log" || fail "validate --work did not report 3 rank stores"
+victim="$tmp/work3/rank-2/layer-0002.quant.h5"
+printf 'X' | dd of="$victim" bs=1 seek=600 conv=notrunc status=none
+"$qf" validate --source "$tmp/src" --out "$tmp/out3" --work "$tmp/work3" --log-level warn >"$tmp/log" 2>&1 \
+  && fail "validate --work accepted a corrupted layer file"
+grep -q "layer-0002.quant.h5" "$tmp/log" || { cat "$tmp/log" >&2; fail "corrupted store file not named"; }
+echo "ok: validate --work verifies and names a corrupted store file"
 echo "quantize e2e: all checks passed"
