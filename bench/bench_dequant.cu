@@ -9,6 +9,7 @@
 #include <functional>
 #include <vector>
 
+#include "bench/bench_util.cuh"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/dequant.cuh"
@@ -18,14 +19,7 @@ using namespace qf::kernels;
 
 namespace {
 
-__device__ uint32_t hash32(uint64_t i, uint32_t seed) {
-  uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) ^ seed;
-  h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
-  h ^= h >> 13;
-  h *= 0xC2B2AE35u;
-  return h ^ (h >> 16);
-}
+using bench::hash32;
 
 // Bytes lo + hash % span: random codes (lo 0, span 256) or realistic UE8M0 scales.
 __global__ void fill_bytes_kernel(uint8_t* p, int64_t n, uint32_t seed, uint32_t lo,
@@ -49,34 +43,6 @@ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed, uint32_t lo, uint32_t span
   fill_bytes_kernel<<<1024, 256>>>(p, n, seed, lo, span);
   QF_KERNEL_CHECK();
 }
-
-class CudaEventPair {
- public:
-  CudaEventPair() {
-    QF_CUDA_CHECK(cudaEventCreate(&start_), "event");
-    QF_CUDA_CHECK(cudaEventCreate(&stop_), "event");
-  }
-  ~CudaEventPair() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  CudaEventPair(const CudaEventPair&) = delete;
-  CudaEventPair& operator=(const CudaEventPair&) = delete;
-  // Mean seconds per call of fn over `iterations`, after 3 warm-up calls.
-  double time(const std::function<void()>& fn, cudaStream_t stream, int iterations) {
-    for (int i = 0; i < 3; ++i) fn();
-    QF_CUDA_CHECK(cudaEventRecord(start_, stream), "event record");
-    for (int i = 0; i < iterations; ++i) fn();
-    QF_CUDA_CHECK(cudaEventRecord(stop_, stream), "event record");
-    QF_CUDA_CHECK(cudaEventSynchronize(stop_), "event sync");
-    float ms = 0;
-    QF_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_), "event elapsed");
-    return ms * 1e-3 / iterations;
-  }
-
- private:
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
-};
 
 struct Case {
   const char* name;
@@ -135,19 +101,18 @@ void run_case(const Case& c, int iterations, cudaStream_t stream) {
   QF_CUDA_CHECK(cudaDeviceSynchronize(), "bench fill");
   const int64_t n_bytes = n_in_bytes + 2 * n_elems;  // read + written
 
-  CudaEventPair events;
-  const double t_kernel = events.time(launch, stream, iterations);
+  const double t_kernel = bench::time_on_stream(launch, stream, iterations, 3);
   const size_t n_copy = static_cast<size_t>(n_bytes / 2);
   double t_copy = 0;
   {
     DeviceBuffer<uint8_t> src(n_copy), dst(n_copy);
-    t_copy = events.time(
+    t_copy = bench::time_on_stream(
         [&] {
           QF_CUDA_CHECK(
               cudaMemcpyAsync(dst.get(), src.get(), n_copy, cudaMemcpyDeviceToDevice, stream),
               "memcpy");
         },
-        stream, iterations);
+        stream, iterations, 3);
   }
   const double gbps = n_bytes / t_kernel * 1e-9;
   const double copy_gbps = 2.0 * n_copy / t_copy * 1e-9;

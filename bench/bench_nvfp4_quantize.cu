@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.cuh"
 #include "core/check.hpp"
+#include "core/cuda_raii.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 
 using namespace qf;
@@ -18,33 +20,20 @@ using namespace qf::kernels;
 
 namespace {
 
-// Owning device allocation (the bench's own; core/ has no RAII buffer yet).
+// Typed views of one device allocation (core/cuda_raii.hpp owns it).
 class DeviceBytes {
  public:
-  explicit DeviceBytes(size_t n_bytes) : n_bytes_(n_bytes) {
-    QF_CUDA_CHECK(cudaMalloc(&ptr_, n_bytes_ ? n_bytes_ : 1), "bench alloc", n_bytes_, "bytes");
-  }
-  ~DeviceBytes() { cudaFree(ptr_); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
+  explicit DeviceBytes(size_t n_bytes) : buffer_(n_bytes ? n_bytes : 1) {}
   template <typename T>
   T* as() const {
-    return static_cast<T*>(ptr_);
+    return reinterpret_cast<T*>(buffer_.get());
   }
 
  private:
-  size_t n_bytes_;
-  void* ptr_ = nullptr;
+  DeviceBuffer<uint8_t> buffer_;
 };
 
-__device__ uint32_t hash32(uint64_t i, uint32_t seed) {
-  uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) ^ seed;
-  h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
-  h ^= h >> 13;
-  h *= 0xC2B2AE35u;
-  return h ^ (h >> 16);
-}
+using bench::hash32;
 
 // BF16 weights of magnitude ~0.02 with both signs (a sum of uniforms, roughly normal).
 __global__ void fill_weights_kernel(uint16_t* x, int64_t n, uint32_t seed) {
@@ -64,22 +53,9 @@ __global__ void fill_bytes_kernel(uint8_t* p, int64_t n, uint32_t seed, uint32_t
 
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 
-// Median-free simple timing: warm-up once, then the mean over iterations, in seconds.
+// Mean seconds per call over `iterations` after one warm-up (default stream).
 double time_op(const std::function<void()>& op, int iterations) {
-  cudaEvent_t start, stop;
-  QF_CUDA_CHECK(cudaEventCreate(&start), "event");
-  QF_CUDA_CHECK(cudaEventCreate(&stop), "event");
-  op();
-  QF_CUDA_CHECK(cudaDeviceSynchronize(), "warm-up");
-  QF_CUDA_CHECK(cudaEventRecord(start), "event");
-  for (int i = 0; i < iterations; ++i) op();
-  QF_CUDA_CHECK(cudaEventRecord(stop), "event");
-  QF_CUDA_CHECK(cudaEventSynchronize(stop), "event");
-  float ms = 0;
-  QF_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop), "event");
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms * 1e-3 / iterations;
+  return bench::time_on_stream(op, nullptr, iterations, 1);
 }
 
 struct Shape {

@@ -1,5 +1,5 @@
 // RAII owners of CUDA resources (CUDA builds only; include from .cu/.cpp compiled with CUDA).
-// Owns: DeviceBuffer<T>, PinnedBuffer<T>, CudaStream, CudaEvent. Does not own device choice.
+// Owns: DeviceBuffer<T>, CudaStream, CudaEvent. Does not own device choice.
 #pragma once
 #ifdef QF_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -76,6 +76,27 @@ class CudaStream {
 
  private:
   cudaStream_t stream_ = nullptr;
+};
+
+// An ordering-only event (cudaEventDisableTiming) on the current device.
+class CudaEvent {
+ public:
+  CudaEvent() {
+    QF_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "event create");
+  }
+  ~CudaEvent() {
+    if (!event_) return;
+    const cudaError_t rc = cudaEventDestroy(event_);
+    if (rc != cudaSuccess) log_error("cudaEventDestroy failed: ", cudaGetErrorString(rc));
+  }
+  CudaEvent(CudaEvent&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+  CudaEvent& operator=(CudaEvent&&) = delete;
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
 };
 
 }  // namespace qf

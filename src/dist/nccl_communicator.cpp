@@ -53,29 +53,6 @@ int pick_device(const MpiEnv& mpi, int requested) {
 
 }  // namespace
 
-// ---- RAII pieces ---------------------------------------------------------------------------
-
-namespace detail {
-OwnedStream::OwnedStream() {
-  QF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-                "creating the communication stream");
-}
-OwnedStream::~OwnedStream() {
-  if (!stream_) return;
-  const cudaError_t rc = cudaStreamDestroy(stream_);
-  if (rc != cudaSuccess) log_error("cudaStreamDestroy: ", cudaGetErrorString(rc));
-}
-OwnedEvent::OwnedEvent() {
-  QF_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming),
-                "creating an ordering event");
-}
-OwnedEvent::~OwnedEvent() {
-  if (!event_) return;
-  const cudaError_t rc = cudaEventDestroy(event_);
-  if (rc != cudaSuccess) log_error("cudaEventDestroy: ", cudaGetErrorString(rc));
-}
-}  // namespace detail
-
 NcclComm::NcclComm(const MpiEnv& mpi, int device) : device_(device) {
   QF_CUDA_CHECK(cudaSetDevice(device), "rank", mpi.rank(), "selecting CUDA device", device);
   ncclUniqueId id{};

@@ -9,38 +9,10 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include "core/cuda_raii.hpp"
 #include "dist/communicator.hpp"
 
 namespace qf::dist {
-namespace detail {
-// Minimal move-only owners for the communicator's own stream and events, so a constructor that
-// fails half-way leaks nothing. Replace with core/cuda_raii.hpp (CudaStream, CudaEvent) once it
-// exists.
-class OwnedStream {
- public:
-  OwnedStream();  // cudaStreamCreateWithFlags(cudaStreamNonBlocking) on the current device
-  ~OwnedStream();
-  OwnedStream(const OwnedStream&) = delete;
-  OwnedStream& operator=(const OwnedStream&) = delete;
-  cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
-class OwnedEvent {
- public:
-  OwnedEvent();  // cudaEventDisableTiming: ordering only
-  ~OwnedEvent();
-  OwnedEvent(const OwnedEvent&) = delete;
-  OwnedEvent& operator=(const OwnedEvent&) = delete;
-  cudaEvent_t get() const { return event_; }
-
- private:
-  cudaEvent_t event_ = nullptr;
-};
-}  // namespace detail
-
 // One NCCL communicator over all MPI ranks. Rank 0 creates the unique id, MPI broadcasts it,
 // every rank calls ncclCommInitRank on the current CUDA device. Declare after MpiEnv so it is
 // destroyed before MPI_Finalize. The destructor calls ncclCommFinalize + ncclCommDestroy, or
@@ -98,9 +70,9 @@ class NcclCommunicator final : public Communicator {
 
   // Declaration order = construction order; destruction runs backwards (events, stream, comm).
   NcclComm comm_;
-  detail::OwnedStream comm_stream_;
-  detail::OwnedEvent compute_ready_;       // recorded on the compute stream
-  detail::OwnedEvent comm_done_;           // recorded on the comm stream
+  CudaStream comm_stream_;
+  CudaEvent compute_ready_;                // recorded on the compute stream
+  CudaEvent comm_done_;                    // recorded on the comm stream
   cudaStream_t compute_stream_ = nullptr;  // not owned; nullptr = legacy default stream
 };
 

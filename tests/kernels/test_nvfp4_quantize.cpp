@@ -16,6 +16,7 @@
 #include "catch_compat.hpp"
 #include "core/check.hpp"
 #include "kernels/nvfp4_quantize.cuh"
+#include "tests/nvfp4_test_util.hpp"
 
 using namespace qf;
 using namespace qf::kernels;
@@ -89,18 +90,6 @@ const char* input_name(Input in) {
   return names[static_cast<int>(in)];
 }
 
-float host_amax(const std::vector<uint16_t>& x) {
-  float amax = 0;
-  uint64_t n_nonfinite = 0;
-  Nvfp4AmaxParams p;
-  p.x = x.data();
-  p.n_elems = static_cast<int64_t>(x.size());
-  p.amax = &amax;
-  p.n_nonfinite = &n_nonfinite;
-  nvfp4_amax_ref(p);
-  return amax;
-}
-
 // Fills x and returns the scale_2 to quantize it with.
 float make_input(Input in, size_t n, uint32_t seed, std::vector<uint16_t>* x) {
   std::mt19937 rng(seed);
@@ -149,7 +138,7 @@ float make_input(Input in, size_t n, uint32_t seed, std::vector<uint16_t>* x) {
       }
       return 0.01f;
   }
-  float amax = host_amax(*x);
+  float amax = qf::test::bf16_amax_ref(*x);
   if (in == Input::kSaturate) amax /= 10;
   if (in == Input::kUnderflow) amax *= 1e4f;
   const float scale_2 = nvfp4_scale_from_amax(amax, div);

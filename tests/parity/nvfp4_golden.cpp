@@ -14,6 +14,7 @@
 
 #include "core/check.hpp"
 #include "kernels/nvfp4_quantize.cuh"
+#include "tests/nvfp4_test_util.hpp"
 
 using namespace qf;
 using namespace qf::kernels;
@@ -46,14 +47,8 @@ const char* division_name(Nvfp4ScaleDivision d) {
 }
 
 float data_amax(const std::vector<uint16_t>& x) {
-  float amax = 0;
   uint64_t n_nonfinite = 0;
-  Nvfp4AmaxParams p;
-  p.x = x.data();
-  p.n_elems = static_cast<int64_t>(x.size());
-  p.amax = &amax;
-  p.n_nonfinite = &n_nonfinite;
-  nvfp4_amax_ref(p);
+  const float amax = qf::test::bf16_amax_ref(x, &n_nonfinite);
   QF_CHECK(n_nonfinite == 0, "golden inputs must be finite");
   return amax;
 }

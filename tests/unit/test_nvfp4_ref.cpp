@@ -12,6 +12,7 @@
 #include "core/check.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 #include "numerics/nvfp4.hpp"
+#include "tests/nvfp4_test_util.hpp"
 
 using namespace qf;
 using namespace qf::kernels;
@@ -69,18 +70,6 @@ std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   return out;
 }
 
-float amax_of(const std::vector<uint16_t>& x) {
-  float amax = 0;
-  uint64_t n_nonfinite = 0;
-  Nvfp4AmaxParams p;
-  p.x = x.data();
-  p.n_elems = static_cast<int64_t>(x.size());
-  p.amax = &amax;
-  p.n_nonfinite = &n_nonfinite;
-  nvfp4_amax_ref(p);
-  return amax;
-}
-
 uint8_t code_at(const std::vector<uint8_t>& packed, size_t i) {
   return i % 2 == 0 ? e2m1_unpack_lo(packed[i / 2]) : e2m1_unpack_hi(packed[i / 2]);
 }
@@ -105,7 +94,7 @@ TEST_CASE("golden bytes: nibble order, scale placement, global scale", "[nvfp4]"
   x.insert(x.end(), block_a.begin(), block_a.end());
   const std::vector<uint16_t> xb = to_bf16(x);
 
-  CHECK(amax_of(xb) == 6.0f);
+  CHECK(qf::test::bf16_amax_ref(xb) == 6.0f);
   CHECK(nvfp4_scale_from_amax(2688.0f, Nvfp4ScaleDivision::kTrueDivide) == 1.0f);
   CHECK(nvfp4_scale_from_amax(1344.0f, Nvfp4ScaleDivision::kTrueDivide) == 0.5f);
   CHECK(nvfp4_scale_from_amax(1344.0f, Nvfp4ScaleDivision::kReciprocalMultiply) == 0.5f);
@@ -132,7 +121,8 @@ TEST_CASE("zero and single-non-zero blocks", "[nvfp4]") {
   std::vector<float> x(64, 0.0f);
   x[16 + 5] = 3.0f;  // block 1 only
   const std::vector<uint16_t> xb = to_bf16(x);
-  const float scale_2 = nvfp4_scale_from_amax(amax_of(xb), Nvfp4ScaleDivision::kTrueDivide);
+  const float scale_2 =
+      nvfp4_scale_from_amax(qf::test::bf16_amax_ref(xb), Nvfp4ScaleDivision::kTrueDivide);
   const Quantized q = quantize(xb, 1, 64, scale_2);
   // All-zero block: s = 0 -> 1.0 (nvfp4_tensor.py:198) = E4M3 0x38, codes 0.
   CHECK(q.scale[0] == kE4m3CodeOne);
@@ -216,7 +206,7 @@ TEST_CASE("random data: dequantized error within the E2M1 half step", "[nvfp4]")
   }
   const std::vector<uint16_t> x = to_bf16(xf);
   for (auto division : {Nvfp4ScaleDivision::kTrueDivide, Nvfp4ScaleDivision::kReciprocalMultiply}) {
-    const float scale_2 = nvfp4_scale_from_amax(amax_of(x), division);
+    const float scale_2 = nvfp4_scale_from_amax(qf::test::bf16_amax_ref(x), division);
     const Quantized q = quantize(x, n_rows, n_cols, scale_2);
     const std::vector<float> y = dequantize(q, n_rows, n_cols, scale_2);
     double err2 = 0, ref2 = 0;
@@ -383,7 +373,8 @@ TEST_CASE("the GPU kernel's block routine equals the reference loop", "[nvfp4]")
     const uint16_t specials[] = {0x7FC0, 0xFFC0, 0x7F80, 0xFF80, 0x0000, 0x8000};
     for (int i = 0; i < 300; ++i) x[rng() % x.size()] = specials[rng() % 6];
   }
-  float scale_2 = nvfp4_scale_from_amax(amax_of(x), Nvfp4ScaleDivision::kTrueDivide);
+  float scale_2 =
+      nvfp4_scale_from_amax(qf::test::bf16_amax_ref(x), Nvfp4ScaleDivision::kTrueDivide);
   if (kind == 3) scale_2 = 0.01f;
   if (kind == 4) scale_2 /= 16;  // saturating block scales
   const Quantized q = quantize(x, 64, 256, scale_2);
