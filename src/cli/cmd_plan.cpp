@@ -46,6 +46,11 @@ int cmd_plan(const Args& args) {
   calib.add_options()("samples", po::value<int>()->default_value(defaults.samples),
                       "calibration sequences")(
       "seq-len", po::value<int>()->default_value(defaults.seq_len), "tokens per sequence")(
+      "gpu", po::value<std::string>(),
+      "h100 | h200 | b200: add the calibration compute time, from the forward's FLOPs and the "
+      "TFLOP/s measured on an H100 (scaled by BF16 peak for b200)")(
+      "calib-tflops", po::value<double>(),
+      "effective calibration TFLOP/s per GPU (instead of --gpu's)")(
       "recipe", po::value<std::string>()->default_value("experts"), recipe_help.c_str());
   po::options_description output("output");
   output.add_options()("json", po::value<std::string>(), "also write the report as JSON here")(
@@ -80,6 +85,19 @@ int cmd_plan(const Args& args) {
   options.samples = vm["samples"].as<int>();
   options.seq_len = vm["seq-len"].as<int>();
   options.with_owners = vm.count("owners") > 0;
+  if (vm.count("gpu")) {
+    options.gpu = vm["gpu"].as<std::string>();
+    try {
+      options.calib_tflops = pipeline::gpu_calibration_tflops(options.gpu);
+    } catch (const Error& e) {
+      throw UsageError{"--gpu: " + e.message(), "plan"};
+    }
+  }
+  if (vm.count("calib-tflops")) {
+    options.calib_tflops = vm["calib-tflops"].as<double>();
+    options.gpu = "--calib-tflops";
+    if (!(options.calib_tflops > 0)) throw UsageError{"--calib-tflops must be > 0", "plan"};
+  }
   if (options.world_size < 1) throw UsageError{"--ranks must be >= 1", "plan"};
   if (options.ranks_per_node < 0) throw UsageError{"--ranks-per-node must be >= 0", "plan"};
   if (!(options.read_gbps > 0) || options.write_gbps < 0) {

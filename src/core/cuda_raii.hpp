@@ -1,10 +1,11 @@
 // RAII owners of CUDA resources (CUDA builds only; include from .cu/.cpp compiled with CUDA).
-// Owns: DeviceBuffer<T>, CudaStream, CudaEvent. Does not own device choice.
+// Owns: DeviceBuffer<T>, PinnedBuffer, CudaStream, CudaEvent. Does not own device choice.
 #pragma once
 #ifdef QF_HAVE_CUDA
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "core/check.hpp"
@@ -54,6 +55,37 @@ class DeviceBuffer {
   }
   T* ptr_ = nullptr;
   size_t n_elems_ = 0;
+};
+
+// Page-locked host memory (fast, asynchronous H2D/D2H); grow() keeps the contents only if no
+// reallocation is needed. Allocation is slow (the pages are pinned), so callers keep one.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer() { release(); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  void grow(size_t n_bytes) {
+    if (n_bytes <= n_bytes_) return;
+    release();
+    QF_CUDA_CHECK(cudaHostAlloc(&ptr_, n_bytes, cudaHostAllocDefault), "cudaHostAlloc of",
+                  n_bytes, "bytes");
+    n_bytes_ = n_bytes;
+  }
+  uint8_t* get() const { return static_cast<uint8_t*>(ptr_); }
+  size_t n_bytes() const { return n_bytes_; }
+
+ private:
+  void release() noexcept {
+    if (!ptr_) return;
+    const cudaError_t rc = cudaFreeHost(ptr_);
+    if (rc != cudaSuccess) log_error("cudaFreeHost failed: ", cudaGetErrorString(rc));
+    ptr_ = nullptr;
+    n_bytes_ = 0;
+  }
+  void* ptr_ = nullptr;
+  size_t n_bytes_ = 0;
 };
 
 // A non-blocking stream on the current device.

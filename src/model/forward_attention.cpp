@@ -64,12 +64,15 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
   const RopeTable rope = make_rope_table(c.rope_for_layer(layer), hd, c.max_position_embeddings);
 
   // q: wq_a -> q_norm (weighted) -> wq_b -> per-head unweighted RMSNorm -> RoPE.
-  std::vector<float> q_residual = linear_forward(p + "wq_a", x, n_tokens, w.wq_a, observer);
+  std::vector<float> q_residual =
+      linear_forward(p + "wq_a", x, n_tokens, w.wq_a, observer, c.bf16_linear_inputs);
   rms_norm_rows(q_residual.data(), n_tokens, c.q_lora_rank, w.q_norm.data(), eps);
-  std::vector<float> q = linear_forward(p + "wq_b", q_residual.data(), n_tokens, w.wq_b, observer);
+  std::vector<float> q = linear_forward(p + "wq_b", q_residual.data(), n_tokens, w.wq_b, observer,
+                                        c.bf16_linear_inputs);
   rms_norm_rows(q.data(), n_tokens * nh, hd, nullptr, eps);
   // kv: wkv -> kv_norm -> RoPE (one head, read as both K and V).
-  std::vector<float> kv = linear_forward(p + "wkv", x, n_tokens, w.wkv, observer);
+  std::vector<float> kv =
+      linear_forward(p + "wkv", x, n_tokens, w.wkv, observer, c.bf16_linear_inputs);
   rms_norm_rows(kv.data(), n_tokens, hd, w.kv_norm.data(), eps);
   for (int64_t tok = 0; tok < n_tokens; ++tok) {
     const int64_t pos = tok % seq_len;
@@ -104,6 +107,7 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
   QF_CHECK(w.wo_a.n_rows == groups * rank && w.wo_a.n_cols == group_in, "layer", layer,
            "wo_a shape does not match o_groups / o_lora_rank");
   if (observer != nullptr) observer->observe(p + "wo_a", attn.data(), n_tokens * groups, group_in);
+  if (c.bf16_linear_inputs) attn = round_to_bf16(attn.data(), static_cast<int64_t>(attn.size()));
   std::vector<float> low(n_tokens * groups * rank);
   parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
     for (int64_t tok = begin; tok < end; ++tok) {
@@ -115,7 +119,7 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
       }
     }
   });
-  return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer);
+  return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer, c.bf16_linear_inputs);
 }
 
 }  // namespace qf::model

@@ -116,10 +116,10 @@ CompressedKv compressor_forward(const ForwardConfig& c, int layer, const Attenti
 
   CompressedKv out;
   out.n_entries = seq_len / rate;
-  const std::vector<float> kv =
-      linear_forward(p + "compressor.wkv", x, n_tokens, w.compressor.wkv, observer);
-  const std::vector<float> gate =
-      linear_forward(p + "compressor.wgate", x, n_tokens, w.compressor.wgate, observer);
+  const std::vector<float> kv = linear_forward(p + "compressor.wkv", x, n_tokens, w.compressor.wkv,
+                                               observer, c.bf16_linear_inputs);
+  const std::vector<float> gate = linear_forward(
+      p + "compressor.wgate", x, n_tokens, w.compressor.wgate, observer, c.bf16_linear_inputs);
   const int64_t width = w.compressor.wkv.n_rows;
   QF_CHECK(width == (csa ? 2 * hd : hd), "layer", layer, "compressor width", width);
   out.entries.resize(n_seqs * out.n_entries * hd);
@@ -149,14 +149,15 @@ CompressedKv compressor_forward(const ForwardConfig& c, int layer, const Attenti
   const int64_t ihd = c.index_head_dim, inh = c.index_n_heads;
   const RopeTable irope = make_rope_table(c.rope_compress, hd, c.max_position_embeddings);
   QF_CHECK(irope.rope_dim <= ihd, "indexer head dim", ihd, "smaller than rope dim");
-  const std::vector<float> ikv =
-      linear_forward(p + "indexer.compressor.wkv", x, n_tokens, iw.compressor.wkv, observer);
+  const std::vector<float> ikv = linear_forward(p + "indexer.compressor.wkv", x, n_tokens,
+                                                iw.compressor.wkv, observer, c.bf16_linear_inputs);
   const std::vector<float> igate =
-      linear_forward(p + "indexer.compressor.wgate", x, n_tokens, iw.compressor.wgate, observer);
-  std::vector<float> iq =
-      linear_forward(p + "indexer.wq_b", q_residual, n_tokens, iw.wq_b, observer);
-  std::vector<float> iweights =
-      linear_forward(p + "indexer.weights_proj", x, n_tokens, iw.weights_proj, observer);
+      linear_forward(p + "indexer.compressor.wgate", x, n_tokens, iw.compressor.wgate, observer,
+                     c.bf16_linear_inputs);
+  std::vector<float> iq = linear_forward(p + "indexer.wq_b", q_residual, n_tokens, iw.wq_b,
+                                         observer, c.bf16_linear_inputs);
+  std::vector<float> iweights = linear_forward(p + "indexer.weights_proj", x, n_tokens,
+                                               iw.weights_proj, observer, c.bf16_linear_inputs);
   const float weights_scaling = static_cast<float>(std::pow(static_cast<double>(inh), -0.5));
   for (float& v : iweights) v *= weights_scaling;
   for (int b = 0; b < n_seqs; ++b) {

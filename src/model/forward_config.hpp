@@ -50,6 +50,9 @@ struct ForwardConfig {
   double swiglu_limit = 10.0;  // always applied, as in transformers (gate <= limit, |up| <= limit)
   int64_t hc_mult = 1, hc_sinkhorn_iters = 1;
   double hc_eps = 1e-6, rms_norm_eps = 1e-6;
+  // Not from config.json: round every linear's input to BF16 before its product (the router's
+  // and the mHC mixes' excepted), as the CUDA backend does; the reference for its comparison.
+  bool bf16_linear_inputs = false;
 
   // Parses an HF config.json (also accepts the legacy native keys compress_ratios,
   // num_hash_layers, qk_rope_head_dim, rope_scaling). Throws qf::Error naming `what`.

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/check.hpp"
+#include "numerics/bf16.hpp"
 
 namespace qf::model {
 
@@ -74,11 +75,24 @@ void matmul_ref(const float* x, int64_t n_rows, const Tensor2D& w, float* y) {
   });
 }
 
+std::vector<float> round_to_bf16(const float* x, int64_t n_elems) {
+  std::vector<float> out(static_cast<size_t>(n_elems));
+  for (int64_t i = 0; i < n_elems; ++i) {
+    out[i] = numerics::bf16_to_float(numerics::float_to_bf16(x[i]));
+  }
+  return out;
+}
+
 std::vector<float> linear_forward(const std::string& name, const float* x, int64_t n_rows,
-                                  const Tensor2D& w, LinearInputObserver* observer) {
+                                  const Tensor2D& w, LinearInputObserver* observer,
+                                  bool bf16_inputs) {
   if (observer != nullptr && n_rows > 0) observer->observe(name, x, n_rows, w.n_cols);
   std::vector<float> y(static_cast<size_t>(n_rows * w.n_rows));
-  matmul_ref(x, n_rows, w, y.data());
+  if (bf16_inputs) {
+    matmul_ref(round_to_bf16(x, n_rows * w.n_cols).data(), n_rows, w, y.data());
+  } else {
+    matmul_ref(x, n_rows, w, y.data());
+  }
   return y;
 }
 

@@ -78,11 +78,13 @@ void swiglu_clamped(float* gate, const float* up, int64_t n_elems, float limit) 
 }
 
 std::vector<float> expert_forward(const std::string& name, const ExpertWeights& e, const float* x,
-                                  int64_t n_rows, float limit, LinearInputObserver* observer) {
-  std::vector<float> gate = linear_forward(name + ".w1", x, n_rows, e.w1, observer);
-  const std::vector<float> up = linear_forward(name + ".w3", x, n_rows, e.w3, observer);
+                                  int64_t n_rows, float limit, LinearInputObserver* observer,
+                                  bool bf16_inputs) {
+  std::vector<float> gate = linear_forward(name + ".w1", x, n_rows, e.w1, observer, bf16_inputs);
+  const std::vector<float> up =
+      linear_forward(name + ".w3", x, n_rows, e.w3, observer, bf16_inputs);
   swiglu_clamped(gate.data(), up.data(), static_cast<int64_t>(gate.size()), limit);
-  return linear_forward(name + ".w2", gate.data(), n_rows, e.w2, observer);
+  return linear_forward(name + ".w2", gate.data(), n_rows, e.w2, observer, bf16_inputs);
 }
 
 std::vector<float> moe_forward(const ForwardConfig& c, int layer, const MoeWeights& w,
@@ -115,16 +117,17 @@ std::vector<float> moe_forward(const ForwardConfig& c, int layer, const MoeWeigh
     for (int64_t i = 0; i < n_rows; ++i) {
       std::copy(x + rows_token[i] * dim, x + (rows_token[i] + 1) * dim, rows.begin() + i * dim);
     }
-    const std::vector<float> y = expert_forward(p + "experts." + std::to_string(e), w.experts.at(e),
-                                                rows.data(), n_rows, limit, observer);
+    const std::vector<float> y =
+        expert_forward(p + "experts." + std::to_string(e), w.experts.at(e), rows.data(), n_rows,
+                       limit, observer, c.bf16_linear_inputs);
     for (int64_t i = 0; i < n_rows; ++i) {
       const float weight = r.weights[rows_token[i] * r.top_k + rows_slot[i]];
       float* o = out.data() + rows_token[i] * dim;
       for (int64_t d = 0; d < dim; ++d) o[d] += y[i * dim + d] * weight;
     }
   }
-  const std::vector<float> shared =
-      expert_forward(p + "shared_experts", w.shared, x, n_tokens, limit, observer);
+  const std::vector<float> shared = expert_forward(p + "shared_experts", w.shared, x, n_tokens,
+                                                   limit, observer, c.bf16_linear_inputs);
   for (int64_t i = 0; i < n_tokens * dim; ++i) out[i] += shared[i];
   return out;
 }

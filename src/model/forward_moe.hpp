@@ -35,8 +35,10 @@ void swiglu_clamped(float* gate, const float* up, int64_t n_elems, float limit);
 
 // One expert MLP on x [n_rows, hidden]: w2(swiglu(w1 x, w3 x)); observes <name>.w1, .w3
 // (same input) and .w2.
+// bf16_inputs: ForwardConfig::bf16_linear_inputs.
 std::vector<float> expert_forward(const std::string& name, const ExpertWeights& e, const float* x,
-                                  int64_t n_rows, float limit, LinearInputObserver* observer);
+                                  int64_t n_rows, float limit, LinearInputObserver* observer,
+                                  bool bf16_inputs = false);
 
 // The MoE sub-layer: x [n_tokens, hidden] (after ffn_norm) -> routed + shared [n_tokens, hidden].
 // Experts run in ascending id; an expert with no routed token is neither run nor observed.

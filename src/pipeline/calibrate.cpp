@@ -84,12 +84,28 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
            "calibration set", set_.source, "is malformed:", set_.n_samples, "x", set_.seq_len,
            "with", set_.token_ids.size(), "ids");
   QF_CHECK(options_.batch_seqs >= 1, "calibration batch must be >= 1 sequence");
+  QF_CHECK(!options_.cpu_bf16_linear_inputs || options_.backend == Backend::kCpu,
+           "BF16 linear inputs are an option of the CPU reference (the CUDA backend always uses "
+           "them)");
+  forward_config_.bf16_linear_inputs = options_.cpu_bf16_linear_inputs;
   local_ = samples_of_rank(set_.n_samples, comm.rank(), comm.world_size());
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
   model::GlobalWeights globals;
   globals.embed = exchange_.fetch_embedding();
   run_on_all_ranks(comm_, "embedding the calibration tokens",
                    [&] { hidden_ = model::embed_tokens(forward_config_, globals, local_tokens_); });
+  if (options_.backend == Backend::kCuda) {
+#ifdef QF_HAVE_CUDA
+    run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
+      engine_ = make_cuda_calibration_engine(config_, forward_config_, exchange_,
+                                             std::move(hidden_), local_tokens_, set_.seq_len,
+                                             options_.batch_seqs);
+      hidden_.clear();
+    });
+#else
+    QF_FAIL("calibration: this build has no CUDA backend");
+#endif
+  }
 }
 
 formats::LayerRecord Calibrator::calibrate_layer(int layer) {
@@ -99,8 +115,23 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
            "): only regular layers are calibrated (", config_.num_hidden_layers, ")");
   const std::string tag = "layer " + std::to_string(layer);
   const std::vector<std::string> names = calib_linear_names(config_, layer);
+  std::vector<float> amax(names.size());
+  std::vector<int64_t> tokens(static_cast<size_t>(config_.n_routed_experts));
+  if (engine_) {
+    engine_->fetch_layer(layer, names);
+    const std::string what = tag + " forward (cuda)";
+    run_on_all_ranks(comm_, what.c_str(), [&] {
+      LayerStatistics stats = engine_->compute_layer(layer, names);
+      for (size_t i = 0; i < names.size(); ++i) {
+        QF_CHECK(std::isfinite(stats.amax[i]), tag + ": input amax of", names[i], "is",
+                 stats.amax[i], "(NaN/Inf activations)");
+      }
+      amax = std::move(stats.amax);
+      tokens = std::move(stats.expert_tokens);
+    });
+  }
   model::AmaxRecorder recorder;
-  {
+  if (!engine_) {
     const model::LayerWeights weights = exchange_.fetch_layer(layer);
     const std::string what = tag + " forward";
     run_on_all_ranks(comm_, what.c_str(), [&] {
@@ -128,10 +159,10 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
     });
   }
 
-  std::vector<float> amax(names.size());
-  for (size_t i = 0; i < names.size(); ++i) amax[i] = recorder.amax(names[i]);
-  std::vector<int64_t> tokens(static_cast<size_t>(config_.n_routed_experts));
-  for (int e = 0; e < config_.n_routed_experts; ++e) tokens[e] = recorder.expert_tokens(layer, e);
+  if (!engine_) {
+    for (size_t i = 0; i < names.size(); ++i) amax[i] = recorder.amax(names[i]);
+    for (int e = 0; e < config_.n_routed_experts; ++e) tokens[e] = recorder.expert_tokens(layer, e);
+  }
   comm_.allreduce_amax(amax.data(), amax.size(), (tag + " input amax").c_str());
   comm_.allreduce_counts(tokens.data(), tokens.size(), (tag + " expert tokens").c_str());
 
@@ -167,6 +198,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
   const uint64_t n_tokens = static_cast<uint64_t>(calibrator.calibration_set().n_tokens());
   for (int layer = first; layer < n_layers; ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
+    const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
     const formats::LayerRecord record = calibrator.calibrate_layer(layer);
     bool recomputed = false;
     const std::string what = "layer " + std::to_string(layer) + " calib commit";
@@ -187,8 +219,13 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
     char counter[32];
     std::snprintf(counter, sizeof(counter), "[%*d/%d]",
                   static_cast<int>(std::to_string(n_layers).size()), layer + 1, n_layers);
-    log_info(counter, " calib layer ", layer, ": ", n_tokens, " tokens, ",
-             ProgressMeter::format_seconds(seconds_since(layer_start)), ", ETA ",
+    const double layer_seconds = std::max(seconds_since(layer_start), 1e-9);
+    const double read_rate =
+        double(calibrator.exchange_stats().n_bytes_read - read_before) / layer_seconds;
+    log_info(counter, " calib layer ", layer, " (", calibrator.backend() == Backend::kCuda ? "cuda" : "cpu",
+             "): ", n_tokens, " tokens, ", ProgressMeter::format_seconds(layer_seconds), ", ",
+             static_cast<uint64_t>(double(n_tokens) / layer_seconds), " tokens/s, read ",
+             ProgressMeter::format_bytes(read_rate), "/s (rank 0), ETA ",
              ProgressMeter::format_seconds(eta),
              recomputed ? " (resumed: recomputed, equal to the stored record)" : "");
   }

@@ -14,7 +14,9 @@
 #include "formats/rank_store.hpp"
 #include "model/config.hpp"
 #include "model/forward_config.hpp"
+#include "pipeline/backend.hpp"
 #include "pipeline/calibration_data.hpp"
+#include "pipeline/calibration_engine.hpp"
 #include "pipeline/layer_weight_exchange.hpp"
 
 namespace qf::pipeline {
@@ -42,6 +44,12 @@ struct CalibrationOptions {
   // Sequences per forward call: bounds the activation memory of one call. Results do not
   // depend on it.
   int batch_seqs = 4;
+  // kCpu: the FP32 reference forward on the host. kCuda: calibration_engine.hpp's CUDA engine
+  // (amax within ~1% of the reference: BF16 GEMM inputs).
+  Backend backend = Backend::kCpu;
+  // CPU backend only: round linear inputs to BF16 as the CUDA backend does (ForwardConfig::
+  // bf16_linear_inputs), to compare the two backends on equal terms.
+  bool cpu_bf16_linear_inputs = false;
 };
 
 class Calibrator {
@@ -65,6 +73,16 @@ class Calibrator {
   SampleRange local_samples() const { return local_; }
   const CalibrationSet& calibration_set() const { return set_; }
   const ExchangeStats& exchange_stats() const { return exchange_.stats(); }
+  // Timing of the CUDA engine (zeros for the CPU backend).
+  EngineTimes engine_times() const { return engine_ ? engine_->times() : EngineTimes{}; }
+  Backend backend() const { return options_.backend; }
+  // CUDA engine: see CalibrationEngine::set_layer_bytes_hook. Returns false (and installs
+  // nothing) for the CPU backend.
+  bool set_layer_bytes_hook(CalibrationEngine::LayerBytesHook hook) {
+    if (!engine_) return false;
+    engine_->set_layer_bytes_hook(std::move(hook));
+    return true;
+  }
 
  private:
   const model::ModelConfig& config_;
@@ -76,6 +94,7 @@ class Calibrator {
   std::vector<int64_t> local_tokens_;  // this rank's samples, sample-major
   std::vector<float> hidden_;          // [local tokens, hc_mult, hidden]: after next_layer_ - 1
   LayerWeightExchange exchange_;
+  std::unique_ptr<CalibrationEngine> engine_;  // CUDA backend; null for the CPU reference
   int next_layer_ = 0;
 };
 

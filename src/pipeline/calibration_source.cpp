@@ -1,6 +1,8 @@
 // The two calibration sources (see calibration_source.hpp).
 #include "pipeline/calibration_source.hpp"
 
+#include "pipeline/quantize_weights.hpp"
+
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "pipeline/calibrate.hpp"
@@ -33,10 +35,30 @@ class AmaxFileSource final : public CalibrationSource {
 class ForwardSource final : public CalibrationSource {
  public:
   ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                const QuantizeOptions& options, dist::Communicator& comm)
+                const QuantizeOptions& options, dist::Communicator& comm,
+                formats::RankStore& store)
       : comm_(comm),
-        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options)) {}
+        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options),
+                    CalibrationOptions{options.calib_batch, options.backend,
+                                       options.cpu_bf16_linear_inputs}) {
+    if (options.backend != Backend::kCuda) return;
+    // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
+    // them and commit the quant record right away, so the source is read once.
+    ops_ = make_nvfp4_ops(Backend::kCuda);
+    calibrator_.set_layer_bytes_hook([this, &plan, &store, &comm](int layer,
+                                                                 const TensorBytes& bytes_of) {
+      if (store.has_layer(layer, formats::kStageQuant)) return;
+      auto record = quantize_owned_targets(plan, bytes_of, layer, comm.rank(), &fused_, *ops_);
+      record.attrs["stage"] = "nvfp4 weights";
+      store.commit_layer(record, formats::kStageQuant);
+    });
+  }
   void run(formats::RankStore& store) override { run_calibration(calibrator_, store, comm_); }
+  CalibrationCost cost() const override {
+    const EngineTimes t = calibrator_.engine_times();
+    return {calibrator_.exchange_stats().n_bytes_read, t.n_tokens, t.compute_seconds,
+            t.peak_device_bytes, fused_};
+  }
 
  private:
   static CalibrationSet load_set(const QuantizePlan& plan, const QuantizeOptions& options) {
@@ -51,6 +73,8 @@ class ForwardSource final : public CalibrationSource {
   }
   dist::Communicator& comm_;
   Calibrator calibrator_;
+  std::unique_ptr<Nvfp4Ops> ops_;
+  QuantizeStats fused_;  // targets quantized through the layer-bytes hook
 };
 
 }  // namespace
@@ -60,9 +84,8 @@ std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& p
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
                                                            formats::RankStore& store) {
-  (void)store;
   if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
-  return std::make_unique<ForwardSource>(plan, source, options, comm);
+  return std::make_unique<ForwardSource>(plan, source, options, comm, store);
 }
 
 }  // namespace qf::pipeline

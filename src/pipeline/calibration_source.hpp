@@ -8,14 +8,25 @@
 #include "formats/checkpoint_dir.hpp"
 #include "formats/rank_store.hpp"
 #include "pipeline/quantize_plan.hpp"
+#include "pipeline/quantize_weights.hpp"
 
 namespace qf::pipeline {
 
 struct QuantizeOptions;
 
+// What a calibration run cost on this rank (for the job summary).
+struct CalibrationCost {
+  uint64_t bytes_read = 0;          // source bytes this rank read
+  uint64_t n_tokens = 0;            // tokens this rank pushed through layers
+  double forward_seconds = 0;       // CUDA engine: compute only (0 for the CPU backend)
+  uint64_t peak_device_bytes = 0;   // CUDA engine: device memory in use at its peak
+  QuantizeStats fused;              // CUDA engine: NVFP4 targets quantized from its layer copy
+};
+
 class CalibrationSource {
  public:
   virtual ~CalibrationSource() = default;
+  virtual CalibrationCost cost() const { return {}; }
   // Commits the calib record of every regular layer that `store` does not have yet, in layer
   // order. Collective: every rank commits identical records to its own store.
   virtual void run(formats::RankStore& store) = 0;

@@ -4,6 +4,10 @@
 // Does not own: name mapping and decoding (native_weight_loader), the forward, the plan rule.
 #pragma once
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "dist/communicator.hpp"
@@ -26,6 +30,26 @@ struct ExchangeStats {
   double seconds = 0.0;            // reading + broadcasting + decoding, this rank
 };
 
+// The owned source bytes of one layer, read ahead of the broadcast (possibly on another thread:
+// reading is not collective). A read error is kept in `error` and raised on every rank by
+// fetch_layer_source, so a prefetch thread never throws across threads.
+struct OwnedLayerBytes {
+  int layer = -1;
+  std::map<std::string, std::vector<uint8_t>> by_native;  // native name -> source bytes
+  uint64_t n_bytes = 0;
+  double read_seconds = 0.0;
+  std::exception_ptr error;
+};
+
+// The stored bytes of a source tensor by checkpoint name (a weight or its `.scale`), from
+// wherever the caller has them (files, or a layer already in memory).
+using TensorBytes = std::function<std::vector<uint8_t>(const std::string& name)>;
+
+// One exchanged tensor, in source precision: `forward_name` as model::layer_weight_names says it,
+// `bytes` as read_source_bytes lays them out (stored bytes, then the `.scale` bytes).
+using SourceBytesSink = std::function<void(const std::string& forward_name, const NativeTensor& t,
+                                           std::vector<uint8_t> bytes)>;
+
 // Collective: every rank calls fetch_layer / fetch_embedding in the same order. Each call:
 //   1. every rank reads the source bytes (weight + `.scale`) of the tensors of the call it owns
 //      (one run_on_all_ranks step: a read error on any rank stops every rank cleanly);
@@ -43,6 +67,14 @@ class LayerWeightExchange {
 
   // FP32 weights of regular layer `layer`.
   model::LayerWeights fetch_layer(int layer);
+  // The same exchange in source precision (the CUDA backend decodes on the GPU), split so that
+  // reading can run ahead on a prefetch thread: read_owned_layer (not collective, thread-safe
+  // against the calling thread's collectives; errors captured) then fetch_layer_source
+  // (collective: raises any read error on every rank, broadcasts, calls sink per tensor in
+  // layer_weight_names order).
+  OwnedLayerBytes read_owned_layer(int layer) const;
+  void fetch_layer_source(OwnedLayerBytes owned, const SourceBytesSink& sink);
+
   // FP32 embedding [vocab, hidden] (the only model end calibration needs: the final norm,
   // hyper-head and head come after the last regular layer and are never observed).
   model::Tensor2D fetch_embedding();
@@ -55,6 +87,12 @@ class LayerWeightExchange {
   // calls made by `load`.
   void exchange(const std::vector<std::string>& names, const char* what,
                 const std::function<void(const model::WeightLoader&)>& load);
+  // Step 1 for `names`: the bytes of the tensors this rank owns (throws on a lookup/read error).
+  std::map<std::string, std::vector<uint8_t>> read_owned(const std::vector<std::string>& names,
+                                                         uint64_t* n_bytes) const;
+  // Step 2 for one tensor: the owner's bytes (taken out of `owned`) broadcast to every rank.
+  std::vector<uint8_t> broadcast_one(const std::string& forward_name, const std::string& what,
+                                     std::map<std::string, std::vector<uint8_t>>& owned);
 
   const formats::CheckpointDir& source_;
   const model::ModelConfig& config_;

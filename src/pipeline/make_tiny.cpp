@@ -1,4 +1,5 @@
-// make-tiny driver: shard placement and the atomic output directory (see make_tiny.hpp).
+// make-tiny driver: shard placement, the atomic output directory, the thread count and progress
+// (see make_tiny.hpp). Tensors are generated in parallel by pipeline/synthetic_weights.
 #include "pipeline/make_tiny.hpp"
 
 #include <unistd.h>
@@ -6,11 +7,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <system_error>
+#include <thread>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/progress.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
@@ -26,6 +31,17 @@ std::string mib(uint64_t n_bytes) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f MiB", static_cast<double>(n_bytes) / (1024.0 * 1024.0));
   return buf;
+}
+
+// Generator threads: QF_THREADS if set (> 0), else every hardware thread; the convention of
+// model::parallel_for. Output bytes do not depend on it.
+int thread_count() {
+  if (const char* env = std::getenv("QF_THREADS")) {
+    const long n = std::strtol(env, nullptr, 10);
+    if (n > 0) return static_cast<int>(std::min<long>(n, 1024));
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
 // Removes the temp directory unless released (failure paths leave nothing behind).
@@ -128,42 +144,65 @@ MakeTinyResult make_tiny(const MakeTinyOptions& options) {
   QF_CHECK(!ec, "make-tiny: cannot create", tmp.string() + ":", ec.message());
   TempDirGuard guard(tmp);
 
+  GenerateOptions generate;
+  generate.n_threads = thread_count();
   log_info("make-tiny: ", tensors.size(), " tensors, ", mib(model::total_bytes(tensors)), ", ",
            model::weight_format_name(options.format), " format, seed ", options.seed, ", ",
-           n_shards, " shards -> ", out.string());
+           n_shards, " shards, ", generate.n_threads, " threads -> ", out.string());
+  // Shard lines would break a live bar: on a terminal they are debug lines.
+  const LogLevel shard_line_level = ::isatty(STDERR_FILENO) ? LogLevel::kDebug : LogLevel::kInfo;
   MakeTinyResult result;
-  SyntheticWeights weights(options.config, options.format, options.seed);
   formats::ShardIndex index;
-  size_t next = 0;
-  for (int s = 0; s < n_shards; ++s) {
-    const auto t_shard = std::chrono::steady_clock::now();
-    const std::string file = formats::shard_file_name(s + 1, n_shards);
-    size_t end = next;
-    std::vector<formats::TensorSpec> specs;
-    uint64_t shard_bytes = 0;
-    while (end < tensors.size() && shard_of[end] == s) {
-      specs.push_back(tensors[end].spec);
-      shard_bytes += tensors[end].spec.n_bytes();
-      ++end;
-    }
-    formats::SafetensorsWriter writer((tmp / file).string(), specs);
-    const ByteSink sink = [&writer](const void* data, uint64_t n_bytes) {
-      writer.append(data, n_bytes);
-    };
-    for (size_t i = next; i < end; ++i) {
-      weights.emit(tensors[i], sink);
-      index.weight_map[tensors[i].spec.name] = file;
-    }
-    writer.commit();
+  std::vector<size_t> shard_begin(static_cast<size_t>(n_shards) + 1, tensors.size());
+  for (size_t i = tensors.size(); i-- > 0;) shard_begin[static_cast<size_t>(shard_of[i])] = i;
+  std::unique_ptr<formats::SafetensorsWriter> writer;  // of shard `current`; uncommitted: removed
+  int current = -1;
+  uint64_t shard_bytes = 0;
+  auto t_shard = std::chrono::steady_clock::now();
+  const auto commit_shard = [&] {
+    writer->commit();
+    writer.reset();
     const double dt =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_shard).count();
+    const size_t s = static_cast<size_t>(current);
+    const std::string file = formats::shard_file_name(current + 1, n_shards);
     char counter[32];
-    std::snprintf(counter, sizeof(counter), "[%3d/%d]", s + 1, n_shards);
-    log_info(counter, " ", file, "  ", end - next, " tensors  ", mib(shard_bytes), "  ", dt, " s");
+    std::snprintf(counter, sizeof(counter), "[%3d/%d]", current + 1, n_shards);
+    log_line(shard_line_level, false,
+             str_cat(counter, " ", file, "  ", shard_begin[s + 1] - shard_begin[s], " tensors  ",
+                     mib(shard_bytes), "  ", dt, " s"));
     result.shard_files.push_back(file);
     result.n_bytes += shard_bytes;
-    next = end;
+  };
+  const auto open_shard = [&](int s) {
+    const std::string file = formats::shard_file_name(s + 1, n_shards);
+    std::vector<formats::TensorSpec> specs;
+    shard_bytes = 0;
+    for (size_t i = shard_begin[static_cast<size_t>(s)]; i < shard_begin[s + 1u]; ++i) {
+      specs.push_back(tensors[i].spec);
+      shard_bytes += tensors[i].spec.n_bytes();
+      index.weight_map[tensors[i].spec.name] = file;
+    }
+    t_shard = std::chrono::steady_clock::now();
+    writer = std::make_unique<formats::SafetensorsWriter>((tmp / file).string(), specs);
+    current = s;
+  };
+  {
+    ProgressMeter progress("make-tiny", model::total_bytes(tensors), "B");
+    // Tensors arrive in table order; shards are contiguous in it, so one is open at a time.
+    generate_tensors(options.config, options.format, options.seed, tensors, generate,
+                     [&](size_t i, const void* data, uint64_t n_bytes) {
+                       if (shard_of[i] != current) {
+                         if (writer) commit_shard();
+                         open_shard(shard_of[i]);
+                       }
+                       writer->append(data, n_bytes);
+                       progress.advance(n_bytes);
+                     });
+    if (writer) commit_shard();
   }
+  QF_CHECK(static_cast<int>(result.shard_files.size()) == n_shards, "make-tiny: wrote",
+           result.shard_files.size(), "of", n_shards, "shards");
   result.n_tensors = tensors.size();
   index.metadata = nlohmann::json{{"total_size", result.n_bytes}};
   index.write((tmp / formats::kShardIndexFileName).string());

@@ -23,10 +23,6 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
-std::vector<int64_t> logical_shape(const NativeTensor& t) {
-  if (t.kind == StorageKind::kPlain) return t.stored.shape;
-  return {t.n_rows, t.n_cols};
-}
 
 std::vector<float> bf16_bits_to_float(const std::vector<uint16_t>& bits) {
   std::vector<float> out(bits.size());
@@ -88,6 +84,11 @@ NativeTensorIndex index_native_tensors(const std::vector<NativeTensor>& tensors)
   NativeTensorIndex index;
   for (const auto& t : tensors) index.emplace(t.name, t);
   return index;
+}
+
+std::vector<int64_t> logical_shape(const NativeTensor& t) {
+  if (t.kind == StorageKind::kPlain) return t.stored.shape;
+  return {t.n_rows, t.n_cols};
 }
 
 uint64_t source_n_bytes(const NativeTensor& t) {

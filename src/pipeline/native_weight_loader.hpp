@@ -31,6 +31,8 @@ NativeTensorIndex index_native_tensors(const std::vector<NativeTensor>& tensors)
 // Source bytes of one tensor as this module moves them: the stored bytes, then (block kinds)
 // the `.scale` bytes, back to back.
 uint64_t source_n_bytes(const NativeTensor& t);
+// [n_rows, n_cols] for block kinds, the stored shape otherwise.
+std::vector<int64_t> logical_shape(const NativeTensor& t);
 std::vector<uint8_t> read_source_bytes(const formats::CheckpointDir& source, const NativeTensor& t);
 
 // FP32 values of `t` from its source bytes (layout of read_source_bytes), row-major in the

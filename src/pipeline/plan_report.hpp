@@ -48,7 +48,16 @@ struct PlanReportOptions {
   int seq_len = 2048;       // tokens per sequence
   Recipe recipe = Recipe::kExperts;
   bool with_owners = false;  // keep tensor -> rank in the report (JSON "owners")
+  // Effective TFLOP/s one GPU's calibration forward reaches (0: leave compute out). `plan
+  // --gpu` fills it from gpu_calibration_tflops().
+  double calib_tflops = 0.0;
+  std::string gpu;  // the name calib_tflops came from, for the report
 };
+
+// Effective calibration TFLOP/s per GPU: measured on an H100 (bench/RESULTS.md, benchmark 2a),
+// scaled to other GPUs by their dense BF16 peak. Names: h100, h200 (same chip), b200.
+// Throws listing the names for an unknown GPU.
+double gpu_calibration_tflops(const std::string& gpu);
 
 struct RankReport {
   int rank = 0;
@@ -91,6 +100,11 @@ struct PlanReport {
   std::vector<RankReport> ranks;
   double job_seconds = 0.0;  // max over ranks of io_seconds
   int slowest_rank = 0;
+  // Calibration compute (options.calib_tflops > 0): every rank runs its share of the samples
+  // through every layer; the layer's weights stream in while the previous layer computes.
+  double calib_flops = 0.0;          // the whole calibration set through the regular layers
+  double calib_compute_seconds = 0.0;  // calib_flops / (world * calib_tflops)
+  double total_seconds = 0.0;          // job_seconds + calib_compute_seconds (no overlap credit)
   std::vector<std::pair<std::string, int>> owners;  // filled when options.with_owners
 };
 

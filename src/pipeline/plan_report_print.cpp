@@ -94,6 +94,14 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
       report.job_seconds, report.job_seconds / 60, report.slowest_rank, opt.read_gbps,
       opt.write_gbps, opt.ranks_per_node);
 
+  if (opt.calib_tflops > 0) {
+    out << fmt(
+        "calibration compute: %.3g PFLOP (%d x %d tokens) at %.0f TFLOP/s per GPU (%s) = %.1f s;\n"
+        "projected job time = disk-bound + compute = %.1f s (%.1f min)\n",
+        report.calib_flops / 1e15, opt.samples, opt.seq_len, opt.calib_tflops, opt.gpu.c_str(),
+        report.calib_compute_seconds, report.total_seconds, report.total_seconds / 60);
+  }
+
   out << "\nmodel, per rank r of R:\n"
       << "  read_r  = source owned + NVFP4 work store read back at export\n"
       << "            + copied tensors re-read from the source at export\n"
@@ -180,6 +188,10 @@ nlohmann::json plan_report_json(const PlanReport& report) {
   }
   j["ranks"] = std::move(ranks);
   j["time"] = {{"job_seconds", report.job_seconds},
+               {"calib_flops", report.calib_flops},
+               {"calib_compute_seconds", report.calib_compute_seconds},
+               {"calib_tflops_per_gpu", opt.calib_tflops},
+               {"total_seconds", report.total_seconds},
                {"slowest_rank", report.slowest_rank},
                {"formula",
                 "time_r = read_r/(read_gbps/ranks_per_node) + write_r/(write_gbps/ranks_per_node); "

@@ -11,6 +11,7 @@
 #include "core/progress.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
+#include "model/forward_flops.hpp"
 #include "pipeline/calibration_source.hpp"
 #include "pipeline/collective_step.hpp"
 #include "pipeline/export.hpp"
@@ -20,6 +21,10 @@
 
 namespace qf::pipeline {
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 // What makes two runs the same run: resuming with any of these changed is refused (the store
 // lists every difference). The rank count is checked by the store itself.
@@ -44,6 +49,8 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
   } else {
     calibration = {
         {"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
+    // Only when set, so that stores of runs without the option keep their provenance.
+    if (options.cpu_bf16_linear_inputs) calibration["cpu_linear_inputs"] = "bf16";
     if (!options.calib_path.empty()) {
       calibration["calib_xxh64"] =
           formats::checksum_hex(formats::checksum_file(options.calib_path).digest);
@@ -65,24 +72,43 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
                           dist::Communicator& comm) {
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
+  auto phase_start = std::chrono::steady_clock::now();
   auto calibration = make_calibration_source(plan, source, options, comm, store);
   calibration->run(store);  // commits calib records of every layer not yet committed
+  const CalibrationCost cost = calibration->cost();
+  report.calib_seconds = seconds_since(phase_start);
+  report.calib_forward_seconds = cost.forward_seconds;
+  report.calib_tokens = cost.n_tokens;
+  if (n_layers > 0) {
+    report.calib_flops = double(cost.n_tokens) / n_layers *
+                         model::model_flops_per_token(plan.config, options.seq_len);
+  }
+  report.bytes_read = cost.bytes_read;
+  report.peak_device_bytes = cost.peak_device_bytes;
+  report.n_targets += cost.fused.n_targets;
+  report.n_blocks_lossless += cost.fused.n_blocks_lossless;
+  report.n_blocks_fallback += cost.fused.n_blocks_fallback;
+  phase_start = std::chrono::steady_clock::now();
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
+  const std::unique_ptr<Nvfp4Ops> ops = make_nvfp4_ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
     if (!store.has_layer(layer, formats::kStageQuant)) {
       QuantizeStats stats;
-      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats);
+      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, *ops);
       record.attrs["stage"] = "nvfp4 weights";
       store.commit_layer(record, formats::kStageQuant);
       report.n_targets += stats.n_targets;
       report.n_blocks_lossless += stats.n_blocks_lossless;
       report.n_blocks_fallback += stats.n_blocks_fallback;
+      report.bytes_read += stats.bytes_read;
       log_debug("[r", comm.rank(), "] layer ", layer, ": ", stats.n_targets, " targets, ",
                 stats.n_blocks_lossless, " lossless / ", stats.n_blocks_fallback,
                 " fallback blocks");
     }
     progress.advance(1);
   }
+  progress.finish();
+  report.quant_seconds = seconds_since(phase_start);
   return report;
 }
 
@@ -148,13 +174,15 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
   }
+  const auto export_start = std::chrono::steady_clock::now();
   ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
   const auto exported =
       options.shard.empty()
           ? export_checkpoint(plan, *source, scales, export_options, comm)
           : export_one_shard(plan, *source, scales, export_options, options.shard, comm);
   report.bytes_written = exported.bytes_written;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.export_seconds = seconds_since(export_start);
+  report.seconds = seconds_since(start);
   return report;
 }
 

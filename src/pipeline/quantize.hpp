@@ -28,6 +28,8 @@ struct QuantizeOptions {
   int samples = 16;
   int seq_len = 256;
   uint64_t seed = 0;
+  int calib_batch = 4;  // sequences per calibration forward (memory, not results)
+  bool cpu_bf16_linear_inputs = false;  // CalibrationOptions::cpu_bf16_linear_inputs
 };
 
 struct QuantizeReport {
@@ -37,6 +39,13 @@ struct QuantizeReport {
   uint64_t n_fallback_experts = 0;  // experts with the documented input_scale fallback
   uint64_t bytes_written = 0;
   double seconds = 0;
+  // This rank's cost per phase, for the job summary (zeros for phases skipped on resume).
+  double calib_seconds = 0, quant_seconds = 0, export_seconds = 0;
+  double calib_forward_seconds = 0;  // CUDA: the forward alone
+  uint64_t calib_tokens = 0;         // token-layers this rank pushed through (CUDA engine)
+  double calib_flops = 0;            // their arithmetic (model/forward_flops.hpp)
+  uint64_t bytes_read = 0;           // source bytes (calibration + quantization)
+  uint64_t peak_device_bytes = 0;
 };
 
 QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm);

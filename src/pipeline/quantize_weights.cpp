@@ -18,16 +18,15 @@ std::vector<uint8_t> read_all(const formats::CheckpointDir& source, const std::s
   return shard->read_tensor(info);
 }
 
+
 // BF16 bits of a target's weight, exactly dequantized (FP8) or as stored (BF16).
-std::vector<uint16_t> weight_as_bf16(const formats::CheckpointDir& source, const NativeTensor& t,
-                                     uint64_t* bytes_read) {
+std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTensor& t,
+                                     Nvfp4Ops& ops) {
   std::vector<uint16_t> bf16(size_t(t.n_rows * t.n_cols));
-  const auto codes = read_all(source, t.name);
-  *bytes_read += codes.size();
+  const auto codes = bytes_of(t.name);
   if (t.kind == StorageKind::kFp8Block) {
-    const auto scales = read_all(source, t.scale_name);
-    *bytes_read += scales.size();
-    kernels::fp8_block_dequant_ref(
+    const auto scales = bytes_of(t.scale_name);
+    ops.fp8_block_dequant(
         {codes.data(), scales.data(), t.scale.dtype, t.n_rows, t.n_cols, bf16.data()});
   } else {
     QF_CHECK(t.kind == StorageKind::kPlain && t.stored.dtype == DType::kBF16, "tensor", t.name,
@@ -60,17 +59,16 @@ void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t,
 }
 
 // FP4 experts: the lossless MXFP4 -> NVFP4 cast; k_max shared with the w1/w3 sibling.
-void cast_fp4(const QuantizePlan& plan, const formats::CheckpointDir& source, const NativeTensor& t,
-              formats::LayerRecord& record, QuantizeStats* stats) {
-  const auto packed = read_all(source, t.name);
-  const auto e8m0 = read_all(source, t.scale_name);
-  stats->bytes_read += packed.size() + e8m0.size();
+void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
+              formats::LayerRecord& record, QuantizeStats* stats, Nvfp4Ops& ops) {
+  const auto packed = bytes_of(t.name);
+  const auto e8m0 = bytes_of(t.scale_name);
   uint32_t e8m0_max = 0, e8m0_max_pair = 0;
-  kernels::mxfp4_e8m0_max_ref({e8m0.data(), int64_t(e8m0.size()), &e8m0_max, false});
+  ops.mxfp4_e8m0_max({e8m0.data(), int64_t(e8m0.size()), &e8m0_max, false});
   const auto pair = plan.pair_of.find(t.name);
   if (pair != plan.pair_of.end()) {
-    const auto pair_e8m0 = read_all(source, plan.tensor(pair->second).scale_name);
-    kernels::mxfp4_e8m0_max_ref(
+    const auto pair_e8m0 = bytes_of(plan.tensor(pair->second).scale_name);
+    ops.mxfp4_e8m0_max(
         {pair_e8m0.data(), int64_t(pair_e8m0.size()), &e8m0_max_pair, false});
   }
   std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(t.n_rows * t.n_cols / 16));
@@ -87,7 +85,7 @@ void cast_fp4(const QuantizePlan& plan, const formats::CheckpointDir& source, co
   p.out_scale = out_scale.data();
   p.out_scale_2 = &scale_2;
   p.counts = counts;
-  kernels::mxfp4_to_nvfp4_ref(p);
+  ops.mxfp4_to_nvfp4(p);
   QF_CHECK(counts[kernels::kMxfp4CountNonfinite] == 0, "tensor", t.name, "has",
            counts[kernels::kMxfp4CountNonfinite],
            "NaN/Inf values (UE8M0 scale 0xFF or overflow); refusing to quantize it");
@@ -104,20 +102,19 @@ void cast_fp4(const QuantizePlan& plan, const formats::CheckpointDir& source, co
 }
 
 // FP8 or BF16 sources: exact BF16 values, weight amax (max over the w1/w3 pair), ModelOpt NVFP4.
-void quantize_bf16(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                   const NativeTensor& t, formats::LayerRecord& record, QuantizeStats* stats) {
-  const auto bf16 = weight_as_bf16(source, t, &stats->bytes_read);
+void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
+                   formats::LayerRecord& record, Nvfp4Ops& ops) {
+  const auto bf16 = weight_as_bf16(bytes_of, t, ops);
   float amax = 0;
   uint64_t n_nonfinite = 0;
-  kernels::nvfp4_amax_ref(
+  ops.nvfp4_amax(
       {bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite, false});
   QF_CHECK(n_nonfinite == 0, "tensor", t.name, "has", n_nonfinite,
            "NaN/Inf values; refusing to quantize it");
   const auto pair = plan.pair_of.find(t.name);
   if (pair != plan.pair_of.end()) {
-    uint64_t ignored = 0;
-    const auto other = weight_as_bf16(source, plan.tensor(pair->second), &ignored);
-    kernels::nvfp4_amax_ref(
+    const auto other = weight_as_bf16(bytes_of, plan.tensor(pair->second), ops);
+    ops.nvfp4_amax(
         {other.data(), DType::kBF16, int64_t(other.size()), &amax, &n_nonfinite, true});
     QF_CHECK(n_nonfinite == 0, "tensor", pair->second, "has NaN/Inf values");
   }
@@ -136,26 +133,67 @@ void quantize_bf16(const QuantizePlan& plan, const formats::CheckpointDir& sourc
   p.packed = packed.data();
   p.scale = scale.data();
   p.n_nonfinite = &n_nonfinite;
-  kernels::nvfp4_quantize_ref(p);
+  ops.nvfp4_quantize(p);
   add_nvfp4(record, t, packed, scale, scale_2);
   log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", dtype_name(t.stored.dtype),
           " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
 }
 
+class CpuNvfp4Ops final : public Nvfp4Ops {
+ public:
+  void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) override {
+    kernels::fp8_block_dequant_ref(p);
+  }
+  void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) override { kernels::nvfp4_amax_ref(p); }
+  void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) override {
+    kernels::nvfp4_quantize_ref(p);
+  }
+  void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) override {
+    kernels::mxfp4_e8m0_max_ref(p);
+  }
+  void mxfp4_to_nvfp4(const kernels::Mxfp4ToNvfp4Params& p) override {
+    kernels::mxfp4_to_nvfp4_ref(p);
+  }
+};
+
 }  // namespace
+
+#ifdef QF_HAVE_CUDA
+std::unique_ptr<Nvfp4Ops> make_cuda_nvfp4_ops();  // quantize_weights_cuda.cu
+#endif
+
+std::unique_ptr<Nvfp4Ops> make_nvfp4_ops(Backend backend) {
+  if (backend == Backend::kCpu) return std::make_unique<CpuNvfp4Ops>();
+#ifdef QF_HAVE_CUDA
+  return make_cuda_nvfp4_ops();
+#else
+  QF_FAIL("NVFP4 quantization: this build has no CUDA backend");
+#endif
+}
 
 formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
                                             const formats::CheckpointDir& source, int layer,
-                                            int rank, QuantizeStats* stats) {
+                                            int rank, QuantizeStats* stats, Nvfp4Ops& ops) {
+  const TensorBytes read = [&](const std::string& name) {
+    std::vector<uint8_t> bytes = read_all(source, name);
+    stats->bytes_read += bytes.size();
+    return bytes;
+  };
+  return quantize_owned_targets(plan, read, layer, rank, stats, ops);
+}
+
+formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const TensorBytes& bytes_of,
+                                            int layer, int rank, QuantizeStats* stats,
+                                            Nvfp4Ops& ops) {
   formats::LayerRecord record;
   record.layer = layer;
   for (const auto& name : plan.targets_of_layer(layer)) {
     if (plan.ownership.owner_of(name) != rank) continue;
     const NativeTensor& t = plan.tensor(name);
     if (t.kind == StorageKind::kFp4Block) {
-      cast_fp4(plan, source, t, record, stats);
+      cast_fp4(plan, bytes_of, t, record, stats, ops);
     } else {
-      quantize_bf16(plan, source, t, record, stats);
+      quantize_bf16(plan, bytes_of, t, record, ops);
     }
     ++stats->n_targets;
   }

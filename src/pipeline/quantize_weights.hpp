@@ -4,10 +4,15 @@
 // cast for FP4 experts; exact dequant + ModelOpt NVFP4 for FP8/BF16) and w1/w3 sharing.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "formats/checkpoint_dir.hpp"
 #include "formats/layer_record.hpp"
+#include "kernels/dequant.cuh"
+#include "kernels/nvfp4_quantize.cuh"
+#include "pipeline/backend.hpp"
+#include "pipeline/layer_weight_exchange.hpp"
 #include "pipeline/quantize_plan.hpp"
 
 namespace qf::pipeline {
@@ -19,10 +24,30 @@ struct QuantizeStats {
   uint64_t bytes_read = 0;
 };
 
+// The kernel calls quantize_owned_targets makes, all on HOST buffers (params as in
+// kernels/*.cuh): the CPU references, or the CUDA kernels with the inputs copied in and the
+// outputs copied back (bit-identical to the references; tests/kernels check that).
+class Nvfp4Ops {
+ public:
+  virtual ~Nvfp4Ops() = default;
+  virtual void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) = 0;
+  virtual void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) = 0;
+  virtual void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) = 0;
+  virtual void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) = 0;
+  virtual void mxfp4_to_nvfp4(const kernels::Mxfp4ToNvfp4Params& p) = 0;
+};
+// kCpu: the references. kCuda: the current device (CUDA builds; throws otherwise).
+std::unique_ptr<Nvfp4Ops> make_nvfp4_ops(Backend backend);
+
 // Record keys: tensors `<p>.weight` (U8), `<p>.weight_scale` (F8_E4M3), `<p>.weight_scale_2`
 // (F32, 0-d); i64 `<p>.cast_blocks` = {lossless, fallback} for FP4 sources.
 formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
                                             const formats::CheckpointDir& source, int layer,
-                                            int rank, QuantizeStats* stats);
+                                            int rank, QuantizeStats* stats, Nvfp4Ops& ops);
+// The same from bytes the caller already holds (the CUDA calibration's copy of the layer, so
+// the source is read once); stats->bytes_read is left alone.
+formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const TensorBytes& bytes_of,
+                                            int layer, int rank, QuantizeStats* stats,
+                                            Nvfp4Ops& ops);
 
 }  // namespace qf::pipeline

@@ -1,6 +1,7 @@
 // Deterministic synthetic values for every tensor of a DeepSeek V4 checkpoint table, encoded in
-// the native formats (FP8 tiles, FP4 blocks) or in BF16. Owns: value distributions and the
-// native encoders. Does not own: tensor names (model/tensor_table) or files (make_tiny).
+// the native formats (FP8 tiles, FP4 blocks) or in BF16. Owns: value distributions, the
+// native encoders and generating a table on several threads in table order. Does not own:
+// tensor names (model/tensor_table) or files (make_tiny).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -34,7 +35,8 @@ int pow2_scale_exponent(float amax, float max_code);
 //     of the native encoding, so `dequant` of a native make-tiny checkpoint equals the BF16
 //     make-tiny checkpoint of the same seed bit for bit (E8M0 scales).
 // Normals are Irwin-Hall(6) sums of 24-bit uniforms (no libm), so values are the same on
-// every IEEE machine. Memory: one 128-row strip of one tensor.
+// every IEEE machine. Memory: one 128-row strip of one tensor. Not thread-safe (it carries a
+// weight's scale over to the next emit()): use one per thread.
 class SyntheticWeights {
  public:
   SyntheticWeights(const model::ModelConfig& config, model::WeightFormat format, uint64_t seed);
@@ -54,5 +56,25 @@ class SyntheticWeights {
   std::string pending_scale_name_;  // the `.scale` whose bytes are in pending_scale_
   std::vector<uint8_t> pending_scale_;
 };
+
+// Receives the bytes of tensors[index] in table order: each tensor in one or more consecutive
+// calls (at least one; n_bytes may be 0), always on the thread that called generate_tensors.
+using TensorSink = std::function<void(size_t index, const void* data, uint64_t n_bytes)>;
+
+struct GenerateOptions {
+  // 1: generate on the calling thread, streaming strips to the sink (today's memory use).
+  // n > 1: n workers generate whole placement units (a weight and its `.scale`) into memory.
+  int n_threads = 1;
+  int max_units_in_flight = 0;  // generated or being generated, not yet sunk; 0: 2 * n_threads
+  uint64_t max_bytes_in_flight = uint64_t{2} << 30;  // exceeded only by a unit alone in flight
+};
+
+// Generates every tensor of `tensors` (checkpoint_tensors(config, format), or any list in which
+// each `.scale` directly follows its weight) into `sink`. The bytes do not depend on n_threads.
+// The first error of a worker or of the sink is rethrown here as it was thrown (a qf::Error
+// stays one) after every worker has stopped.
+void generate_tensors(const model::ModelConfig& config, model::WeightFormat format, uint64_t seed,
+                      const std::vector<model::ModelTensor>& tensors,
+                      const GenerateOptions& options, const TensorSink& sink);
 
 }  // namespace qf::pipeline

@@ -151,7 +151,10 @@ TEST_CASE("nvfp4 quantize + dequantize: GPU bit-exact vs reference", "[gpu][nvfp
   const auto shape =
       GENERATE(std::pair<int64_t, int64_t>{1, 16}, std::pair<int64_t, int64_t>{3, 48},
                std::pair<int64_t, int64_t>{257, 80}, std::pair<int64_t, int64_t>{64, 4096},
-               std::pair<int64_t, int64_t>{2048, 2048});
+               std::pair<int64_t, int64_t>{2048, 2048},
+               // Odd block counts (257 per row) over several grid-stride steps of the
+               // resident grid: the two-blocks-per-step loop and the one-block tail.
+               std::pair<int64_t, int64_t>{1537, 4112}, std::pair<int64_t, int64_t>{4099, 4112});
   const Input in = GENERATE(Input::kNormal, Input::kHeavy, Input::kBounds, Input::kTiny,
                             Input::kHuge, Input::kSaturate, Input::kUnderflow, Input::kNonFinite);
   const int64_t n_rows = shape.first, n_cols = shape.second;
@@ -209,6 +212,59 @@ TEST_CASE("nvfp4 quantize + dequantize: GPU bit-exact vs reference", "[gpu][nvfp
   if (in == Input::kNonFinite) CHECK(ref_nonfinite > 0);
 }
 
+// The kernel's fast path encodes two elements at once from per-scale-byte bounds; this sweeps
+// every finite BF16 magnitude (both signs) under many block scales and three scale_2 values.
+TEST_CASE("nvfp4 quantize: every finite BF16 under many block scales, bit-exact",
+          "[gpu][nvfp4]") {
+  const float scale_2 = GENERATE(1.0f / 64, 0.01f, 3.3e-5f);
+  INFO("scale_2 " << scale_2);
+  // Each block: its amax A first, then 15 sweep values of magnitude <= A (alternating sign).
+  std::vector<uint16_t> x;
+  for (uint32_t e = 1; e <= 254; e += 5) {
+    const uint16_t amax = static_cast<uint16_t>((e << 7) | 0x40);
+    for (uint32_t m = 0; m <= amax;) {
+      x.push_back(amax);
+      for (int i = 0; i < 15; ++i, ++m) {
+        const uint32_t v = std::min<uint32_t>(m, amax);
+        x.push_back(static_cast<uint16_t>(v | ((m & 1) ? 0x8000u : 0u)));
+      }
+    }
+  }
+  const int64_t n_cols = 4096, n = static_cast<int64_t>(x.size());
+  const int64_t n_rows = (n + n_cols - 1) / n_cols;
+  x.resize(static_cast<size_t>(n_rows * n_cols), 0);  // zero blocks pad the last row
+  const size_t n_elems = x.size();
+
+  std::vector<uint8_t> ref_packed(n_elems / 2), ref_scale(n_elems / 16);
+  uint64_t ref_nonfinite = 0;
+  float h_scale_2 = scale_2;
+  Nvfp4QuantizeParams rp;
+  rp.x = x.data();
+  rp.n_rows = n_rows;
+  rp.n_cols = n_cols;
+  rp.scale_2 = &h_scale_2;
+  rp.packed = ref_packed.data();
+  rp.scale = ref_scale.data();
+  rp.n_nonfinite = &ref_nonfinite;
+  nvfp4_quantize_ref(rp);
+
+  DeviceArray<uint16_t> d_x(x);
+  DeviceArray<float> d_scale_2(std::vector<float>{scale_2});
+  DeviceArray<uint8_t> d_packed(n_elems / 2), d_scale(n_elems / 16);
+  DeviceArray<uint64_t> d_nonfinite(1);
+  Nvfp4QuantizeParams gp = rp;
+  gp.x = d_x.get();
+  gp.scale_2 = d_scale_2.get();
+  gp.packed = d_packed.get();
+  gp.scale = d_scale.get();
+  gp.n_nonfinite = d_nonfinite.get();
+  launch_nvfp4_quantize(gp, nullptr);
+  CHECK(count_mismatches(d_scale.download(), ref_scale, "scale") == 0);
+  CHECK(count_mismatches(d_packed.download(), ref_packed, "packed") == 0);
+  CHECK(d_nonfinite.download()[0] == 0);
+  CHECK(ref_nonfinite == 0);
+}
+
 TEST_CASE("nvfp4 amax and scale_2: GPU equals reference", "[gpu][nvfp4]") {
   const int64_t n_elems = GENERATE(int64_t{1}, int64_t{7}, int64_t{4096}, int64_t{1000003});
   const bool with_special = GENERATE(false, true);
@@ -258,7 +314,9 @@ TEST_CASE("nvfp4 amax and scale_2: GPU equals reference", "[gpu][nvfp4]") {
 TEST_CASE("mxfp4 -> nvfp4 cast: GPU bit-exact vs reference", "[gpu][mxfp4]") {
   const auto shape =
       GENERATE(std::pair<int64_t, int64_t>{1, 32}, std::pair<int64_t, int64_t>{5, 96},
-               std::pair<int64_t, int64_t>{64, 4096}, std::pair<int64_t, int64_t>{2048, 4096});
+               std::pair<int64_t, int64_t>{64, 4096}, std::pair<int64_t, int64_t>{2048, 4096},
+               // 257 blocks per row, several grid-stride steps: step loop and tail.
+               std::pair<int64_t, int64_t>{2053, 8224});
   // 0: inside the window; 1: spread with far-below and zero bytes; 2: NaN/overflow bytes;
   // 3: shared k_max with a sibling that has larger exponents.
   const int scales = GENERATE(0, 1, 2, 3);

@@ -3,6 +3,10 @@
 # parity), run from the repo root there with the binaries of launch/device_bundle.sh in
 # .device/bin. Logs go to $OUT (the device tool brings them back). Each step is independent;
 # the script reports every step's status and exits non-zero if any failed.
+# QF_GPU_SECTIONS picks what runs (default: all but the long jobs):
+#   tests (kernels vs references, unit tests), torch (codecs, make-tiny, dequant, forward vs
+#   transformers), cuda (quantize --backend cuda vs cpu), export (quantize + vLLM-style loader),
+#   kbench (kernel benchmarks), job (bench_quantize_job.sh), hf (bench_calib_vs_transformers.sh).
 set -uo pipefail
 bin=$PWD/.device/bin
 out=${OUT:-/tmp/qf-gpu-out}
@@ -16,6 +20,8 @@ rm -rf "$work"; mkdir -p "$work"
 status=0
 summary="$out/summary.txt"
 : >"$summary"
+sections=${QF_GPU_SECTIONS:-tests torch cuda export kbench}
+want() { case " $sections " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 step() {  # name, command...
   local name=$1; shift
   local start=$SECONDS
@@ -25,12 +31,13 @@ step() {  # name, command...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$summary"
 
 # 1. GPU kernels vs CPU references (Catch2, [gpu]) and the unit tests on Catch2 v2 binaries.
-for t in "$bin"/test_*; do
+want tests && for t in "$bin"/test_*; do
   case $(basename "$t") in test_communicator*|test_rank_store_crash) continue ;; esac
   step "$(basename "$t")" "$t"
 done
-[ -x "$bin/test_nccl_communicator" ] && step nccl_communicator_np1 mpirun -np 1 "$bin/test_nccl_communicator"
+want tests && [ -x "$bin/test_nccl_communicator" ] && step nccl_communicator_np1 mpirun -np 1 "$bin/test_nccl_communicator"
 
+if want torch || want export; then
 # 2. Codecs and NVFP4 vs torch.
 [ -x "$bin/codec_tables" ] && step codecs_vs_torch python3 tests/parity/check_codecs.py "$bin/codec_tables"
 if [ -x "$bin/nvfp4_golden" ]; then
@@ -51,10 +58,11 @@ step dequant_vs_torch python3 tests/parity/check_dequant.py "$work/tiny" "$work/
 # 5. The reference forward vs transformers' DeepseekV4 (per-linear input amax, hidden states).
 [ -x "$bin/forward_dump" ] && step forward_vs_transformers \
   python3 tests/parity/check_forward_vs_transformers.py --forward-dump "$bin/forward_dump" --device cuda
+fi
 
-# 6. quantize (calibrated, CPU backend) -> export loaded the way vLLM loads it, logits vs source;
-#    torch's NVFP4 decode vs ours bit for bit. Both recipes.
-for recipe in experts full; do
+# 6. quantize (calibrated, --backend auto = cuda here) -> export loaded the way vLLM loads it,
+#    logits vs source; torch's NVFP4 decode vs ours bit for bit. Both recipes.
+want export && for recipe in experts full; do
   step "quantize_$recipe" mpirun -np 2 "$bin/quantforge" quantize --in "$work/tiny" \
     --out "$work/q-$recipe" --work "$work/w-$recipe" --recipe "$recipe" --samples 8 --seq-len 128
   step "decode_dump_$recipe" "$bin/export_decode_dump" "$work/q-$recipe" "$work/dump-$recipe"
@@ -62,12 +70,24 @@ for recipe in experts full; do
     --export "$work/q-$recipe" --decoded-dump "$work/dump-$recipe" --device cuda \
     --json "$out/loader_$recipe.json"
 done
-[ -x "$bin/quantforge" ] && step validate_experts "$bin/quantforge" validate --source "$work/tiny" --out "$work/q-experts"
+want export && step validate_experts "$bin/quantforge" validate --source "$work/tiny" --out "$work/q-experts"
 
-# 7. Benchmarks (numbers only; they never fail the run).
-[ -x "$bin/bench_dequant" ] && step bench_dequant_kernels "$bin/bench_dequant"
-[ -x "$bin/bench_nvfp4_quantize" ] && step bench_nvfp4_kernels "$bin/bench_nvfp4_quantize"
-[ "${QF_SKIP_JOB_BENCH:-0}" = 1 ] || step bench_dequant_job bash bench/bench_dequant_job.sh "$bin/quantforge" /tmp/qf-bench 1 1 64
+# 7. The CUDA backend against the CPU reference on make-tiny models: calibration amax within 1%,
+#    every exported tensor but input_scale byte-identical (1 rank and 2 ranks sharing the GPU).
+want cuda && step cuda_vs_cpu python3 tests/parity/check_cuda_vs_cpu.py --bin "$bin/quantforge" \
+  --work "$work/cuda-vs-cpu"
+
+# 8. Benchmarks (numbers only).
+if want kbench; then
+  for b in bench_dequant bench_nvfp4_quantize bench_attention; do
+    [ -x "$bin/$b" ] && step "$b" "$bin/$b"
+  done
+fi
+want dequant_job && step bench_dequant_job bash bench/bench_dequant_job.sh "$bin/quantforge" /tmp/qf-bench 1 1 64
+want job && step bench_quantize_job bash bench/bench_quantize_job.sh "$bin/quantforge" /tmp/qf-bench \
+  "${QF_JOB_LAYERS:-2}"
+want hf && step bench_calib_vs_transformers bash bench/bench_calib_vs_transformers.sh \
+  "$bin/quantforge" /tmp/qf-bench
 
 echo "overall: $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$summary"
 exit $status

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Benchmark 1 of issue 7: end-to-end `quantize` (CUDA backend, 1 rank) on a synthetic checkpoint
+# with real V4-Flash layer dimensions (first N layers, all 256 experts, no MTP layer so that it
+# fits the GPU machine's disk), against the I/O floor measured in the same run: reading the
+# source once (`cat` to /dev/null) + writing the output once (`dd` of the output's size, fsync).
+# Usage: bench/bench_quantize_job.sh QUANTFORGE_BIN WORK_DIR [N_LAYERS=2] [SAMPLES=16]
+#        [SEQ_LEN=4096] [CALIB_BATCH=4] [N_EXPERTS=256]
+# Leaves WORK_DIR/src (the synthetic source) for the next benchmark; removes the outputs.
+set -euo pipefail
+qf=$1 work=$2 n_layers=${3:-2} samples=${4:-16} seq_len=${5:-4096} batch=${6:-4} n_experts=${7:-256}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mkdir -p "$work"
+python3 - "$repo/configs/v4-flash.json" "$work/config.json" "$n_layers" "$n_experts" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); n = int(sys.argv[3])
+c["n_routed_experts"] = int(sys.argv[4])
+c["num_nextn_predict_layers"] = 0
+c["compress_ratios"] = c["compress_ratios"][:n]
+c["num_hidden_layers"] = n
+c["num_hash_layers"] = min(c.get("num_hash_layers", 0), n)
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+PY
+src="$work/src"
+secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+gb() { python3 -c "print(f'{$1 / 1e9:.2f}')"; }
+if [ ! -f "$src/config.json" ]; then
+  rm -rf "$src"
+  a=$(date +%s.%N)
+  "$qf" make-tiny --config "$work/config.json" --out "$src" --shards 8 --log-level warn
+  b=$(date +%s.%N)
+  echo "make-tiny: $(gb "$(du -sb "$src" | cut -f1)") GB in $(secs $a $b) s"
+fi
+src_bytes=$(du -sb "$src" | cut -f1)
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null && echo cold || echo warm; }
+rm -rf "$work/out" "$work/work"
+cache=$(drop); a=$(date +%s.%N); cat "$src"/*.safetensors >/dev/null; b=$(date +%s.%N)
+read_s=$(secs $a $b)
+cache_q=$(drop)
+a=$(date +%s.%N)
+mpirun -np 1 "$qf" quantize --in "$src" --out "$work/out" --work "$work/work" --backend cuda \
+  --samples "$samples" --seq-len "$seq_len" --calib-batch "$batch" >"$work/quantize.log" 2>&1 \
+  || { tail -40 "$work/quantize.log"; exit 1; }
+b=$(date +%s.%N)
+grep -E "calib layer" "$work/quantize.log" || true
+sed -n '/summary (/,$p' "$work/quantize.log"
+wall=$(secs $a $b)
+out_bytes=$(du -sb "$work/out" | cut -f1)
+work_bytes=$(du -sb "$work/work" | cut -f1)
+a=$(date +%s.%N)
+dd if=/dev/zero of="$work/zeros" bs=64M count=$(( (out_bytes + (64<<20) - 1) / (64<<20) )) conv=fsync status=none
+b=$(date +%s.%N)
+write_s=$(secs $a $b); rm -f "$work/zeros"
+floor=$(python3 -c "print(f'{$read_s + $write_s:.2f}')")
+echo
+printf '%-44s %9s %9s\n' "step" "GB" "s"
+printf '%-44s %9s %9s\n' "read source once: cat > /dev/null ($cache)" "$(gb $src_bytes)" "$read_s"
+printf '%-44s %9s %9s\n' "write output once: dd + fsync" "$(gb $out_bytes)" "$write_s"
+printf '%-44s %9s %9s\n' "I/O floor (read + write)" "" "$floor"
+printf '%-44s %9s %9s\n' "quantize --backend cuda np1 ($cache_q)" "" "$wall"
+printf '%-44s %9s %9s\n' "  (work store written, HDF5)" "$(gb $work_bytes)" ""
+echo "quantize / floor = $(python3 -c "print(f'{$wall / $floor:.2f}')")x  ($n_layers V4-Flash layers, $n_experts experts, calibration $samples x $seq_len tokens)"
+rm -rf "$work/out" "$work/work"

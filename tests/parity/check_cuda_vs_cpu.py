@@ -1,0 +1,169 @@
+"""GPU-machine parity of `quantize --backend cuda` against `--backend cpu` (the reference).
+
+For each make-tiny case, runs the whole job with the CPU backend (2 ranks) and the CUDA backend
+(1 rank, and 2 ranks sharing the GPU). The CUDA backend feeds its GEMMs BF16 activations, so the
+reference it must match is the CPU forward with the same BF16 rounding of linear inputs
+(`--cpu-bf16-inputs`); against it, it compares (pass/fail):
+  * calibration records (WORK/rank-0/layer-LLLL.calib.h5, f32/input_amax): every linear's input
+    amax within --tol (default 1%) relative of the CPU value; zeros (never observed) must match;
+  * expert token counts (i64/expert_tokens): reported (routing on BF16 activations may flip a
+    near-tie; the amax check above is what must pass);
+  * the exported checkpoint: every tensor byte-identical except `*.input_scale` (derived from the
+    amax), which must be within --tol relative.
+The same comparison against the all-FP32 CPU forward is printed for information (on tiny random
+models a BF16 rounding can move a near-tie token to another expert, which moves that expert's
+amax by a few %). Exit status 1 if any pass/fail check fails. usage:
+  python3 check_cuda_vs_cpu.py --bin .device/bin/quantforge --work /tmp/x [--tol 0.01]
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+CASES = [  # name, make-tiny args, quantize args
+    ("tiny_s5", ["--preset", "tiny", "--seed", "5"], ["--samples", "8", "--seq-len", "128"]),
+    ("tiny_s11_full", ["--preset", "tiny", "--seed", "11"],
+     ["--samples", "6", "--seq-len", "200", "--recipe", "full"]),
+    ("small_s7", ["--preset", "small", "--seed", "7"], ["--samples", "4", "--seq-len", "256"]),
+    ("tiny_bf16_s3", ["--preset", "tiny", "--seed", "3", "--format", "bf16"],
+     ["--samples", "4", "--seq-len", "160", "--calib-batch", "3"]),
+]
+
+
+def run(cmd, log):
+    with open(log, "w") as f:
+        f.write(" ".join(cmd) + "\n")
+        f.flush()
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        print(f"FAILED ({r.returncode}): {' '.join(cmd)} (log {log})")
+        print(open(log).read()[-3000:])
+        sys.exit(1)
+
+
+def calib_records(work):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(work, "rank-0", "layer-*.calib.h5"))):
+        with h5py.File(path, "r") as f:
+            names = f["attrs"].attrs["linear_names"]
+            names = names.decode() if isinstance(names, bytes) else str(names)
+            out[path.split("/")[-1]] = (names.split("\n"), f["f32/input_amax"][()],
+                                        f["i64/expert_tokens"][()])
+    return out
+
+
+def safetensors_tensors(d):
+    tensors = {}
+    for path in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            data = f.read()
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            tensors[name] = (info["dtype"], info["shape"], data[b:e])
+    return tensors
+
+
+def rel(a, b):
+    a, b = np.float64(a), np.float64(b)
+    if a == b:
+        return 0.0
+    return abs(a - b) / max(abs(a), 1e-30)
+
+
+def compare(case, ref_work, ref_out, work, out, tol, label, informational=False):
+    ok = True
+    ref_calib, calib = calib_records(ref_work), calib_records(work)
+    if ref_calib.keys() != calib.keys():
+        print(f"  {label}: calib layer files differ: {sorted(ref_calib)} vs {sorted(calib)}")
+        return False
+    worst, worst_name, n_tok_diff, n_lin = 0.0, "", 0, 0
+    for key, (names, amax, toks) in ref_calib.items():
+        names2, amax2, toks2 = calib[key]
+        if names != names2:
+            print(f"  {label}: {key}: linear names differ")
+            ok = False
+            continue
+        for n, a, b in zip(names, amax, amax2):
+            n_lin += 1
+            if (a == 0) != (b == 0):
+                print(f"  {label}: {n}: observed on one side only (cpu {a}, cuda {b})")
+                ok = False
+                continue
+            r = rel(a, b)
+            if r > worst:
+                worst, worst_name = r, f"{n} (cpu {a:.6g}, cuda {b:.6g})"
+        n_tok_diff += int(np.sum(toks != toks2))
+    status = "info" if informational else ("ok" if worst <= tol else "FAIL")
+    ok &= worst <= tol
+    print(f"  {label}: {n_lin} linear amax, worst rel diff {worst:.3e} [{status}] {worst_name}; "
+          f"experts with different token counts: {n_tok_diff}")
+    ref_t, t = safetensors_tensors(ref_out), safetensors_tensors(out)
+    if ref_t.keys() != t.keys():
+        print(f"  {label}: exported tensor names differ ({len(ref_t)} vs {len(t)})")
+        return False
+    n_equal, n_scale, worst_scale, bad = 0, 0, 0.0, []
+    for name, (dtype, shape, data) in ref_t.items():
+        dtype2, shape2, data2 = t[name]
+        if name.endswith(".input_scale"):
+            n_scale += 1
+            a = np.frombuffer(data, dtype=np.float32)[0]
+            b = np.frombuffer(data2, dtype=np.float32)[0]
+            worst_scale = max(worst_scale, rel(a, b))
+            continue
+        if (dtype, shape, data) == (dtype2, shape2, data2):
+            n_equal += 1
+        else:
+            bad.append(name)
+    ok &= not bad and worst_scale <= tol
+    scale_status = "info" if informational else ("ok" if worst_scale <= tol else "FAIL")
+    print(f"  {label}: {n_equal}/{len(ref_t) - n_scale} exported tensors byte-identical"
+          f"{' [FAIL: ' + ', '.join(bad[:5]) + ']' if bad else ''}; {n_scale} input_scale, "
+          f"worst rel diff {worst_scale:.3e} [{scale_status}]")
+    return ok or informational
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--tol", type=float, default=0.01)
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    all_ok = True
+    for name, tiny_args, q_args in CASES:
+        d = os.path.join(args.work, name)
+        os.makedirs(d)
+        src = os.path.join(d, "src")
+        run([args.bin, "make-tiny", "--out", src] + tiny_args, os.path.join(d, "make_tiny.log"))
+        runs = {"cpu_np2": (2, ["--backend", "cpu"]),
+                "cpu_bf16_np2": (2, ["--backend", "cpu", "--cpu-bf16-inputs"]),
+                "cuda_np1": (1, ["--backend", "cuda"]), "cuda_np2": (2, ["--backend", "cuda"])}
+        for label, (np_, backend) in runs.items():
+            run(["mpirun", "-np", str(np_), args.bin, "quantize", "--in", src, "--out",
+                 os.path.join(d, "out-" + label), "--work", os.path.join(d, "work-" + label)]
+                + backend + q_args, os.path.join(d, label + ".log"))
+        print(f"{name}:")
+        w = lambda label: (os.path.join(d, "work-" + label), os.path.join(d, "out-" + label))
+        for label in ("cuda_np1", "cuda_np2"):
+            all_ok &= compare(name, *w("cpu_bf16_np2"), *w(label), args.tol,
+                              label + " vs cpu --cpu-bf16-inputs")
+        compare(name, *w("cpu_np2"), *w("cuda_np1"), args.tol, "cuda_np1 vs cpu FP32",
+                informational=True)
+    print("PASS" if all_ok else "FAIL")
+    sys.exit(0 if all_ok else 1)
+
+
+if __name__ == "__main__":
+    main()
