@@ -7,14 +7,16 @@
 #      sequential device map, batch 1) for SAMPLES_B samples of SEQ_B tokens, projected from
 #      MEASURE_B measured samples; quantforge calibrates all SAMPLES_B samples for real.
 # Usage: bench/bench_calib_vs_transformers.sh QUANTFORGE_BIN WORK_DIR
-# Env: B=4 L=4096 BATCHES=3 SAMPLES_B=128 SEQ_B=512 MEASURE_B=4 GPU_MEM_GB=16 N_LAYERS=2
+# Env: B=2 L=4096 BATCHES=4 SAMPLES_B=128 SEQ_B=512 MEASURE_B=4 GPU_MEM_GB=16 N_LAYERS=2
 #      STEPS="resident offload"
 set -euo pipefail
 qf=$1 work=$2
-B=${B:-4} L=${L:-4096} BATCHES=${BATCHES:-3} SAMPLES_B=${SAMPLES_B:-128} SEQ_B=${SEQ_B:-512}
+B=${B:-2} L=${L:-4096} BATCHES=${BATCHES:-4} QF_BATCH=${QF_BATCH:-4} SAMPLES_B=${SAMPLES_B:-128} SEQ_B=${SEQ_B:-512}
 MEASURE_B=${MEASURE_B:-4} GPU_MEM_GB=${GPU_MEM_GB:-16} N_LAYERS=${N_LAYERS:-2}
 STEPS=${STEPS:-"resident offload"}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# transformers' eager attention materializes [B, heads, L, L] scores: avoid fragmentation OOMs.
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 src="$work/src" bf16="$work/bf16"
 [ -f "$src/config.json" ] || { echo "no source: run bench/bench_quantize_job.sh $qf $work $N_LAYERS first"; exit 1; }
 python3 - "$work" "$B" "$L" "$BATCHES" "$SAMPLES_B" "$SEQ_B" "$(python3 -c "import json;print(json.load(open('$src/config.json'))['vocab_size'])")" <<'PY'
@@ -44,11 +46,12 @@ for step in $STEPS; do
   case $step in
     resident)
       echo "=== a. resident: $B x $L tokens per batch, $BATCHES batches ==="
-      qf_calib "$work/tokens_a.safetensors" $((B * BATCHES)) "$L" "$B" resident
+      qf_calib "$work/tokens_a.safetensors" $((B * BATCHES)) "$L" "$QF_BATCH" resident
       python3 "$repo/bench/bench_calib_transformers.py" --model "$bf16" --mode resident \
         --batch "$B" --seq-len "$L" --batches "$BATCHES" --warmup 1 --both \
-        --tokens "$work/tokens_a.safetensors" --amax-out "$work/hf_amax_resident.json"
-      python3 "$repo/bench/compare_amax.py" "$work/hf_amax_resident.json" "$work/qf_amax_resident.json"
+        --tokens "$work/tokens_a.safetensors" --amax-out "$work/hf_amax_resident.json" \
+        && python3 "$repo/bench/compare_amax.py" "$work/hf_amax_resident.json" \
+          "$work/qf_amax_resident.json" || echo "transformers resident run failed"
       ;;
     offload)
       echo "=== b. offload: $SAMPLES_B samples x $SEQ_B tokens, transformers GPU cap $GPU_MEM_GB GiB ==="
@@ -56,8 +59,9 @@ for step in $STEPS; do
       python3 "$repo/bench/bench_calib_transformers.py" --model "$bf16" --mode offload \
         --seq-len "$SEQ_B" --samples "$SAMPLES_B" --measure-samples "$MEASURE_B" --warmup 1 \
         --gpu-mem-gb "$GPU_MEM_GB" --tokens "$work/tokens_b.safetensors" \
-        --amax-out "$work/hf_amax_offload.json"
-      python3 "$repo/bench/compare_amax.py" "$work/hf_amax_offload.json" "$work/qf_amax_offload.json"
+        --amax-out "$work/hf_amax_offload.json" \
+        && python3 "$repo/bench/compare_amax.py" "$work/hf_amax_offload.json" \
+          "$work/qf_amax_offload.json" || echo "transformers offload run failed"
       ;;
   esac
 done

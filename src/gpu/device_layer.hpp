@@ -36,6 +36,7 @@ struct DeviceSmallTensor {
 class DeviceLayerWeights {
  public:
   int layer = -1;
+  uint64_t id = 0;  // unique per upload (caches keyed on it; device addresses get reused)
   // Keys are forward names without the "layers.<L>." prefix, e.g. "attn.wq_a.weight",
   // "ffn.experts.5.w1.weight", "attn_norm.weight", "ffn.gate.weight" (the router weight is a
   // small tensor: it runs in FP32).

@@ -3,6 +3,7 @@
 #include "gpu/gpu_decoder_layer.hpp"
 
 #include <cmath>
+#include <cstdlib>
 #include <regex>
 
 #include "core/check.hpp"
@@ -54,6 +55,15 @@ GpuDecoderLayer::GpuDecoderLayer(const model::ForwardConfig& config, cudaStream_
     : c_(config), stream_(stream), cublas_(stream), timer_(stream) {
   upload_rope(c_.rope_main, &rope_main_);
   upload_rope(c_.rope_compress, &rope_compress_);
+  main_lane_.stream = stream_;
+  main_lane_.cublas = &cublas_;
+  lanes_.resize(kExpertLanes);
+  for (auto& lane : lanes_) {
+    lane.own_stream = std::make_unique<CudaStream>();
+    lane.stream = lane.own_stream->get();
+    lane.own_cublas = std::make_unique<CublasHandle>(lane.stream);
+    lane.cublas = lane.own_cublas.get();
+  }
 }
 
 void GpuDecoderLayer::upload_rope(const model::RopeParams& params, DeviceRope* out) {
@@ -74,13 +84,20 @@ uint64_t GpuDecoderLayer::workspace_bytes() const {
   uint64_t n = 0;
   for (const auto* b : {&flat_, &mixes_, &pre_, &post_, &comb_, &x_, &block_out_, &q_res_, &q_,
                         &kv_, &attn_, &low_, &ckv_, &cgate_, &entries_, &ikv_, &igate_, &iq_,
-                        &iweights_, &keys_, &logits_, &route_weights_, &gate_up_, &y_,
-                        &shared_out_}) {
+                        &iweights_, &keys_, &logits_, &route_weights_, &y_, &shared_out_}) {
     n += b->n_elems() * sizeof(float);
   }
   for (const auto* b : {&x_bf16_, &q_res_bf16_, &attn_bf16_, &low_bf16_, &weight_scratch_,
-                        &rows_bf16_, &h_bf16_, &w13_scratch_, &w2_scratch_}) {
+                        &rows_bf16_, &expert_cache_}) {
     n += b->n_elems() * sizeof(uint16_t);
+  }
+  for (const ExpertLane* lane : {&main_lane_}) {
+    n += lane->gate_up.n_elems() * 4 + (lane->h_bf16.n_elems() + lane->w13.n_elems() +
+                                        lane->w2.n_elems()) * 2;
+  }
+  for (const ExpertLane& lane : lanes_) {
+    n += lane.gate_up.n_elems() * 4 + (lane.h_bf16.n_elems() + lane.w13.n_elems() +
+                                       lane.w2.n_elems()) * 2;
   }
   for (const auto* b : {&experts_, &offsets_, &row_token_, &row_slot_, &token_row_, &error_flag_}) {
     n += b->n_elems() * sizeof(int32_t);
@@ -101,12 +118,12 @@ void GpuDecoderLayer::observe_and_cast(const float* x, int64_t n_rows, int64_t n
 }
 
 void GpuDecoderLayer::weight_into(const DeviceLayerWeights& w, const std::string& name,
-                                  uint16_t* out) {
+                                  uint16_t* out, cudaStream_t stream) {
   const DeviceLinear& lin = w.linear(name);
-  const uint16_t* got = linear_as_bf16(lin, out, stream_);
+  const uint16_t* got = linear_as_bf16(lin, out, stream);
   if (got != out) {
     QF_CUDA_CHECK(cudaMemcpyAsync(out, got, lin.n_rows * lin.n_cols * 2, cudaMemcpyDeviceToDevice,
-                                  stream_),
+                                  stream),
                   "copy of BF16 weight", name);
   }
 }
@@ -456,21 +473,49 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
   g.amax_bits = amax_bits + ObservationSlots::expert_in(0);
   kernels::launch_moe_gather(g, stream_);
 
+  // Expert weight cache: decided once per layer (a new arena), filled as experts get rows.
+  if (cache_weights_ != w.id) {
+    cache_weights_ = w.id;
+    const uint64_t need = uint64_t(n_exp) * 3 * inter * dim * sizeof(uint16_t);
+    const char* env = std::getenv("QF_EXPERT_CACHE");
+    const bool allowed = env == nullptr || std::string(env) != "0";
+    size_t free_bytes = 0, total_bytes = 0;
+    QF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    const uint64_t have = expert_cache_.n_elems() * sizeof(uint16_t);
+    // Keep a quarter of the GPU free for the activations of later, larger batches.
+    cache_on_ = allowed && (have >= need || free_bytes + have > need + total_bytes / 4);
+    if (cache_on_) expert_cache_.grow(need / sizeof(uint16_t));
+    expert_cached_.assign(static_cast<size_t>(n_exp), 0);
+  }
   int64_t max_rows = n_tokens;  // the shared expert runs on every token
   for (int64_t e = 0; e < n_exp; ++e) {
     max_rows = std::max<int64_t>(max_rows, host_offsets_[e + 1] - host_offsets_[e]);
   }
-  float* gate_up = sized(gate_up_, max_rows * 2 * inter);
-  uint16_t* h = sized(h_bf16_, max_rows * inter);
-  uint16_t* w13 = sized(w13_scratch_, 2 * inter * dim);
-  uint16_t* w2 = sized(w2_scratch_, dim * inter);
   float* y = sized(y_, n_rows * dim);
-  // One expert MLP on rows x_rows [m, dim]: y_out = w2(swiglu(w1 x, w3 x)).
-  auto expert_mlp = [&](const std::string& prefix, const uint16_t* x_rows, int64_t m,
-                        uint32_t* hidden_slot, float* y_out) {
-    weight_into(w, prefix + ".w1.weight", w13);
-    weight_into(w, prefix + ".w3.weight", w13 + inter * dim);
-    gemm_bf16(cublas_, x_rows, dim, w13, gate_up, 2 * inter, m, 2 * inter, dim);
+  // One expert MLP on rows x_rows [m, dim] on lane `lane`: y_out = w2(swiglu(w1 x, w3 x)).
+  // cached: index of a routed expert in the cache, or -1 to dequantize into the lane's scratch.
+  auto expert_mlp = [&](ExpertLane& lane, const std::string& prefix, const uint16_t* x_rows,
+                        int64_t m, uint32_t* hidden_slot, float* y_out, int64_t cached) {
+    float* gate_up = sized(lane.gate_up, max_rows * 2 * inter);
+    uint16_t* h = sized(lane.h_bf16, max_rows * inter);
+    uint16_t* w13_e = nullptr;
+    uint16_t* w2_e = nullptr;
+    bool fill = true;
+    if (cached >= 0) {
+      w13_e = expert_cache_.get() + cached * 3 * inter * dim;
+      w2_e = w13_e + 2 * inter * dim;
+      fill = !expert_cached_[cached];
+      expert_cached_[cached] = 1;
+    } else {
+      w13_e = sized(lane.w13, 2 * inter * dim);
+      w2_e = sized(lane.w2, dim * inter);
+    }
+    if (fill) {
+      weight_into(w, prefix + ".w1.weight", w13_e, lane.stream);
+      weight_into(w, prefix + ".w3.weight", w13_e + inter * dim, lane.stream);
+      weight_into(w, prefix + ".w2.weight", w2_e, lane.stream);
+    }
+    gemm_bf16(*lane.cublas, x_rows, dim, w13_e, gate_up, 2 * inter, m, 2 * inter, dim);
     kernels::SwigluParams s;
     s.gate_up = gate_up;
     s.n_rows = m;
@@ -478,23 +523,35 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
     s.limit = limit;
     s.out_bf16 = h;
     s.amax_bits = hidden_slot;
-    kernels::launch_swiglu(s, stream_);
-    weight_into(w, prefix + ".w2.weight", w2);
-    gemm_bf16(cublas_, h, inter, w2, y_out, dim, m, dim, inter);
+    kernels::launch_swiglu(s, lane.stream);
+    gemm_bf16(*lane.cublas, h, inter, w2_e, y_out, dim, m, dim, inter);
   };
-  timer_.mark("routed experts");
+  // Experts are small GEMMs (V4-Flash: ~400 rows each at 16k tokens) that fill a fraction of
+  // the SMs: run them round-robin on side lanes, concurrently, while the shared expert runs on
+  // the main stream. Each expert writes its own rows of y and its own amax slot.
+  timer_.mark("experts (routed + shared)");
+  QF_CUDA_CHECK(cudaEventRecord(rows_ready_.get(), stream_), "experts fork");
+  for (auto& lane : lanes_) {
+    QF_CUDA_CHECK(cudaStreamWaitEvent(lane.stream, rows_ready_.get(), 0), "experts fork");
+  }
+  size_t next_lane = 0;
   for (int64_t e = 0; e < n_exp; ++e) {
     const int64_t begin = host_offsets_[e], m = host_offsets_[e + 1] - begin;
     if (m == 0) continue;
     (*expert_tokens)[e] += m;
-    expert_mlp("ffn.experts." + std::to_string(e), rows_bf16_.get() + begin * dim, m,
+    ExpertLane& lane = lanes_[next_lane++ % lanes_.size()];
+    expert_mlp(lane, "ffn.experts." + std::to_string(e), rows_bf16_.get() + begin * dim, m,
                amax_bits + ObservationSlots::expert_hidden(static_cast<int>(e),
                                                            static_cast<int>(n_exp)),
-               y + begin * dim);
+               y + begin * dim, cache_on_ ? e : -1);
   }
-  timer_.mark("shared expert + combine");
-  expert_mlp("ffn.shared_experts", x_bf16_.get(), n_tokens,
-             amax_bits + ObservationSlots::kSharedHidden, sized(shared_out_, n_tokens * dim));
+  expert_mlp(main_lane_, "ffn.shared_experts", x_bf16_.get(), n_tokens,
+             amax_bits + ObservationSlots::kSharedHidden, sized(shared_out_, n_tokens * dim), -1);
+  for (auto& lane : lanes_) {
+    QF_CUDA_CHECK(cudaEventRecord(lane.done.get(), lane.stream), "experts join");
+    QF_CUDA_CHECK(cudaStreamWaitEvent(stream_, lane.done.get(), 0), "experts join");
+  }
+  timer_.mark("combine");
 
   kernels::MoeCombineParams comb;
   comb.y = y;

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -79,8 +80,10 @@ class GpuDecoderLayer {
   // y[m, n] = x_bf16[m, k] * W^T with W the BF16 of linear `name`.
   void linear(const DeviceLayerWeights& w, const std::string& name, const uint16_t* x, int64_t ldx,
               float* y, int64_t m);
-  // W (BF16 of linear `name`) written into `out` (always a copy, also for BF16 storage).
-  void weight_into(const DeviceLayerWeights& w, const std::string& name, uint16_t* out);
+  // W (BF16 of linear `name`) written into `out` on `stream` (always a copy, also for BF16
+  // storage).
+  void weight_into(const DeviceLayerWeights& w, const std::string& name, uint16_t* out,
+                   cudaStream_t stream);
   void observe_and_cast(const float* x, int64_t n_rows, int64_t n_cols, uint32_t* slot,
                         uint16_t* out_bf16);
   const DeviceRope& rope_of_layer(int layer) const;
@@ -97,10 +100,31 @@ class GpuDecoderLayer {
   DeviceBuffer<float> q_res_, q_, kv_, attn_, low_;
   DeviceBuffer<float> ckv_, cgate_, entries_, ikv_, igate_, iq_, iweights_, keys_;
   DeviceBuffer<uint8_t> visible_, indexer_workspace_, dispatch_workspace_;
-  DeviceBuffer<float> logits_, route_weights_, gate_up_, y_, shared_out_;
+  DeviceBuffer<float> logits_, route_weights_, y_, shared_out_;
   DeviceBuffer<int32_t> experts_, offsets_, row_token_, row_slot_, token_row_, error_flag_;
-  DeviceBuffer<uint16_t> rows_bf16_, h_bf16_, w13_scratch_, w2_scratch_;
+  DeviceBuffer<uint16_t> rows_bf16_;
+  // Where an expert MLP runs: a stream with its cuBLAS handle and its own scratch. The main
+  // lane is the layer's stream (shared expert); side lanes run routed experts concurrently.
+  struct ExpertLane {
+    cudaStream_t stream = nullptr;
+    CublasHandle* cublas = nullptr;
+    std::unique_ptr<CudaStream> own_stream;
+    std::unique_ptr<CublasHandle> own_cublas;
+    CudaEvent done;
+    DeviceBuffer<float> gate_up;
+    DeviceBuffer<uint16_t> h_bf16, w13, w2;
+  };
+  static constexpr int kExpertLanes = 3;
+  ExpertLane main_lane_;
+  std::vector<ExpertLane> lanes_;
+  CudaEvent rows_ready_;
   std::vector<int32_t> host_offsets_;
+  // Routed experts dequantized to BF16 once per layer and kept for the layer's later batches
+  // ([expert][w1 | w3 | w2]), when the GPU has room for them (QF_EXPERT_CACHE=0 disables).
+  DeviceBuffer<uint16_t> expert_cache_;
+  std::vector<uint8_t> expert_cached_;
+  uint64_t cache_weights_ = 0;  // DeviceLayerWeights::id the cache belongs to
+  bool cache_on_ = false;
 };
 
 }  // namespace qf::gpu

@@ -199,6 +199,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
   for (int layer = first; layer < n_layers; ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
     const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
+    const EngineTimes times_before = calibrator.engine_times();
     const formats::LayerRecord record = calibrator.calibrate_layer(layer);
     bool recomputed = false;
     const std::string what = "layer " + std::to_string(layer) + " calib commit";
@@ -228,6 +229,19 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
              ProgressMeter::format_bytes(read_rate), "/s (rank 0), ETA ",
              ProgressMeter::format_seconds(eta),
              recomputed ? " (resumed: recomputed, equal to the stored record)" : "");
+    if (calibrator.backend() == Backend::kCuda) {
+      const EngineTimes t = calibrator.engine_times();
+      const double forward = t.compute_seconds - times_before.compute_seconds;
+      char line[256];
+      std::snprintf(line, sizeof(line),
+                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit %.2fs, "
+                    "forward %.2fs = %.0f tokens/s",
+                    t.weights_seconds - times_before.weights_seconds,
+                    t.read_wait_seconds - times_before.read_wait_seconds,
+                    t.hook_seconds - times_before.hook_seconds, forward,
+                    forward > 0 ? double(t.n_tokens - times_before.n_tokens) / forward : 0.0);
+      log_info(line);
+    }
   }
   stats.seconds = seconds_since(start);
   return stats;

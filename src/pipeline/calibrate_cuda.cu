@@ -1,5 +1,6 @@
 // The CUDA calibration engine (calibration_engine.hpp): device-resident hidden states, layer
 // weights streamed in source precision with a one-layer read-ahead, gpu::GpuDecoderLayer.
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -64,8 +65,10 @@ struct HostLayer {
 gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBytes owned,
                                      const std::set<std::string>& linears, PinnedBuffer& staging,
                                      cudaStream_t stream, HostLayer* host) {
+  static std::atomic<uint64_t> next_id{1};
   gpu::DeviceLayerWeights w;
   w.layer = owned.layer;
+  w.id = next_id++;
   const std::string prefix = "layers." + std::to_string(owned.layer) + ".";
   struct Pending {
     std::string key, native, scale_name;
@@ -209,6 +212,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     OwnedLayerBytes owned = (prefetch_.valid() && prefetch_layer_ == layer)
                                 ? prefetch_.get()
                                 : exchange_.read_owned_layer(layer);
+    times_.read_wait_seconds += seconds_since(start);
     if (prefetch_.valid()) prefetch_.wait();  // a stale read-ahead (resume jumped): drop it
     weights_ = std::make_unique<gpu::DeviceLayerWeights>(upload_layer(
         exchange_, std::move(owned), arena_linears(linear_names), staging_, stream_.get(),
@@ -226,7 +230,9 @@ class CudaCalibrationEngine final : public CalibrationEngine {
              "): the layer's weights were not fetched");
     const gpu::DeviceLayerWeights& w = *weights_;
     if (hook_) {
+      const auto hook_start = std::chrono::steady_clock::now();
       hook_(layer, [this](const std::string& name) { return host_layer_.bytes_of(name); });
+      times_.hook_seconds += seconds_since(hook_start);
     }
     host_layer_ = HostLayer{};  // the layer's host copy is no longer needed
     const auto compute_start = std::chrono::steady_clock::now();

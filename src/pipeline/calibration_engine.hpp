@@ -26,6 +26,8 @@ struct LayerStatistics {
 
 struct EngineTimes {
   double weights_seconds = 0;   // waiting for / exchanging / uploading weights (not overlapped)
+  double read_wait_seconds = 0;  // of which: waiting for this rank's reads (read-ahead misses)
+  double hook_seconds = 0;      // the layer-bytes hook (quantize + commit the layer's NVFP4)
   double compute_seconds = 0;   // the forward itself
   uint64_t n_tokens = 0;        // tokens pushed through layers (sum over layers)
   uint64_t peak_device_bytes = 0;

@@ -6,8 +6,9 @@ reference it must match is the CPU forward with the same BF16 rounding of linear
 (`--cpu-bf16-inputs`); against it, it compares (pass/fail):
   * calibration records (WORK/rank-0/layer-LLLL.calib.h5, f32/input_amax): every linear's input
     amax within --tol (default 1%) relative of the CPU value; zeros (never observed) must match;
-  * expert token counts (i64/expert_tokens): reported (routing on BF16 activations may flip a
-    near-tie; the amax check above is what must pass);
+  * routing (i64/expert_tokens): at most 1% of the (token, slot) assignments may land on another
+    expert (a near-tie decided differently by a last-bit difference); the amax check above
+    excludes the experts whose token sets differ, and their worst difference is printed;
   * the exported checkpoint: every tensor byte-identical except `*.input_scale` (derived from the
     amax), which must be within --tol relative.
 The same comparison against the all-FP32 CPU forward is printed for information (on tiny random
@@ -17,6 +18,7 @@ amax by a few %). Exit status 1 if any pass/fail check fails. usage:
 """
 import argparse
 import glob
+import re
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ import sys
 
 import h5py
 import numpy as np
+
+MAX_MOVED = 0.01  # routed (token, slot) assignments allowed to land on another expert
 
 CASES = [  # name, make-tiny args, quantize args
     ("tiny_s5", ["--preset", "tiny", "--seed", "5"], ["--samples", "8", "--seq-len", "128"]),
@@ -87,49 +91,79 @@ def compare(case, ref_work, ref_out, work, out, tol, label, informational=False)
     if ref_calib.keys() != calib.keys():
         print(f"  {label}: calib layer files differ: {sorted(ref_calib)} vs {sorted(calib)}")
         return False
-    worst, worst_name, n_tok_diff, n_lin = 0.0, "", 0, 0
+    # Every non-routed linear sees the same tokens on both sides: its amax must agree within tol.
+    # A routed expert's token set can differ: a routing near-tie decided differently moves one
+    # (token, slot) assignment from one expert to another, changing the inputs of those 2
+    # experts (6 linears: w1, w3, w2). So at most 6 x (moved assignments) routed-expert amax may
+    # be off by more than tol, and at most MAX_MOVED of all assignments may move.
+    worst, worst_name, n_lin = 0.0, "", 0
+    worst_r, worst_r_name, n_routed, n_routed_off = 0.0, "", 0, 0
+    n_moved, n_assign = 0, 0
     for key, (names, amax, toks) in ref_calib.items():
         names2, amax2, toks2 = calib[key]
         if names != names2:
             print(f"  {label}: {key}: linear names differ")
             ok = False
             continue
+        n_moved += int(np.abs(toks - toks2).sum()) // 2
+        n_assign += int(toks.sum())
         for n, a, b in zip(names, amax, amax2):
+            r = rel(a, b)
+            if ".ffn.experts." in n:
+                n_routed += 1
+                n_routed_off += int(r > tol or (a == 0) != (b == 0))
+                if r > worst_r:
+                    worst_r, worst_r_name = r, f"{n} (cpu {a:.6g}, cuda {b:.6g})"
+                continue
             n_lin += 1
             if (a == 0) != (b == 0):
                 print(f"  {label}: {n}: observed on one side only (cpu {a}, cuda {b})")
                 ok = False
-                continue
-            r = rel(a, b)
             if r > worst:
                 worst, worst_name = r, f"{n} (cpu {a:.6g}, cuda {b:.6g})"
-        n_tok_diff += int(np.sum(toks != toks2))
-    status = "info" if informational else ("ok" if worst <= tol else "FAIL")
-    ok &= worst <= tol
-    print(f"  {label}: {n_lin} linear amax, worst rel diff {worst:.3e} [{status}] {worst_name}; "
-          f"experts with different token counts: {n_tok_diff}")
+    moved = n_moved / max(n_assign, 1)
+    # Count-neutral swaps (one token in, one out of the same two experts) leave the counts
+    # equal, so allow one such swap even when no count moved.
+    allowed_off = 6 * max(n_moved, 1)
+    tag = lambda good: "info" if informational else ("ok" if good else "FAIL")
+    ok &= worst <= tol and moved <= MAX_MOVED and n_routed_off <= allowed_off
+    print(f"  {label}: {n_lin} non-routed linear amax, worst rel diff {worst:.3e} "
+          f"[{tag(worst <= tol)}] {worst_name}")
+    print(f"  {label}: routing: {n_moved}/{n_assign} assignments moved ({100 * moved:.3f}%, limit "
+          f"{100 * MAX_MOVED:.1f}%) [{tag(moved <= MAX_MOVED)}]; {n_routed_off}/{n_routed} routed-expert "
+          f"amax off by > tol (allowed {allowed_off}) [{tag(n_routed_off <= allowed_off)}], worst "
+          f"{worst_r:.3e} {worst_r_name}")
     ref_t, t = safetensors_tensors(ref_out), safetensors_tensors(out)
     if ref_t.keys() != t.keys():
         print(f"  {label}: exported tensor names differ ({len(ref_t)} vs {len(t)})")
         return False
-    n_equal, n_scale, worst_scale, bad = 0, 0, 0.0, []
+    # input_scale follows from the amax (calibrated modules) or from the projection's max over
+    # the calibrated experts (fallback), so the amax rule applies: within tol, except routed
+    # experts whose inputs routing changed (same budget as above).
+    n_equal, n_scale, worst_scale, worst_scale_name, bad = 0, 0, 0.0, "", []
+    n_routed_scale_off = 0
     for name, (dtype, shape, data) in ref_t.items():
         dtype2, shape2, data2 = t[name]
         if name.endswith(".input_scale"):
             n_scale += 1
             a = np.frombuffer(data, dtype=np.float32)[0]
             b = np.frombuffer(data2, dtype=np.float32)[0]
-            worst_scale = max(worst_scale, rel(a, b))
+            r = rel(a, b)
+            if ".experts." in name and ".shared_experts." not in name:
+                n_routed_scale_off += int(r > tol)
+            elif r > worst_scale:
+                worst_scale, worst_scale_name = r, name
             continue
         if (dtype, shape, data) == (dtype2, shape2, data2):
             n_equal += 1
         else:
             bad.append(name)
-    ok &= not bad and worst_scale <= tol
-    scale_status = "info" if informational else ("ok" if worst_scale <= tol else "FAIL")
+    scales_ok = worst_scale <= tol and n_routed_scale_off <= allowed_off
+    ok &= not bad and scales_ok
     print(f"  {label}: {n_equal}/{len(ref_t) - n_scale} exported tensors byte-identical"
-          f"{' [FAIL: ' + ', '.join(bad[:5]) + ']' if bad else ''}; {n_scale} input_scale, "
-          f"worst rel diff {worst_scale:.3e} [{scale_status}]")
+          f"{' [FAIL: ' + ', '.join(bad[:5]) + ']' if bad else ''}; {n_scale} input_scale: "
+          f"non-routed worst rel diff {worst_scale:.3e} {worst_scale_name}, routed off by > tol "
+          f"{n_routed_scale_off} (allowed {allowed_off}) [{tag(scales_ok)}]")
     return ok or informational
 
 
