@@ -48,9 +48,11 @@ int cmd_plan(const Args& args) {
       "seq-len", po::value<int>()->default_value(defaults.seq_len), "tokens per sequence")(
       "gpu", po::value<std::string>(),
       "h100 | h200 | b200: add the calibration compute time, from the forward's FLOPs and the "
-      "TFLOP/s measured on an H100 (scaled by BF16 peak for b200)")(
+      "rates measured on an H100 (scaled by BF16 / FP32 peak for b200)")(
       "calib-tflops", po::value<double>(),
-      "effective calibration TFLOP/s per GPU (instead of --gpu's)")(
+      "effective TFLOP/s per GPU of the calibration linears (instead of --gpu's)")(
+      "calib-attn-tflops", po::value<double>(),
+      "effective TFLOP/s per GPU of the attention core (default: --calib-tflops)")(
       "recipe", po::value<std::string>()->default_value("experts"), recipe_help.c_str());
   po::options_description output("output");
   output.add_options()("json", po::value<std::string>(), "also write the report as JSON here")(
@@ -88,15 +90,24 @@ int cmd_plan(const Args& args) {
   if (vm.count("gpu")) {
     options.gpu = vm["gpu"].as<std::string>();
     try {
-      options.calib_tflops = pipeline::gpu_calibration_tflops(options.gpu);
+      const auto rates = pipeline::gpu_calibration_rates(options.gpu);
+      options.calib_tflops = rates.linear_tflops;
+      options.calib_attention_tflops = rates.attention_tflops;
     } catch (const Error& e) {
       throw UsageError{"--gpu: " + e.message(), "plan"};
     }
   }
   if (vm.count("calib-tflops")) {
     options.calib_tflops = vm["calib-tflops"].as<double>();
+    options.calib_attention_tflops = 0;
     options.gpu = "--calib-tflops";
     if (!(options.calib_tflops > 0)) throw UsageError{"--calib-tflops must be > 0", "plan"};
+  }
+  if (vm.count("calib-attn-tflops")) {
+    options.calib_attention_tflops = vm["calib-attn-tflops"].as<double>();
+    if (!(options.calib_attention_tflops > 0) || !(options.calib_tflops > 0)) {
+      throw UsageError{"--calib-attn-tflops must be > 0 and needs --gpu or --calib-tflops", "plan"};
+    }
   }
   if (options.world_size < 1) throw UsageError{"--ranks must be >= 1", "plan"};
   if (options.ranks_per_node < 0) throw UsageError{"--ranks-per-node must be >= 0", "plan"};

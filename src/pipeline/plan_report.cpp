@@ -37,8 +37,12 @@
 
 namespace qf::pipeline {
 
-// The calibration forward's effective TFLOP/s on one H100 (benchmark 2a in bench/RESULTS.md).
-constexpr double kMeasuredH100CalibrationTflops = 0.0;
+// The calibration forward's effective rates on one H100 SXM (bench/RESULTS.md, benchmark 2a,
+// layer 1 of the resident run: 32768 tokens, GPU time per section from QF_PROFILE=1): the
+// linears with everything but the attention core 18.7 TFLOP in 66.2 ms, the attention core
+// 0.54 TFLOP in 28.8 ms.
+constexpr double kMeasuredH100LinearTflops = 282.0;
+constexpr double kMeasuredH100AttentionTflops = 18.8;
 
 namespace {
 
@@ -224,21 +228,27 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     }
   }
   std::sort(report.owners.begin(), report.owners.end());
-  report.calib_flops = model::model_flops_per_token(config, opt.seq_len) * double(opt.samples) *
-                       double(opt.seq_len);
-  if (opt.calib_tflops > 0) {
-    report.calib_compute_seconds = report.calib_flops / (double(n_ranks) * opt.calib_tflops * 1e12);
+  const double tokens = double(opt.samples) * double(opt.seq_len);
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    const model::LayerFlops f = model::layer_flops_per_token(config, l, opt.seq_len);
+    report.calib_flops += tokens * f.total();
+    if (opt.calib_tflops > 0) {
+      const double attention_rate =
+          opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops;
+      report.calib_compute_seconds += tokens * (f.linears / (opt.calib_tflops * 1e12) +
+                                                f.attention / (attention_rate * 1e12));
+    }
   }
+  report.calib_compute_seconds /= double(n_ranks);
   report.total_seconds = report.job_seconds + report.calib_compute_seconds;
   return report;
 }
 
-double gpu_calibration_tflops(const std::string& gpu) {
-  // Measured: H100 SXM (989 dense BF16 TFLOP/s peak), bench_calib_vs_transformers.sh, 2 V4-Flash
-  // layers, B=4 x L=4096 (bench/RESULTS.md). Other GPUs: scaled by dense BF16 peak.
-  constexpr double kH100Measured = kMeasuredH100CalibrationTflops;
-  if (gpu == "h100" || gpu == "h200") return kH100Measured;
-  if (gpu == "b200") return kH100Measured * 2250.0 / 989.0;
+CalibrationRates gpu_calibration_rates(const std::string& gpu) {
+  const CalibrationRates h100{kMeasuredH100LinearTflops, kMeasuredH100AttentionTflops};
+  if (gpu == "h100" || gpu == "h200") return h100;
+  // B200: 2.25 PFLOP/s dense BF16 vs 989 TFLOP/s; ~80 vs 67 TFLOP/s FP32.
+  if (gpu == "b200") return {h100.linear_tflops * 2250.0 / 989.0, h100.attention_tflops * 80.0 / 67.0};
   QF_FAIL("unknown GPU", gpu, "(known: h100, h200, b200)");
 }
 

@@ -48,16 +48,22 @@ struct PlanReportOptions {
   int seq_len = 2048;       // tokens per sequence
   Recipe recipe = Recipe::kExperts;
   bool with_owners = false;  // keep tensor -> rank in the report (JSON "owners")
-  // Effective TFLOP/s one GPU's calibration forward reaches (0: leave compute out). `plan
-  // --gpu` fills it from gpu_calibration_tflops().
+  // Effective TFLOP/s of one GPU's calibration forward (0: leave compute out): the linears
+  // (BF16 tensor-core GEMMs, with the norms/mHC/routing around them) and the attention core
+  // (FP32 kernels). `plan --gpu` fills both from gpu_calibration_rates().
   double calib_tflops = 0.0;
-  std::string gpu;  // the name calib_tflops came from, for the report
+  double calib_attention_tflops = 0.0;
+  std::string gpu;  // where the rates came from, for the report
 };
 
-// Effective calibration TFLOP/s per GPU: measured on an H100 (bench/RESULTS.md, benchmark 2a),
-// scaled to other GPUs by their dense BF16 peak. Names: h100, h200 (same chip), b200.
+struct CalibrationRates {
+  double linear_tflops = 0, attention_tflops = 0;
+};
+// Measured on an H100 SXM (bench/RESULTS.md, benchmark 2a: steady-state layer of 2 V4-Flash
+// layers, 2 x 4096 tokens per batch); other GPUs scaled by dense BF16 peak (linears) and FP32
+// peak (attention). Names: h100, h200 (same chip, faster memory: not credited), b200.
 // Throws listing the names for an unknown GPU.
-double gpu_calibration_tflops(const std::string& gpu);
+CalibrationRates gpu_calibration_rates(const std::string& gpu);
 
 struct RankReport {
   int rank = 0;
@@ -103,7 +109,7 @@ struct PlanReport {
   // Calibration compute (options.calib_tflops > 0): every rank runs its share of the samples
   // through every layer; the layer's weights stream in while the previous layer computes.
   double calib_flops = 0.0;          // the whole calibration set through the regular layers
-  double calib_compute_seconds = 0.0;  // calib_flops / (world * calib_tflops)
+  double calib_compute_seconds = 0.0;  // sum over layers of flops / rate, / world
   double total_seconds = 0.0;          // job_seconds + calib_compute_seconds (no overlap credit)
   std::vector<std::pair<std::string, int>> owners;  // filled when options.with_owners
 };

@@ -96,10 +96,13 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
 
   if (opt.calib_tflops > 0) {
     out << fmt(
-        "calibration compute: %.3g PFLOP (%d x %d tokens) at %.0f TFLOP/s per GPU (%s) = %.1f s;\n"
-        "projected job time = disk-bound + compute = %.1f s (%.1f min)\n",
-        report.calib_flops / 1e15, opt.samples, opt.seq_len, opt.calib_tflops, opt.gpu.c_str(),
-        report.calib_compute_seconds, report.total_seconds, report.total_seconds / 60);
+        "calibration compute: %.3g PFLOP (%d x %d tokens) at %.0f TFLOP/s (linears) and %.1f "
+        "TFLOP/s (attention core) per GPU (%s) = %.1f s;\n"
+        "projected job time = disk-bound + compute (no overlap credited) = %.1f s (%.1f min)\n",
+        report.calib_flops / 1e15, opt.samples, opt.seq_len, opt.calib_tflops,
+        opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops,
+        opt.gpu.c_str(), report.calib_compute_seconds, report.total_seconds,
+        report.total_seconds / 60);
   }
 
   out << "\nmodel, per rank r of R:\n"
@@ -191,6 +194,7 @@ nlohmann::json plan_report_json(const PlanReport& report) {
                {"calib_flops", report.calib_flops},
                {"calib_compute_seconds", report.calib_compute_seconds},
                {"calib_tflops_per_gpu", opt.calib_tflops},
+               {"calib_attention_tflops_per_gpu", opt.calib_attention_tflops},
                {"total_seconds", report.total_seconds},
                {"slowest_rank", report.slowest_rank},
                {"formula",
