@@ -22,7 +22,8 @@ done
 # Slurm daemons used by the launcher test.
 packages=(build-essential cmake ninja-build pkg-config python3 git
           libopenmpi-dev openmpi-bin libhdf5-dev libboost-program-options-dev
-          catch2 nlohmann-json3-dev)
+          catch2 nlohmann-json3-dev
+          slurmctld slurmd slurm-client munge)
 if [ "$install" = 1 ]; then
   missing=()
   for p in "${packages[@]}"; do
