@@ -23,6 +23,7 @@ done
 packages=(build-essential cmake ninja-build pkg-config python3 git
           libopenmpi-dev openmpi-bin libhdf5-dev libboost-program-options-dev
           catch2 nlohmann-json3-dev
+          libpcre2-dev
           slurmctld slurmd slurm-client munge)
 if [ "$install" = 1 ]; then
   missing=()
