@@ -18,6 +18,7 @@ int cmd_quantize(const Args& args);
 int cmd_inspect(const Args& args);
 int cmd_plan(const Args& args);
 int cmd_validate(const Args& args);
+int cmd_eval(const Args& args);
 int cmd_calib_data(const Args& args);
 
 struct Command {

@@ -38,6 +38,8 @@ const std::vector<Command>& commands() {
       {"plan", "dry run: which rank owns what, bytes and memory per rank, time estimate", cmd_plan,
        false},
       {"validate", "check an exported NVFP4 checkpoint against its source", cmd_validate, false},
+      {"eval", "accuracy of an export against its source: KL, top-1, perplexity, worst modules",
+       cmd_eval, true},
       {"calib-data", "tokenize JSONL text with a tokenizer.json into calibration samples",
        cmd_calib_data, false},
   };

@@ -107,6 +107,9 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
   QF_CHECK(w.wo_a.n_rows == groups * rank && w.wo_a.n_cols == group_in, "layer", layer,
            "wo_a shape does not match o_groups / o_lora_rank");
   if (observer != nullptr) observer->observe(p + "wo_a", attn.data(), n_tokens * groups, group_in);
+  if (observer != nullptr && observer->transforms_inputs()) {
+    observer->transform_input(p + "wo_a", attn.data(), n_tokens * groups, group_in);
+  }
   if (c.bf16_linear_inputs) attn = round_to_bf16(attn.data(), static_cast<int64_t>(attn.size()));
   std::vector<float> low(n_tokens * groups * rank);
   parallel_for(n_tokens, [&](int64_t begin, int64_t end) {

@@ -87,6 +87,12 @@ std::vector<float> linear_forward(const std::string& name, const float* x, int64
                                   const Tensor2D& w, LinearInputObserver* observer,
                                   bool bf16_inputs) {
   if (observer != nullptr && n_rows > 0) observer->observe(name, x, n_rows, w.n_cols);
+  std::vector<float> transformed;
+  if (observer != nullptr && n_rows > 0 && observer->transforms_inputs()) {
+    transformed.assign(x, x + n_rows * w.n_cols);
+    observer->transform_input(name, transformed.data(), n_rows, w.n_cols);
+    x = transformed.data();
+  }
   std::vector<float> y(static_cast<size_t>(n_rows * w.n_rows));
   if (bf16_inputs) {
     matmul_ref(round_to_bf16(x, n_rows * w.n_cols).data(), n_rows, w, y.data());

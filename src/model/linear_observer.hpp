@@ -26,6 +26,15 @@ struct LinearInputObserver {
   virtual void observe_expert_tokens(int layer, int expert, int64_t n_tokens) {
     (void)layer, (void)expert, (void)n_tokens;
   }
+  // Optional input rewrite (eval's simulated NVFP4 activation quantization): when
+  // transforms_inputs() is true, every linear's product uses x after transform_input(name, x...)
+  // rewrote a private copy of it in place; observe() still sees the original. Same names, shapes
+  // and calling rules as observe(). false (the default) leaves the forward untouched, no copy.
+  virtual bool transforms_inputs() const { return false; }
+  virtual void transform_input(const std::string& linear_name, float* x, int64_t n_rows,
+                               int64_t n_cols) {
+    (void)linear_name, (void)x, (void)n_rows, (void)n_cols;
+  }
 };
 
 // Keeps max |x| per linear name and summed token counts per (layer, expert).

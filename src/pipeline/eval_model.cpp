@@ -1,0 +1,190 @@
+// Export-decoding weight loader, NVFP4 activation quantizer and per-module error probe of eval.
+#include "pipeline/eval_model.hpp"
+
+#include <cmath>
+
+#include "core/check.hpp"
+#include "model/forward_linear.hpp"
+#include "pipeline/native_weight_loader.hpp"
+#include "pipeline/nvfp4_export_tensors.hpp"
+#include "pipeline/nvfp4_fake_quant.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& head) {
+  return s.compare(0, head.size(), head) == 0;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+const model::Tensor2D* expert_linear(const model::ExpertWeights& e, const std::string& w) {
+  if (w == "w1") return &e.w1;
+  if (w == "w2") return &e.w2;
+  if (w == "w3") return &e.w3;
+  return nullptr;
+}
+
+}  // namespace
+
+Nvfp4ExportModules read_nvfp4_export_modules(const formats::CheckpointDir& out) {
+  Nvfp4ExportModules m;
+  for (const std::string& prefix : nvfp4_export_prefixes(out)) {
+    if (starts_with(prefix, "mtp.")) continue;  // the forward runs no MTP layer
+    const float scale = read_nvfp4_input_scale(out, prefix);
+    QF_CHECK(std::isfinite(scale) && scale > 0.0f, out.dir() + ":", prefix + ".input_scale is",
+             scale, "(must be finite and > 0)");
+    m.index[prefix] = static_cast<int>(m.names.size());
+    m.names.push_back(prefix);
+    m.input_scale.push_back(scale);
+  }
+  return m;
+}
+
+model::WeightLoader make_export_weight_loader(const formats::CheckpointDir& out,
+                                              const Nvfp4ExportModules& modules,
+                                              model::WeightLoader source_loader,
+                                              bool tie_word_embeddings) {
+  return [&out, &modules, source_loader = std::move(source_loader), tie_word_embeddings](
+             const std::string& name, std::vector<int64_t> expected_shape) {
+    const std::string native = native_weight_name(name, tie_word_embeddings);
+    const std::string kWeight = ".weight";
+    if (native.size() > kWeight.size() &&
+        native.compare(native.size() - kWeight.size(), kWeight.size(), kWeight) == 0) {
+      const std::string prefix = native.substr(0, native.size() - kWeight.size());
+      if (modules.contains(prefix)) {
+        Nvfp4DecodedWeight d = decode_nvfp4_export_weight(out, prefix);
+        const std::vector<int64_t> shape = {d.n_rows, d.n_cols};
+        QF_CHECK(shape == expected_shape, out.dir() + ":", native, "decodes to", shape_str(shape),
+                 "but the model needs", shape_str(expected_shape));
+        return std::move(d.values);
+      }
+    }
+    return source_loader(name, std::move(expected_shape));
+  };
+}
+
+const model::Tensor2D* find_linear_weight(const model::LayerWeights& w, const std::string& name) {
+  const std::string head = "layers." + std::to_string(w.layer) + ".";
+  if (!starts_with(name, head)) return nullptr;
+  const std::string r = name.substr(head.size());
+  const model::AttentionWeights& a = w.attn;
+  if (r == "attn.wq_a") return &a.wq_a;
+  if (r == "attn.wq_b") return &a.wq_b;
+  if (r == "attn.wkv") return &a.wkv;
+  if (r == "attn.wo_a") return &a.wo_a;
+  if (r == "attn.wo_b") return &a.wo_b;
+  if (a.has_compressor && r == "attn.compressor.wkv") return &a.compressor.wkv;
+  if (a.has_compressor && r == "attn.compressor.wgate") return &a.compressor.wgate;
+  if (a.has_indexer) {
+    if (r == "attn.indexer.wq_b") return &a.indexer.wq_b;
+    if (r == "attn.indexer.weights_proj") return &a.indexer.weights_proj;
+    if (r == "attn.indexer.compressor.wkv") return &a.indexer.compressor.wkv;
+    if (r == "attn.indexer.compressor.wgate") return &a.indexer.compressor.wgate;
+  }
+  if (r == "ffn.gate") return &w.ffn.gate;
+  const std::string shared = "ffn.shared_experts.";
+  if (starts_with(r, shared)) return expert_linear(w.ffn.shared, r.substr(shared.size()));
+  const std::string experts = "ffn.experts.";
+  if (starts_with(r, experts)) {
+    const size_t dot = r.find('.', experts.size());
+    if (dot == std::string::npos) return nullptr;
+    const std::string index = r.substr(experts.size(), dot - experts.size());
+    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos) return nullptr;
+    const size_t e = std::stoul(index);
+    if (e >= w.ffn.experts.size()) return nullptr;
+    return expert_linear(w.ffn.experts[e], r.substr(dot + 1));
+  }
+  return nullptr;
+}
+
+const model::Tensor2D* find_linear_weight(const model::GlobalWeights& g, const std::string& name) {
+  return name == "head" ? &g.head : nullptr;
+}
+
+// ---- activation quantization --------------------------------------------------------------------
+
+void ActivationQuantizer::transform_input(const std::string& linear_name, float* x, int64_t n_rows,
+                                          int64_t n_cols) {
+  const auto it = modules_.index.find(linear_name);
+  if (it == modules_.index.end()) return;
+  nvfp4_fake_quantize_rows(x, n_rows, n_cols, modules_.input_scale[it->second]);
+}
+
+// ---- per-module error ---------------------------------------------------------------------------
+
+ModuleErrorRecorder::ModuleErrorRecorder(const model::ForwardConfig& config,
+                                         const Nvfp4ExportModules& modules,
+                                         bool quantize_activations)
+    : config_(config),
+      modules_(modules),
+      quantize_activations_(quantize_activations),
+      sums_(modules.names.size()) {}
+
+void ModuleErrorRecorder::set_layer(const model::LayerWeights* source,
+                                    const model::LayerWeights* quantized) {
+  layer_source_ = source;
+  layer_quantized_ = quantized;
+}
+
+void ModuleErrorRecorder::set_globals(const model::GlobalWeights* source,
+                                      const model::GlobalWeights* quantized) {
+  globals_source_ = source;
+  globals_quantized_ = quantized;
+}
+
+void ModuleErrorRecorder::observe(const std::string& linear_name, const float* x, int64_t n_rows,
+                                  int64_t n_cols) {
+  const auto it = modules_.index.find(linear_name);
+  if (it == modules_.index.end() || n_rows == 0) return;
+  const model::Tensor2D *ws = nullptr, *wq = nullptr;
+  if (layer_source_ && layer_quantized_) {
+    ws = find_linear_weight(*layer_source_, linear_name);
+    wq = find_linear_weight(*layer_quantized_, linear_name);
+  }
+  if (!ws && globals_source_ && globals_quantized_) {
+    ws = find_linear_weight(*globals_source_, linear_name);
+    wq = find_linear_weight(*globals_quantized_, linear_name);
+  }
+  QF_CHECK(ws && wq, "eval: no weights for", linear_name, "(internal: set_layer/set_globals)");
+  QF_CHECK(ws->n_cols == wq->n_cols && ws->n_rows == wq->n_rows && ws->n_cols == n_cols,
+           "eval:", linear_name, "weights/input widths disagree");
+
+  std::vector<float> xq(x, x + n_rows * n_cols);
+  if (quantize_activations_) {
+    nvfp4_fake_quantize_rows(xq.data(), n_rows, n_cols, modules_.input_scale[it->second]);
+  }
+  // attn.wo_a is grouped: row r (token r / groups, group r % groups) meets only its group's
+  // o_lora_rank rows of the weight (forward_attention.cpp).
+  const bool grouped = linear_name.size() > 10 &&
+                       linear_name.compare(linear_name.size() - 10, 10, ".attn.wo_a") == 0;
+  const int64_t groups = grouped ? config_.o_groups : 1;
+  const int64_t n_out = ws->n_rows / groups;
+  std::vector<double> row_err(static_cast<size_t>(n_rows)), row_ref(static_cast<size_t>(n_rows));
+  model::parallel_for(n_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t first = (r % groups) * n_out;
+      double err = 0, ref = 0;
+      for (int64_t o = first; o < first + n_out; ++o) {
+        const double ys = model::dot_ref(x + r * n_cols, ws->row(o), n_cols);
+        const double yq = model::dot_ref(xq.data() + r * n_cols, wq->row(o), n_cols);
+        err += (yq - ys) * (yq - ys);
+        ref += ys * ys;
+      }
+      row_err[r] = err;
+      row_ref[r] = ref;
+    }
+  });
+  ModuleErrorSums& s = sums_[it->second];
+  for (int64_t r = 0; r < n_rows; ++r) {  // fixed order: independent of the thread split
+    s.sq_err += row_err[r];
+    s.sq_ref += row_ref[r];
+  }
+  s.n_rows += grouped ? n_rows / groups : n_rows;  // tokens, for the grouped wo_a too
+}
+
+}  // namespace qf::pipeline
