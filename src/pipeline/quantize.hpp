@@ -28,7 +28,7 @@ struct QuantizeOptions {
   int samples = 16;
   int seq_len = 256;
   uint64_t seed = 0;
-  int calib_batch = 4;  // sequences per calibration forward (memory, not results)
+  int calib_batch = 4;  // sequences per calibration forward (memory; cuda: last-bit effects)
   bool cpu_bf16_linear_inputs = false;  // CalibrationOptions::cpu_bf16_linear_inputs
 };
 
