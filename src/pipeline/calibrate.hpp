@@ -23,8 +23,10 @@ namespace qf::pipeline {
 
 // ================================ calib record (stage "calib") ==================================
 // One LayerRecord per regular layer L (MTP layers are never calibrated), identical on every
-// rank and for every world size (bit for bit: MAX and integer SUM are exact, and each sample's
-// forward does not depend on which rank or batch runs it):
+// rank; with the CPU backend also for every world size and batch size (bit for bit: MAX and
+// integer SUM are exact, and each sample's forward does not depend on which rank or batch runs
+// it). The CUDA backend is deterministic for a given world size and batch size only (GEMM
+// kernels depend on the shapes), so both are part of a CUDA run's identity:
 //   layer                   L
 //   attrs["linear_names"]   every linear of layer L ('\n'-joined), native names without
 //                           `.weight`, in checkpoint table order (model::checkpoint_tensors):
@@ -41,8 +43,8 @@ namespace qf::pipeline {
 // ================================================================================================
 
 struct CalibrationOptions {
-  // Sequences per forward call: bounds the activation memory of one call. Results do not
-  // depend on it.
+  // Sequences per forward call: bounds the activation memory of one call. CPU results do not
+  // depend on it; CUDA results only in the last bits.
   int batch_seqs = 4;
   // kCpu: the FP32 reference forward on the host. kCuda: calibration_engine.hpp's CUDA engine
   // (amax within ~1% of the reference: BF16 GEMM inputs).

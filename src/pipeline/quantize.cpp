@@ -56,10 +56,18 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
           formats::checksum_hex(formats::checksum_file(options.calib_path).digest);
     }
   }
+  // The backend is part of the run: the CUDA forward's amax differ from the CPU reference's in
+  // the last bits, and a resume recomputes and compares records bit for bit. For the same
+  // reason the CUDA batch size is too (cuBLAS picks kernels by shape).
+  nlohmann::json run_options = {{"recipe", recipe_name(options.recipe)},
+                                {"kv_cache", kv_cache_name(options.kv)},
+                                {"backend", backend_name(options.backend)}};
+  if (options.backend == Backend::kCuda && options.amax_file.empty()) {
+    run_options["calib_batch"] = options.calib_batch;
+  }
   return {
       {"tool", std::string("quantforge ") + QF_VERSION},
-      {"options",
-       {{"recipe", recipe_name(options.recipe)}, {"kv_cache", kv_cache_name(options.kv)}}},
+      {"options", run_options},
       {"calibration", calibration},
       {"config_xxh64", formats::checksum_hex(formats::checksum64(config.data(), config.size()))},
       {"source_files", files}};
@@ -137,7 +145,16 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
         formats::RankStore::rank_dir(options.work_dir, comm.rank()) + "/manifest.json");
     if (options.export_only) {
       auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
-      const auto diff = formats::RankStore::compare_provenance(store.provenance(), prov);
+      // Exporting computes nothing: the backend that filled the stores does not matter.
+      auto without_backend = [](nlohmann::json p) {
+        if (p.contains("options") && p["options"].is_object()) {
+          p["options"].erase("backend");
+          p["options"].erase("calib_batch");
+        }
+        return p;
+      };
+      const auto diff = formats::RankStore::compare_provenance(
+          without_backend(store.provenance()), without_backend(prov));
       QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
                "belongs to another run:", diff.empty() ? "" : diff.front());
       store_world_size = store.world_size();
