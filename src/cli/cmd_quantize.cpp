@@ -74,7 +74,7 @@ void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
 
 int cmd_quantize(const Args& args) {
   pipeline::QuantizeOptions run;
-  std::string recipe, kv, backend;
+  std::string recipe, kv, backend, act_scale;
   po::options_description input("input"), calib("calibration"), quant("quantization"),
       output("output and resume");
   input.add_options()  //
@@ -108,7 +108,11 @@ int cmd_quantize(const Args& args) {
       ("backend", po::value(&backend)->default_value("auto"),
        "auto | cpu | cuda. cuda: calibration forward and NVFP4 kernels on this rank's GPU "
        "(local rank % GPUs); weights bit-identical to cpu, input amax within ~1% (BF16 GEMM "
-       "inputs). auto: cuda when a GPU is visible");
+       "inputs). auto: cuda when a GPU is visible")  //
+      ("act-scale", po::value(&act_scale)->default_value("max"),
+       "activation input_scale = clip / 2688 with clip: max (calibrated max |x|, as ModelOpt) | "
+       "percentile[:P] (P-th percentile of |x|, default 99.99) | mse (minimises a modelled "
+       "NVFP4 activation error). percentile and mse need --backend cpu (histograms)");
   output.add_options()  //
       ("out", po::value(&run.out_dir)->required(),
        "output checkpoint directory (absent or empty; written as OUT.partial, then renamed)")  //
@@ -139,6 +143,7 @@ int cmd_quantize(const Args& args) {
   run.recipe = pipeline::parse_recipe(recipe);
   run.kv = pipeline::parse_kv_cache(kv);
   run.backend = pipeline::resolve_backend(backend);
+  run.act_scale = pipeline::parse_act_scale(act_scale);
   if (run.backend == pipeline::Backend::kCuda) pipeline::select_cuda_device(mpi_env().local_rank());
   QF_CHECK(run.shard.empty() || run.export_only, "--shard needs --export-only");
   QF_CHECK(run.samples > 0 && run.seq_len > 0, "--samples and --seq-len must be positive");

@@ -16,6 +16,7 @@
 #include "model/linear_observer.hpp"
 #include "model/model_forward.hpp"
 #include "model/tensor_table.hpp"
+#include "pipeline/act_histogram.hpp"
 #include "pipeline/collective_step.hpp"
 
 namespace qf::pipeline {
@@ -52,7 +53,11 @@ std::string first_difference(const formats::LayerRecord& stored,
       return str_cat("input_amax[", i, "] stored ", a[i], " recomputed ", b[i]);
     }
   }
-  if (stored.i64 != fresh.i64) return "expert_tokens differ";
+  if (stored.i64.count("expert_tokens") && fresh.i64.count("expert_tokens") &&
+      stored.i64.at("expert_tokens") != fresh.i64.at("expert_tokens")) {
+    return "expert_tokens differ";
+  }
+  if (stored.i64 != fresh.i64) return "input_hist differs";
   return "record contents differ";
 }
 
@@ -130,7 +135,7 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
       tokens = std::move(stats.expert_tokens);
     });
   }
-  model::AmaxRecorder recorder;
+  HistogramRecorder recorder;
   if (!engine_) {
     const model::LayerWeights weights = exchange_.fetch_layer(layer);
     const std::string what = tag + " forward";
@@ -159,12 +164,21 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
     });
   }
 
+  std::vector<int64_t> hist;  // CPU backend: [n linears, kActHistBins]
   if (!engine_) {
     for (size_t i = 0; i < names.size(); ++i) amax[i] = recorder.amax(names[i]);
     for (int e = 0; e < config_.n_routed_experts; ++e) tokens[e] = recorder.expert_tokens(layer, e);
+    hist.reserve(names.size() * kActHistBins);
+    for (const auto& name : names) {
+      const auto h = recorder.histogram(name);
+      hist.insert(hist.end(), h.begin(), h.end());
+    }
   }
   comm_.allreduce_amax(amax.data(), amax.size(), (tag + " input amax").c_str());
   comm_.allreduce_counts(tokens.data(), tokens.size(), (tag + " expert tokens").c_str());
+  if (!engine_) {
+    comm_.allreduce_counts(hist.data(), hist.size(), (tag + " input histograms").c_str());
+  }
 
   formats::LayerRecord record;
   record.layer = layer;
@@ -175,6 +189,10 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   record.attrs["calib_set"] = hex64(calibration_fingerprint(set_));
   record.f32["input_amax"] = std::move(amax);
   record.i64["expert_tokens"] = std::move(tokens);
+  if (!engine_) {
+    record.attrs["input_hist_bins"] = kActHistBinning;
+    record.i64["input_hist"] = std::move(hist);
+  }
   ++next_layer_;
   return record;
 }
@@ -209,7 +227,13 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
         return;
       }
       recomputed = true;
-      const formats::LayerRecord stored = store.read_layer(layer, formats::kStageCalib);
+      formats::LayerRecord stored = store.read_layer(layer, formats::kStageCalib);
+      // Records written before histograms existed: compare what they hold (enough for
+      // --act-scale max, the only method such a run can have: the method is in the provenance).
+      if (!stored.i64.count("input_hist") && record.i64.count("input_hist")) {
+        stored.i64["input_hist"] = record.i64.at("input_hist");
+        stored.attrs["input_hist_bins"] = record.attrs.at("input_hist_bins");
+      }
       QF_CHECK(stored == record, "layer", layer, ": the recomputed calibration differs from the",
                "one committed in", store.dir(), "(", first_difference(stored, record),
                "): other inputs or a nondeterministic forward; remove the store to start over");

@@ -36,6 +36,10 @@ namespace qf::pipeline {
 //                           0 = never seen (an expert no token was routed to)
 //   i64["expert_tokens"]    [n_routed_experts] (token, top-k slot) assignments per expert,
 //                           summed over ranks (a hash row naming an expert twice counts twice)
+//   i64["input_hist"]       CPU backend only: [n linears, kActHistBins] counts of |input| in the
+//                           log2 bins of act_histogram.hpp, summed over ranks (absent from
+//                           CUDA records and from records of older versions)
+//   attrs["input_hist_bins"]  with input_hist: kActHistBinning
 //   attrs["n_tokens"]       calibration tokens that went through the layer (all ranks)
 //   attrs["n_samples"], attrs["seq_len"]   the calibration set's shape
 //   attrs["calib_set"]      calibration_fingerprint of the set, 16 hex digits

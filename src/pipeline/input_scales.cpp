@@ -6,6 +6,7 @@
 #include "core/check.hpp"
 #include "formats/atomic_file.hpp"
 #include "numerics/nvfp4.hpp"
+#include "pipeline/act_histogram.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -45,6 +46,32 @@ std::map<std::string, float> amax_of_record(const formats::LayerRecord& record) 
   return out;
 }
 
+std::map<std::string, float> clip_amax_of_record(const formats::LayerRecord& record,
+                                                 const ActScaleMethod& method) {
+  std::map<std::string, float> amax = amax_of_record(record);
+  if (!method.needs_histogram()) return amax;
+  const auto hist_it = record.i64.find("input_hist");
+  const auto bins_it = record.attrs.find("input_hist_bins");
+  QF_CHECK(hist_it != record.i64.end(), "--act-scale", act_scale_name(method),
+           "needs activation histograms, but the calibration record of layer", record.layer,
+           "has none (CUDA backend, an --amax-file or an older version); use --act-scale max or "
+           "calibrate with --backend cpu");
+  QF_CHECK(bins_it != record.attrs.end() && bins_it->second == kActHistBinning,
+           "calibration record of layer", record.layer, "has histograms binned as",
+           bins_it == record.attrs.end() ? "(unknown)" : bins_it->second, ", expected",
+           kActHistBinning);
+  const auto names = split_lines(record.attrs.at("linear_names"));
+  QF_CHECK(hist_it->second.size() == names.size() * kActHistBins, "calibration record of layer",
+           record.layer, "has", hist_it->second.size(), "histogram counts for", names.size(),
+           "linears");
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::vector<int64_t> hist(hist_it->second.begin() + i * kActHistBins,
+                                    hist_it->second.begin() + (i + 1) * kActHistBins);
+    amax[names[i]] = select_clip_amax(method, hist, amax[names[i]]);
+  }
+  return amax;
+}
+
 formats::LayerRecord calib_record_from_amax(const QuantizePlan& plan, int layer,
                                             const std::map<std::string, float>& amax) {
   formats::LayerRecord record;
@@ -78,10 +105,11 @@ std::map<std::string, float> read_amax_file(const std::string& path) {
 }
 
 InputScales compute_input_scales(const QuantizePlan& plan,
-                                 const std::map<int, formats::LayerRecord>& calib_records) {
+                                 const std::map<int, formats::LayerRecord>& calib_records,
+                                 const ActScaleMethod& method) {
   std::map<std::string, float> amax;
   for (const auto& [layer, record] : calib_records) {
-    for (const auto& [module, value] : amax_of_record(record)) amax[module] = value;
+    for (const auto& [module, value] : clip_amax_of_record(record, method)) amax[module] = value;
   }
   // Fallback pool: per projection, the max over calibrated routed experts of every layer.
   std::map<std::string, float> pool;

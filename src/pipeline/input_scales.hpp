@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "formats/layer_record.hpp"
+#include "pipeline/act_scale.hpp"
 #include "pipeline/quantize_plan.hpp"
 
 namespace qf::pipeline {
@@ -16,7 +17,13 @@ namespace qf::pipeline {
 //   attrs["linear_names"]  module names ('\n'-joined), e.g. layers.3.ffn.experts.5.w1
 //   f32["input_amax"]      max |input| per module, same order; 0 = never seen
 //   i64["expert_tokens"]   tokens routed to each expert of the layer (optional)
+//   i64["input_hist"]      [n modules, kActHistBins] |input| histograms (optional; needed by
+//                          every --act-scale but max), attrs["input_hist_bins"] its binning
 std::map<std::string, float> amax_of_record(const formats::LayerRecord& record);
+// The clipping amax of every module of the record under `method` (amax_of_record for max).
+// Throws when a non-max method meets a record without (or with differently binned) histograms.
+std::map<std::string, float> clip_amax_of_record(const formats::LayerRecord& record,
+                                                 const ActScaleMethod& method);
 
 // A calib record built from a {module: amax} map for the targets of `layer` (modules absent
 // from the map are "not seen", amax 0). Used by `quantize --amax-file`.
@@ -31,8 +38,10 @@ struct InputScales {
 };
 
 // Throws naming the module when a non-expert target has no amax, or when an unseen expert has
-// no calibrated expert of the same projection to fall back on.
+// no calibrated expert of the same projection to fall back on. The amax of each module is first
+// replaced by its clipping amax under `method` (act_scale.hpp); the rules above then apply to it.
 InputScales compute_input_scales(const QuantizePlan& plan,
-                                 const std::map<int, formats::LayerRecord>& calib_records);
+                                 const std::map<int, formats::LayerRecord>& calib_records,
+                                 const ActScaleMethod& method = {});
 
 }  // namespace qf::pipeline

@@ -65,6 +65,10 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
   if (options.backend == Backend::kCuda && options.amax_file.empty()) {
     run_options["calib_batch"] = options.calib_batch;
   }
+  // Only when not max, so that stores of runs before the option keep their provenance.
+  if (options.act_scale.needs_histogram()) {
+    run_options["act_scale"] = act_scale_name(options.act_scale);
+  }
   return {
       {"tool", std::string("quantforge ") + QF_VERSION},
       {"options", run_options},
@@ -127,6 +131,15 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;
   nlohmann::json prov;
+  // Checked before any work: only the CPU calibration records histograms.
+  QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
+           act_scale_name(options.act_scale),
+           "needs activation histograms, which an --amax-file does not have");
+  QF_CHECK(!options.act_scale.needs_histogram() || options.backend == Backend::kCpu ||
+               options.export_only,
+           "--act-scale", act_scale_name(options.act_scale),
+           "needs activation histograms, which only the cpu calibration backend collects (the "
+           "cuda engine records amax only); use --backend cpu or --act-scale max");
   run_on_all_ranks(comm, "reading and planning the source", [&] {
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size());
@@ -186,7 +199,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
 
   InputScales scales;
   run_on_all_ranks(comm, "computing input scales",
-                   [&] { scales = compute_input_scales(plan, calib); });
+                   [&] { scales = compute_input_scales(plan, calib, options.act_scale); });
   report.n_fallback_experts = scales.fallback_modules.size();
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);

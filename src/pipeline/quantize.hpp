@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dist/communicator.hpp"
+#include "pipeline/act_scale.hpp"
 #include "pipeline/backend.hpp"
 #include "pipeline/plan_report.hpp"
 #include "pipeline/quant_config.hpp"
@@ -30,6 +31,9 @@ struct QuantizeOptions {
   uint64_t seed = 0;
   int calib_batch = 4;  // sequences per calibration forward (memory; cuda: last-bit effects)
   bool cpu_bf16_linear_inputs = false;  // CalibrationOptions::cpu_bf16_linear_inputs
+  // Clipping amax of the input scales (act_scale.hpp); non-max methods need the CPU backend's
+  // histograms.
+  ActScaleMethod act_scale;
 };
 
 struct QuantizeReport {

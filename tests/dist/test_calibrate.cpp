@@ -23,6 +23,7 @@
 #include "model/model_forward.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
+#include "pipeline/act_histogram.hpp"
 #include "pipeline/calibrate.hpp"
 #include "pipeline/collective_step.hpp"
 #include "pipeline/make_tiny.hpp"
@@ -121,9 +122,10 @@ std::vector<formats::LayerRecord> calibrate_all(Source& source, pipeline::Calibr
 }
 
 // Single process, no communicator, every sample in one forward call: per layer, amax by name and
-// expert token counts straight from an AmaxRecorder.
+// expert token counts (and |x| histograms) straight from a HistogramRecorder.
 struct Reference {
   std::vector<std::map<std::string, float>> amax;
+  std::vector<std::map<std::string, std::vector<int64_t>>> hist;
   std::vector<std::vector<int64_t>> expert_tokens;
 };
 
@@ -140,10 +142,14 @@ Reference reference_calibration(const Source& source, const pipeline::Calibratio
   Reference ref;
   for (int l = 0; l < source.config.num_hidden_layers; ++l) {
     const model::LayerWeights w = model::load_layer_weights(fc, l, loader);
-    model::AmaxRecorder recorder;
+    pipeline::HistogramRecorder recorder;
     model::decoder_layer_forward(fc, l, w, set.token_ids, set.n_samples, set.seq_len, hidden,
                                  &recorder);
     ref.amax.push_back(recorder.amax_by_name());
+    ref.hist.emplace_back();
+    for (const auto& [name, amax] : recorder.amax_by_name()) {
+      ref.hist.back()[name] = recorder.histogram(name);
+    }
     std::vector<int64_t> tokens;
     for (int e = 0; e < source.config.n_routed_experts; ++e) {
       tokens.push_back(recorder.expert_tokens(l, e));
@@ -185,6 +191,21 @@ int count_mismatches(const formats::LayerRecord& record, const Reference& ref) {
     if (std::find(names.begin(), names.end(), name) == names.end()) ++n_wrong;
   }
   if (record.i64.at("expert_tokens") != ref.expert_tokens[l]) ++n_wrong;
+  // Histograms: integer sums over ranks, so exactly the single-process counts; a linear never
+  // observed (unseen expert) has all-zero counts.
+  const std::vector<int64_t>& hist = record.i64.at("input_hist");
+  if (record.attrs.at("input_hist_bins") != pipeline::kActHistBinning) ++n_wrong;
+  if (hist.size() != names.size() * pipeline::kActHistBins) return n_wrong + 1;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto it = ref.hist[l].find(names[i]);
+    const std::vector<int64_t> expected =
+        it == ref.hist[l].end() ? std::vector<int64_t>(pipeline::kActHistBins, 0) : it->second;
+    if (!std::equal(expected.begin(), expected.end(),
+                    hist.begin() + i * pipeline::kActHistBins)) {
+      if (n_wrong < 5) WARN("layer " << l << " " << names[i] << ": histogram differs");
+      ++n_wrong;
+    }
+  }
   return n_wrong;
 }
 

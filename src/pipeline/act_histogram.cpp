@@ -1,0 +1,56 @@
+// Log2 binning of |x| and HistogramRecorder (see act_histogram.hpp).
+#include "pipeline/act_histogram.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace qf::pipeline {
+
+int act_hist_bin(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  bits &= 0x7FFFFFFFu;
+  if (bits == 0) return 0;
+  const int biased = static_cast<int>(bits >> 23);
+  if (biased == 0xFF) return kActHistLogBins;  // Inf / NaN
+  const int exp = biased - 127;                // denormals: -127, below the range anyway
+  if (exp < kActHistMinExp) return 1;
+  if (exp >= kActHistMaxExp) return kActHistLogBins;
+  const int sub = static_cast<int>((bits >> (23 - 3)) & 7u);  // top 3 mantissa bits
+  static_assert(kActHistSubBins == 8, "sub-bins are the top 3 mantissa bits");
+  return 1 + (exp - kActHistMinExp) * kActHistSubBins + sub;
+}
+
+double act_hist_lower(int bin) {
+  const int k = bin - 1;
+  return std::ldexp(1.0 + double(k % kActHistSubBins) / kActHistSubBins,
+                    kActHistMinExp + k / kActHistSubBins);
+}
+
+double act_hist_upper(int bin) {
+  return bin >= kActHistLogBins ? std::ldexp(1.0, kActHistMaxExp) : act_hist_lower(bin + 1);
+}
+
+void act_hist_add(int64_t* hist, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) ++hist[act_hist_bin(x[i])];
+}
+
+void HistogramRecorder::observe(const std::string& linear_name, const float* x, int64_t n_rows,
+                                int64_t n_cols) {
+  model::AmaxRecorder::observe(linear_name, x, n_rows, n_cols);
+  // Binned outside the lock into a local histogram: the forward may call from several threads.
+  std::vector<int64_t> local(kActHistBins, 0);
+  act_hist_add(local.data(), x, n_rows * n_cols);
+  std::lock_guard<std::mutex> lock(hist_mutex_);
+  auto& slot = hist_[linear_name];
+  if (slot.empty()) slot.assign(kActHistBins, 0);
+  for (int b = 0; b < kActHistBins; ++b) slot[b] += local[b];
+}
+
+std::vector<int64_t> HistogramRecorder::histogram(const std::string& linear_name) const {
+  std::lock_guard<std::mutex> lock(hist_mutex_);
+  const auto it = hist_.find(linear_name);
+  return it == hist_.end() ? std::vector<int64_t>(kActHistBins, 0) : it->second;
+}
+
+}  // namespace qf::pipeline
