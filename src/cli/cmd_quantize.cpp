@@ -108,7 +108,7 @@ int cmd_quantize(const Args& args) {
       ("backend", po::value(&backend)->default_value("auto"),
        "auto | cpu | cuda. cuda: calibration forward and NVFP4 kernels on this rank's GPU "
        "(local rank % GPUs); weights bit-identical to cpu, input amax within ~1% (BF16 GEMM "
-       "inputs). auto: cuda when a GPU is visible")  //
+       "inputs). auto: cuda when a GPU is visible (cpu for --act-scale percentile/mse)")  //
       ("act-scale", po::value(&act_scale)->default_value("max"),
        "activation input_scale = clip / 2688 with clip: max (calibrated max |x|, as ModelOpt) | "
        "percentile[:P] (P-th percentile of |x|, default 99.99) | mse (minimises a modelled "
@@ -142,8 +142,15 @@ int cmd_quantize(const Args& args) {
   }
   run.recipe = pipeline::parse_recipe(recipe);
   run.kv = pipeline::parse_kv_cache(kv);
-  run.backend = pipeline::resolve_backend(backend);
   run.act_scale = pipeline::parse_act_scale(act_scale);
+  // Histogram methods need the cpu calibration backend: refuse an explicit cuda before looking
+  // for a GPU, and let auto pick cpu for them.
+  QF_CHECK(!(backend == "cuda" && run.act_scale.needs_histogram()), "--act-scale", act_scale,
+           "needs activation histograms, which only the cpu calibration backend collects (the "
+           "cuda engine records amax only); use --backend cpu or --act-scale max");
+  run.backend = backend == "auto" && run.act_scale.needs_histogram()
+                    ? pipeline::Backend::kCpu
+                    : pipeline::resolve_backend(backend);
   if (run.backend == pipeline::Backend::kCuda) pipeline::select_cuda_device(mpi_env().local_rank());
   QF_CHECK(run.shard.empty() || run.export_only, "--shard needs --export-only");
   QF_CHECK(run.samples > 0 && run.seq_len > 0, "--samples and --seq-len must be positive");
