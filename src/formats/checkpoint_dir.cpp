@@ -98,6 +98,12 @@ const TensorInfo& CheckpointDir::tensor(const std::string& name,
   return reader.tensors()[it->second.tensor];
 }
 
+std::vector<uint8_t> CheckpointDir::read_tensor(const std::string& name) const {
+  const SafetensorsReader* shard = nullptr;
+  const TensorInfo& info = tensor(name, &shard);
+  return shard->read_tensor(info);
+}
+
 bool CheckpointDir::has_tensor(const std::string& name) const {
   return locations_.count(name) != 0;
 }

@@ -30,6 +30,8 @@ class CheckpointDir {
   const TensorInfo& tensor(const std::string& name,
                            const SafetensorsReader** shard_out = nullptr) const;
   bool has_tensor(const std::string& name) const;
+  // The stored bytes of one tensor (throws as tensor() does, or naming the shard on a read error).
+  std::vector<uint8_t> read_tensor(const std::string& name) const;
   nlohmann::json read_json(const std::string& file_name) const;  // e.g. config.json
   // Regular files that are neither shards nor the index (tokenizer etc.), relative to dir(),
   // sorted; skips .cache/ and __pycache__/ and *.safetensors files the index does not list.

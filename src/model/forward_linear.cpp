@@ -14,7 +14,7 @@ namespace qf::model {
 
 // ---- threads ---------------------------------------------------------------------------------
 
-static int64_t thread_count() {
+int64_t thread_count() {
   if (const char* env = std::getenv("QF_THREADS")) {
     const long n = std::strtol(env, nullptr, 10);
     if (n > 0) return n;

@@ -23,6 +23,9 @@ struct Tensor2D {
 // hardware_concurrency() threads (QF_THREADS overrides). Results must not depend on the split.
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
+// The CPU threads the project uses: QF_THREADS if set (> 0), else every hardware thread.
+int64_t thread_count();
+
 // sum_i a[i] * b[i] in FP32 with 8 interleaved partial sums (the one dot product of the forward).
 float dot_ref(const float* a, const float* b, int64_t n);
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.hpp"
+#include "formats/tensor_spec.hpp"
 #include "model/forward_linear.hpp"
 #include "pipeline/native_weight_loader.hpp"
 #include "pipeline/nvfp4_export_tensors.hpp"
@@ -14,12 +15,6 @@ namespace {
 
 bool starts_with(const std::string& s, const std::string& head) {
   return s.compare(0, head.size(), head) == 0;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
 }
 
 const model::Tensor2D* expert_linear(const model::ExpertWeights& e, const std::string& w) {
@@ -59,8 +54,9 @@ model::WeightLoader make_export_weight_loader(const formats::CheckpointDir& out,
       if (modules.contains(prefix)) {
         Nvfp4DecodedWeight d = decode_nvfp4_export_weight(out, prefix);
         const std::vector<int64_t> shape = {d.n_rows, d.n_cols};
-        QF_CHECK(shape == expected_shape, out.dir() + ":", native, "decodes to", shape_str(shape),
-                 "but the model needs", shape_str(expected_shape));
+        QF_CHECK(shape == expected_shape, out.dir() + ":", native, "decodes to",
+                 formats::shape_str(shape), "but the model needs",
+                 formats::shape_str(expected_shape));
         return std::move(d.values);
       }
     }

@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <memory>
 #include <system_error>
-#include <thread>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
@@ -20,6 +19,7 @@
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/shard_index.hpp"
+#include "model/forward_linear.hpp"
 #include "pipeline/synthetic_weights.hpp"
 
 namespace qf::pipeline {
@@ -33,16 +33,8 @@ std::string mib(uint64_t n_bytes) {
   return buf;
 }
 
-// Generator threads: QF_THREADS if set (> 0), else every hardware thread; the convention of
-// model::parallel_for. Output bytes do not depend on it.
-int thread_count() {
-  if (const char* env = std::getenv("QF_THREADS")) {
-    const long n = std::strtol(env, nullptr, 10);
-    if (n > 0) return static_cast<int>(std::min<long>(n, 1024));
-  }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw > 0 ? static_cast<int>(hw) : 1;
-}
+// Generator threads: model::thread_count(), at most 1024. Output bytes do not depend on it.
+int generator_threads() { return static_cast<int>(std::min<int64_t>(model::thread_count(), 1024)); }
 
 // Removes the temp directory unless released (failure paths leave nothing behind).
 class TempDirGuard {
@@ -145,7 +137,7 @@ MakeTinyResult make_tiny(const MakeTinyOptions& options) {
   TempDirGuard guard(tmp);
 
   GenerateOptions generate;
-  generate.n_threads = thread_count();
+  generate.n_threads = generator_threads();
   log_info("make-tiny: ", tensors.size(), " tensors, ", mib(model::total_bytes(tensors)), ", ",
            model::weight_format_name(options.format), " format, seed ", options.seed, ", ",
            n_shards, " shards, ", generate.n_threads, " threads -> ", out.string());

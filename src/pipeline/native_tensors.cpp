@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/check.hpp"
+#include "formats/tensor_spec.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -27,16 +28,10 @@ std::string scale_name_for(const std::string& weight_name) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
 void classify_fp8(const std::string& dir, NativeTensor& t) {
   const auto& shape = t.stored.shape;
-  QF_CHECK(shape.size() == 2, dir, "tensor", t.name, "is F8_E4M3 with shape", shape_text(shape),
-           "but block-scaled FP8 weights must be 2-D");
+  QF_CHECK(shape.size() == 2, dir, "tensor", t.name, "is F8_E4M3 with shape",
+           formats::shape_str(shape), "but block-scaled FP8 weights must be 2-D");
   t.kind = StorageKind::kFp8Block;
   t.n_rows = shape[0];
   t.n_cols = shape[1];
@@ -46,14 +41,14 @@ void classify_fp8(const std::string& dir, NativeTensor& t) {
            t.scale_name, "has dtype", dtype_name(t.scale.dtype),
            "but FP8 block scales must be F8_E8M0 or F32");
   QF_CHECK(t.scale.shape == want, dir, "tensor", t.scale_name, "has shape",
-           shape_text(t.scale.shape), "but", t.name, shape_text(shape), "needs one scale per",
-           "128x128 tile:", shape_text(want));
+           formats::shape_str(t.scale.shape), "but", t.name, formats::shape_str(shape),
+           "needs one scale per", "128x128 tile:", formats::shape_str(want));
 }
 
 void classify_fp4(const std::string& dir, NativeTensor& t) {
   const auto& shape = t.stored.shape;
-  QF_CHECK(shape.size() == 2, dir, "tensor", t.name, "is packed FP4 with shape", shape_text(shape),
-           "but FP4 expert weights must be 2-D");
+  QF_CHECK(shape.size() == 2, dir, "tensor", t.name, "is packed FP4 with shape",
+           formats::shape_str(shape), "but FP4 expert weights must be 2-D");
   t.kind = StorageKind::kFp4Block;
   t.n_rows = shape[0];
   // I8/U8 store two E2M1 codes per byte; safetensors F4 counts logical elements.
@@ -64,8 +59,8 @@ void classify_fp4(const std::string& dir, NativeTensor& t) {
            dtype_name(t.scale.dtype), "but FP4 expert scales must be F8_E8M0");
   const std::vector<int64_t> want = {t.n_rows, t.n_cols / kFp4GroupCols};
   QF_CHECK(t.scale.shape == want, dir, "tensor", t.scale_name, "has shape",
-           shape_text(t.scale.shape), "but", t.name,
-           "needs one scale per 32 inputs:", shape_text(want));
+           formats::shape_str(t.scale.shape), "but", t.name,
+           "needs one scale per 32 inputs:", formats::shape_str(want));
 }
 
 }  // namespace

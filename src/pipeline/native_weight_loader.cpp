@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/check.hpp"
+#include "formats/tensor_spec.hpp"
 #include "kernels/dequant.cuh"
 #include "numerics/bf16.hpp"
 
@@ -16,13 +17,6 @@ bool starts_with(const std::string& s, const std::string& head) {
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
 
 std::vector<float> bf16_bits_to_float(const std::vector<uint16_t>& bits) {
   std::vector<float> out(bits.size());
@@ -114,8 +108,8 @@ std::vector<float> decode_source_tensor(const NativeTensor& t, const uint8_t* by
                                         uint64_t n_bytes,
                                         const std::vector<int64_t>& expected_shape) {
   const std::vector<int64_t> shape = logical_shape(t);
-  QF_CHECK(shape == expected_shape, "tensor", t.name, "has shape", shape_text(shape),
-           "but the model config implies", shape_text(expected_shape));
+  QF_CHECK(shape == expected_shape, "tensor", t.name, "has shape", formats::shape_str(shape),
+           "but the model config implies", formats::shape_str(expected_shape));
   QF_CHECK(n_bytes == source_n_bytes(t), "tensor", t.name, ":", n_bytes, "source bytes, expected",
            source_n_bytes(t));
   const uint64_t n_stored = t.stored.n_bytes();

@@ -5,6 +5,7 @@
 
 #include "core/check.hpp"
 #include "core/dtype.hpp"
+#include "formats/tensor_spec.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 
 namespace qf::pipeline {
@@ -12,26 +13,12 @@ namespace {
 
 const std::string kScale2 = ".weight_scale_2";
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
-std::vector<uint8_t> read_bytes(const formats::CheckpointDir& ckpt, const std::string& name,
-                                const formats::TensorInfo** info_out) {
-  const formats::SafetensorsReader* shard = nullptr;
-  const formats::TensorInfo& info = ckpt.tensor(name, &shard);
-  *info_out = &info;
-  return shard->read_tensor(info);
-}
-
 float read_f32_scalar(const formats::CheckpointDir& ckpt, const std::string& name) {
-  const formats::TensorInfo* info = nullptr;
-  const std::vector<uint8_t> bytes = read_bytes(ckpt, name, &info);
+  const formats::TensorInfo* info = &ckpt.tensor(name);
+  const std::vector<uint8_t> bytes = ckpt.read_tensor(name);
   QF_CHECK(info->dtype == DType::kF32 && info->n_elems() == 1 && bytes.size() == sizeof(float),
            ckpt.dir() + ":", name, ": want one F32, got", dtype_name(info->dtype),
-           shape_str(info->shape));
+           formats::shape_str(info->shape));
   float v = 0;
   std::memcpy(&v, bytes.data(), sizeof(float));  // little-endian host
   return v;
@@ -53,18 +40,19 @@ std::vector<std::string> nvfp4_export_prefixes(const formats::CheckpointDir& out
 Nvfp4DecodedWeight decode_nvfp4_export_weight(const formats::CheckpointDir& out,
                                               const std::string& prefix) {
   const std::string wname = prefix + ".weight";
-  const formats::TensorInfo *w = nullptr, *s = nullptr;
-  const std::vector<uint8_t> packed = read_bytes(out, wname, &w);
-  const std::vector<uint8_t> scale = read_bytes(out, prefix + ".weight_scale", &s);
+  const formats::TensorInfo* w = &out.tensor(wname);
+  const formats::TensorInfo* s = &out.tensor(prefix + ".weight_scale");
+  const std::vector<uint8_t> packed = out.read_tensor(wname);
+  const std::vector<uint8_t> scale = out.read_tensor(prefix + ".weight_scale");
   QF_CHECK(w->dtype == DType::kU8 && w->shape.size() == 2, out.dir() + ":", wname,
-           ": want U8 [out, in/2], got", dtype_name(w->dtype), shape_str(w->shape));
+           ": want U8 [out, in/2], got", dtype_name(w->dtype), formats::shape_str(w->shape));
   Nvfp4DecodedWeight d;
   d.n_rows = w->shape[0];
   d.n_cols = w->shape[1] * 2;
   const std::vector<int64_t> scale_shape = {d.n_rows, d.n_cols / 16};
   QF_CHECK(d.n_cols % 16 == 0 && s->dtype == DType::kF8E4M3 && s->shape == scale_shape,
-           out.dir() + ":", prefix, ".weight_scale: want F8_E4M3", shape_str(scale_shape), "got",
-           dtype_name(s->dtype), shape_str(s->shape));
+           out.dir() + ":", prefix, ".weight_scale: want F8_E4M3", formats::shape_str(scale_shape),
+           "got", dtype_name(s->dtype), formats::shape_str(s->shape));
   d.weight_scale_2 = read_f32_scalar(out, prefix + kScale2);
 
   d.values.resize(static_cast<size_t>(d.n_rows * d.n_cols));

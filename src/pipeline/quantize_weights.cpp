@@ -12,13 +12,6 @@
 namespace qf::pipeline {
 namespace {
 
-std::vector<uint8_t> read_all(const formats::CheckpointDir& source, const std::string& name) {
-  const formats::SafetensorsReader* shard = nullptr;
-  const auto& info = source.tensor(name, &shard);
-  return shard->read_tensor(info);
-}
-
-
 // BF16 bits of a target's weight, exactly dequantized (FP8) or as stored (BF16).
 std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTensor& t,
                                      Nvfp4Ops& ops) {
@@ -68,8 +61,7 @@ void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const Nativ
   const auto pair = plan.pair_of.find(t.name);
   if (pair != plan.pair_of.end()) {
     const auto pair_e8m0 = bytes_of(plan.tensor(pair->second).scale_name);
-    ops.mxfp4_e8m0_max(
-        {pair_e8m0.data(), int64_t(pair_e8m0.size()), &e8m0_max_pair, false});
+    ops.mxfp4_e8m0_max({pair_e8m0.data(), int64_t(pair_e8m0.size()), &e8m0_max_pair, false});
   }
   std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(t.n_rows * t.n_cols / 16));
   float scale_2 = 0;
@@ -107,15 +99,13 @@ void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const 
   const auto bf16 = weight_as_bf16(bytes_of, t, ops);
   float amax = 0;
   uint64_t n_nonfinite = 0;
-  ops.nvfp4_amax(
-      {bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite, false});
+  ops.nvfp4_amax({bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite, false});
   QF_CHECK(n_nonfinite == 0, "tensor", t.name, "has", n_nonfinite,
            "NaN/Inf values; refusing to quantize it");
   const auto pair = plan.pair_of.find(t.name);
   if (pair != plan.pair_of.end()) {
     const auto other = weight_as_bf16(bytes_of, plan.tensor(pair->second), ops);
-    ops.nvfp4_amax(
-        {other.data(), DType::kBF16, int64_t(other.size()), &amax, &n_nonfinite, true});
+    ops.nvfp4_amax({other.data(), DType::kBF16, int64_t(other.size()), &amax, &n_nonfinite, true});
     QF_CHECK(n_nonfinite == 0, "tensor", pair->second, "has NaN/Inf values");
   }
   // ModelOpt's exporter runs on the CPU by default: true division (numerics/nvfp4.hpp).
@@ -175,7 +165,7 @@ formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
                                             const formats::CheckpointDir& source, int layer,
                                             int rank, QuantizeStats* stats, Nvfp4Ops& ops) {
   const TensorBytes read = [&](const std::string& name) {
-    std::vector<uint8_t> bytes = read_all(source, name);
+    std::vector<uint8_t> bytes = source.read_tensor(name);
     stats->bytes_read += bytes.size();
     return bytes;
   };
