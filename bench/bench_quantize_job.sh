@@ -9,27 +9,10 @@
 set -euo pipefail
 qf=$1 work=$2 n_layers=${3:-2} samples=${4:-16} seq_len=${5:-4096} batch=${6:-4} n_experts=${7:-256}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-mkdir -p "$work"
-python3 - "$repo/configs/v4-flash.json" "$work/config.json" "$n_layers" "$n_experts" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1])); n = int(sys.argv[3])
-c["n_routed_experts"] = int(sys.argv[4])
-c["num_nextn_predict_layers"] = 0
-c["compress_ratios"] = c["compress_ratios"][:n]
-c["num_hidden_layers"] = n
-c["num_hash_layers"] = min(c.get("num_hash_layers", 0), n)
-json.dump(c, open(sys.argv[2], "w"), indent=2)
-PY
+bash "$repo/bench/make_flash_source.sh" "$qf" "$work" "$n_layers" "$n_experts"
 src="$work/src"
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 gb() { python3 -c "print(f'{$1 / 1e9:.2f}')"; }
-if [ ! -f "$src/config.json" ]; then
-  rm -rf "$src"
-  a=$(date +%s.%N)
-  "$qf" make-tiny --config "$work/config.json" --out "$src" --shards 8 --log-level warn
-  b=$(date +%s.%N)
-  echo "make-tiny: $(gb "$(du -sb "$src" | cut -f1)") GB in $(secs $a $b) s"
-fi
 src_bytes=$(du -sb "$src" | cut -f1)
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null && echo cold || echo warm; }
 rm -rf "$work/out" "$work/work"
