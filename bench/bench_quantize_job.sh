@@ -24,7 +24,7 @@ mpirun -np 1 "$qf" quantize --in "$src" --out "$work/out" --work "$work/work" --
   --samples "$samples" --seq-len "$seq_len" --calib-batch "$batch" >"$work/quantize.log" 2>&1 \
   || { tail -40 "$work/quantize.log"; exit 1; }
 b=$(date +%s.%N)
-grep -E "calib layer" "$work/quantize.log" || true
+grep -E "calib layer|rank 0: weights|export \(rank 0\)|work store:" "$work/quantize.log" || true
 sed -n '/summary (/,$p' "$work/quantize.log"
 wall=$(secs $a $b)
 out_bytes=$(du -sb "$work/out" | cut -f1)

@@ -12,8 +12,9 @@
 #include "core/log.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
-#include "formats/atomic_file.hpp"
+#include "pipeline/collective_step.hpp"
 #include "pipeline/eval.hpp"
+#include "pipeline/quantization_report.hpp"
 
 namespace qf::cli {
 namespace {
@@ -39,7 +40,7 @@ int cmd_eval(const Args& args) {
       ("source", po::value(&run.source_dir)->required(),
        "the checkpoint that was quantized (native FP8/FP4 or BF16)")  //
       ("out", po::value(&run.out_dir)->required(),
-       "its NVFP4 export (read only: the report is never written there)");
+       "its NVFP4 export (read only: the report goes next to it, never into it)");
   tokens.add_options()  //
       ("tokens", po::value(&run.tokens_path),
        "held-out token ids: safetensors (input_ids) or JSONL, as quantize --calib; default: the "
@@ -57,8 +58,10 @@ int cmd_eval(const Args& args) {
        "simulate W4A16: decoded weights, unquantized inputs (separates weight from activation "
        "error)");
   output.add_options()  //
-      ("report", po::value(&run.report_path)->default_value("quantization_report.json"),
-       "JSON report, written atomically by rank 0")  //
+      ("report", po::value(&run.report_path),
+       "JSON report into which the eval numbers are merged (atomically, by rank 0, keeping "
+       "quantize's section; a .txt table beside it); default: OUT.quantization_report.json, "
+       "next to the export, where quantize wrote its part")  //
       ("worst", po::value(&run.n_worst)->default_value(10), "worst modules named");
   po::options_description all("eval options");
   all.add(input).add(tokens).add(output);
@@ -74,7 +77,7 @@ int cmd_eval(const Args& args) {
           "The quantized model is simulated as served (W4A4): NVFP4 weights decoded from OUT,\n"
           "their inputs quantized per 16-element block with the exported input_scale; every other\n"
           "tensor comes from SRC. CPU FP32 reference forward; ranks split the samples.\n"
-          "  mpirun -np 2 quantforge eval --source SRC --out OUT --report report.json",
+          "  mpirun -np 2 quantforge eval --source SRC --out OUT   # -> OUT.quantization_report.json",
           all, {}, args, vm)) {
     return 0;
   }
@@ -84,16 +87,23 @@ int cmd_eval(const Args& args) {
            "--seed applies to the synthetic set "
            "only, not to --tokens");
   QF_CHECK(run.n_worst >= 0, "--worst must be >= 0");
+  if (run.report_path.empty()) run.report_path = pipeline::quantization_report_path(run.out_dir);
   QF_CHECK(real_dir_of(run.report_path) != real_path(run.out_dir), "--report", run.report_path,
            "is inside the export", run.out_dir,
            "(that would break its checksums and file list); write it elsewhere");
   dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
   const pipeline::EvalReport report = pipeline::run_eval(run, comm);
-  if (comm.rank() == 0) {
-    formats::write_file_atomic(run.report_path, pipeline::eval_report_json(report).dump(2) + "\n");
+  // On rank 0, as a collective step: a failed write stops every rank instead of leaving them
+  // waiting.
+  pipeline::run_on_root(comm, 0, "writing the report", [&] {
+    nlohmann::json doc = pipeline::read_quantization_report(run.report_path);
+    doc["eval"] = pipeline::eval_report_json(report);
+    pipeline::write_quantization_report(run.report_path, doc);
     pipeline::print_eval_table(report);
-    log_info("eval: report written to ", run.report_path, " (", report.seconds, " s)");
-  }
+    log_info("eval: numbers merged into ", run.report_path, " (and ",
+             pipeline::quantization_report_text_path(run.report_path), "), ", report.seconds,
+             " s");
+  });
   comm.barrier("eval done");
   return 0;
 }

@@ -2,6 +2,7 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "cli/options.hpp"
@@ -44,6 +45,15 @@ void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
                   ProgressMeter::format_seconds(seconds).c_str());
     line(buf);
   }
+  if (r.store_bytes_written > 0) {
+    // Commits run on a background thread: only the wait is part of the phases above.
+    std::snprintf(buf, sizeof(buf),
+                  "  work store: %s committed in %s in the background, phases waited %s (rank 0)",
+                  ProgressMeter::format_bytes(double(r.store_bytes_written)).c_str(),
+                  ProgressMeter::format_seconds(r.store_commit_seconds).c_str(),
+                  ProgressMeter::format_seconds(r.store_commit_wait_seconds).c_str());
+    line(buf);
+  }
   if (r.calib_seconds > 0 && tokens > 0) {
     // Token-layers: one token through one layer (tokens/s of the model = this / n_layers).
     std::snprintf(buf, sizeof(buf), "  calibration: %.0f token-layers/s (all ranks, with I/O)",
@@ -75,6 +85,7 @@ void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
 int cmd_quantize(const Args& args) {
   pipeline::QuantizeOptions run;
   std::string recipe, kv, backend, act_scale;
+  std::string comm_name;  // --comm
   po::options_description input("input"), calib("calibration"), quant("quantization"),
       output("output and resume");
   input.add_options()  //
@@ -108,11 +119,18 @@ int cmd_quantize(const Args& args) {
       ("backend", po::value(&backend)->default_value("auto"),
        "auto | cpu | cuda. cuda: calibration forward and NVFP4 kernels on this rank's GPU "
        "(local rank % GPUs); weights bit-identical to cpu, input amax within ~1% (BF16 GEMM "
-       "inputs). auto: cuda when a GPU is visible (cpu for --act-scale percentile/mse)")  //
+       "inputs). auto: cuda when a GPU is visible")  //
+      ("comm", po::value(&comm_name)->default_value("auto"),
+       "auto | mpi | nccl: what carries the cuda calibration's layer weights and input amax "
+       "between ranks. mpi: host buffers (owners broadcast, every rank uploads the layer); "
+       "nccl: each owner uploads its own linears and NCCL broadcasts them GPU to GPU, amax "
+       "all-reduced on the GPU (needs --backend cuda and one GPU per rank). auto: nccl for the "
+       "cuda backend when every rank has its own GPU, else mpi. Results are identical")  //
       ("act-scale", po::value(&act_scale)->default_value("max"),
        "activation input_scale = clip / 2688 with clip: max (calibrated max |x|, as ModelOpt) | "
        "percentile[:P] (P-th percentile of |x|, default 99.99) | mse (minimises a modelled "
-       "NVFP4 activation error). percentile and mse need --backend cpu (histograms)");
+       "NVFP4 activation error). percentile and mse use |x| histograms recorded during "
+       "calibration (either backend; not with --amax-file)");
   output.add_options()  //
       ("out", po::value(&run.out_dir)->required(),
        "output checkpoint directory (absent or empty; written as OUT.partial, then renamed)")  //
@@ -143,19 +161,24 @@ int cmd_quantize(const Args& args) {
   run.recipe = pipeline::parse_recipe(recipe);
   run.kv = pipeline::parse_kv_cache(kv);
   run.act_scale = pipeline::parse_act_scale(act_scale);
-  // Histogram methods need the cpu calibration backend: refuse an explicit cuda before looking
-  // for a GPU, and let auto pick cpu for them.
-  QF_CHECK(!(backend == "cuda" && run.act_scale.needs_histogram()), "--act-scale", act_scale,
-           "needs activation histograms, which only the cpu calibration backend collects (the "
-           "cuda engine records amax only); use --backend cpu or --act-scale max");
-  run.backend = backend == "auto" && run.act_scale.needs_histogram()
-                    ? pipeline::Backend::kCpu
-                    : pipeline::resolve_backend(backend);
+  run.backend = pipeline::resolve_backend(backend);
   if (run.backend == pipeline::Backend::kCuda) pipeline::select_cuda_device(mpi_env().local_rank());
   QF_CHECK(run.shard.empty() || run.export_only, "--shard needs --export-only");
   QF_CHECK(run.samples > 0 && run.seq_len > 0, "--samples and --seq-len must be positive");
   QF_CHECK(run.calib_batch > 0, "--calib-batch must be positive");
   dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
+  // NCCL needs a GPU per rank; hosts may differ, so the ranks decide together.
+  int64_t n_sharing_gpu = mpi_env().local_size() > pipeline::cuda_device_count() ? 1 : 0;
+  comm.allreduce_counts(&n_sharing_gpu, 1, "ranks sharing a GPU");
+  const dist::Backend comm_backend =
+      pipeline::resolve_comm(comm_name, run.backend, n_sharing_gpu == 0);
+  // After MpiEnv (main), so destroyed before MPI_Finalize; only where a forward runs.
+  std::unique_ptr<dist::Communicator> device_comm;
+  if (comm_backend == dist::Backend::kNccl && !run.export_only && run.amax_file.empty()) {
+    device_comm = dist::make_communicator(dist::Backend::kNccl, mpi_env());
+    run.device_comm = device_comm.get();
+    if (comm.rank() == 0) log_info("quantize: layer weights and input amax over NCCL");
+  }
   const auto report = pipeline::run_quantize(run, comm);
   uint64_t totals[5] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
                         report.bytes_written, 0};

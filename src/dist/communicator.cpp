@@ -149,6 +149,26 @@ void Communicator::do_allgatherv(const void* send, void* recv,
   }
 }
 
+void Communicator::broadcast_many(const std::vector<BroadcastPart>& parts, const char* what) {
+  std::vector<BroadcastPart> non_empty;
+  non_empty.reserve(parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const BroadcastPart& p = parts[i];
+    QF_CHECK(p.root >= 0 && p.root < world_size_, describe("broadcast_many", what), ": part", i,
+             "has root", p.root, "outside [0,", world_size_, ")");
+    if (p.n_bytes == 0) continue;
+    QF_CHECK(p.buf != nullptr, describe("broadcast_many", what), ": part", i,
+             "has a null buffer for", p.n_bytes, "bytes");
+    non_empty.push_back(p);
+  }
+  if (non_empty.empty()) return;
+  do_broadcast_many(non_empty, what);
+}
+
+void Communicator::do_broadcast_many(const std::vector<BroadcastPart>& parts, const char* what) {
+  for (const BroadcastPart& p : parts) do_broadcast(p.buf, p.n_bytes, p.root, what);
+}
+
 void Communicator::barrier(const char* what) { do_barrier(what); }
 
 // ---- named collectives ---------------------------------------------------------------------

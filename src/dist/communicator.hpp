@@ -71,6 +71,16 @@ class Communicator {
   // holds n_bytes_of_rank[rank()] bytes. Implemented as one broadcast per rank.
   void allgatherv(const void* send, void* recv, const std::vector<size_t>& n_bytes_of_rank,
                   const char* what);
+  // Several broadcasts, each from its own root, as one operation: parts[i].buf (n_bytes) on
+  // every rank = parts[i].buf on parts[i].root. Every rank passes the same sizes and roots in
+  // the same order; the buffers must not overlap. NCCL runs them as grouped ncclBroadcasts (at
+  // most kMaxGroupOps per group), so they progress together instead of one after another.
+  struct BroadcastPart {
+    void* buf = nullptr;
+    size_t n_bytes = 0;
+    int root = 0;
+  };
+  void broadcast_many(const std::vector<BroadcastPart>& parts, const char* what);
   // Returns on each rank once every rank has called it (and, for NCCL, every operation this
   // rank enqueued has completed).
   void barrier(const char* what);
@@ -98,6 +108,9 @@ class Communicator {
   // Default: one broadcast per rank; NCCL overrides to group them.
   virtual void do_allgatherv(const void* send, void* recv,
                              const std::vector<size_t>& n_bytes_of_rank, const char* what);
+  // Default: one broadcast after another; NCCL overrides to group them. Parts are validated
+  // and non-empty.
+  virtual void do_broadcast_many(const std::vector<BroadcastPart>& parts, const char* what);
   virtual void do_barrier(const char* what) = 0;
   // dst = src on this rank's memory (host or device, as device_buffers()); n_bytes > 0.
   virtual void copy_local(void* dst, const void* src, size_t n_bytes, const char* what) = 0;

@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <exception>
 
 #include "core/check.hpp"
@@ -154,6 +155,26 @@ void NcclCommunicator::do_allgatherv(const void* send, void* recv,
   }
   QF_NCCL_CHECK(ncclGroupEnd(), describe("allgatherv", what), "group end");
   signal_compute("allgatherv", what);
+}
+
+void NcclCommunicator::do_broadcast_many(const std::vector<BroadcastPart>& parts,
+                                         const char* what) {
+  wait_for_compute("broadcast_many", what);
+  for (size_t first = 0; first < parts.size(); first += kMaxGroupOps) {
+    const size_t last = std::min(parts.size(), first + kMaxGroupOps);
+    QF_NCCL_CHECK(ncclGroupStart(), describe("broadcast_many", what), "group start");
+    for (size_t i = first; i < last; ++i) {
+      const BroadcastPart& p = parts[i];
+      const ncclResult_t rc =
+          ncclBroadcast(p.buf, p.buf, p.n_bytes, ncclUint8, p.root, comm_.get(), comm_stream_.get());
+      if (rc != ncclSuccess) ncclGroupEnd();
+      QF_NCCL_CHECK(rc, describe("broadcast_many", what), "(part", i, ",", p.n_bytes,
+                    "bytes from root", p.root, ")");
+    }
+    QF_NCCL_CHECK(ncclGroupEnd(), describe("broadcast_many", what), "group end (parts", first,
+                  "to", last - 1, ")");
+  }
+  signal_compute("broadcast_many", what);
 }
 
 void NcclCommunicator::do_barrier(const char* what) {

@@ -49,6 +49,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t compute_stream() const { return compute_stream_; }
   // Later collectives are ordered after / before work on this stream instead.
   void set_compute_stream(cudaStream_t stream) { compute_stream_ = stream; }
+  static constexpr size_t kMaxGroupOps = 1024;
 
  protected:
   void do_allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp op,
@@ -59,6 +60,8 @@ class NcclCommunicator final : public Communicator {
   // One ncclBroadcast per rank inside ncclGroupStart/End.
   void do_allgatherv(const void* send, void* recv, const std::vector<size_t>& n_bytes_of_rank,
                      const char* what) override;
+  // ncclBroadcasts in groups of at most kMaxGroupOps (NCCL allows 2048 calls per group).
+  void do_broadcast_many(const std::vector<BroadcastPart>& parts, const char* what) override;
   void do_barrier(const char* what) override;
   void copy_local(void* dst, const void* src, size_t n_bytes, const char* what) override;
 

@@ -116,6 +116,19 @@ void fsync_file(const FileDescriptor& fd) {
   QF_SYS_CHECK(::fsync(fd.get()), fd.path() + ":", "fsync failed");
 }
 
+void start_writeback(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {
+#ifdef __linux__
+  // Errors are ignored on purpose: this is only a hint, and fsync reports real I/O errors.
+  int rc = 0;
+  do {
+    rc = ::sync_file_range(fd.get(), static_cast<off64_t>(offset), static_cast<off64_t>(n_bytes),
+                           SYNC_FILE_RANGE_WRITE);
+  } while (rc != 0 && errno == EINTR);
+#else
+  (void)fd, (void)offset, (void)n_bytes;
+#endif
+}
+
 void fsync_parent_dir(const std::string& path) {
   const std::string dir = parent_dir(path);
   int fd = -1;

@@ -37,6 +37,10 @@ void pread_full(const FileDescriptor& fd, void* dst, uint64_t n_bytes, uint64_t 
 // Writes exactly n_bytes at offset; throws naming the file (ENOSPC included).
 void pwrite_full(const FileDescriptor& fd, const void* src, uint64_t n_bytes, uint64_t offset);
 void fsync_file(const FileDescriptor& fd);
+// Starts the disk write of [offset, offset + n_bytes) (n_bytes 0: to the end of the file) and
+// returns without waiting for it (Linux sync_file_range; a no-op elsewhere), so that the disk
+// works while we go on and a later fsync finds little left. A hint only: fsync gives durability.
+void start_writeback(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes);
 void fsync_parent_dir(const std::string& path);  // the directory holding path
 std::string read_file_bytes(const std::string& path);
 // "<path>.tmp.<pid>": the temp name that write_file_atomic and SafetensorsWriter use.

@@ -259,6 +259,7 @@ void RankStore::commit_layer(const LayerRecord& record, const std::string& stage
   try {
     write_layer_file(temp_path, record, stage, rank());
     FileDescriptor fd = open_for_read(temp_path);
+    start_writeback(fd, 0, 0);  // the disk writes while we read the file back for its checksum
     const FileChecksum sum = checksum_file(fd);
     fsync_file(fd);
     fd.close();

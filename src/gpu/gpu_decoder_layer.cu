@@ -8,6 +8,7 @@
 
 #include "core/check.hpp"
 #include "gpu/gemm.hpp"
+#include "kernels/forward/act_histogram.cuh"
 #include "kernels/forward/attention.cuh"
 #include "kernels/forward/forward_ops.cuh"
 #include "kernels/forward/moe_routing.cuh"
@@ -92,12 +93,12 @@ uint64_t GpuDecoderLayer::workspace_bytes() const {
     n += b->n_elems() * sizeof(uint16_t);
   }
   for (const ExpertLane* lane : {&main_lane_}) {
-    n += lane->gate_up.n_elems() * 4 + (lane->h_bf16.n_elems() + lane->w13.n_elems() +
-                                        lane->w2.n_elems()) * 2;
+    n += (lane->gate_up.n_elems() + lane->h_f32.n_elems()) * 4 +
+         (lane->h_bf16.n_elems() + lane->w13.n_elems() + lane->w2.n_elems()) * 2;
   }
   for (const ExpertLane& lane : lanes_) {
-    n += lane.gate_up.n_elems() * 4 + (lane.h_bf16.n_elems() + lane.w13.n_elems() +
-                                       lane.w2.n_elems()) * 2;
+    n += (lane.gate_up.n_elems() + lane.h_f32.n_elems()) * 4 +
+         (lane.h_bf16.n_elems() + lane.w13.n_elems() + lane.w2.n_elems()) * 2;
   }
   for (const auto* b : {&experts_, &offsets_, &row_token_, &row_slot_, &token_row_, &error_flag_}) {
     n += b->n_elems() * sizeof(int32_t);
@@ -107,14 +108,26 @@ uint64_t GpuDecoderLayer::workspace_bytes() const {
 }
 
 void GpuDecoderLayer::observe_and_cast(const float* x, int64_t n_rows, int64_t n_cols,
-                                       uint32_t* slot, uint16_t* out_bf16) {
+                                       uint32_t* amax_bits, int slot, uint16_t* out_bf16) {
   kernels::AmaxCastParams p;
   p.x = x;
   p.n_rows = n_rows;
   p.n_cols = n_cols;
-  p.amax_bits = slot;
+  p.amax_bits = amax_bits + slot;
   p.out_bf16 = out_bf16;
   kernels::launch_amax_cast(p, stream_);
+  observe_hist(x, n_rows, n_cols, slot, stream_);
+}
+
+void GpuDecoderLayer::observe_hist(const float* x, int64_t n_rows, int64_t n_cols, int slot,
+                                   cudaStream_t stream) {
+  if (hist_ == nullptr) return;
+  kernels::ActHistParams p;
+  p.x = x;
+  p.n_rows = n_rows;
+  p.n_cols = n_cols;
+  p.hist = hist_ + int64_t{slot} * numerics::kActHistBins;
+  kernels::launch_act_hist(p, stream);
 }
 
 void GpuDecoderLayer::weight_into(const DeviceLayerWeights& w, const std::string& name,
@@ -180,7 +193,9 @@ void GpuDecoderLayer::hc_post(float* hidden, int64_t n_tokens) {
 
 void GpuDecoderLayer::forward(const DeviceLayerWeights& w, int layer, float* hidden,
                               const int64_t* token_ids, int n_seqs, int seq_len,
-                              uint32_t* amax_bits, std::vector<int64_t>* expert_tokens) {
+                              uint32_t* amax_bits, std::vector<int64_t>* expert_tokens,
+                              int64_t* hist_slots) {
+  hist_ = hist_slots;
   QF_CHECK(n_seqs > 0 && seq_len > 0, "GPU layer forward: empty batch", n_seqs, "x", seq_len);
   QF_CHECK(w.layer == layer, "GPU layer forward: weights of layer", w.layer, "given for layer",
            layer);
@@ -222,7 +237,7 @@ void GpuDecoderLayer::attention(const DeviceLayerWeights& w, int layer, int n_se
   const DeviceRope& rope = rope_of_layer(layer);
 
   timer_.mark("attn projections");
-  observe_and_cast(x_.get(), T, dim, amax_bits + ObservationSlots::kAttnIn,
+  observe_and_cast(x_.get(), T, dim, amax_bits, ObservationSlots::kAttnIn,
                    sized(x_bf16_, T * dim));
   // q: wq_a -> q_norm -> wq_b -> per-head unweighted RMSNorm.
   linear(w, "attn.wq_a.weight", x_bf16_.get(), dim, sized(q_res_, T * ql), T);
@@ -234,7 +249,7 @@ void GpuDecoderLayer::attention(const DeviceLayerWeights& w, int layer, int n_se
   qn.n_cols = ql;
   qn.eps = eps;
   kernels::launch_rms_norm(qn, stream_);
-  observe_and_cast(q_res_.get(), T, ql, amax_bits + ObservationSlots::kQResidual,
+  observe_and_cast(q_res_.get(), T, ql, amax_bits, ObservationSlots::kQResidual,
                    sized(q_res_bf16_, T * ql));
   linear(w, "attn.wq_b.weight", q_res_bf16_.get(), ql, sized(q_, T * nh * hd), T);
   kernels::RmsNormParams hn;
@@ -301,13 +316,13 @@ void GpuDecoderLayer::attention(const DeviceLayerWeights& w, int layer, int n_se
   const DeviceLinear& wo_a = w.linear("attn.wo_a.weight");
   QF_CHECK(wo_a.n_rows == groups * rank && wo_a.n_cols == group_in, "layer", layer,
            "wo_a shape does not match o_groups / o_lora_rank");
-  observe_and_cast(attn_.get(), T, nh * hd, amax_bits + ObservationSlots::kAttnOut,
+  observe_and_cast(attn_.get(), T, nh * hd, amax_bits, ObservationSlots::kAttnOut,
                    sized(attn_bf16_, T * nh * hd));
   const uint16_t* wo_a_bf16 =
       linear_as_bf16(wo_a, sized(weight_scratch_, wo_a.n_rows * wo_a.n_cols), stream_);
   gemm_bf16_grouped(cublas_, attn_bf16_.get(), wo_a_bf16, sized(low_, T * groups * rank), T, rank,
                     group_in, groups);
-  observe_and_cast(low_.get(), T, groups * rank, amax_bits + ObservationSlots::kLowRank,
+  observe_and_cast(low_.get(), T, groups * rank, amax_bits, ObservationSlots::kLowRank,
                    sized(low_bf16_, T * groups * rank));
   linear(w, "attn.wo_b.weight", low_bf16_.get(), groups * rank, block_out_.get(), T);
 }
@@ -410,7 +425,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
   const float limit = static_cast<float>(c_.swiglu_limit);
 
   timer_.mark("router + dispatch");
-  observe_and_cast(x_.get(), n_tokens, dim, amax_bits + ObservationSlots::kFfnIn,
+  observe_and_cast(x_.get(), n_tokens, dim, amax_bits, ObservationSlots::kFfnIn,
                    sized(x_bf16_, n_tokens * dim));
   // Router in true FP32 (top-k must pick what the reference picks).
   gemm_f32(cublas_, x_.get(), w.f32("ffn.gate.weight", n_exp * dim),
@@ -472,6 +487,18 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
   g.rows_bf16 = sized(rows_bf16_, n_rows * dim);
   g.amax_bits = amax_bits + ObservationSlots::expert_in(0);
   kernels::launch_moe_gather(g, stream_);
+  if (hist_ != nullptr) {
+    // The gathered rows are BF16: count their FP32 source rows, expert-sorted like the gather.
+    kernels::ActHistParams h;
+    h.x = x_.get();
+    h.n_rows = n_rows;
+    h.n_cols = dim;
+    h.row_index = row_token_.get();
+    h.segment_offsets = offsets_.get();
+    h.n_segments = n_exp;
+    h.hist = hist_ + int64_t{ObservationSlots::expert_in(0)} * numerics::kActHistBins;
+    kernels::launch_act_hist(h, stream_);
+  }
 
   // Expert weight cache: decided once per layer (a new arena), filled as experts get rows.
   if (cache_weights_ != w.id) {
@@ -495,7 +522,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
   // One expert MLP on rows x_rows [m, dim] on lane `lane`: y_out = w2(swiglu(w1 x, w3 x)).
   // cached: index of a routed expert in the cache, or -1 to dequantize into the lane's scratch.
   auto expert_mlp = [&](ExpertLane& lane, const std::string& prefix, const uint16_t* x_rows,
-                        int64_t m, uint32_t* hidden_slot, float* y_out, int64_t cached) {
+                        int64_t m, int hidden_slot, float* y_out, int64_t cached) {
     float* gate_up = sized(lane.gate_up, max_rows * 2 * inter);
     uint16_t* h = sized(lane.h_bf16, max_rows * inter);
     uint16_t* w13_e = nullptr;
@@ -522,8 +549,11 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
     s.inter = inter;
     s.limit = limit;
     s.out_bf16 = h;
-    s.amax_bits = hidden_slot;
+    s.amax_bits = amax_bits + hidden_slot;
+    // Histograms count the FP32 SwiGLU output (what the amax sees), so keep it for them.
+    if (hist_ != nullptr) s.out = sized(lane.h_f32, max_rows * inter);
     kernels::launch_swiglu(s, lane.stream);
+    if (hist_ != nullptr) observe_hist(s.out, m, inter, hidden_slot, lane.stream);
     gemm_bf16(*lane.cublas, h, inter, w2_e, y_out, dim, m, dim, inter);
   };
   // Experts are small GEMMs (V4-Flash: ~400 rows each at 16k tokens) that fill a fraction of
@@ -541,12 +571,11 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
     (*expert_tokens)[e] += m;
     ExpertLane& lane = lanes_[next_lane++ % lanes_.size()];
     expert_mlp(lane, "ffn.experts." + std::to_string(e), rows_bf16_.get() + begin * dim, m,
-               amax_bits + ObservationSlots::expert_hidden(static_cast<int>(e),
-                                                           static_cast<int>(n_exp)),
+               ObservationSlots::expert_hidden(static_cast<int>(e), static_cast<int>(n_exp)),
                y + begin * dim, cache_on_ ? e : -1);
   }
   expert_mlp(main_lane_, "ffn.shared_experts", x_bf16_.get(), n_tokens,
-             amax_bits + ObservationSlots::kSharedHidden, sized(shared_out_, n_tokens * dim), -1);
+             ObservationSlots::kSharedHidden, sized(shared_out_, n_tokens * dim), -1);
   for (auto& lane : lanes_) {
     QF_CUDA_CHECK(cudaEventRecord(lane.done.get(), lane.stream), "experts join");
     QF_CUDA_CHECK(cudaStreamWaitEvent(stream_, lane.done.get(), 0), "experts join");

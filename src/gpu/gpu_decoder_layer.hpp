@@ -2,7 +2,8 @@
 // model::decoder_layer_forward (transformers 5.17 DeepseekV4DecoderLayer), with activations in
 // FP32, linear inputs cast to BF16 for cuBLAS GEMMs (FP32 accumulate), weights dequantized from
 // source precision right before their GEMM, and the input amax of every linear recorded in
-// device "amax slots" (kernels/forward/forward_ops.cuh) before the cast.
+// device "amax slots" (kernels/forward/forward_ops.cuh) before the cast; on request also the
+// |input| histogram of every slot (kernels/forward/act_histogram.cuh).
 // Owns: the layer's op sequence, its activation workspace, the observation slots.
 // Does not own: the weights (DeviceLayerWeights), the hidden states, or any reduction over ranks.
 #pragma once
@@ -22,7 +23,7 @@
 
 namespace qf::gpu {
 
-// Amax slots of one layer: one per distinct linear input. Linears that read the same tensor
+// Amax (and histogram) slots of one layer: one per distinct linear input. Linears that read the same tensor
 // share a slot (wq_a, wkv and the compressor/indexer projections read x; w1 and w3 of an expert
 // read its rows; ...).
 struct ObservationSlots {
@@ -53,9 +54,12 @@ class GpuDecoderLayer {
   // FP32), positions 0..seq_len-1 in each sequence; token_ids [n_seqs * seq_len] (device) feed
   // hash routing. amax_bits [ObservationSlots::count] (device) is max-accumulated;
   // expert_tokens [n_routed_experts] (host) is incremented by the rows routed to each expert.
+  // hist_slots [ObservationSlots::count, kActHistBins] (device) or null: the counts of |x| of
+  // every slot's FP32 input (before the BF16 cast) are added to it; null costs nothing.
   // Enqueued on the stream; returns after the routing counts are known (one host sync per MoE).
   void forward(const DeviceLayerWeights& w, int layer, float* hidden, const int64_t* token_ids,
-               int n_seqs, int seq_len, uint32_t* amax_bits, std::vector<int64_t>* expert_tokens);
+               int n_seqs, int seq_len, uint32_t* amax_bits, std::vector<int64_t>* expert_tokens,
+               int64_t* hist_slots = nullptr);
 
   // Bytes of activation workspace the last forward() held.
   uint64_t workspace_bytes() const;
@@ -84,13 +88,18 @@ class GpuDecoderLayer {
   // storage).
   void weight_into(const DeviceLayerWeights& w, const std::string& name, uint16_t* out,
                    cudaStream_t stream);
-  void observe_and_cast(const float* x, int64_t n_rows, int64_t n_cols, uint32_t* slot,
-                        uint16_t* out_bf16);
+  // amax (and, when hist_ is set, histogram) of x into `slot`, plus the BF16 copy.
+  void observe_and_cast(const float* x, int64_t n_rows, int64_t n_cols, uint32_t* amax_bits,
+                        int slot, uint16_t* out_bf16);
+  // Histogram of x [n_rows, n_cols] into `slot` on `stream` (no-op when hist_ is null).
+  void observe_hist(const float* x, int64_t n_rows, int64_t n_cols, int slot,
+                    cudaStream_t stream);
   const DeviceRope& rope_of_layer(int layer) const;
   void upload_rope(const model::RopeParams& params, DeviceRope* out);
 
   model::ForwardConfig c_;
   cudaStream_t stream_;
+  int64_t* hist_ = nullptr;  // the current forward's histogram slots, or null
   CublasHandle cublas_;
   SectionTimer timer_;
   DeviceRope rope_main_, rope_compress_;
@@ -113,6 +122,7 @@ class GpuDecoderLayer {
     CudaEvent done;
     DeviceBuffer<float> gate_up;
     DeviceBuffer<uint16_t> h_bf16, w13, w2;
+    DeviceBuffer<float> h_f32;  // SwiGLU output in FP32, only while histograms are recorded
   };
   static constexpr int kExpertLanes = 3;
   ExpertLane main_lane_;

@@ -2,24 +2,8 @@
 #include "pipeline/act_histogram.hpp"
 
 #include <cmath>
-#include <cstring>
 
 namespace qf::pipeline {
-
-int act_hist_bin(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof(bits));
-  bits &= 0x7FFFFFFFu;
-  if (bits == 0) return 0;
-  const int biased = static_cast<int>(bits >> 23);
-  if (biased == 0xFF) return kActHistLogBins;  // Inf / NaN
-  const int exp = biased - 127;                // denormals: -127, below the range anyway
-  if (exp < kActHistMinExp) return 1;
-  if (exp >= kActHistMaxExp) return kActHistLogBins;
-  const int sub = static_cast<int>((bits >> (23 - 3)) & 7u);  // top 3 mantissa bits
-  static_assert(kActHistSubBins == 8, "sub-bins are the top 3 mantissa bits");
-  return 1 + (exp - kActHistMinExp) * kActHistSubBins + sub;
-}
 
 double act_hist_lower(int bin) {
   const int k = bin - 1;
@@ -29,10 +13,6 @@ double act_hist_lower(int bin) {
 
 double act_hist_upper(int bin) {
   return bin >= kActHistLogBins ? std::ldexp(1.0, kActHistMaxExp) : act_hist_lower(bin + 1);
-}
-
-void act_hist_add(int64_t* hist, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) ++hist[act_hist_bin(x[i])];
 }
 
 void HistogramRecorder::observe(const std::string& linear_name, const float* x, int64_t n_rows,

@@ -1,6 +1,7 @@
 // Background pwrite of converted chunks, so that writing chunk i overlaps reading and converting
 // chunk i+1 (double buffering). Owns: a worker thread, a bounded set of buffers, the first write
-// error. Does not own the files (callers keep the FileDescriptors alive until drain()).
+// error. Does not own the files (callers keep the FileDescriptors alive until drain(), and fsync
+// them: each chunk's writeback is started as it is written, so that fsync finds little left).
 #pragma once
 #include <condition_variable>
 #include <cstdint>

@@ -46,6 +46,25 @@ Backend resolve_backend(const std::string& name) {
   QF_FAIL("unknown backend '", name, "' (expected auto, cpu or cuda)");
 }
 
+dist::Backend resolve_comm(const std::string& name, Backend backend, bool every_rank_own_gpu) {
+  QF_CHECK(name == "auto" || name == "mpi" || name == "nccl", "unknown --comm '" + name +
+           "' (expected auto, mpi or nccl)");
+  if (name == "mpi") return dist::Backend::kMpi;
+  if (name == "auto") {
+    return backend == Backend::kCuda && every_rank_own_gpu && dist::backend_available(dist::Backend::kNccl)
+               ? dist::Backend::kNccl
+               : dist::Backend::kMpi;
+  }
+  QF_CHECK(backend == Backend::kCuda,
+           std::string("--comm nccl needs --backend cuda (the backend is ") +
+               backend_name(backend) + "); use --comm mpi or auto");
+  QF_CHECK(dist::backend_available(dist::Backend::kNccl),
+           "--comm nccl: this quantforge was built without CUDA (QF_CUDA=OFF)");
+  QF_CHECK(every_rank_own_gpu, "--comm nccl needs one GPU per rank, but ranks share a GPU on",
+           "some host (NCCL refuses two ranks on one GPU); use --comm mpi or auto");
+  return dist::Backend::kNccl;
+}
+
 const char* backend_name(Backend backend) { return backend == Backend::kCuda ? "cuda" : "cpu"; }
 
 }  // namespace qf::pipeline

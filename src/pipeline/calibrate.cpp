@@ -104,7 +104,8 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
     run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
       engine_ = make_cuda_calibration_engine(config_, forward_config_, exchange_,
                                              std::move(hidden_), local_tokens_, set_.seq_len,
-                                             options_.batch_seqs);
+                                             options_.batch_seqs, options_.device_comm);
+      engine_->set_record_histograms(options_.record_histograms);
       hidden_.clear();
     });
 #else
@@ -122,18 +123,26 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   const std::vector<std::string> names = calib_linear_names(config_, layer);
   std::vector<float> amax(names.size());
   std::vector<int64_t> tokens(static_cast<size_t>(config_.n_routed_experts));
+  // [n linears, kActHistBins]: the CPU backend always records it, the CUDA engine on request.
+  const bool with_hist = !engine_ || options_.record_histograms;
+  std::vector<int64_t> hist;
   if (engine_) {
     engine_->fetch_layer(layer, names);
     const std::string what = tag + " forward (cuda)";
     run_on_all_ranks(comm_, what.c_str(), [&] {
       LayerStatistics stats = engine_->compute_layer(layer, names);
-      for (size_t i = 0; i < names.size(); ++i) {
+      for (size_t i = 0; i < stats.amax.size(); ++i) {  // empty when reduced on the device
         QF_CHECK(std::isfinite(stats.amax[i]), tag + ": input amax of", names[i], "is",
                  stats.amax[i], "(NaN/Inf activations)");
       }
       amax = std::move(stats.amax);
       tokens = std::move(stats.expert_tokens);
+      hist = std::move(stats.hist);
+      QF_CHECK(hist.size() == (with_hist ? names.size() * kActHistBins : 0), tag + ": the CUDA",
+               "engine returned", hist.size(), "histogram counts for", names.size(), "linears");
     });
+    // NCCL: all-reduced on the device, outside the step above (it succeeded on every rank).
+    if (engine_->amax_on_device()) amax = engine_->reduce_amax(layer, names);
   }
   HistogramRecorder recorder;
   if (!engine_) {
@@ -164,7 +173,6 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
     });
   }
 
-  std::vector<int64_t> hist;  // CPU backend: [n linears, kActHistBins]
   if (!engine_) {
     for (size_t i = 0; i < names.size(); ++i) amax[i] = recorder.amax(names[i]);
     for (int e = 0; e < config_.n_routed_experts; ++e) tokens[e] = recorder.expert_tokens(layer, e);
@@ -174,9 +182,13 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
       hist.insert(hist.end(), h.begin(), h.end());
     }
   }
-  comm_.allreduce_amax(amax.data(), amax.size(), (tag + " input amax").c_str());
+  // Already MAX over ranks when the engine reduced them on the device (a second MAX would be
+  // harmless, just a wasted round trip).
+  if (!(engine_ && engine_->amax_on_device())) {
+    comm_.allreduce_amax(amax.data(), amax.size(), (tag + " input amax").c_str());
+  }
   comm_.allreduce_counts(tokens.data(), tokens.size(), (tag + " expert tokens").c_str());
-  if (!engine_) {
+  if (with_hist) {
     comm_.allreduce_counts(hist.data(), hist.size(), (tag + " input histograms").c_str());
   }
 
@@ -189,7 +201,7 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   record.attrs["calib_set"] = hex64(calibration_fingerprint(set_));
   record.f32["input_amax"] = std::move(amax);
   record.i64["expert_tokens"] = std::move(tokens);
-  if (!engine_) {
+  if (with_hist) {
     record.attrs["input_hist_bins"] = kActHistBinning;
     record.i64["input_hist"] = std::move(hist);
   }
@@ -198,6 +210,14 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
 }
 
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
+                                    dist::Communicator& comm) {
+  StoreCommitter committer(store);
+  const CalibrationRunStats stats = run_calibration(calibrator, committer, comm);
+  run_on_all_ranks(comm, "committing calibration records", [&] { committer.drain(); });
+  return stats;
+}
+
+CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
                                     dist::Communicator& comm) {
   const auto start = std::chrono::steady_clock::now();
   const int n_layers = calibrator.n_layers();
@@ -218,12 +238,14 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
     const auto layer_start = std::chrono::steady_clock::now();
     const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
     const EngineTimes times_before = calibrator.engine_times();
-    const formats::LayerRecord record = calibrator.calibrate_layer(layer);
+    const StoreCommitter::Stats commits_before = store.stats();
+    formats::LayerRecord record = calibrator.calibrate_layer(layer);
     bool recomputed = false;
     const std::string what = "layer " + std::to_string(layer) + " calib commit";
+    // Queued for the background commit; a failed earlier commit is rethrown here, inside the step.
     run_on_all_ranks(comm, what.c_str(), [&] {
       if (!store.has_layer(layer, formats::kStageCalib)) {
-        store.commit_layer(record, formats::kStageCalib);
+        store.submit(std::move(record), formats::kStageCalib);
         return;
       }
       recomputed = true;
@@ -256,14 +278,16 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
     if (calibrator.backend() == Backend::kCuda) {
       const EngineTimes t = calibrator.engine_times();
       const double forward = t.compute_seconds - times_before.compute_seconds;
-      char line[256];
+      const StoreCommitter::Stats commits = store.stats();
+      char line[320];
       std::snprintf(line, sizeof(line),
-                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit %.2fs, "
-                    "forward %.2fs = %.0f tokens/s",
+                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit wait "
+                    "%.2fs, forward %.2fs = %.0f tokens/s; background commits %.2fs",
                     t.weights_seconds - times_before.weights_seconds,
                     t.read_wait_seconds - times_before.read_wait_seconds,
                     t.hook_seconds - times_before.hook_seconds, forward,
-                    forward > 0 ? double(t.n_tokens - times_before.n_tokens) / forward : 0.0);
+                    forward > 0 ? double(t.n_tokens - times_before.n_tokens) / forward : 0.0,
+                    commits.write_seconds - commits_before.write_seconds);
       log_info(line);
     }
   }

@@ -18,6 +18,7 @@
 #include "pipeline/calibration_data.hpp"
 #include "pipeline/calibration_engine.hpp"
 #include "pipeline/layer_weight_exchange.hpp"
+#include "pipeline/store_committer.hpp"
 
 namespace qf::pipeline {
 
@@ -36,9 +37,10 @@ namespace qf::pipeline {
 //                           0 = never seen (an expert no token was routed to)
 //   i64["expert_tokens"]    [n_routed_experts] (token, top-k slot) assignments per expert,
 //                           summed over ranks (a hash row naming an expert twice counts twice)
-//   i64["input_hist"]       CPU backend only: [n linears, kActHistBins] counts of |input| in the
-//                           log2 bins of act_histogram.hpp, summed over ranks (absent from
-//                           CUDA records and from records of older versions)
+//   i64["input_hist"]       [n linears, kActHistBins] counts of |input| in the log2 bins of
+//                           act_histogram.hpp, summed over ranks: always with the CPU backend,
+//                           with the CUDA backend when CalibrationOptions::record_histograms
+//                           (absent otherwise, and from records of older versions)
 //   attrs["input_hist_bins"]  with input_hist: kActHistBinning
 //   attrs["n_tokens"]       calibration tokens that went through the layer (all ranks)
 //   attrs["n_samples"], attrs["seq_len"]   the calibration set's shape
@@ -56,6 +58,13 @@ struct CalibrationOptions {
   // CPU backend only: round linear inputs to BF16 as the CUDA backend does (ForwardConfig::
   // bf16_linear_inputs), to compare the two backends on equal terms.
   bool cpu_bf16_linear_inputs = false;
+  // CUDA backend: also record input_hist (what --act-scale percentile/mse need; it costs a pass
+  // over every linear input). The CPU backend always records it.
+  bool record_histograms = false;
+  // CUDA backend: an NCCL communicator on this rank's GPU (--comm nccl; outlives the
+  // calibrator) for the layer weights and the input amax; null: all over the host
+  // communicator. Results are the same either way.
+  dist::Communicator* device_comm = nullptr;
 };
 
 class Calibrator {
@@ -119,6 +128,10 @@ struct CalibrationRunStats {
 // record equals the stored one bit for bit (a free determinism check: a difference means other
 // inputs or a nondeterministic forward, and stops the run). If every rank's store holds every
 // layer, nothing is recomputed. One progress line per layer on rank 0.
+// This form leaves the last commits in flight: the caller drains `store` (in a collective step).
+CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
+                                    dist::Communicator& comm);
+// The same on a bare store, drained before returning.
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
                                     dist::Communicator& comm);
 

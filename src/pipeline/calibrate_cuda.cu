@@ -1,8 +1,12 @@
 // The CUDA calibration engine (calibration_engine.hpp): device-resident hidden states, layer
-// weights streamed in source precision with a one-layer read-ahead, gpu::GpuDecoderLayer.
+// weights streamed in source precision with a one-layer read-ahead (over MPI, or broadcast on
+// the device by NCCL into the layer_arena.hpp layout), gpu::GpuDecoderLayer.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <exception>
 #include <future>
 #include <map>
 #include <set>
@@ -10,9 +14,13 @@
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "core/log.hpp"
+#include "dist/nccl_communicator.hpp"
 #include "gpu/device_layer.hpp"
 #include "gpu/gpu_decoder_layer.hpp"
+#include "numerics/act_hist_bins.hpp"
 #include "pipeline/calibration_engine.hpp"
+#include "pipeline/collective_step.hpp"
+#include "pipeline/layer_arena.hpp"
 #include "pipeline/native_weight_loader.hpp"
 
 namespace qf::pipeline {
@@ -26,24 +34,26 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-// Linears whose bytes go to the GPU arena: every 2-D `.weight` of the layer's calib list except
-// the router (it runs in FP32 from the small tensors).
-std::set<std::string> arena_linears(const std::vector<std::string>& linear_names) {
-  std::set<std::string> out;
-  for (const auto& n : linear_names) {
-    if (!ends_with(n, ".ffn.gate")) out.insert(n + ".weight");
+gpu::LinearStorage storage_of(const NativeTensor& t) {
+  switch (t.kind) {
+    case StorageKind::kFp8Block:
+      return gpu::LinearStorage::kFp8Block;
+    case StorageKind::kFp4Block:
+      return gpu::LinearStorage::kFp4Block;
+    case StorageKind::kPlain:
+      return gpu::LinearStorage::kBf16;  // layer_arena_layout checked BF16 2-D
   }
-  return out;
+  QF_FAIL("tensor", t.name, ": unknown storage kind");
 }
-
-constexpr uint64_t kArenaAlign = 256;
-uint64_t aligned(uint64_t n) { return (n + kArenaAlign - 1) / kArenaAlign * kArenaAlign; }
 
 // A linear's source bytes kept on the host after the upload (for the layer-bytes hook).
 struct HostLinear {
   std::vector<uint8_t> bytes;  // stored bytes, then the scale's (read_source_bytes' layout)
   uint64_t n_stored = 0;
 };
+// Every arena linear of the layer (MPI exchange) or only this rank's own (NCCL exchange: the
+// others never reach the host). The hook asks for this rank's targets, their `.scale`s and
+// their w1/w3 siblings: one owner group (ownership_plan.hpp), so owned in both cases.
 struct HostLayer {
   std::map<std::string, HostLinear> by_weight;      // checkpoint weight name -> bytes
   std::map<std::string, std::string> weight_of_scale;  // `.scale` name -> its weight's name
@@ -54,110 +64,157 @@ struct HostLayer {
       return {h.bytes.begin() + static_cast<int64_t>(h.n_stored), h.bytes.end()};
     }
     const auto it = by_weight.find(name);
-    QF_CHECK(it != by_weight.end(), "tensor", name, "is not a linear of the exchanged layer");
+    QF_CHECK(it != by_weight.end(), "tensor", name,
+             "is not a linear of the exchanged layer held on this rank's host (with --comm "
+             "nccl only the linears this rank owns are)");
     return {it->second.bytes.begin(), it->second.bytes.begin() + static_cast<int64_t>(it->second.n_stored)};
   }
 };
 
-// Exchanges layer `owned.layer` (collective) into device weights: arena linears staged through
-// pinned memory in one H2D copy, small tensors decoded to FP32 on the host and uploaded. The
-// linears' host bytes are moved into *host.
+// A small tensor (norm, bias, router, ape, mHC, tid2eid) decoded to FP32 on the host and
+// uploaded.
+void upload_small(gpu::DeviceLayerWeights& w, const std::string& key, const NativeTensor& t,
+                  const std::vector<uint8_t>& bytes) {
+  const std::vector<float> values = decode_source_tensor(t, bytes.data(), bytes.size(),
+                                                         logical_shape(t));
+  if (ends_with(key, "gate.tid2eid")) {
+    std::vector<int32_t> ids(values.begin(), values.end());
+    w.tid2eid.grow(ids.size());
+    QF_CUDA_CHECK(cudaMemcpy(w.tid2eid.get(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice),
+                  "upload of", t.name);
+    return;
+  }
+  gpu::DeviceSmallTensor& small = w.small[key];
+  small.shape = logical_shape(t);
+  small.values.grow(values.size());
+  QF_CUDA_CHECK(cudaMemcpy(small.values.get(), values.data(), values.size() * 4,
+                           cudaMemcpyHostToDevice),
+                "upload of", t.name);
+}
+
+// Exchanges layer `owned.layer` (collective) into device weights laid out as `layout`. Small
+// tensors: broadcast over the exchange's host communicator, decoded, uploaded. Arena linears:
+//   - MPI (device_comm null): broadcast on the host too, staged whole through pinned memory,
+//     one H2D copy;
+//   - NCCL: this rank stages and uploads only its own runs, then one grouped broadcast per
+//     layer fills every rank's arena from the owners, device to device.
+// Everything that may fail on one rank runs inside run_on_all_ranks steps BEFORE the device
+// collective, so no rank enters NCCL while another has stopped. The linears' host bytes this
+// rank holds are moved into *host.
 gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBytes owned,
-                                     const std::set<std::string>& linears, PinnedBuffer& staging,
-                                     cudaStream_t stream, HostLayer* host) {
+                                     const ArenaLayout& layout, dist::Communicator* device_comm,
+                                     PinnedBuffer& staging, cudaStream_t stream, HostLayer* host) {
   static std::atomic<uint64_t> next_id{1};
   gpu::DeviceLayerWeights w;
   w.layer = owned.layer;
   w.id = next_id++;
+  dist::Communicator& comm = exchange.comm();
   const std::string prefix = "layers." + std::to_string(owned.layer) + ".";
-  struct Pending {
-    std::string key, native, scale_name;
-    gpu::DeviceLinear linear;
-    uint64_t offset = 0, scale_offset = 0, n_stored = 0;
-  };
-  uint64_t total = 0;
-  // The arena's size is known only after the last tensor: keep the linears' bytes until then.
-  std::vector<std::pair<Pending, std::vector<uint8_t>>> arena_parts;
-  exchange.fetch_layer_source(std::move(owned), [&](const std::string& forward_name,
-                                                     const NativeTensor& t,
-                                                     std::vector<uint8_t> bytes) {
-    QF_CHECK(forward_name.compare(0, prefix.size(), prefix) == 0, "tensor", forward_name,
-             "is not in layer", w.layer);
-    const std::string key = forward_name.substr(prefix.size());
-    if (linears.count(t.name)) {
-      Pending p;
-      p.key = key;
-      p.native = t.name;
-      p.scale_name = t.scale_name;
-      p.linear.n_rows = t.n_rows;
-      p.linear.n_cols = t.n_cols;
-      const uint64_t n_stored = t.stored.n_bytes();
-      switch (t.kind) {
-        case StorageKind::kFp8Block:
-          p.linear.storage = gpu::LinearStorage::kFp8Block;
-          p.linear.scale_dtype = t.scale.dtype;
-          break;
-        case StorageKind::kFp4Block:
-          p.linear.storage = gpu::LinearStorage::kFp4Block;
-          break;
-        case StorageKind::kPlain:
-          QF_CHECK(t.stored.dtype == DType::kBF16 && t.stored.shape.size() == 2, "tensor", t.name,
-                   "is", dtype_name(t.stored.dtype),
-                   "; the CUDA forward takes linear weights in FP8, FP4 or BF16");
-          p.linear.storage = gpu::LinearStorage::kBf16;
-          break;
-      }
-      p.offset = total;
-      p.n_stored = n_stored;
-      total = aligned(total + n_stored);
-      if (t.kind != StorageKind::kPlain) {
-        p.scale_offset = total;
-        total = aligned(total + (bytes.size() - n_stored));
-      }
-      arena_parts.emplace_back(std::move(p), std::move(bytes));
-      return;
-    }
-    const std::vector<float> values = decode_source_tensor(t, bytes.data(), bytes.size(),
-                                                           logical_shape(t));
-    if (ends_with(key, "gate.tid2eid")) {
-      std::vector<int32_t> ids(values.begin(), values.end());
-      w.tid2eid.grow(ids.size());
-      QF_CUDA_CHECK(cudaMemcpy(w.tid2eid.get(), ids.data(), ids.size() * 4,
-                               cudaMemcpyHostToDevice),
-                    "upload of", t.name);
-      return;
-    }
-    gpu::DeviceSmallTensor& small = w.small[key];
-    small.shape = logical_shape(t);
-    small.values.grow(values.size());
-    QF_CUDA_CHECK(cudaMemcpy(small.values.get(), values.data(), values.size() * 4,
-                             cudaMemcpyHostToDevice),
-                  "upload of", t.name);
-  });
-  staging.grow(total);
-  for (const auto& [p, bytes] : arena_parts) {
-    // read_source_bytes' layout: the stored bytes, then (block kinds) the scale bytes.
-    std::memcpy(staging.get() + p.offset, bytes.data(), p.n_stored);
-    if (p.linear.storage != gpu::LinearStorage::kBf16) {
-      std::memcpy(staging.get() + p.scale_offset, bytes.data() + p.n_stored,
-                  bytes.size() - p.n_stored);
+  const std::string what = "layer " + std::to_string(owned.layer) + " weights";
+  std::map<std::string, const ArenaSlot*> slot_of;  // native weight name -> slot
+  std::set<std::string> on_device;                  // NCCL: not broadcast on the host
+  for (const ArenaSlot& s : layout.slots) {
+    slot_of[s.tensor->name] = &s;
+    if (device_comm) on_device.insert(s.tensor->name);
+  }
+  // The arena linears' bytes this rank holds (all of them with MPI, its own with NCCL). A sink
+  // error is kept and raised on every rank below: the host broadcasts must go on meanwhile.
+  std::map<std::string, std::vector<uint8_t>> linear_bytes;
+  std::exception_ptr sink_error;
+  exchange.fetch_layer_source(
+      std::move(owned),
+      [&](const std::string& forward_name, const NativeTensor& t, std::vector<uint8_t> bytes) {
+        if (sink_error) return;
+        try {
+          if (slot_of.count(t.name)) {
+            linear_bytes[t.name] = std::move(bytes);
+            return;
+          }
+          QF_CHECK(forward_name.compare(0, prefix.size(), prefix) == 0, "tensor", forward_name,
+                   "is not in layer", w.layer);
+          upload_small(w, forward_name.substr(prefix.size()), t, bytes);
+        } catch (...) {
+          sink_error = std::current_exception();
+        }
+      },
+      device_comm ? &on_device : nullptr);
+
+  // Byte ranges of the arena this rank fills from its host: the whole arena (MPI) or its own
+  // runs (NCCL), packed back to back in the staging buffer.
+  std::vector<ArenaRun> local;
+  if (!device_comm) {
+    if (layout.n_bytes > 0) local.push_back({0, layout.n_bytes, comm.rank()});
+  } else {
+    for (const ArenaRun& run : layout.runs) {
+      if (run.owner == comm.rank()) local.push_back(run);
     }
   }
-  w.arena.grow(total);
-  w.arena_bytes = total;
-  QF_CUDA_CHECK(cudaMemcpyAsync(w.arena.get(), staging.get(), total, cudaMemcpyHostToDevice, stream),
-                "layer", w.layer, "weights upload (", total, "bytes)");
+  run_on_all_ranks(comm, (what + " upload").c_str(), [&] {
+    if (sink_error) std::rethrow_exception(sink_error);
+    uint64_t n_staged = 0;
+    for (const ArenaRun& run : local) n_staged += run.end - run.begin;
+    staging.grow(n_staged);
+    w.arena.grow(layout.n_bytes);
+    w.arena_bytes = layout.n_bytes;
+    size_t run = 0;
+    uint64_t run_staging = 0;  // staging offset of local[run]
+    for (const ArenaSlot& s : layout.slots) {
+      if (device_comm && s.owner != comm.rank()) continue;
+      while (run < local.size() && s.offset >= local[run].end) {
+        run_staging += local[run].end - local[run].begin;
+        ++run;
+      }
+      QF_CHECK(run < local.size() && s.end() <= local[run].end, what + ":", s.tensor->name,
+               "lies outside this rank's arena runs");
+      // Arena offset -> staging address.
+      auto at = [&](uint64_t offset) { return staging.get() + run_staging + (offset - local[run].begin); };
+      const auto it = linear_bytes.find(s.tensor->name);
+      QF_CHECK(it != linear_bytes.end(), what + ": no bytes of", s.tensor->name, "on rank",
+               comm.rank());
+      const std::vector<uint8_t>& bytes = it->second;
+      QF_CHECK(bytes.size() == s.n_stored + s.n_scale, "tensor", s.tensor->name, "has",
+               bytes.size(), "source bytes, expected", s.n_stored + s.n_scale);
+      // read_source_bytes' layout: the stored bytes, then (block kinds) the scale bytes.
+      std::memcpy(at(s.offset), bytes.data(), s.n_stored);
+      if (s.n_scale) std::memcpy(at(s.scale_offset), bytes.data() + s.n_stored, s.n_scale);
+    }
+    run_staging = 0;
+    for (const ArenaRun& r : local) {
+      QF_CUDA_CHECK(cudaMemcpyAsync(w.arena.get() + r.begin, staging.get() + run_staging,
+                                    r.end - r.begin, cudaMemcpyHostToDevice, stream),
+                    what, "upload (", r.end - r.begin, "bytes)");
+      run_staging += r.end - r.begin;
+    }
+  });
+  if (device_comm) {
+    // Every rank got here (the step above succeeded everywhere): safe to enter NCCL. Ordered
+    // after the uploads on `stream` and before the forward by the communicator's events.
+    std::vector<dist::Communicator::BroadcastPart> parts;
+    for (const ArenaRun& run : layout.runs) {
+      parts.push_back({w.arena.get() + run.begin, run.end - run.begin, run.owner});
+    }
+    device_comm->broadcast_many(parts, what.c_str());
+  }
+  // The staging buffer is reused by the next layer: wait for the copies (and broadcasts).
+  run_on_all_ranks(comm, what.c_str(), [&] {
+    QF_CUDA_CHECK(cudaStreamSynchronize(stream), what, "upload");
+  });
   host->by_weight.clear();
   host->weight_of_scale.clear();
-  for (auto& [p, bytes] : arena_parts) {
-    gpu::DeviceLinear lin = p.linear;
-    lin.data = w.arena.get() + p.offset;
-    lin.scale = lin.storage == gpu::LinearStorage::kBf16 ? nullptr : w.arena.get() + p.scale_offset;
-    w.linears[p.key] = lin;
-    if (!p.scale_name.empty()) host->weight_of_scale[p.scale_name] = p.native;
-    host->by_weight[p.native] = HostLinear{std::move(bytes), p.n_stored};
+  for (const ArenaSlot& s : layout.slots) {
+    gpu::DeviceLinear lin;
+    lin.storage = storage_of(*s.tensor);
+    if (lin.storage == gpu::LinearStorage::kFp8Block) lin.scale_dtype = s.tensor->scale.dtype;
+    lin.n_rows = s.tensor->n_rows;
+    lin.n_cols = s.tensor->n_cols;
+    lin.data = w.arena.get() + s.offset;
+    lin.scale = s.n_scale ? w.arena.get() + s.scale_offset : nullptr;
+    w.linears[s.key] = lin;
+    auto it = linear_bytes.find(s.tensor->name);
+    if (it == linear_bytes.end()) continue;
+    if (!s.tensor->scale_name.empty()) host->weight_of_scale[s.tensor->scale_name] = s.tensor->name;
+    host->by_weight[s.tensor->name] = HostLinear{std::move(it->second), s.n_stored};
   }
-  QF_CUDA_CHECK(cudaStreamSynchronize(stream), "layer", w.layer, "weights upload");
   return w;
 }
 
@@ -165,7 +222,8 @@ class CudaCalibrationEngine final : public CalibrationEngine {
  public:
   CudaCalibrationEngine(const model::ModelConfig& config, const model::ForwardConfig& fc,
                         LayerWeightExchange& exchange, std::vector<float> hidden,
-                        std::vector<int64_t> token_ids, int seq_len, int batch_seqs)
+                        std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
+                        dist::Communicator* device_comm)
       : config_(config),
         fc_(fc),
         exchange_(exchange),
@@ -175,6 +233,21 @@ class CudaCalibrationEngine final : public CalibrationEngine {
         n_local_tokens_(static_cast<int64_t>(token_ids.size())) {
     QF_CHECK(seq_len > 0 && batch_seqs > 0, "CUDA calibration: bad batch", batch_seqs, "x",
              seq_len);
+    if (device_comm) {
+      auto* nccl = dynamic_cast<dist::NcclCommunicator*>(device_comm);
+      QF_CHECK(nccl, "CUDA calibration: the device communicator must be NCCL, got",
+               dist::backend_name(device_comm->backend()));
+      int device = -1;
+      QF_CUDA_CHECK(cudaGetDevice(&device), "cudaGetDevice");
+      QF_CHECK(nccl->device() == device, "CUDA calibration runs on device", device,
+               "but its NCCL communicator on device", nccl->device());
+      QF_CHECK(device_comm->world_size() == exchange.comm().world_size() &&
+                   device_comm->rank() == exchange.comm().rank(),
+               "CUDA calibration: NCCL rank", device_comm->rank(), "/", device_comm->world_size(),
+               "differs from MPI rank", exchange.comm().rank(), "/", exchange.comm().world_size());
+      nccl->set_compute_stream(stream_.get());
+      nccl_ = nccl;
+    }
     token_floats_ = fc.hc_mult * fc.hidden_size;
     QF_CHECK(static_cast<int64_t>(hidden.size()) == n_local_tokens_ * token_floats_,
              "CUDA calibration: hidden states do not match the token count");
@@ -204,6 +277,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
 
   ~CudaCalibrationEngine() override {
     if (prefetch_.valid()) prefetch_.wait();
+    if (nccl_) nccl_->set_compute_stream(nullptr);  // stream_ dies with this engine
   }
 
   void fetch_layer(int layer, const std::vector<std::string>& linear_names) override {
@@ -214,9 +288,11 @@ class CudaCalibrationEngine final : public CalibrationEngine {
                                 : exchange_.read_owned_layer(layer);
     times_.read_wait_seconds += seconds_since(start);
     if (prefetch_.valid()) prefetch_.wait();  // a stale read-ahead (resume jumped): drop it
+    const ArenaLayout layout = layer_arena_layout(
+        layer, model::layer_weight_names(fc_, layer), exchange_.tensors(),
+        config_.tie_word_embeddings, arena_weight_names(linear_names), exchange_.plan());
     weights_ = std::make_unique<gpu::DeviceLayerWeights>(upload_layer(
-        exchange_, std::move(owned), arena_linears(linear_names), staging_, stream_.get(),
-        &host_layer_));
+        exchange_, std::move(owned), layout, nccl_, staging_, stream_.get(), &host_layer_));
     if (layer + 1 < config_.num_hidden_layers) {
       prefetch_layer_ = layer + 1;
       prefetch_ = std::async(std::launch::async,
@@ -240,6 +316,12 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     const int n_slots = gpu::ObservationSlots::count(n_exp);
     amax_dev_.grow(n_slots);
     QF_CUDA_CHECK(cudaMemsetAsync(amax_dev_.get(), 0, n_slots * 4, stream_.get()), "amax clear");
+    const int64_t n_hist = record_histograms_ ? int64_t{n_slots} * numerics::kActHistBins : 0;
+    if (record_histograms_) {
+      hist_dev_.grow(n_hist);
+      QF_CUDA_CHECK(cudaMemsetAsync(hist_dev_.get(), 0, n_hist * 8, stream_.get()),
+                    "histogram clear");
+    }
     LayerStatistics stats;
     stats.expert_tokens.assign(n_exp, 0);
     const int64_t n_samples = n_local_tokens_ / seq_len_;
@@ -258,7 +340,8 @@ class CudaCalibrationEngine final : public CalibrationEngine {
                       "hidden batch upload");
       }
       layer_.forward(w, layer, hidden, tokens_dev_.get() + first, n_seqs, seq_len_,
-                     amax_dev_.get(), &stats.expert_tokens);
+                     amax_dev_.get(), &stats.expert_tokens,
+                     record_histograms_ ? hist_dev_.get() : nullptr);
       if (!resident_) {
         QF_CUDA_CHECK(cudaMemcpyAsync(hidden_host_.data() + first * token_floats_, hidden,
                                       n_tokens * token_floats_ * 4, cudaMemcpyDeviceToHost,
@@ -268,14 +351,26 @@ class CudaCalibrationEngine final : public CalibrationEngine {
       times_.n_tokens += n_tokens;
     }
     std::vector<uint32_t> bits(n_slots);
-    QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
-                                  cudaMemcpyDeviceToHost, stream_.get()),
-                  "amax download");
+    if (!nccl_) {  // NCCL: they stay on the device for reduce_amax
+      QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    "amax download");
+    }
     QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "forward");
-    stats.amax.resize(linear_names.size());
-    for (size_t i = 0; i < linear_names.size(); ++i) {
-      const int slot = gpu::ObservationSlots::of(linear_names[i], layer, n_exp);
-      std::memcpy(&stats.amax[i], &bits[slot], 4);
+    if (!nccl_) stats.amax = amax_of(bits, linear_names, layer);
+    if (record_histograms_) {
+      std::vector<int64_t> slots(static_cast<size_t>(n_hist));
+      QF_CUDA_CHECK(cudaMemcpyAsync(slots.data(), hist_dev_.get(), n_hist * 8,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    "histogram download");
+      QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "histogram download");
+      constexpr int64_t kBins = numerics::kActHistBins;
+      stats.hist.resize(linear_names.size() * kBins);
+      for (size_t i = 0; i < linear_names.size(); ++i) {
+        const int slot = gpu::ObservationSlots::of(linear_names[i], layer, n_exp);
+        std::copy(slots.begin() + slot * kBins, slots.begin() + (slot + 1) * kBins,
+                  stats.hist.begin() + static_cast<int64_t>(i) * kBins);
+      }
     }
     size_t free_bytes = 0, total_bytes = 0;
     QF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
@@ -285,13 +380,53 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     return stats;
   }
 
+  bool amax_on_device() const override { return nccl_ != nullptr; }
+
+  std::vector<float> reduce_amax(int layer, const std::vector<std::string>& linear_names) override {
+    QF_CHECK(nccl_, "reduce_amax: this engine has no device communicator");
+    const int n_slots = gpu::ObservationSlots::count(fc_.n_routed_experts);
+    const std::string what = "layer " + std::to_string(layer) + " input amax";
+    // The slots hold non-negative float bit patterns (every NaN made positive, forward_ops.cuh),
+    // which order as int32 exactly as the floats do: MAX of the bits is the float MAX, and a
+    // NaN/Inf on any rank survives to the check below on every rank.
+    nccl_->allreduce(amax_dev_.get(), n_slots, dist::ElemType::kI32, dist::ReduceOp::kMax,
+                     what.c_str());
+    std::vector<float> amax;
+    run_on_all_ranks(exchange_.comm(), what.c_str(), [&] {
+      std::vector<uint32_t> bits(n_slots);
+      QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    what, "download");
+      QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), what, "download");
+      amax = amax_of(bits, linear_names, layer);
+      for (size_t i = 0; i < amax.size(); ++i) {
+        QF_CHECK(std::isfinite(amax[i]), "layer " + std::to_string(layer) + ": input amax of",
+                 linear_names[i], "is", amax[i], "(NaN/Inf activations)");
+      }
+    });
+    return amax;
+  }
+
   EngineTimes times() const override { return times_; }
   void set_layer_bytes_hook(LayerBytesHook hook) override { hook_ = std::move(hook); }
+  void set_record_histograms(bool on) override { record_histograms_ = on; }
 
  private:
+  // The amax of `linear_names` (calib order) from the downloaded slot bits.
+  std::vector<float> amax_of(const std::vector<uint32_t>& bits,
+                             const std::vector<std::string>& linear_names, int layer) const {
+    std::vector<float> amax(linear_names.size());
+    for (size_t i = 0; i < linear_names.size(); ++i) {
+      const int slot = gpu::ObservationSlots::of(linear_names[i], layer, fc_.n_routed_experts);
+      std::memcpy(&amax[i], &bits[slot], 4);
+    }
+    return amax;
+  }
+
   const model::ModelConfig& config_;
   const model::ForwardConfig& fc_;
   LayerWeightExchange& exchange_;
+  dist::NcclCommunicator* nccl_ = nullptr;  // --comm nccl: weights and amax on the device
   CudaStream stream_;
   gpu::GpuDecoderLayer layer_;
   int seq_len_, batch_seqs_;
@@ -302,6 +437,8 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   std::vector<float> hidden_host_;
   DeviceBuffer<int64_t> tokens_dev_;
   DeviceBuffer<uint32_t> amax_dev_;
+  bool record_histograms_ = false;
+  DeviceBuffer<int64_t> hist_dev_;  // [ObservationSlots::count, kActHistBins] when recording
   PinnedBuffer staging_;
   std::unique_ptr<gpu::DeviceLayerWeights> weights_;
   HostLayer host_layer_;
@@ -316,10 +453,10 @@ class CudaCalibrationEngine final : public CalibrationEngine {
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
     const model::ModelConfig& config, const model::ForwardConfig& forward_config,
     LayerWeightExchange& exchange, std::vector<float> hidden, std::vector<int64_t> token_ids,
-    int seq_len, int batch_seqs) {
+    int seq_len, int batch_seqs, dist::Communicator* device_comm) {
   return std::make_unique<CudaCalibrationEngine>(config, forward_config, exchange,
                                                  std::move(hidden), std::move(token_ids), seq_len,
-                                                 batch_seqs);
+                                                 batch_seqs, device_comm);
 }
 
 }  // namespace qf::pipeline

@@ -2,7 +2,8 @@
 // loop, record format and resume stay the same for every backend. The CPU engine is the
 // reference forward inside Calibrator itself; the CUDA engine (calibrate_cuda.cu) keeps the
 // hidden states on the GPU, streams each layer's weights in source precision (reading layer
-// l+1 while layer l computes) and runs gpu::GpuDecoderLayer.
+// l+1 while layer l computes; with an NCCL communicator, broadcast device to device from their
+// owners) and runs gpu::GpuDecoderLayer.
 // Owns: the engine contract and its timing counters. Does not own: reductions over ranks or
 // the calib record.
 #pragma once
@@ -22,12 +23,16 @@ namespace qf::pipeline {
 struct LayerStatistics {
   std::vector<float> amax;             // per linear name, in the order asked for; 0 = not seen
   std::vector<int64_t> expert_tokens;  // [n_routed_experts]
+  // [n linears, kActHistBins] counts of |input| (act_histogram.hpp bins), calib order, when the
+  // engine records histograms (set_record_histograms); empty otherwise.
+  std::vector<int64_t> hist;
 };
 
 struct EngineTimes {
   double weights_seconds = 0;   // waiting for / exchanging / uploading weights (not overlapped)
   double read_wait_seconds = 0;  // of which: waiting for this rank's reads (read-ahead misses)
-  double hook_seconds = 0;      // the layer-bytes hook (quantize + commit the layer's NVFP4)
+  double hook_seconds = 0;      // the layer-bytes hook (quantize the layer's NVFP4, queue its
+                                // commit: blocked only while the previous commits are written)
   double compute_seconds = 0;   // the forward itself
   uint64_t n_tokens = 0;        // tokens pushed through layers (sum over layers)
   uint64_t peak_device_bytes = 0;
@@ -44,6 +49,22 @@ class CalibrationEngine {
   // `linear_names` (calib order).
   virtual LayerStatistics compute_layer(int layer, const std::vector<std::string>& linear_names) = 0;
   virtual EngineTimes times() const = 0;
+  // Whether compute_layer also returns LayerStatistics::hist (off by default: it costs one more
+  // pass over every linear input, and an FP32 copy of each expert's SwiGLU output).
+  virtual void set_record_histograms(bool on) = 0;
+
+  // With a device communicator (NCCL), compute_layer leaves the input amax on the device and
+  // returns LayerStatistics::amax empty; once compute_layer has succeeded on every rank (never
+  // inside a step that may fail on one rank: NCCL would wait for it forever), every rank calls
+  // reduce_amax, which all-reduces MAX on the device and returns the amax of `linear_names`,
+  // identical on every rank (no host all-reduce needed). Any error after the device collective
+  // stops every rank (run_on_all_ranks).
+  virtual bool amax_on_device() const { return false; }
+  virtual std::vector<float> reduce_amax(int layer, const std::vector<std::string>& linear_names) {
+    (void)layer;
+    (void)linear_names;
+    return {};
+  }
 
   // Called at the start of compute_layer (so inside the caller's run_on_all_ranks step) with
   // the layer's linear weights as exchanged, by checkpoint name (weights and `.scale`s): lets
@@ -55,10 +76,14 @@ class CalibrationEngine {
 #ifdef QF_HAVE_CUDA
 // The CUDA engine on the current device. hidden: the embedded tokens [local tokens, hc, hidden]
 // (moved in); token_ids: this rank's samples, sample-major; batch_seqs sequences per forward.
+// device_comm: null = weights and amax go through the exchange's host communicator (MPI);
+// else an NCCL communicator on this device (outliving the engine), ordered with the engine's
+// stream while the engine lives: each layer's arena linears are broadcast on the device from
+// their owners (layer_arena.hpp), and the amax are all-reduced on the device.
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
     const model::ModelConfig& config, const model::ForwardConfig& forward_config,
     LayerWeightExchange& exchange, std::vector<float> hidden, std::vector<int64_t> token_ids,
-    int seq_len, int batch_seqs);
+    int seq_len, int batch_seqs, dist::Communicator* device_comm = nullptr);
 #endif
 
 }  // namespace qf::pipeline

@@ -19,10 +19,10 @@ class AmaxFileSource final : public CalibrationSource {
       : plan_(plan), amax_(read_amax_file(path)) {
     log_info("calibration: input amax imported from ", path, " (", amax_.size(), " modules)");
   }
-  void run(formats::RankStore& store) override {
+  void run(StoreCommitter& store) override {
     for (int layer = 0; layer < plan_.config.num_hidden_layers; ++layer) {
       if (store.has_layer(layer, formats::kStageCalib)) continue;
-      store.commit_layer(calib_record_from_amax(plan_, layer, amax_), formats::kStageCalib);
+      store.submit(calib_record_from_amax(plan_, layer, amax_), formats::kStageCalib);
     }
   }
 
@@ -35,25 +35,28 @@ class AmaxFileSource final : public CalibrationSource {
 class ForwardSource final : public CalibrationSource {
  public:
   ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                const QuantizeOptions& options, dist::Communicator& comm,
-                formats::RankStore& store)
+                const QuantizeOptions& options, dist::Communicator& comm, StoreCommitter& store)
       : comm_(comm),
         calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options),
                     CalibrationOptions{options.calib_batch, options.backend,
-                                       options.cpu_bf16_linear_inputs}) {
+                                       options.cpu_bf16_linear_inputs,
+                                       options.act_scale.needs_histogram(),
+                                       options.device_comm}) {
     if (options.backend != Backend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
-    // them and commit the quant record right away, so the source is read once.
+    // them and queue the quant record for commit right away, so the source is read once. The
+    // hook runs inside the layer's forward step, so a failed earlier commit (rethrown by
+    // submit) stops every rank there; the time blocked in submit counts as hook time.
     ops_ = make_nvfp4_ops(Backend::kCuda);
     calibrator_.set_layer_bytes_hook([this, &plan, &store, &comm](int layer,
                                                                  const TensorBytes& bytes_of) {
       if (store.has_layer(layer, formats::kStageQuant)) return;
       auto record = quantize_owned_targets(plan, bytes_of, layer, comm.rank(), &fused_, *ops_);
       record.attrs["stage"] = "nvfp4 weights";
-      store.commit_layer(record, formats::kStageQuant);
+      store.submit(std::move(record), formats::kStageQuant);
     });
   }
-  void run(formats::RankStore& store) override { run_calibration(calibrator_, store, comm_); }
+  void run(StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
   CalibrationCost cost() const override {
     const EngineTimes t = calibrator_.engine_times();
     return {calibrator_.exchange_stats().n_bytes_read, t.n_tokens, t.compute_seconds,
@@ -83,7 +86,7 @@ std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& p
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
-                                                           formats::RankStore& store) {
+                                                           StoreCommitter& store) {
   if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
   return std::make_unique<ForwardSource>(plan, source, options, comm, store);
 }

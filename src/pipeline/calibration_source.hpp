@@ -9,6 +9,7 @@
 #include "formats/rank_store.hpp"
 #include "pipeline/quantize_plan.hpp"
 #include "pipeline/quantize_weights.hpp"
+#include "pipeline/store_committer.hpp"
 
 namespace qf::pipeline {
 
@@ -27,15 +28,15 @@ class CalibrationSource {
  public:
   virtual ~CalibrationSource() = default;
   virtual CalibrationCost cost() const { return {}; }
-  // Commits the calib record of every regular layer that `store` does not have yet, in layer
-  // order. Collective: every rank commits identical records to its own store.
-  virtual void run(formats::RankStore& store) = 0;
+  // Submits the calib record of every regular layer that the store does not have yet, in layer
+  // order (the caller drains). Collective: every rank commits identical records to its own store.
+  virtual void run(StoreCommitter& store) = 0;
 };
 
 std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
-                                                           formats::RankStore& store);
+                                                           StoreCommitter& store);
 
 }  // namespace qf::pipeline

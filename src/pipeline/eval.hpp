@@ -30,7 +30,9 @@ struct EvalOptions {
   int batch = 4;
   // false: W4A16 (decoded weights, unquantized inputs), to tell weight from activation error.
   bool quantize_activations = true;
-  std::string report_path = "quantization_report.json";
+  // Where the eval section is merged (quantization_report.hpp); "": next to out_dir,
+  // quantization_report_path(out_dir), beside what quantize wrote there.
+  std::string report_path;
   int n_worst = 10;  // modules named in the table and in worst_modules
 };
 

@@ -5,9 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
+#include <tuple>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
@@ -17,27 +22,59 @@
 #include "formats/posix_file.hpp"
 #include "formats/rank_store.hpp"
 #include "formats/shard_index.hpp"
+#include "model/forward_linear.hpp"
+#include "pipeline/async_writer.hpp"
 #include "pipeline/collective_step.hpp"
 #include "pipeline/staged_output.hpp"
 
 namespace qf::pipeline {
 namespace {
 
-constexpr uint64_t kCopyChunkBytes = 64ull << 20;
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
-// Quantized tensors of one layer, read from the store of the rank that owns them.
-class QuantRecordCache {
+constexpr uint64_t kCopyChunkBytes = 64ull << 20;  // also the write buffers' size
+constexpr int kWriteBuffers = 4;
+
+struct Job {
+  const OutputTensor* out;
+  size_t shard;
+  int layer;
+  int owner;  // the rank whose store holds a quantized `out` (and who writes it in a full export)
+};
+
+bool is_stored(const OutputTensor& out) {
+  return out.kind != OutputKind::kCopy && out.kind != OutputKind::kInputScale;
+}
+
+// Quantized records, read on a background thread one record ahead of their use, in the order
+// given: the next record's read (checksum + HDF5) overlaps copying and writing the current one.
+// At most two records are held. Only this reader calls HDF5 during an export, one read at a time
+// (HDF5 is not thread-safe): each read starts after the previous one was collected.
+class QuantRecordReader {
  public:
-  explicit QuantRecordCache(const std::string& work_dir) : work_dir_(work_dir) {}
+  QuantRecordReader(const std::string& work_dir, std::vector<std::pair<int, int>> order)
+      : work_dir_(work_dir), order_(std::move(order)) {
+    start_next();
+  }
+  ~QuantRecordReader() {
+    if (next_.valid()) next_.wait();
+  }
+  QuantRecordReader(const QuantRecordReader&) = delete;
+  QuantRecordReader& operator=(const QuantRecordReader&) = delete;
 
   const formats::StoredTensor& tensor(int owner, int layer, const std::string& name) {
     const auto key = std::make_pair(owner, layer);
     if (key != loaded_) {
-      auto& store = store_of(owner);
-      record_ = store.read_layer(layer, formats::kStageQuant);
-      loaded_ = key;
+      QF_CHECK(next_.valid() && order_[next_index_ - 1] == key, "export: record of layer", layer,
+               "of rank", owner, "needed out of the planned order");
+      record_ = formats::LayerRecord{};  // free it before the next one arrives
       by_name_.clear();
+      record_ = next_.get();  // rethrows the read's error here, on the calling thread
+      loaded_ = key;
       for (size_t i = 0; i < record_.tensors.size(); ++i) by_name_[record_.tensors[i].name] = i;
+      start_next();
     }
     const auto it = by_name_.find(name);
     QF_CHECK(it != by_name_.end(), "the quantized record of layer", layer, "in",
@@ -46,6 +83,14 @@ class QuantRecordCache {
   }
 
  private:
+  void start_next() {
+    if (next_index_ >= order_.size()) return;
+    const auto [owner, layer] = order_[next_index_++];
+    next_ = std::async(std::launch::async, [this, owner = owner, layer = layer] {
+      return store_of(owner).read_layer(layer, formats::kStageQuant);
+    });
+  }
+  // Only the reading thread calls this (one read at a time).
   formats::RankStore& store_of(int rank) {
     auto it = stores_.find(rank);
     if (it == stores_.end()) {
@@ -57,31 +102,49 @@ class QuantRecordCache {
     return *it->second;
   }
   std::string work_dir_;
+  std::vector<std::pair<int, int>> order_;  // (owner, layer) in the order of use
+  size_t next_index_ = 0;                   // order_ index after the one next_ reads
+  std::future<formats::LayerRecord> next_;
   std::map<int, std::unique_ptr<formats::RankStore>> stores_;
   std::pair<int, int> loaded_{-1, -1};  // (owner, layer) of record_; none yet
   formats::LayerRecord record_;
   std::map<std::string, size_t> by_name_;
 };
 
-struct Job {
-  const OutputTensor* out;
-  size_t shard;
-  int layer;
-};
+// Copies [src, src + n_bytes) to `offset` of `fd` through the writer's buffers.
+void submit_bytes(AsyncWriter& writer, const formats::FileDescriptor& fd, uint64_t offset,
+                  const uint8_t* src, uint64_t n_bytes) {
+  for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
+    const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
+    auto buffer = writer.acquire();
+    buffer.resize(n);
+    std::memcpy(buffer.data(), src + done, n);
+    writer.submit(fd, offset + done, std::move(buffer), n);
+  }
+}
 
-// Writes `jobs` (sorted by layer, so each layer's record is read once) into `files`.
+// Writes `jobs` into `files`. Sorted by (layer, owner), so each record is read once; the calling
+// thread reads (source chunks, records from the reader above) while AsyncWriter writes.
 ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& source,
                         const InputScales& scales, const std::string& work_dir,
                         std::vector<Job> jobs, std::map<size_t, formats::FileDescriptor>& files,
                         const char* progress_label) {
-  std::stable_sort(jobs.begin(), jobs.end(),
-                   [](const Job& a, const Job& b) { return a.layer < b.layer; });
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) {
+    return std::tie(a.layer, a.owner) < std::tie(b.layer, b.owner);
+  });
   uint64_t total = 0;
-  for (const auto& job : jobs) total += job.out->spec.n_bytes();
+  std::vector<std::pair<int, int>> record_order;
+  for (const auto& job : jobs) {
+    total += job.out->spec.n_bytes();
+    const std::pair<int, int> key{job.owner, job.layer};
+    if (is_stored(*job.out) && (record_order.empty() || record_order.back() != key)) {
+      record_order.push_back(key);
+    }
+  }
   ProgressMeter progress(progress_label, total, "B");
-  QuantRecordCache records(work_dir);
+  QuantRecordReader records(work_dir, std::move(record_order));
   ExportReport report;
-  std::vector<uint8_t> buffer;
+  AsyncWriter writer(kWriteBuffers);
   for (const auto& job : jobs) {
     const auto& out = *job.out;
     const auto& fd = files.at(job.shard);
@@ -92,25 +155,26 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
       const auto& info = source.tensor(out.source_name, &shard);
       for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
         const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
+        auto buffer = writer.acquire();
         buffer.resize(n);
         shard->read(info, done, n, buffer.data());
-        formats::pwrite_full(fd, buffer.data(), n, offset + done);
+        writer.submit(fd, offset + done, std::move(buffer), n);
       }
     } else if (out.kind == OutputKind::kInputScale) {
       const float value = scales.of_module.at(QuantizePlan::module_of(out.source_name));
-      formats::pwrite_full(fd, &value, sizeof(value), offset);
+      submit_bytes(writer, fd, offset, reinterpret_cast<const uint8_t*>(&value), sizeof(value));
     } else {
-      const int owner = plan.ownership.owner_of(out.source_name);
-      const auto& stored = records.tensor(owner, job.layer, out.spec.name);
+      const auto& stored = records.tensor(job.owner, job.layer, out.spec.name);
       QF_CHECK(stored.dtype == out.spec.dtype && stored.shape == out.spec.shape &&
                    stored.bytes.size() == n_bytes,
                "stored", out.spec.name, "does not match the export layout");
-      formats::pwrite_full(fd, stored.bytes.data(), n_bytes, offset);
+      submit_bytes(writer, fd, offset, stored.bytes.data(), n_bytes);
     }
     report.bytes_written += n_bytes;
     ++report.n_tensors;
     progress.advance(n_bytes);
   }
+  writer.drain();
   return report;
 }
 
@@ -124,7 +188,8 @@ std::vector<Job> jobs_where(const QuantizePlan& plan, const std::function<bool(c
   std::vector<Job> jobs;
   for (size_t s = 0; s < plan.shards.size(); ++s) {
     for (const auto& out : plan.shards[s].tensors) {
-      const Job job{&out, s, plan.tensor(owning_tensor(plan, out)).layer};
+      const std::string owning = owning_tensor(plan, out);
+      const Job job{&out, s, plan.tensor(owning).layer, plan.ownership.owner_of(owning)};
       if (keep(job)) jobs.push_back(job);
     }
   }
@@ -194,11 +259,11 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
   run_on_root(comm, 0, "preparing the output directory",
               [&] { stage_files(plan, options.out_dir); });
   ExportReport report;
+  double write_seconds = 0, fsync_seconds = 0;  // this rank's, for the breakdown line
   try {
     run_on_all_ranks(comm, "writing output tensors", [&] {
-      auto jobs = jobs_where(plan, [&](const Job& job) {
-        return plan.ownership.owner_of(owning_tensor(plan, *job.out)) == comm.rank();
-      });
+      const auto write_start = std::chrono::steady_clock::now();
+      auto jobs = jobs_where(plan, [&](const Job& job) { return job.owner == comm.rank(); });
       std::map<size_t, formats::FileDescriptor> files;
       const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
       for (const auto& job : jobs) {
@@ -207,22 +272,42 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
       }
       report = write_jobs(plan, source, scales, options.work_dir, std::move(jobs), files,
                           "export (rank 0's share)");
+      write_seconds = seconds_since(write_start);
+      const auto fsync_start = std::chrono::steady_clock::now();
       for (auto& [shard, fd] : files) {
         formats::fsync_file(fd);
         fd.close();
       }
+      fsync_seconds = seconds_since(fsync_start);
     });
     // Integrity record for `validate`: each rank checksums every world_size-th shard (all
-    // writers have fsynced), rank 0 gathers them.
+    // writers have fsynced), on several threads (page-cache reads and XXH64 are CPU-bound);
+    // rank 0 gathers them.
     std::vector<uint64_t> digests(plan.shards.size(), 0);
+    const auto checksum_start = std::chrono::steady_clock::now();
     run_on_all_ranks(comm, "checksumming output shards", [&] {
       const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+      std::vector<size_t> mine;
       for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
-        digests[s] = formats::checksum_file(staging + "/" + plan.shards[s].file).digest;
+        mine.push_back(s);
       }
+      model::parallel_for(int64_t(mine.size()), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const size_t s = mine[size_t(i)];
+          digests[s] = formats::checksum_file(staging + "/" + plan.shards[s].file).digest;
+        }
+      });
     });
     comm.allreduce(digests.data(), digests.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
                    "shard checksums");
+    if (comm.rank() == 0) {
+      char line[256];
+      std::snprintf(line, sizeof(line),
+                    "export (rank 0): wrote %s in %.2fs, then fsync %.2fs; shard checksums %.2fs",
+                    ProgressMeter::format_bytes(double(report.bytes_written)).c_str(),
+                    write_seconds, fsync_seconds, seconds_since(checksum_start));
+      log_info(line);
+    }
     run_on_root(comm, 0, "writing index and configs", [&] {
       write_checksums(plan, digests, StagedOutput::staging_dir_for(options.out_dir));
       finish(plan, source, options);

@@ -116,7 +116,8 @@ OwnedLayerBytes LayerWeightExchange::read_owned_layer(int layer) const {
   return out;
 }
 
-void LayerWeightExchange::fetch_layer_source(OwnedLayerBytes owned, const SourceBytesSink& sink) {
+void LayerWeightExchange::fetch_layer_source(OwnedLayerBytes owned, const SourceBytesSink& sink,
+                                             const std::set<std::string>* device_exchanged) {
   const auto start = std::chrono::steady_clock::now();
   const std::string what = "layer " + std::to_string(owned.layer) + " weights";
   run_on_all_ranks(comm_, what.c_str(), [&] {
@@ -125,6 +126,15 @@ void LayerWeightExchange::fetch_layer_source(OwnedLayerBytes owned, const Source
   stats_.n_bytes_read += owned.n_bytes;
   for (const auto& name : model::layer_weight_names(forward_config_, owned.layer)) {
     const NativeTensor& t = tensors_.at(native_weight_name(name, config_.tie_word_embeddings));
+    if (device_exchanged && device_exchanged->count(t.name)) {
+      if (plan_.owner_of(t.name) != comm_.rank()) continue;
+      auto it = owned.by_native.find(t.name);
+      QF_CHECK(it != owned.by_native.end(), "tensor", t.name, "asked for twice or not announced");
+      std::vector<uint8_t> bytes = std::move(it->second);
+      owned.by_native.erase(it);
+      sink(name, t, std::move(bytes));
+      continue;
+    }
     sink(name, t, broadcast_one(name, what, owned.by_native));
   }
   stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

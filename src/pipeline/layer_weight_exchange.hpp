@@ -7,6 +7,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,8 +73,12 @@ class LayerWeightExchange {
   // against the calling thread's collectives; errors captured) then fetch_layer_source
   // (collective: raises any read error on every rank, broadcasts, calls sink per tensor in
   // layer_weight_names order).
+  // device_exchanged (optional): native names the caller exchanges itself (the CUDA engine's
+  // NCCL broadcast of the arena linears): not broadcast here; the sink gets each of them only
+  // on its owner, with the owner's bytes.
   OwnedLayerBytes read_owned_layer(int layer) const;
-  void fetch_layer_source(OwnedLayerBytes owned, const SourceBytesSink& sink);
+  void fetch_layer_source(OwnedLayerBytes owned, const SourceBytesSink& sink,
+                          const std::set<std::string>* device_exchanged = nullptr);
 
   // FP32 embedding [vocab, hidden] (the only model end calibration needs: the final norm,
   // hyper-head and head come after the last regular layer and are never observed).
@@ -81,6 +86,9 @@ class LayerWeightExchange {
 
   const ExchangeStats& stats() const { return stats_; }
   const NativeTensorIndex& tensors() const { return tensors_; }
+  const dist::OwnershipPlan& plan() const { return plan_; }
+  // The host communicator of the exchange (run_on_all_ranks steps of callers).
+  dist::Communicator& comm() const { return comm_; }
 
  private:
   // Runs steps 1-2 for the forward names `names` (what `load` will ask for) and the loader

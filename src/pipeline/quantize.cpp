@@ -16,8 +16,10 @@
 #include "pipeline/collective_step.hpp"
 #include "pipeline/export.hpp"
 #include "pipeline/input_scales.hpp"
+#include "pipeline/quantization_report.hpp"
 #include "pipeline/quantize_weights.hpp"
 #include "pipeline/staged_output.hpp"
+#include "pipeline/store_committer.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -65,6 +67,8 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
   if (options.backend == Backend::kCuda && options.amax_file.empty()) {
     run_options["calib_batch"] = options.calib_batch;
   }
+  // Not here: the communicator (--comm mpi|nccl) moves the same bytes and MAX is exact, so
+  // both give identical records; a run may be resumed with the other.
   // Only when not max, so that stores of runs before the option keep their provenance.
   if (options.act_scale.needs_histogram()) {
     run_options["act_scale"] = act_scale_name(options.act_scale);
@@ -77,16 +81,19 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
       {"source_files", files}};
 }
 
-// Calibration then quantization of every regular layer; each layer's records are committed
-// before the next starts, and committed layers are skipped on resume.
+// Calibration then quantization of every regular layer; committed layers are skipped on
+// resume. Records are committed in the background (StoreCommitter: quantizing layer l+1 overlaps
+// writing layer l) and all drained before this returns; a failed commit surfaces in the next
+// submit or the drain, on its rank, inside the caller's collective step.
 QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                          const QuantizeOptions& options, formats::RankStore& store,
+                          const QuantizeOptions& options, formats::RankStore& rank_store,
                           dist::Communicator& comm) {
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
+  StoreCommitter store(rank_store);
   auto phase_start = std::chrono::steady_clock::now();
   auto calibration = make_calibration_source(plan, source, options, comm, store);
-  calibration->run(store);  // commits calib records of every layer not yet committed
+  calibration->run(store);  // queues calib records of every layer not yet committed
   const CalibrationCost cost = calibration->cost();
   report.calib_seconds = seconds_since(phase_start);
   report.calib_forward_seconds = cost.forward_seconds;
@@ -108,7 +115,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
       QuantizeStats stats;
       auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, *ops);
       record.attrs["stage"] = "nvfp4 weights";
-      store.commit_layer(record, formats::kStageQuant);
+      store.submit(std::move(record), formats::kStageQuant);
       report.n_targets += stats.n_targets;
       report.n_blocks_lossless += stats.n_blocks_lossless;
       report.n_blocks_fallback += stats.n_blocks_fallback;
@@ -119,9 +126,41 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
     }
     progress.advance(1);
   }
+  store.drain();  // the last layers' commits (the CUDA calibration commits every quant record)
   progress.finish();
   report.quant_seconds = seconds_since(phase_start);
+  const StoreCommitter::Stats commits = store.stats();
+  report.store_commit_seconds = commits.write_seconds;
+  report.store_commit_wait_seconds = commits.wait_seconds;
+  report.store_bytes_written = commits.n_bytes;
   return report;
+}
+
+// Collective: sums the counts over ranks; rank 0 writes <OUT>.quantization_report.{json,txt}.
+// A new export drops an earlier report's eval section (it judged other bytes); a --shard
+// rebuild (same bytes) keeps it.
+void write_report(const QuantizeOptions& options, const QuantizeReport& report,
+                  const QuantizePlan& plan, const InputScales& scales, dist::Communicator& comm) {
+  uint64_t counts[4] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
+                        report.bytes_written};
+  comm.allreduce_counts(counts, 4, "quantization report counts");
+  run_on_root(comm, 0, "writing the quantization report", [&] {
+    const std::string path = quantization_report_path(options.out_dir);
+    const nlohmann::json previous = read_quantization_report(path);
+    nlohmann::json doc = {{"format", kQuantizationReportFormat}};
+    if (!options.shard.empty() && previous.contains("eval")) doc["eval"] = previous["eval"];
+    QuantizeReportTotals totals;
+    totals.n_targets_planned = plan.targets.size();
+    totals.n_targets = counts[0];
+    totals.n_blocks_lossless = counts[1];
+    totals.n_blocks_fallback = counts[2];
+    totals.bytes_written = counts[3];
+    doc["quantize"] = quantize_report_section(options, report, totals, scales.fallback_modules,
+                                              comm.world_size(), previous);
+    write_quantization_report(path, doc);
+    log_info("quantize: report written to ", path, " (and ",
+             quantization_report_text_path(path), ")");
+  });
 }
 
 }  // namespace
@@ -131,15 +170,10 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;
   nlohmann::json prov;
-  // Checked before any work: only the CPU calibration records histograms.
+  // Checked before any work: both calibration backends record histograms, an amax file has none.
   QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
            act_scale_name(options.act_scale),
            "needs activation histograms, which an --amax-file does not have");
-  QF_CHECK(!options.act_scale.needs_histogram() || options.backend == Backend::kCpu ||
-               options.export_only,
-           "--act-scale", act_scale_name(options.act_scale),
-           "needs activation histograms, which only the cpu calibration backend collects (the "
-           "cuda engine records amax only); use --backend cpu or --act-scale max");
   run_on_all_ranks(comm, "reading and planning the source", [&] {
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size());
@@ -213,6 +247,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   report.bytes_written = exported.bytes_written;
   report.export_seconds = seconds_since(export_start);
   report.seconds = seconds_since(start);
+  write_report(options, report, plan, scales, comm);
   return report;
 }
 

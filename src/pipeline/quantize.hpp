@@ -31,9 +31,13 @@ struct QuantizeOptions {
   uint64_t seed = 0;
   int calib_batch = 4;  // sequences per calibration forward (memory; cuda: last-bit effects)
   bool cpu_bf16_linear_inputs = false;  // CalibrationOptions::cpu_bf16_linear_inputs
-  // Clipping amax of the input scales (act_scale.hpp); non-max methods need the CPU backend's
-  // histograms.
+  // Clipping amax of the input scales (act_scale.hpp); non-max methods need the calibration's
+  // histograms (recorded by either backend, not by an --amax-file).
   ActScaleMethod act_scale;
+  // --comm nccl: the NCCL communicator of the CUDA calibration engine (CalibrationOptions::
+  // device_comm), owned by the caller; null = everything over the host communicator. Not part
+  // of the run's identity (provenance): it moves the same bytes, results are identical.
+  dist::Communicator* device_comm = nullptr;
 };
 
 struct QuantizeReport {
@@ -49,6 +53,9 @@ struct QuantizeReport {
   uint64_t calib_tokens = 0;         // token-layers this rank pushed through (CUDA engine)
   double calib_flops = 0;            // their arithmetic (model/forward_flops.hpp)
   uint64_t bytes_read = 0;           // source bytes (calibration + quantization)
+  uint64_t store_bytes_written = 0;  // work-store layer files committed in this run
+  double store_commit_seconds = 0;   // committing them (in the background of the phases)
+  double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
   uint64_t peak_device_bytes = 0;
 };
 

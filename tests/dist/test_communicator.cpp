@@ -178,6 +178,31 @@ TEST_CASE("allgatherv concatenates per-rank sizes, including empty ranks", "[mpi
   CHECK(recv == expected);
 }
 
+TEST_CASE("broadcast_many: each part from its own root, empty parts skipped", "[mpi]") {
+  auto comm = make_mpi(GENERATE(size_t{1} << 30, size_t{3}));
+  const int r = comm->rank(), n_ranks = comm->world_size();
+  // Part i: 5 * i + 1 bytes (part 2 empty) from root i % R, as a layer's owner runs are.
+  const int n_parts = 7;
+  std::vector<std::vector<uint8_t>> bufs(n_parts);
+  std::vector<Communicator::BroadcastPart> parts;
+  for (int i = 0; i < n_parts; ++i) {
+    const int root = i % n_ranks;
+    const size_t n_bytes = i == 2 ? 0 : 5 * i + 1;
+    bufs[i] = r == root ? pattern(root + 10 * i, n_bytes) : std::vector<uint8_t>(n_bytes, 0xEE);
+    parts.push_back({bufs[i].data(), n_bytes, root});
+  }
+  comm->broadcast_many(parts, "test broadcast_many");
+  for (int i = 0; i < n_parts; ++i) {
+    INFO("part " << i);
+    CHECK(bufs[i] == pattern(i % n_ranks + 10 * i, i == 2 ? 0 : 5 * i + 1));
+  }
+  comm->broadcast_many({}, "no parts");
+  // A bad root is caught on every rank before any communication.
+  uint8_t byte = 0;
+  CHECK_THROWS_AS(comm->broadcast_many({{&byte, 1, n_ranks}}, "bad root"), qf::Error);
+  CHECK_THROWS_AS(comm->broadcast_many({{nullptr, 1, 0}}, "null part"), qf::Error);
+}
+
 TEST_CASE("barrier holds every rank until the last one arrives", "[mpi]") {
   auto comm = make_mpi();
   const double start = MPI_Wtime();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # eval end to end on a make-tiny checkpoint (CPU, 2 ranks): W4A16 of a lossless FP4 cast is exact
 # (KL 0, top-1 1, every module error 0); W4A4 numbers are sane and do not depend on the rank
-# count; a corrupted routed expert raises the KL and is named the worst module; the report goes
-# to ./quantization_report.json by default and never into the export.
+# count; a corrupted routed expert raises the KL and is named the worst module; the numbers are
+# merged by default into OUT.quantization_report.json next to the export, beside what quantize
+# wrote there (options, lossless-cast counts, uncalibrated experts), never into the export.
 set -euo pipefail
 qf=${QF_BIN:?QF_BIN must point at the quantforge binary}
 tmp=$(mktemp -d /tmp/qf-eval.XXXXXX)
@@ -11,8 +12,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 ev() { mpirun -np 2 "$qf" eval --log-level warn --source "$tmp/src" --samples 8 --seq-len 64 "$@"; }
 
 "$qf" make-tiny --preset tiny --out "$tmp/src" --seed 11 --log-level warn
-mpirun -np 2 "$qf" quantize --log-level warn --backend cpu --in "$tmp/src" --out "$tmp/out" \
-  --work "$tmp/work" --samples 8 --seq-len 64
+mpirun -np 2 "$qf" quantize --log-level info --backend cpu --in "$tmp/src" --out "$tmp/out" \
+  --work "$tmp/work" --samples 8 --seq-len 64 >"$tmp/quantize.log" 2>&1 \
+  || { cat "$tmp/quantize.log" >&2; fail "quantize"; }
+[ -f "$tmp/out.quantization_report.json" ] && [ -f "$tmp/out.quantization_report.txt" ] \
+  || fail "quantize wrote no report next to the export"
+cp "$tmp/out.quantization_report.json" "$tmp/quantize_only.json"
 
 # 1. W4A16: the tiny model's experts are MXFP4, cast to NVFP4 losslessly, so decoded weights equal
 #    the source's exactly and nothing may differ.
@@ -20,6 +25,8 @@ ev --out "$tmp/out" --weights-only --report "$tmp/w4a16.json" >/dev/null
 python3 - "$tmp/w4a16.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert r["format"] == "quantforge-quantization-report/1" and "quantize" not in r, r.keys()
+r = r["eval"]
 assert r["kl_mean"] == 0 and r["top1_agreement"] == 1, (r["kl_mean"], r["top1_agreement"])
 assert r["perplexity"]["source"] == r["perplexity"]["quantized"]
 assert all(l["rel_l2"] == 0 for l in r["layers"]), r["layers"]
@@ -28,15 +35,42 @@ assert r["options"]["weights_only"] is True and r["tokens"]["positions"] == 8 * 
 print("ok: W4A16 of a lossless cast is exact (KL 0, top-1 1, every module 0)")
 PY
 
-# 2. W4A4 with the default report path (the current directory), on 2 ranks and on 1.
+# 2. W4A4 with the default report path (next to the export), on 2 ranks and on 1.
 mkdir "$tmp/run" && (cd "$tmp/run" && ev --out "$tmp/out" >"$tmp/table.txt")
-[ -f "$tmp/run/quantization_report.json" ] || fail "no ./quantization_report.json by default"
+[ -z "$(ls "$tmp/run")" ] || fail "eval wrote into the current directory: $(ls "$tmp/run")"
+cp "$tmp/out.quantization_report.json" "$tmp/run/quantization_report.json"
 grep -q "top-1 agreement" "$tmp/table.txt" || fail "no table on stdout: $(cat "$tmp/table.txt")"
+grep -q "uncalibrated experts" "$tmp/out.quantization_report.txt" \
+  && grep -q "KL(src||quant)" "$tmp/out.quantization_report.txt" \
+  || fail "the text report lacks a section: $(cat "$tmp/out.quantization_report.txt")"
+# The merged report keeps quantize's section as quantize wrote it, which matches its log.
+python3 - "$tmp/quantize_only.json" "$tmp/out.quantization_report.json" "$tmp/quantize.log" <<'PY'
+import json, re, sys
+before, after = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+log = open(sys.argv[3]).read()
+assert "eval" not in before and after["quantize"] == before["quantize"], "quantize section changed"
+q = after["quantize"]
+assert q["mode"] == "run" and q["world_size"] == 2 and q["options"]["backend"] == "cpu"
+assert q["options"]["act_scale"] == "max" and q["options"]["calibration"]["samples"] == 8
+assert q["targets"] == 4 * 8 * 3 and q["lossless_cast"]["tensors_quantized"] == q["targets"]
+m = re.search(r"lossless MXFP4 blocks (\d+), fallback blocks (\d+)\), (\d+) uncalibrated", log)
+assert m, log
+lc = q["lossless_cast"]
+assert (lc["blocks_lossless"], lc["blocks_fallback"], q["n_uncalibrated_experts"]) == tuple(map(int, m.groups()))
+assert lc["blocks_lossless"] > 0 and lc["complete"] is True
+assert len(q["uncalibrated_experts"]) == q["n_uncalibrated_experts"]
+for name in q["uncalibrated_experts"]:
+    assert f"uncalibrated expert (input_scale from the max of its projection): {name}" in log, name
+assert set(q["seconds"]) == {"calibration", "quantization", "export", "total"}
+assert after["eval"]["options"]["world_size"] == 2
+print(f"ok: report next to the export: quantize section kept ({lc['blocks_lossless']} lossless "
+      f"blocks, {q['n_uncalibrated_experts']} uncalibrated experts), eval merged")
+PY
 "$qf" eval --log-level warn --source "$tmp/src" --out "$tmp/out" --samples 8 --seq-len 64 \
   --report "$tmp/np1.json" >/dev/null
 python3 - "$tmp/run/quantization_report.json" "$tmp/np1.json" "$tmp/src/config.json" <<'PY'
 import json, math, sys
-r, r1 = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+r, r1 = json.load(open(sys.argv[1]))["eval"], json.load(open(sys.argv[2]))["eval"]
 L = json.load(open(sys.argv[3]))["num_hidden_layers"]
 kl, top1 = r["kl_mean"], r["top1_agreement"]
 # The random tiny model has very sharp logits (perplexity ~2e5 over 1024 ids) and top-k routing
@@ -65,7 +99,7 @@ PY
 #    export.
 victim=$(python3 -c "
 import json, sys
-r = json.load(open(sys.argv[1])); L = len(r['layers'])
+r = json.load(open(sys.argv[1]))['eval']; L = len(r['layers'])
 m = [x for x in r['modules'] if x['name'].startswith(f'layers.{L - 1}.ffn.experts.')
      and x['name'].endswith('.w2') and x['name'] not in r['worst_modules']]
 print(max(m, key=lambda x: x['tokens'])['name'])" "$tmp/run/quantization_report.json")
@@ -86,7 +120,7 @@ ev --out "$tmp/bad" --report "$tmp/bad.json" >/dev/null
 ev --out "$tmp/bad" --weights-only --report "$tmp/bad16.json" >/dev/null
 python3 - "$tmp/run/quantization_report.json" "$tmp/bad.json" "$tmp/bad16.json" "$victim" <<'PY'
 import json, sys
-clean, bad, bad16, victim = [json.load(open(p)) for p in sys.argv[1:4]] + [sys.argv[4]]
+clean, bad, bad16, victim = [json.load(open(p))["eval"] for p in sys.argv[1:4]] + [sys.argv[4]]
 assert bad["kl_mean"] > 1.5 * clean["kl_mean"], (clean["kl_mean"], bad["kl_mean"])
 assert bad["top1_agreement"] < clean["top1_agreement"]
 assert bad["worst_modules"][0] == victim, (victim, bad["worst_modules"][:3])
@@ -107,7 +141,7 @@ mpirun -np 2 "$qf" quantize --log-level warn --backend cpu --in "$tmp/src" --out
 ev --out "$tmp/full" --weights-only --report "$tmp/full16.json" >/dev/null
 python3 - "$tmp/full16.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
+r = json.load(open(sys.argv[1]))["eval"]
 m = {x["name"]: x for x in r["modules"]}
 for name in ("layers.0.attn.wo_a", "layers.0.attn.wq_b", "layers.1.ffn.shared_experts.w2"):
     # NVFP4 on Gaussian weights: ~0.1; a wrong wo_a group mapping would give ~1.4.
@@ -126,7 +160,7 @@ ev --out "$tmp/out" --tokens "$tmp/tokens.jsonl" --seq-len 32 --report "$tmp/jso
 mpirun -np 2 "$qf" eval --log-level warn --source "$tmp/src" --out "$tmp/out" \
   --tokens "$tmp/tokens.jsonl" --seq-len 32 --report "$tmp/jsonl.json" >/dev/null
 python3 -c "
-import json, sys; r = json.load(open(sys.argv[1]))
+import json, sys; r = json.load(open(sys.argv[1]))['eval']
 assert r['tokens']['positions'] == 3 * 32 and r['options']['tokens'].endswith('tokens.jsonl'), r['tokens']
 " "$tmp/jsonl.json"
 mpirun -np 2 "$qf" eval --log-level warn --source "$tmp/src" --out "$tmp/out" --samples 2 --seq-len 16 \

@@ -2,7 +2,9 @@
 # quantize end to end on make-tiny checkpoints (CPU backend, imported amax so that the test pins
 # known values): identical bytes for 1..4 ranks, export-only and single-shard rebuilds equal
 # the full run, resume rules, the documented fallback for unseen experts, both recipes, BF16
-# input, and the tensors/configs of docs/EXPORT_FORMAT.md.
+# input, the tensors/configs of docs/EXPORT_FORMAT.md, and the quantization report next to each
+# export (OUT.quantization_report.json/.txt: options, lossless-cast counts as logged, the
+# uncalibrated experts; export-only and --shard rules).
 set -euo pipefail
 qf=${QF_BIN:?QF_BIN must point at the quantforge binary}
 tmp=$(mktemp -d /tmp/qf-quantize.XXXXXX)
@@ -30,11 +32,46 @@ PY
 
 # 1. Same bytes for every rank count.
 for np in 1 2 3 4; do
-  mpirun -np $np "$qf" quantize --log-level warn --in "$tmp/src" --out "$tmp/out$np" \
-    --work "$tmp/work$np" --amax-file "$tmp/amax.json"
+  mpirun -np $np "$qf" quantize --log-level info --in "$tmp/src" --out "$tmp/out$np" \
+    --work "$tmp/work$np" --amax-file "$tmp/amax.json" >"$tmp/q$np.log" 2>&1 \
+    || { cat "$tmp/q$np.log" >&2; fail "quantize on $np ranks"; }
 done
 for np in 2 3 4; do diff -r "$tmp/out1" "$tmp/out$np" >/dev/null || fail "output with $np ranks differs"; done
 echo "ok: identical export for 1..4 ranks"
+
+# 1b. The report next to each export: the counts quantize logged, the unseen expert's three
+#     modules as uncalibrated, the options; equal counts for every rank count; never inside OUT.
+python3 - "$tmp" <<'PY'
+import json, os, re, sys
+tmp = sys.argv[1]
+first = None
+for np in (1, 2, 3, 4):
+    assert not [f for f in os.listdir(f"{tmp}/out{np}") if "report" in f], "report inside the export"
+    r = json.load(open(f"{tmp}/out{np}.quantization_report.json"))
+    assert r["format"] == "quantforge-quantization-report/1" and "eval" not in r, r.keys()
+    q = r["quantize"]
+    log = open(f"{tmp}/q{np}.log").read()
+    m = re.search(r"(\d+) tensors quantized in this run \(lossless MXFP4 blocks (\d+), "
+                  r"fallback blocks (\d+)\), (\d+) uncalibrated experts", log)
+    assert m, log
+    lc = q["lossless_cast"]
+    got = (lc["tensors_quantized"], lc["blocks_lossless"], lc["blocks_fallback"],
+           q["n_uncalibrated_experts"])
+    assert got == tuple(map(int, m.groups())), (np, got, m.groups())
+    assert lc["complete"] is True and lc["tensors_quantized"] == q["targets"] and lc["blocks_lossless"] > 0
+    assert q["uncalibrated_experts"] == [f"layers.1.ffn.experts.3.{w}" for w in ("w1", "w2", "w3")], q
+    assert q["world_size"] == np and q["mode"] == "run" and q["out"].endswith(f"out{np}")
+    o = q["options"]
+    assert (o["recipe"], o["kv_cache"], o["act_scale"]) == ("experts", "none", "max"), o
+    assert o["calibration"]["amax_file"].endswith("amax.json")
+    text = open(f"{tmp}/out{np}.quantization_report.txt").read()
+    assert "layers.1.ffn.experts.3.w2" in text and f"{lc['blocks_lossless']} lossless" in text, text
+    same = (got, q["uncalibrated_experts"])
+    assert first is None or same == first, (np, same, first)
+    first = same
+print(f"ok: report next to the export, as logged: {first[0][1]} lossless / {first[0][2]} fallback "
+      f"blocks, uncalibrated {first[1]}")
+PY
 
 # 2. The format: tensors, scales, configs (independent reading with the standard library).
 python3 - "$tmp/src" "$tmp/out1" "$tmp/amax.json" <<'PY'
@@ -104,10 +141,25 @@ mpirun -np 2 "$qf" quantize --log-level warn --in "$tmp/src" --out "$tmp/reexpor
   --amax-file "$tmp/amax.json" --export-only
 diff -r "$tmp/out1" "$tmp/reexport" >/dev/null || fail "export-only differs"
 cp -r "$tmp/out2" "$tmp/shardfix"
+# An earlier report beside it, with eval numbers: a --shard rebuild (same bytes) keeps them.
+python3 -c "
+import json, sys; r = json.load(open(sys.argv[1])); r['eval'] = {'kl_mean': 0.125}
+json.dump(r, open(sys.argv[2], 'w'))" "$tmp/out2.quantization_report.json" "$tmp/shardfix.quantization_report.json"
 shard=model-00002-of-00003.safetensors
 printf 'garbage' | dd of="$tmp/shardfix/$shard" bs=1 seek=4096 conv=notrunc status=none
 q --in "$tmp/src" --out "$tmp/shardfix" --work "$tmp/work2" --amax-file "$tmp/amax.json" --export-only --shard "$shard"
 diff -r "$tmp/out1" "$tmp/shardfix" >/dev/null || fail "--shard rebuild differs"
+python3 - "$tmp" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+old = json.load(open(f"{tmp}/out2.quantization_report.json"))["quantize"]
+re_ = json.load(open(f"{tmp}/reexport.quantization_report.json"))
+assert re_["quantize"]["mode"] == "export-only" and re_["quantize"]["lossless_cast"] is None, re_
+sf = json.load(open(f"{tmp}/shardfix.quantization_report.json"))
+assert sf["quantize"]["mode"] == "export-only --shard" and sf["eval"] == {"kl_mean": 0.125}, sf
+assert sf["quantize"]["lossless_cast"] == old["lossless_cast"], (sf["quantize"], old)
+assert sf["quantize"]["uncalibrated_experts"] == old["uncalibrated_experts"]
+PY
 echo "ok: --export-only (2 ranks) and --shard (1 plain process) reproduce the output"
 
 # 4. Resume rules.
@@ -156,6 +208,19 @@ q --in "$tmp/badcfg" --out "$tmp/badout" --work "$tmp/workx" --amax-file "$tmp/a
 grep -q "config.json implies" "$tmp/log" || fail "config mismatch unclear: $(cat "$tmp/log")"
 [ ! -e "$tmp/badout" ] && [ ! -e "$tmp/workx/rank-0/manifest.json" ] || fail "refused run left files"
 echo "ok: config/tensor mismatch refused"
+# 6b. --comm: nccl needs the cuda backend (refused before any file is written); an unknown name
+#     is refused; the communicator is not part of the run's identity (a resume may name it).
+q --in "$tmp/src" --out "$tmp/nc" --work "$tmp/wnc" --amax-file "$tmp/amax.json" --backend cpu \
+  --comm nccl 2>"$tmp/log" && fail "--comm nccl with --backend cpu should be refused"
+grep -q -- "--comm nccl needs --backend cuda" "$tmp/log" || fail "--comm refusal unclear: $(cat "$tmp/log")"
+[ ! -e "$tmp/nc" ] && [ ! -e "$tmp/wnc" ] || fail "refused --comm left files"
+q --in "$tmp/src" --out "$tmp/nc" --work "$tmp/wnc" --amax-file "$tmp/amax.json" --comm gloo \
+  2>"$tmp/log" && fail "--comm gloo should be refused"
+grep -q "expected auto, mpi or nccl" "$tmp/log" || fail "unknown --comm unclear: $(cat "$tmp/log")"
+q --in "$tmp/src" --out "$tmp/again-mpi" --work "$tmp/work1" --amax-file "$tmp/amax.json" --resume \
+  --comm mpi
+diff -r "$tmp/out1" "$tmp/again-mpi" >/dev/null || fail "resume with --comm mpi differs"
+echo "ok: --comm refusals; --comm is not part of the run's identity"
 # 7. The whole pipeline with calibration (synthetic token set): same bytes for 1 and 3 ranks,
 #    and a calibration file of token ids (JSONL) is accepted.
 for np in 1 3; do

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <mpi.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -200,6 +201,44 @@ TEST_CASE("NCCL broadcast from every root, allgather and allgatherv", "[gpu][ncc
   comm->synchronize("gpu allgatherv");
   CHECK(recv_v.download<uint8_t>() == expected_v);
   comm->barrier("gpu barrier");
+}
+
+// The CUDA calibration's weight exchange: one arena, every owner run broadcast from its owner,
+// more parts than one NCCL group takes (kMaxGroupOps); then the amax all-reduce on the float
+// bit patterns as int32 (non-negative floats, NaN made positive, order like their bits).
+TEST_CASE("NCCL broadcast_many fills one arena from many roots; amax bits reduce as int32",
+          "[gpu][nccl]") {
+  auto comm = make_nccl();
+  const int r = comm->rank(), n_ranks = comm->world_size();
+  const size_t n_parts = NcclCommunicator::kMaxGroupOps * 2 + 7, part_bytes = 37;
+  std::vector<uint8_t> host(n_parts * part_bytes, 0xEE), expected(n_parts * part_bytes);
+  for (size_t i = 0; i < n_parts; ++i) {
+    const int root = static_cast<int>(i % n_ranks);
+    const auto p = pattern(root + static_cast<int>(i), part_bytes);
+    std::memcpy(expected.data() + i * part_bytes, p.data(), part_bytes);
+    if (root == r) std::memcpy(host.data() + i * part_bytes, p.data(), part_bytes);
+  }
+  DeviceBytes arena(host.size());
+  arena.upload(host.data());
+  std::vector<Communicator::BroadcastPart> parts;
+  for (size_t i = 0; i < n_parts; ++i) {
+    parts.push_back({arena.get<uint8_t>() + i * part_bytes, part_bytes,
+                     static_cast<int>(i % n_ranks)});
+  }
+  comm->broadcast_many(parts, "gpu broadcast_many");
+  comm->synchronize("gpu broadcast_many");
+  CHECK(arena.download<uint8_t>() == expected);
+
+  // Slot 0: rank r sees r + 0.5; slot 1: only the last rank sees +Inf; slot 2: unseen (0).
+  float mine[3] = {r + 0.5f, r == n_ranks - 1 ? INFINITY : 1.0f, 0.0f};
+  DeviceBytes bits(sizeof(mine));
+  bits.upload(mine);
+  comm->allreduce(bits.get(), 3, ElemType::kI32, ReduceOp::kMax, "gpu amax bits");
+  comm->synchronize("gpu amax bits");
+  const auto got = bits.download<float>();
+  CHECK(got[0] == n_ranks - 0.5f);
+  CHECK(std::isinf(got[1]));
+  CHECK(got[2] == 0.0f);
 }
 
 // Copies in, reduces and copies out on a user compute stream, then synchronizes only that

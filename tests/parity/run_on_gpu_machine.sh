@@ -5,8 +5,8 @@
 # the script reports every step's status and exits non-zero if any failed.
 # QF_GPU_SECTIONS picks what runs (default: all but the long jobs):
 #   tests (kernels vs references, unit tests), torch (codecs, make-tiny, dequant, forward vs
-#   transformers), cuda (quantize --backend cuda vs cpu), export (quantize + vLLM-style loader),
-#   kbench (kernel benchmarks), job (bench_quantize_job.sh), hf (bench_calib_vs_transformers.sh).
+#   transformers), cuda (quantize --backend cuda vs cpu; --comm nccl vs mpi), export (quantize +
+#   vLLM-style loader), kbench (kernel benchmarks), job (bench_quantize_job.sh), hf (bench_calib_vs_transformers.sh).
 set -uo pipefail
 bin=$PWD/.device/bin
 out=${OUT:-/tmp/qf-gpu-out}
@@ -76,10 +76,19 @@ want export && step validate_experts "$bin/quantforge" validate --source "$work/
 #    every exported tensor but input_scale byte-identical (1 rank and 2 ranks sharing the GPU).
 want cuda && step cuda_vs_cpu python3 tests/parity/check_cuda_vs_cpu.py --bin "$bin/quantforge" \
   --work "$work/cuda-vs-cpu"
+#    --comm nccl (weights broadcast GPU to GPU, amax reduced on the GPU) against --comm mpi:
+#    byte-identical exports, one rank per GPU (world size 1 on a one-GPU machine).
+want cuda && step comm_nccl_vs_mpi bash tests/parity/check_comm_nccl_vs_mpi.sh "$bin/quantforge" \
+  "$work/comm-nccl-vs-mpi"
+#    Activation histograms (--act-scale percentile/mse) of the CUDA engine vs the CPU reference,
+#    and the act-scale end-to-end test, which runs its cuda + percentile case where a GPU is.
+want cuda && step hist_cuda_vs_cpu bash tests/parity/check_hist_cuda_vs_cpu.sh "$bin/quantforge" \
+  "$work/hist-cuda-vs-cpu"
+want cuda && step e2e_act_scale env QF_BIN="$bin/quantforge" bash tests/e2e/act_scale.sh
 
 # 8. Benchmarks (numbers only).
 if want kbench; then
-  for b in bench_dequant bench_nvfp4_quantize bench_attention; do
+  for b in bench_dequant bench_nvfp4_quantize bench_attention bench_expert_gemm; do
     [ -x "$bin/$b" ] && step "$b" "$bin/$b"
   done
 fi

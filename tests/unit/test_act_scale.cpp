@@ -9,6 +9,7 @@
 
 #include "catch_compat.hpp"
 #include "formats/layer_record.hpp"
+#include "kernels/forward/act_histogram.cuh"
 #include "pipeline/act_histogram.hpp"
 #include "pipeline/act_scale.hpp"
 #include "pipeline/input_scales.hpp"
@@ -164,4 +165,26 @@ TEST_CASE("calib records: clip amax per linear; histogram-less records only for 
   REQUIRE(p.at("layers.3.b") <= abs_max_of(xb));
   r.i64["input_hist"].pop_back();
   REQUIRE_THROWS(clip_amax_of_record(r, parse_act_scale("mse")));
+}
+
+TEST_CASE("act_hist_ref: gathered expert-sorted rows go to their segment's slot", "[act_scale]") {
+  // 3 tokens x 2 columns; rows (token) sorted by expert: expert 0 {2}, expert 1 empty,
+  // expert 2 {0, 2}; one row past the last offset (token 1) must not be counted.
+  const std::vector<float> x = {0.0f, 1.0f, 2.0f, 4.0f, 1.0f, -1.0f};
+  const std::vector<int32_t> row_token = {2, 0, 2, 1};
+  const std::vector<int32_t> offsets = {0, 1, 1, 3};
+  std::vector<int64_t> hist(4 * kActHistBins, 0), want(4 * kActHistBins, 0);
+  qf::kernels::ActHistParams p;
+  p.x = x.data();
+  p.n_rows = 4;
+  p.n_cols = 2;
+  p.row_index = row_token.data();
+  p.segment_offsets = offsets.data();
+  p.n_segments = 3;
+  p.hist = hist.data() + kActHistBins;  // experts start at slot 1
+  qf::kernels::act_hist_ref(p);
+  want[kActHistBins + act_hist_bin(1.0f)] += 2;      // expert 0: token 2
+  want[3 * kActHistBins + 0] += 1;                   // expert 2: token 0
+  want[3 * kActHistBins + act_hist_bin(1.0f)] += 3;  // token 0's 1.0, token 2's +-1
+  REQUIRE(hist == want);
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 11's figure: KL / top-1 / perplexity of the quantized model vs its source for each
+# activation-scale method, on the synthetic source with real V4-Flash layer dimensions
+# (bench/make_flash_source.sh). Per method: `quantize --act-scale M` (CALIB_BACKEND, default
+# cuda; histograms are collected by either backend), then `eval` (CPU reference forward, RANKS
+# ranks splitting the held-out samples, which are not the calibration ones) -> a table.
+# Usage: bench/bench_act_scale_eval.sh QUANTFORGE_BIN WORK_DIR [METHODS="max percentile mse"]
+# Env: CALIB_SAMPLES=16 CALIB_SEQ=1024 EVAL_SAMPLES=4 EVAL_SEQ=256 RANKS=2 N_LAYERS=2
+#      CALIB_BACKEND=cuda RECIPE=full
+set -euo pipefail
+qf=$1 work=$2 methods=${3:-"max percentile mse"}
+CALIB_SAMPLES=${CALIB_SAMPLES:-16} CALIB_SEQ=${CALIB_SEQ:-1024} EVAL_SAMPLES=${EVAL_SAMPLES:-4}
+EVAL_SEQ=${EVAL_SEQ:-256} RANKS=${RANKS:-2} N_LAYERS=${N_LAYERS:-2}
+CALIB_BACKEND=${CALIB_BACKEND:-cuda} RECIPE=${RECIPE:-full}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bash "$repo/bench/make_flash_source.sh" "$qf" "$work" "$N_LAYERS" 256
+src="$work/src"
+for m in $methods; do
+  rm -rf "$work/q-$m" "$work/w-$m"
+  a=$(date +%s)
+  mpirun -np 1 "$qf" quantize --in "$src" --out "$work/q-$m" --work "$work/w-$m" \
+    --backend "$CALIB_BACKEND" --recipe "$RECIPE" --act-scale "$m" --samples "$CALIB_SAMPLES" \
+    --seq-len "$CALIB_SEQ" --log-level warn >"$work/q-$m.log" 2>&1 \
+    || { tail -30 "$work/q-$m.log"; exit 1; }
+  b=$(date +%s)
+  mpirun -np "$RANKS" "$qf" eval --source "$src" --out "$work/q-$m" --samples "$EVAL_SAMPLES" \
+    --seq-len "$EVAL_SEQ" --report "$work/eval-$m.json" >"$work/eval-$m.log" 2>&1 \
+    || { tail -30 "$work/eval-$m.log"; exit 1; }
+  c=$(date +%s)
+  echo "$m: quantize $((b - a)) s, eval $((c - b)) s"
+  rm -rf "$work/q-$m" "$work/w-$m"
+done
+python3 - "$work" $methods <<'PY'
+import json, sys
+work, methods = sys.argv[1], sys.argv[2:]
+print(f"{'method':12s} {'mean KL':>9s} {'top-1':>7s} {'ppl quantized':>14s} {'ppl source':>11s}  worst module")
+for m in methods:
+    r = json.load(open(f"{work}/eval-{m}.json"))
+    worst = r.get("worst_modules") or r.get("modules") or []
+    w = worst[0] if worst else {}
+    name = w.get("name", "?") if isinstance(w, dict) else str(w)
+    print(f"{m:12s} {r['kl_mean']:9.4f} {r['top1_agreement']:7.4f} "
+          f"{r['perplexity']['quantized']:14.2f} {r['perplexity']['source']:11.2f}  {name}")
+PY

@@ -1,0 +1,61 @@
+// quantize --comm auto|mpi|nccl (pipeline::resolve_comm): auto picks nccl only for the cuda
+// backend with one GPU per rank; nccl with the cpu backend, without CUDA or with ranks sharing
+// a GPU is refused with a message naming why; unknown names list the valid ones.
+#include <functional>
+#include <string>
+
+#include "catch_compat.hpp"
+#include "core/check.hpp"
+#include "pipeline/backend.hpp"
+
+using namespace qf;
+using pipeline::Backend;
+using pipeline::resolve_comm;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.message();
+  }
+  return "(no error)";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("--comm mpi is always mpi; auto is nccl only for cuda with a GPU per rank", "[comm]") {
+  const bool have_nccl = dist::backend_available(dist::Backend::kNccl);
+  for (const bool own_gpu : {true, false}) {
+    CHECK(resolve_comm("mpi", Backend::kCpu, own_gpu) == dist::Backend::kMpi);
+    CHECK(resolve_comm("mpi", Backend::kCuda, own_gpu) == dist::Backend::kMpi);
+    CHECK(resolve_comm("auto", Backend::kCpu, own_gpu) == dist::Backend::kMpi);
+  }
+  CHECK(resolve_comm("auto", Backend::kCuda, false) == dist::Backend::kMpi);
+  CHECK(resolve_comm("auto", Backend::kCuda, true) ==
+        (have_nccl ? dist::Backend::kNccl : dist::Backend::kMpi));
+}
+
+TEST_CASE("--comm nccl: refused with the cpu backend, without CUDA, with shared GPUs", "[comm]") {
+  const bool have_nccl = dist::backend_available(dist::Backend::kNccl);
+  for (const bool own_gpu : {true, false}) {
+    const std::string m = error_of([&] { resolve_comm("nccl", Backend::kCpu, own_gpu); });
+    CHECK(contains(m, "--comm nccl needs --backend cuda (the backend is cpu)"));
+  }
+  if (have_nccl) {
+    CHECK(resolve_comm("nccl", Backend::kCuda, true) == dist::Backend::kNccl);
+    CHECK(contains(error_of([] { resolve_comm("nccl", Backend::kCuda, false); }),
+                   "needs one GPU per rank"));
+  } else {
+    CHECK(contains(error_of([] { resolve_comm("nccl", Backend::kCuda, true); }),
+                   "built without CUDA"));
+  }
+  CHECK(contains(error_of([] { resolve_comm("gloo", Backend::kCuda, true); }),
+                 "unknown --comm 'gloo' (expected auto, mpi or nccl)"));
+  CHECK(contains(error_of([] { resolve_comm("", Backend::kCpu, true); }), "expected auto"));
+}
