@@ -27,18 +27,16 @@ for m in $methods; do
     --seq-len "$EVAL_SEQ" --report "$work/eval-$m.json" >"$work/eval-$m.log" 2>&1 \
     || { tail -30 "$work/eval-$m.log"; exit 1; }
   c=$(date +%s)
-  echo "$m: quantize $((b - a)) s, eval $((c - b)) s"
   rm -rf "$work/q-$m" "$work/w-$m"
-done
-python3 - "$work" $methods <<'PY'
+  # One row per method as soon as it is done (a long run that is cut off keeps what it had).
+  python3 - "$work/eval-$m.json" "$m" "$((b - a))" "$((c - b))" <<'PY'
 import json, sys
-work, methods = sys.argv[1], sys.argv[2:]
-print(f"{'method':12s} {'mean KL':>9s} {'top-1':>7s} {'ppl quantized':>14s} {'ppl source':>11s}  worst module")
-for m in methods:
-    r = json.load(open(f"{work}/eval-{m}.json"))
-    worst = r.get("worst_modules") or r.get("modules") or []
-    w = worst[0] if worst else {}
-    name = w.get("name", "?") if isinstance(w, dict) else str(w)
-    print(f"{m:12s} {r['kl_mean']:9.4f} {r['top1_agreement']:7.4f} "
-          f"{r['perplexity']['quantized']:14.2f} {r['perplexity']['source']:11.2f}  {name}")
+path, m, tq, te = sys.argv[1:]
+r = json.load(open(path))
+r = r.get("eval", r)  # eval's section of the quantization report
+worst = r.get("worst_modules") or []
+print(f"{m:12s} KL {r['kl_mean']:.4f}  top-1 {r['top1_agreement']:.4f}  ppl quantized "
+      f"{r['perplexity']['quantized']:.2f} (source {r['perplexity']['source']:.2f})  worst "
+      f"{worst[0] if worst else '?'}  [quantize {tq} s, eval {te} s]")
 PY
+done

@@ -58,12 +58,14 @@ GpuDecoderLayer::GpuDecoderLayer(const model::ForwardConfig& config, cudaStream_
   upload_rope(c_.rope_compress, &rope_compress_);
   main_lane_.stream = stream_;
   main_lane_.cublas = &cublas_;
+  main_lane_.planned = std::make_unique<PlannedGemm>(stream_);
   lanes_.resize(kExpertLanes);
   for (auto& lane : lanes_) {
     lane.own_stream = std::make_unique<CudaStream>();
     lane.stream = lane.own_stream->get();
     lane.own_cublas = std::make_unique<CublasHandle>(lane.stream);
     lane.cublas = lane.own_cublas.get();
+    lane.planned = std::make_unique<PlannedGemm>(lane.stream);
   }
 }
 
@@ -542,7 +544,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
       weight_into(w, prefix + ".w3.weight", w13_e + inter * dim, lane.stream);
       weight_into(w, prefix + ".w2.weight", w2_e, lane.stream);
     }
-    gemm_bf16(*lane.cublas, x_rows, dim, w13_e, gate_up, 2 * inter, m, 2 * inter, dim);
+    lane.planned->bf16(*lane.cublas, x_rows, dim, w13_e, gate_up, 2 * inter, m, 2 * inter, dim);
     kernels::SwigluParams s;
     s.gate_up = gate_up;
     s.n_rows = m;
@@ -554,7 +556,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
     if (hist_ != nullptr) s.out = sized(lane.h_f32, max_rows * inter);
     kernels::launch_swiglu(s, lane.stream);
     if (hist_ != nullptr) observe_hist(s.out, m, inter, hidden_slot, lane.stream);
-    gemm_bf16(*lane.cublas, h, inter, w2_e, y_out, dim, m, dim, inter);
+    lane.planned->bf16(*lane.cublas, h, inter, w2_e, y_out, dim, m, dim, inter);
   };
   // Experts are small GEMMs (V4-Flash: ~400 rows each at 16k tokens) that fill a fraction of
   // the SMs: run them round-robin on side lanes, concurrently, while the shared expert runs on

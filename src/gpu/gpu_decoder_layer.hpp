@@ -18,6 +18,7 @@
 #include "core/cuda_raii.hpp"
 #include "gpu/cublas_handle.hpp"
 #include "gpu/device_layer.hpp"
+#include "gpu/planned_gemm.hpp"
 #include "gpu/section_timer.hpp"
 #include "model/forward_config.hpp"
 
@@ -119,6 +120,8 @@ class GpuDecoderLayer {
     CublasHandle* cublas = nullptr;
     std::unique_ptr<CudaStream> own_stream;
     std::unique_ptr<CublasHandle> own_cublas;
+    // Expert GEMMs: every expert has its own row count (planned_gemm.hpp says why).
+    std::unique_ptr<PlannedGemm> planned;
     CudaEvent done;
     DeviceBuffer<float> gate_up;
     DeviceBuffer<uint16_t> h_bf16, w13, w2;
