@@ -17,36 +17,19 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/forward/act_histogram.cuh"
 
 using namespace qf;
+using qf::test::download;
+using qf::test::to_device;
+using qf::test::upload;
 using namespace qf::kernels;
 using numerics::kActHistBins;
 
 namespace {
-
-template <typename T>
-DeviceBuffer<T> to_device(const std::vector<T>& host) {
-  DeviceBuffer<T> buf;
-  buf.grow(std::max<size_t>(host.size(), 1));
-  if (!host.empty()) {
-    QF_CUDA_CHECK(cudaMemcpy(buf.get(), host.data(), host.size() * sizeof(T),
-                             cudaMemcpyHostToDevice),
-                  "test upload");
-  }
-  return buf;
-}
-
-template <typename T>
-std::vector<T> to_host(const DeviceBuffer<T>& buf, size_t n) {
-  std::vector<T> host(n);
-  QF_CUDA_CHECK(cudaDeviceSynchronize(), "test sync");
-  QF_CUDA_CHECK(cudaMemcpy(host.data(), buf.get(), n * sizeof(T), cudaMemcpyDeviceToHost),
-                "test download");
-  return host;
-}
 
 float from_bits(uint32_t b) {
   float x;
@@ -137,7 +120,7 @@ TEST_CASE("act_histogram gpu: plain rows equal the reference exactly", "[gpu][ac
     p.x = x_dev.get();
     p.hist = hist_dev.get() + 2 * kActHistBins;
     launch_act_hist(p, nullptr);
-    const std::vector<int64_t> gpu = to_host(hist_dev, start.size());
+    const std::vector<int64_t> gpu = download(hist_dev, start.size());
     INFO(s.n_rows << " x " << s.n_cols << ": " << first_differences(gpu, ref));
     REQUIRE(gpu == ref);
     // The reference really counted every value once (so the comparison is not vacuous).
@@ -162,7 +145,7 @@ TEST_CASE("act_histogram gpu: launches accumulate; large counts are exact",
   p.hist = hist_dev.get();
   launch_act_hist(p, nullptr);
   launch_act_hist(p, nullptr);
-  const std::vector<int64_t> gpu = to_host(hist_dev, kActHistBins);
+  const std::vector<int64_t> gpu = download(hist_dev, kActHistBins);
   std::vector<int64_t> want(kActHistBins, 0);
   want[0] = 2 * 5000000;
   want[numerics::act_hist_bin(1.5f)] = 2 * 3000000;
@@ -214,7 +197,7 @@ TEST_CASE("act_histogram gpu: expert-sorted gathered rows equal the reference ex
     p.segment_offsets = offsets_dev.get();
     p.hist = hist_dev.get() + 2 * kActHistBins;
     launch_act_hist(p, nullptr);
-    const std::vector<int64_t> gpu = to_host(hist_dev, start.size());
+    const std::vector<int64_t> gpu = download(hist_dev, start.size());
     INFO("dim " << dim << ": " << first_differences(gpu, ref));
     REQUIRE(gpu == ref);
     // Empty experts got nothing; each expert got exactly its rows' values.

@@ -12,38 +12,21 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/forward/attention.cuh"
 #include "model/forward_linear.hpp"
 
 using namespace qf;
+using qf::test::download;
+using qf::test::to_device;
+using qf::test::upload;
 using namespace qf::kernels;
 
 namespace {
 
 constexpr double kRelTol = 1e-5;  // FP32 with another summation order than the reference
-
-template <typename T>
-DeviceBuffer<T> to_device(const std::vector<T>& src) {
-  DeviceBuffer<T> dst(std::max<size_t>(src.size(), 1));
-  if (!src.empty()) {
-    QF_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice),
-                  "test upload");
-  }
-  return dst;
-}
-
-template <typename T>
-std::vector<T> download(const DeviceBuffer<T>& src, size_t n_elems) {
-  std::vector<T> host(n_elems);
-  QF_CUDA_CHECK(cudaDeviceSynchronize(), "test sync");
-  if (n_elems) {
-    QF_CUDA_CHECK(cudaMemcpy(host.data(), src.get(), n_elems * sizeof(T), cudaMemcpyDeviceToHost),
-                  "test download");
-  }
-  return host;
-}
 
 std::vector<float> randn(size_t n, std::mt19937& rng, float std = 1.0f) {
   std::normal_distribution<float> d(0.0f, std);

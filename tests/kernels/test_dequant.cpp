@@ -11,34 +11,18 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/dequant.cuh"
 
 using namespace qf;
+using qf::test::download;
+using qf::test::to_device;
+using qf::test::upload;
 using namespace qf::kernels;
 
 namespace {
-
-template <typename T>
-void upload(const DeviceBuffer<T>& dst, const std::vector<T>& src, size_t offset = 0) {
-  if (src.empty()) return;
-  QF_CUDA_CHECK(
-      cudaMemcpy(dst.get() + offset, src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice),
-      "test upload");
-}
-
-template <typename T>
-std::vector<T> download(const DeviceBuffer<T>& src, size_t n_elems, size_t offset = 0) {
-  std::vector<T> host(n_elems);
-  QF_CUDA_CHECK(cudaDeviceSynchronize(), "test sync");
-  if (n_elems) {
-    QF_CUDA_CHECK(
-        cudaMemcpy(host.data(), src.get() + offset, n_elems * sizeof(T), cudaMemcpyDeviceToHost),
-        "test download");
-  }
-  return host;
-}
 
 // Counts differing BF16 words; `first` lists the first few as (row, col) gpu vs ref.
 size_t count_mismatches(const std::vector<uint16_t>& gpu, const std::vector<uint16_t>& ref,

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/forward/forward_ops.cuh"
@@ -25,32 +26,15 @@
 #include "numerics/bf16.hpp"
 
 using namespace qf;
+using qf::test::download;
+using qf::test::to_device;
+using qf::test::upload;
 using namespace qf::kernels;
 
 namespace {
 
 constexpr double kRel = 1e-6;  // float outputs: relative ...
 constexpr double kAbs = 1e-7;  // ... plus absolute (values near 0, subnormals)
-
-template <typename T>
-void upload(const DeviceBuffer<T>& dst, const std::vector<T>& src, size_t offset = 0) {
-  if (src.empty()) return;
-  QF_CUDA_CHECK(
-      cudaMemcpy(dst.get() + offset, src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice),
-      "test upload");
-}
-
-template <typename T>
-std::vector<T> download(const DeviceBuffer<T>& src, size_t n_elems, size_t offset = 0) {
-  std::vector<T> host(n_elems);
-  QF_CUDA_CHECK(cudaDeviceSynchronize(), "test sync");
-  if (n_elems) {
-    QF_CUDA_CHECK(
-        cudaMemcpy(host.data(), src.get() + offset, n_elems * sizeof(T), cudaMemcpyDeviceToHost),
-        "test download");
-  }
-  return host;
-}
 
 uint32_t bits_of(float x) {
   uint32_t b;

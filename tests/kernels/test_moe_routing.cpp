@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/forward/moe_routing.cuh"
@@ -24,33 +25,15 @@
 #include "numerics/host_device.hpp"
 
 using namespace qf;
+using qf::test::download;
+using qf::test::to_device;
+using qf::test::upload;
 using namespace qf::kernels;
 
 namespace {
 
 // Device libm (expf, log1pf) vs glibc: a few ulp on a score, so on weights.
 constexpr float kWeightRelTol = 1e-5f;
-
-template <typename T>
-DeviceBuffer<T> to_device(const std::vector<T>& src, size_t n_elems = 0) {
-  DeviceBuffer<T> dst(std::max<size_t>({src.size(), n_elems, 1}));
-  if (!src.empty()) {
-    QF_CUDA_CHECK(cudaMemcpy(dst.get(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice),
-                  "test upload");
-  }
-  return dst;
-}
-
-template <typename T>
-std::vector<T> download(const T* src, size_t n_elems) {
-  std::vector<T> host(n_elems);
-  QF_CUDA_CHECK(cudaDeviceSynchronize(), "test sync");
-  if (n_elems) {
-    QF_CUDA_CHECK(cudaMemcpy(host.data(), src, n_elems * sizeof(T), cudaMemcpyDeviceToHost),
-                  "test download");
-  }
-  return host;
-}
 
 // Counts differing elements (by bits for floats; NaN == NaN when nan_equal); `first` lists a few.
 template <typename T>

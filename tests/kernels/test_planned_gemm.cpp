@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "gpu/cublas_handle.hpp"
@@ -20,6 +21,9 @@
 #include "numerics/bf16.hpp"
 
 using namespace qf;
+using qf::test::download;
+using qf::test::to_device;
+using qf::test::upload;
 
 namespace {
 
@@ -28,20 +32,6 @@ std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<uint16_t> out(n);
   for (auto& v : out) v = numerics::float_to_bf16(u(rng));
-  return out;
-}
-
-template <typename T>
-DeviceBuffer<T> upload(const std::vector<T>& host) {
-  DeviceBuffer<T> buf(host.size());
-  QF_CUDA_CHECK(cudaMemcpy(buf.get(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-                "upload");
-  return buf;
-}
-
-std::vector<float> download(const DeviceBuffer<float>& buf, size_t n) {
-  std::vector<float> out(n);
-  QF_CUDA_CHECK(cudaMemcpy(out.data(), buf.get(), n * 4, cudaMemcpyDeviceToHost), "download");
   return out;
 }
 
@@ -79,8 +69,8 @@ TEST_CASE("PlannedGemm equals the FP32 reference, deterministic, one plan per bu
     const int64_t max_m = 1000, ldy = s.n + 8;
     const auto x = random_bf16(max_m * s.ldx, 1 + static_cast<uint32_t>(s.n));
     const auto w = random_bf16(s.n * s.k, 2 + static_cast<uint32_t>(s.k));
-    auto dx = upload(x);
-    auto dw = upload(w);
+    auto dx = to_device(x);
+    auto dw = to_device(w);
     DeviceBuffer<float> dy(max_m * ldy), dy2(max_m * ldy), dref(max_m * ldy);
     const int64_t plans_before = planned.n_plans();
     for (const int64_t m : {1, 7, 16, 17, 100, 128, 129, 1000}) {
@@ -122,8 +112,8 @@ TEST_CASE("PlannedGemm takes the cublasGemmEx fallback for unaligned operands", 
   const int64_t m = 33, n = 64, k = 64;
   const auto x = random_bf16((m + 1) * k, 7);
   const auto w = random_bf16(n * k, 8);
-  auto dx = upload(x);
-  auto dw = upload(w);
+  auto dx = to_device(x);
+  auto dw = to_device(w);
   DeviceBuffer<float> dy(m * n), dref(m * n);
   // x starting one BF16 element in: 2-byte aligned only.
   planned.bf16(cublas, dx.get() + 1, k, dw.get(), dy.get(), n, m, n, k);
