@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "error_test_util.hpp"
 #include "core/check.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats_test_util.hpp"
@@ -20,26 +21,10 @@ using pipeline::load_calibration_set;
 
 namespace {
 
-// The message of the qf::Error fn throws ("" if none).
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
+using qf::test::contains;
+using qf::test::error_of;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  REQUIRE(out.good());
-}
+#define REQUIRE_WRITE_TEXT(path, text) REQUIRE(qf::test::write_text(path, text))
 
 // A safetensors file with one integer tensor `name` holding 0, 1, 2, ... (x step).
 void write_ids(const std::string& path, const std::string& name, DType dtype,
@@ -118,7 +103,7 @@ TEST_CASE("JSONL: arrays and input_ids objects, blank lines skipped, cut to seq_
           "[calib_data]") {
   TempDir tmp;
   const std::string path = tmp.file("calib.jsonl");
-  write_text(path,
+  REQUIRE_WRITE_TEXT(path,
              "[1, 2, 3, 4, 5]\n"
              "\n"
              "{\"input_ids\": [6, 7, 8, 9], \"text\": \"ignored\"}\n"
@@ -134,7 +119,7 @@ TEST_CASE("JSONL errors name the file and line", "[calib_data]") {
   TempDir tmp;
   const auto error_for = [&](const std::string& text, int samples, int64_t vocab = 100) {
     const std::string path = tmp.file("bad.jsonl");
-    write_text(path, text);
+    REQUIRE_WRITE_TEXT(path, text);
     return error_of([&] { load_calibration_set(path, samples, 3, vocab); });
   };
   const std::string bad = tmp.file("bad.jsonl");

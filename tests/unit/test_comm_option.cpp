@@ -5,6 +5,7 @@
 #include <string>
 
 #include "catch_compat.hpp"
+#include "error_test_util.hpp"
 #include "core/check.hpp"
 #include "pipeline/backend.hpp"
 
@@ -14,18 +15,8 @@ using pipeline::resolve_comm;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "(no error)";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using qf::test::contains;
+using qf::test::error_of;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "error_test_util.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "formats/checkpoint_dir.hpp"
@@ -28,6 +29,9 @@ using namespace qf;
 using namespace qf::pipeline;
 
 namespace {
+
+using qf::test::contains;
+using qf::test::error_of;
 
 NativeTensor linear(const std::string& name, StorageKind kind, int64_t n_rows, int64_t n_cols,
                     int layer, int expert = -1) {
@@ -62,15 +66,6 @@ NativeTensor plain(const std::string& name, DType dtype, std::vector<int64_t> sh
   t.stored = {name, dtype, std::move(shape)};
   t.layer = layer;
   return t;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "(no error)";
 }
 
 // Structural invariants of any layout.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "error_test_util.hpp"
 #include "core/check.hpp"
 #include "formats_test_util.hpp"
 #include "pipeline/calibration_data.hpp"
@@ -25,24 +26,10 @@ using Pieces = std::vector<std::string>;
 
 namespace {
 
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
+using qf::test::contains;
+using qf::test::error_of;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc | std::ios::binary);
-  out << text;
-}
+using qf::test::write_text;
 
 // A minimal tokenizer.json around `model` / `extra` members.
 nlohmann::json tiny_config(const nlohmann::json& vocab, const nlohmann::json& merges) {
@@ -72,7 +59,7 @@ TEST_CASE("byte-level table is GPT-2's bytes_to_unicode", "[tokenizer]") {
 }
 
 TEST_CASE("DeepSeek V3 pre-tokenizer splits digits, CJK, code and whitespace", "[tokenizer]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   // \p{N}{1,3} isolates digit triples first.
   CHECK(tok.pre_tokenize("12345") == Pieces{"123", "45"});
   CHECK(tok.pre_tokenize("abc1234def") == Pieces{"abc", "123", "4", "def"});
@@ -96,7 +83,7 @@ TEST_CASE("DeepSeek V3 pre-tokenizer splits digits, CJK, code and whitespace", "
 }
 
 TEST_CASE("BPE applies merges by rank, leftmost first", "[tokenizer]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   CHECK(tok.encode("abc") == Ids{97, 256});  // "b c" (rank 0) beats "a b" (rank 1)
   CHECK(tok.encode("abab") == Ids{257, 257});
   CHECK(tok.encode("aaa") == Ids{258, 97});  // equal ranks: the leftmost pair merges first
@@ -107,7 +94,7 @@ TEST_CASE("BPE applies merges by rank, leftmost first", "[tokenizer]") {
 }
 
 TEST_CASE("every byte reaches the vocabulary through the byte-level alphabet", "[tokenizer]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   // 你好 merge to one token each; 😀 = F0 9F 98 80: "ðŁ" merged, the rest single bytes.
   CHECK(tok.encode("\xE4\xBD\xA0\xE5\xA5\xBD") == Ids{278, 280});
   CHECK(tok.encode("\xF0\x9F\x98\x80") == Ids{281, 0x98, 0x80});
@@ -116,7 +103,7 @@ TEST_CASE("every byte reaches the vocabulary through the byte-level alphabet", "
 }
 
 TEST_CASE("added and special tokens are cut out before pre-tokenization", "[tokenizer]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   REQUIRE(tok.bos_id() == 283);
   CHECK(tok.prefix_ids() == Ids{283});
   CHECK(tok.suffix_ids().empty());
@@ -181,7 +168,7 @@ TEST_CASE("tokenizer errors name the file and the reason", "[tokenizer]") {
       contains(error_of([&] { Tokenizer::from_json(config, "re.json"); }), "cannot compile regex"));
   config["pre_tokenizer"] = {{"type", "Metaspace"}};
   CHECK(contains(error_of([&] { Tokenizer::from_json(config, "ms.json"); }), "Metaspace"));
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   CHECK(contains(error_of([&] { tok.encode("ok \xFF bad"); }), "not valid UTF-8 at byte 3"));
   CHECK(contains(error_of([] { Tokenizer::load("/nonexistent/tokenizer.json"); }),
                  "/nonexistent/tokenizer.json"));
@@ -208,7 +195,7 @@ TEST_CASE("--text specs, sample counts and the mixing order", "[tokenizer][calib
 }
 
 TEST_CASE("calib-data packs documents with BOS into windows and mixes files", "[calib-data]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   const TempDir dir;
   // Documents: "hello world" -> 283 262 267, "abc" -> 283 97 256, "aaa" -> 283 258 97.
   write_text(dir.file("a.jsonl"),
@@ -253,7 +240,7 @@ TEST_CASE("calib-data packs documents with BOS into windows and mixes files", "[
 }
 
 TEST_CASE("calib-data mixes two datasets in proportion", "[calib-data]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   const TempDir dir;
   write_text(dir.file("a.jsonl"), "\"aaaa\"\n\"aaaa\"\n");   // 283 258 258 per document
   write_text(dir.file("b.jsonl"), "\"x\"\n\"x\"\n\"x\"\n");  // 283 120 per document
@@ -270,7 +257,7 @@ TEST_CASE("calib-data mixes two datasets in proportion", "[calib-data]") {
 }
 
 TEST_CASE("calib-data errors name file and line; output is all or nothing", "[calib-data]") {
-  const Tokenizer& tok = test::deepseek_like();
+  const Tokenizer& tok = qf::tokenizer::test::deepseek_like();
   const TempDir dir;
   TextCalibrationOptions options;
   options.seq_len = 2;
