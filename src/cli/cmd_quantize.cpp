@@ -16,19 +16,26 @@ namespace qf::cli {
 namespace {
 
 // The end-of-job table on rank 0: time per phase (rank 0's clock; every phase ends in a
-// collective, so ranks agree to within a step) and per-rank bytes and peak memory.
+// collective, so ranks agree to within a step), per-rank bytes, peak memory and communication
+// time (Communicator::stats(), taken before the summary's own collective), and rank 0's
+// communication per operation kind for the host (MPI) and, if any, the device (NCCL)
+// communicator. bench/bench_multi_rank.sh parses these lines.
 void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
-                   dist::Communicator& comm) {
+                   dist::Communicator& comm, dist::Communicator* device_comm) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const double mine[5] = {double(r.bytes_read), double(r.bytes_written),
-                          double(r.peak_device_bytes), double(usage.ru_maxrss) * 1024.0,
-                          double(r.calib_tokens)};
-  std::vector<double> all(5 * size_t(comm.world_size()));
+  const dist::CommStats host_stats = comm.stats();
+  const dist::CommStats device_stats = device_comm ? device_comm->stats() : dist::CommStats{};
+  constexpr int kN = 6;
+  const double comm_seconds = host_stats.seconds() + device_stats.seconds();
+  const double mine[kN] = {double(r.bytes_read),        double(r.bytes_written),
+                           double(r.peak_device_bytes), double(usage.ru_maxrss) * 1024.0,
+                           double(r.calib_tokens),      comm_seconds};
+  std::vector<double> all(kN * size_t(comm.world_size()));
   comm.allgather(mine, all.data(), sizeof(mine), "quantize summary");
   if (comm.rank() != 0) return;
   double tokens = 0;
-  for (int k = 0; k < comm.world_size(); ++k) tokens += all[5 * k + 4];
+  for (int k = 0; k < comm.world_size(); ++k) tokens += all[kN * k + 4];
   auto line = [](const char* text) { log_info(text); };
   char buf[256];
   std::snprintf(buf, sizeof(buf), "summary (%d rank(s), backend %s)", comm.world_size(),
@@ -66,16 +73,23 @@ void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
       line(buf);
     }
   }
-  std::snprintf(buf, sizeof(buf), "  %-5s %12s %12s %14s %14s", "rank", "read", "written",
-                "peak GPU mem", "peak host mem");
+  // (std::string: describe() is longer than buf)
+  log_info("  communication (rank 0, ", dist::backend_name(comm.backend()),
+           "): ", host_stats.describe(r.seconds));
+  if (device_comm) {
+    log_info("  communication (rank 0, ", dist::backend_name(device_comm->backend()),
+             "): ", device_stats.describe(r.seconds));
+  }
+  std::snprintf(buf, sizeof(buf), "  %-5s %12s %12s %14s %14s %10s", "rank", "read", "written",
+                "peak GPU mem", "peak host mem", "comm");
   line(buf);
   for (int k = 0; k < comm.world_size(); ++k) {
-    const double* v = &all[5 * size_t(k)];
-    std::snprintf(buf, sizeof(buf), "  %-5d %12s %12s %14s %14s", k,
+    const double* v = &all[kN * size_t(k)];
+    std::snprintf(buf, sizeof(buf), "  %-5d %12s %12s %14s %14s %9.2fs", k,
                   ProgressMeter::format_bytes(v[0]).c_str(),
                   ProgressMeter::format_bytes(v[1]).c_str(),
                   v[2] > 0 ? ProgressMeter::format_bytes(v[2]).c_str() : "-",
-                  ProgressMeter::format_bytes(v[3]).c_str());
+                  ProgressMeter::format_bytes(v[3]).c_str(), v[5]);
     line(buf);
   }
 }
@@ -188,7 +202,7 @@ int cmd_quantize(const Args& args) {
            totals[1], ", fallback blocks ", totals[2], "), ", report.n_fallback_experts,
            " uncalibrated experts, wrote ", ProgressMeter::format_bytes(double(totals[3])), " in ",
            ProgressMeter::format_seconds(report.seconds), " -> ", run.out_dir);
-  print_summary(report, run.backend, comm);
+  print_summary(report, run.backend, comm, device_comm.get());
   return 0;
 }
 

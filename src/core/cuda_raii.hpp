@@ -110,11 +110,13 @@ class CudaStream {
   cudaStream_t stream_ = nullptr;
 };
 
-// An ordering-only event (cudaEventDisableTiming) on the current device.
+// An event on the current device: ordering-only (cudaEventDisableTiming) unless other flags
+// are given (0: a timing event for cudaEventElapsedTime).
 class CudaEvent {
  public:
-  CudaEvent() {
-    QF_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "event create");
+  CudaEvent() : CudaEvent(cudaEventDisableTiming) {}
+  explicit CudaEvent(unsigned flags) {
+    QF_CUDA_CHECK(cudaEventCreateWithFlags(&event_, flags), "event create");
   }
   ~CudaEvent() {
     if (!event_) return;

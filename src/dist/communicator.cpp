@@ -2,10 +2,13 @@
 // Does not own: any library call (mpi_communicator.cpp, nccl_communicator.cpp).
 #include "dist/communicator.hpp"
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "core/check.hpp"
+#include "core/progress.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #ifdef QF_HAVE_CUDA
@@ -69,9 +72,94 @@ bool backend_available(Backend backend) {
 #endif
 }
 
+const char* op_kind_name(OpKind kind) {
+  switch (kind) {
+    case OpKind::kAllreduce:
+      return "allreduce";
+    case OpKind::kBroadcast:
+      return "broadcast";
+    case OpKind::kAllgather:
+      return "allgather";
+    case OpKind::kBarrier:
+      return "barrier";
+  }
+  return "?";
+}
+
+double CommStats::seconds() const {
+  // synchronize_seconds are left out: the host waits there for collectives whose stream time
+  // device_seconds already holds.
+  double total = 0;
+  for (const OpStats& o : ops) {
+    // NCCL: enqueue (host) + stream (device) time; barriers, a stream sync + MPI_Barrier on
+    // the host, have no device time. MPI: device_seconds are 0.
+    total += o.host_seconds + o.device_seconds;
+  }
+  return total;
+}
+
+std::string CommStats::describe(double wall_seconds) const {
+  std::string text;
+  char buf[160];
+  for (int k = 0; k < kNumOpKinds; ++k) {
+    const OpStats& o = ops[k];
+    const bool barrier = static_cast<OpKind>(k) == OpKind::kBarrier;
+    if (barrier) {
+      std::snprintf(buf, sizeof(buf), "%s %llu / %.3f s", op_kind_name(static_cast<OpKind>(k)),
+                    static_cast<unsigned long long>(o.count), o.host_seconds);
+    } else if (device_timed) {
+      std::snprintf(buf, sizeof(buf), "%s %llu / %s / %.3f s on the GPU (%.3f s enqueue)",
+                    op_kind_name(static_cast<OpKind>(k)), static_cast<unsigned long long>(o.count),
+                    ProgressMeter::format_bytes(double(o.bytes)).c_str(), o.device_seconds,
+                    o.host_seconds);
+    } else {
+      std::snprintf(buf, sizeof(buf), "%s %llu / %s / %.3f s", op_kind_name(static_cast<OpKind>(k)),
+                    static_cast<unsigned long long>(o.count),
+                    ProgressMeter::format_bytes(double(o.bytes)).c_str(), o.host_seconds);
+    }
+    text += (k ? ", " : "") + std::string(buf);
+  }
+  if (device_timed) {
+    std::snprintf(buf, sizeof(buf), ", synchronize %.3f s", synchronize_seconds);
+    text += buf;
+  }
+  if (wall_seconds > 0) {
+    std::snprintf(buf, sizeof(buf), ", share of wall time %.1f%%",
+                  100.0 * seconds() / wall_seconds);
+    text += buf;
+  }
+  return text;
+}
+
+namespace {
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 Communicator::Communicator(int rank, int world_size) : rank_(rank), world_size_(world_size) {
   QF_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "invalid rank", rank, "of",
            world_size);
+}
+
+void Communicator::account(OpKind kind, uint64_t bytes, int64_t start_ns) {
+  OpStats& o = stats_.ops[static_cast<int>(kind)];
+  ++o.count;
+  o.bytes += bytes;
+  o.host_seconds += double(now_ns() - start_ns) * 1e-9;
+}
+
+CommStats Communicator::stats() {
+  collect_device_times(true);
+  return stats_;
+}
+
+void Communicator::synchronize(const char* what) {
+  const int64_t start = now_ns();
+  do_synchronize(what);
+  stats_.synchronize_seconds += double(now_ns() - start) * 1e-9;
 }
 
 std::string Communicator::describe(const char* operation, const char* what) const {
@@ -88,7 +176,9 @@ void Communicator::allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp 
   QF_CHECK(n_elems <= std::numeric_limits<size_t>::max() / elem_n_bytes(type),
            describe("allreduce", what), ":", n_elems, elem_type_name(type),
            "elements overflow size_t");
+  const int64_t start = now_ns();
   do_allreduce(buf, n_elems, type, op, what);
+  account(OpKind::kAllreduce, n_elems * elem_n_bytes(type), start);
 }
 
 void Communicator::broadcast(void* buf, size_t n_bytes, int root, const char* what) {
@@ -96,7 +186,9 @@ void Communicator::broadcast(void* buf, size_t n_bytes, int root, const char* wh
            "outside [0,", world_size_, ")");
   if (n_bytes == 0) return;
   QF_CHECK(buf != nullptr, describe("broadcast", what), ": null buffer for", n_bytes, "bytes");
+  const int64_t start = now_ns();
   do_broadcast(buf, n_bytes, root, what);
+  account(OpKind::kBroadcast, n_bytes, start);
 }
 
 void Communicator::allgather(const void* send, void* recv, size_t n_bytes_per_rank,
@@ -113,7 +205,9 @@ void Communicator::allgather(const void* send, void* recv, size_t n_bytes_per_ra
                         recv_begin < send_begin + n_bytes_per_rank;
   QF_CHECK(!overlaps || send_begin == own_slot, describe("allgather", what),
            ": send overlaps recv but is not this rank's slot (in-place form)");
+  const int64_t start = now_ns();
   do_allgather(send, recv, n_bytes_per_rank, what);
+  account(OpKind::kAllgather, n_bytes_per_rank * world_size_, start);
 }
 
 void Communicator::allgatherv(const void* send, void* recv,
@@ -130,7 +224,9 @@ void Communicator::allgatherv(const void* send, void* recv,
   QF_CHECK(recv != nullptr, describe("allgatherv", what), ": null recv buffer");
   QF_CHECK(send != nullptr || n_bytes_of_rank[rank_] == 0, describe("allgatherv", what),
            ": null send buffer for", n_bytes_of_rank[rank_], "bytes");
+  const int64_t start = now_ns();
   do_allgatherv(send, recv, n_bytes_of_rank, what);
+  account(OpKind::kAllgather, n_bytes_total, start);
 }
 
 void Communicator::do_allgatherv(const void* send, void* recv,
@@ -162,14 +258,22 @@ void Communicator::broadcast_many(const std::vector<BroadcastPart>& parts, const
     non_empty.push_back(p);
   }
   if (non_empty.empty()) return;
+  uint64_t n_bytes = 0;
+  for (const BroadcastPart& p : non_empty) n_bytes += p.n_bytes;
+  const int64_t start = now_ns();
   do_broadcast_many(non_empty, what);
+  account(OpKind::kBroadcast, n_bytes, start);
 }
 
 void Communicator::do_broadcast_many(const std::vector<BroadcastPart>& parts, const char* what) {
   for (const BroadcastPart& p : parts) do_broadcast(p.buf, p.n_bytes, p.root, what);
 }
 
-void Communicator::barrier(const char* what) { do_barrier(what); }
+void Communicator::barrier(const char* what) {
+  const int64_t start = now_ns();
+  do_barrier(what);
+  account(OpKind::kBarrier, 0, start);
+}
 
 // ---- named collectives ---------------------------------------------------------------------
 

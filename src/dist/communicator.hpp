@@ -1,7 +1,8 @@
 // Communicator: the collectives quantforge makes, behind one interface with an MPI backend
 // (host buffers) and an NCCL backend (device buffers). Owns: the operation contracts, argument
-// checks, the named collectives (allreduce_amax, allreduce_counts). Does not own: MPI life
-// cycle (MpiEnv), the ownership plan, or which collective runs when (the pipeline).
+// checks, the named collectives (allreduce_amax, allreduce_counts), the count / bytes / time
+// accounting of every collective (stats()). Does not own: MPI life cycle (MpiEnv), the
+// ownership plan, or which collective runs when (the pipeline).
 //
 // Contract shared by every backend and every operation:
 //   - Collective: every rank calls the same operations in the same order with the same sizes,
@@ -22,6 +23,7 @@
 // A watchdog (non-blocking ncclCommInitRankConfig + ncclCommGetAsyncError polling with a
 // deadline, then ncclCommAbort; for MPI a heartbeat thread) is issue "dist-liveness".
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -45,6 +47,43 @@ const char* backend_name(Backend backend);  // "mpi" | "nccl"
 Backend parse_backend(const std::string& name);
 // Whether this build has the NCCL backend (QF_HAVE_CUDA).
 bool backend_available(Backend backend);
+
+// Communication accounting (Communicator::stats()), per kind of operation: broadcast counts
+// broadcast and broadcast_many, allgather counts allgather and allgatherv.
+enum class OpKind { kAllreduce, kBroadcast, kAllgather, kBarrier };
+constexpr int kNumOpKinds = 4;
+const char* op_kind_name(OpKind kind);  // "allreduce" | "broadcast" | "allgather" | "barrier"
+
+struct OpStats {
+  uint64_t count = 0;  // calls that reached the backend (empty ones return early, uncounted)
+  // Payload: allreduce n_elems x element size, broadcast n_bytes (per part for broadcast_many),
+  // allgather(v) the bytes of all ranks together (what every rank ends up holding).
+  uint64_t bytes = 0;
+  // Host wall time inside the calls on this rank. MPI: the whole operation, including waiting
+  // for the slowest rank to arrive (load imbalance shows up here). NCCL: only the enqueue.
+  double host_seconds = 0;
+  // NCCL only: the time the collectives occupied the communication stream, from CUDA events
+  // recorded around them (start: once the stream has waited for the compute stream, so waiting
+  // for peers is included, waiting for this rank's own compute is not). 0 for MPI.
+  double device_seconds = 0;
+};
+
+struct CommStats {
+  std::array<OpStats, kNumOpKinds> ops{};
+  // Host time in synchronize() (NCCL: waiting for the communication stream; MPI: 0).
+  double synchronize_seconds = 0;
+  bool device_timed = false;  // device_seconds are measured (NCCL)
+
+  const OpStats& op(OpKind kind) const { return ops[static_cast<int>(kind)]; }
+  // The time attributable to communication on this rank: the host seconds of every operation
+  // (MPI: all of it; NCCL: the enqueues and the barriers) + the device seconds (NCCL). Not
+  // synchronize_seconds, which overlap the device seconds. NCCL stream time counts although
+  // this rank's compute may run meanwhile: an upper bound on what communication costs.
+  double seconds() const;
+  // "allreduce 12 / 3.1 KB / 0.01 s, broadcast ..., barrier ...[, synchronize 0.2 s]" and, when
+  // wall_seconds > 0, ", share of wall time 3.2%".
+  std::string describe(double wall_seconds) const;
+};
 
 class Communicator {
  public:
@@ -84,8 +123,13 @@ class Communicator {
   // Returns on each rank once every rank has called it (and, for NCCL, every operation this
   // rank enqueued has completed).
   void barrier(const char* what);
-  // Waits for every operation this rank issued (no-op for MPI).
-  virtual void synchronize(const char* what) = 0;
+  // Waits for every operation this rank issued (no-op for MPI). Timed into stats().
+  void synchronize(const char* what);
+
+  // What this communicator has spent since construction (see OpStats). Not const: NCCL first
+  // waits for the timing events of collectives still in flight and adds their device time.
+  // Called on one rank alone, it communicates nothing.
+  CommStats stats();
 
   // ---- named collectives (DESIGN.md; STYLE.md §10) ---------------------------------------
   // Calibration input/weight amax: MAX over ranks of n non-negative f32 values, where 0 means
@@ -112,14 +156,25 @@ class Communicator {
   // and non-empty.
   virtual void do_broadcast_many(const std::vector<BroadcastPart>& parts, const char* what);
   virtual void do_barrier(const char* what) = 0;
+  virtual void do_synchronize(const char* what) = 0;
+  // NCCL: adds the device time of finished collectives to device_stats(); wait = true waits for
+  // every one still in flight. Default: nothing to collect.
+  virtual void collect_device_times(bool wait) { (void)wait; }
+  // For backends that measure device time.
+  OpStats& device_stats(OpKind kind) { return stats_.ops[static_cast<int>(kind)]; }
+  void mark_device_timed() { stats_.device_timed = true; }
   // dst = src on this rank's memory (host or device, as device_buffers()); n_bytes > 0.
   virtual void copy_local(void* dst, const void* src, size_t n_bytes, const char* what) = 0;
   // "rank 2/4 mpi allreduce 'layer 3 amax'": the prefix of every error message.
   std::string describe(const char* operation, const char* what) const;
 
  private:
+  // Counts the call and adds the host seconds since `start_ns` (steady clock).
+  void account(OpKind kind, uint64_t bytes, int64_t start_ns);
+
   int rank_ = 0;
   int world_size_ = 1;
+  CommStats stats_;
 };
 
 // Backend-specific settings; the MPI backend uses only max_chunk_bytes.

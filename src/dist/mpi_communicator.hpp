@@ -16,7 +16,6 @@ class MpiCommunicator final : public Communicator {
 
   Backend backend() const override { return Backend::kMpi; }
   bool device_buffers() const override { return false; }
-  void synchronize(const char*) override {}  // every operation is complete on return
   MPI_Comm get() const { return comm_; }
 
  protected:
@@ -26,6 +25,7 @@ class MpiCommunicator final : public Communicator {
   void do_allgather(const void* send, void* recv, size_t n_bytes_per_rank,
                     const char* what) override;
   void do_barrier(const char* what) override;
+  void do_synchronize(const char*) override {}  // every operation is complete on return
   void copy_local(void* dst, const void* src, size_t n_bytes, const char* what) override;
 
  private:

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
@@ -94,23 +95,70 @@ NcclCommunicator::~NcclCommunicator() {
   }
 }
 
-void NcclCommunicator::wait_for_compute(const char* operation, const char* what) {
+void NcclCommunicator::wait_for_compute(OpKind kind, const char* operation, const char* what) {
   QF_CUDA_CHECK(cudaEventRecord(compute_ready_.get(), compute_stream_), describe(operation, what),
                 "recording the compute-stream event");
   QF_CUDA_CHECK(cudaStreamWaitEvent(comm_stream_.get(), compute_ready_.get(), 0),
                 describe(operation, what), "ordering the comm stream after compute");
+  // Recorded after the wait: the device time starts once this rank's inputs are ready, so it
+  // holds the transfer and the wait for slower peers, not this rank's own compute.
+  if (current_) {
+    // The previous collective threw before its end event: it has no device time to read.
+    free_ops_.push_back(std::move(in_flight_.back()));
+    in_flight_.pop_back();
+    current_ = nullptr;
+  }
+  collect_device_times(false);  // recycles the pairs of finished collectives
+  std::unique_ptr<TimedOp> op;
+  if (free_ops_.empty()) {
+    op = std::make_unique<TimedOp>();
+  } else {
+    op = std::move(free_ops_.back());
+    free_ops_.pop_back();
+  }
+  op->kind = kind;
+  QF_CUDA_CHECK(cudaEventRecord(op->start.get(), comm_stream_.get()), describe(operation, what),
+                "recording the timing start event");
+  current_ = op.get();
+  in_flight_.push_back(std::move(op));
 }
 
 void NcclCommunicator::signal_compute(const char* operation, const char* what) {
+  if (current_) {
+    QF_CUDA_CHECK(cudaEventRecord(current_->end.get(), comm_stream_.get()),
+                  describe(operation, what), "recording the timing end event");
+    current_ = nullptr;
+  }
   QF_CUDA_CHECK(cudaEventRecord(comm_done_.get(), comm_stream_.get()), describe(operation, what),
                 "recording the comm-stream event");
   QF_CUDA_CHECK(cudaStreamWaitEvent(compute_stream_, comm_done_.get(), 0),
                 describe(operation, what), "ordering the compute stream after the collective");
 }
 
+void NcclCommunicator::collect_device_times(bool wait) {
+  mark_device_timed();
+  while (!in_flight_.empty() && in_flight_.front().get() != current_) {
+    TimedOp& op = *in_flight_.front();
+    if (wait) {
+      QF_CUDA_CHECK(cudaEventSynchronize(op.end.get()), "rank", rank(),
+                    "waiting for a collective's timing event");
+    } else {
+      const cudaError_t rc = cudaEventQuery(op.end.get());
+      if (rc == cudaErrorNotReady) break;  // later ones are behind it on the same stream
+      QF_CUDA_CHECK(rc, "rank", rank(), "querying a collective's timing event");
+    }
+    float ms = 0;
+    QF_CUDA_CHECK(cudaEventElapsedTime(&ms, op.start.get(), op.end.get()), "rank", rank(),
+                  "reading a collective's device time");
+    device_stats(op.kind).device_seconds += double(ms) * 1e-3;
+    free_ops_.push_back(std::move(in_flight_.front()));
+    in_flight_.pop_front();
+  }
+}
+
 void NcclCommunicator::do_allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp op,
                                     const char* what) {
-  wait_for_compute("allreduce", what);
+  wait_for_compute(OpKind::kAllreduce, "allreduce", what);
   QF_NCCL_CHECK(ncclAllReduce(buf, buf, n_elems, nccl_type(type), nccl_op(op), comm_.get(),
                               comm_stream_.get()),
                 describe("allreduce", what), "(", elem_type_name(type), reduce_op_name(op), n_elems,
@@ -119,7 +167,7 @@ void NcclCommunicator::do_allreduce(void* buf, size_t n_elems, ElemType type, Re
 }
 
 void NcclCommunicator::do_broadcast(void* buf, size_t n_bytes, int root, const char* what) {
-  wait_for_compute("broadcast", what);
+  wait_for_compute(OpKind::kBroadcast, "broadcast", what);
   QF_NCCL_CHECK(ncclBroadcast(buf, buf, n_bytes, ncclUint8, root, comm_.get(), comm_stream_.get()),
                 describe("broadcast", what), "(", n_bytes, "bytes from root", root, ")");
   signal_compute("broadcast", what);
@@ -127,7 +175,7 @@ void NcclCommunicator::do_broadcast(void* buf, size_t n_bytes, int root, const c
 
 void NcclCommunicator::do_allgather(const void* send, void* recv, size_t n_bytes_per_rank,
                                     const char* what) {
-  wait_for_compute("allgather", what);
+  wait_for_compute(OpKind::kAllgather, "allgather", what);
   // In place when send == recv + rank * n_bytes_per_rank, which NCCL accepts as is.
   QF_NCCL_CHECK(
       ncclAllGather(send, recv, n_bytes_per_rank, ncclUint8, comm_.get(), comm_stream_.get()),
@@ -137,7 +185,7 @@ void NcclCommunicator::do_allgather(const void* send, void* recv, size_t n_bytes
 
 void NcclCommunicator::do_allgatherv(const void* send, void* recv,
                                      const std::vector<size_t>& n_bytes_of_rank, const char* what) {
-  wait_for_compute("allgatherv", what);
+  wait_for_compute(OpKind::kAllgather, "allgatherv", what);
   QF_NCCL_CHECK(ncclGroupStart(), describe("allgatherv", what), "group start");
   size_t offset = 0;
   for (int root = 0; root < world_size(); ++root) {
@@ -159,7 +207,7 @@ void NcclCommunicator::do_allgatherv(const void* send, void* recv,
 
 void NcclCommunicator::do_broadcast_many(const std::vector<BroadcastPart>& parts,
                                          const char* what) {
-  wait_for_compute("broadcast_many", what);
+  wait_for_compute(OpKind::kBroadcast, "broadcast_many", what);
   for (size_t first = 0; first < parts.size(); first += kMaxGroupOps) {
     const size_t last = std::min(parts.size(), first + kMaxGroupOps);
     QF_NCCL_CHECK(ncclGroupStart(), describe("broadcast_many", what), "group start");
@@ -178,7 +226,7 @@ void NcclCommunicator::do_broadcast_many(const std::vector<BroadcastPart>& parts
 }
 
 void NcclCommunicator::do_barrier(const char* what) {
-  synchronize(what);
+  do_synchronize(what);  // (not synchronize(): the wait counts as the barrier's time)
   QF_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD), describe("barrier", what));
 }
 
@@ -187,8 +235,9 @@ void NcclCommunicator::copy_local(void* dst, const void* src, size_t n_bytes, co
                 describe("local copy", what));
 }
 
-void NcclCommunicator::synchronize(const char* what) {
+void NcclCommunicator::do_synchronize(const char* what) {
   QF_CUDA_CHECK(cudaStreamSynchronize(comm_stream_.get()), describe("synchronize", what));
+  collect_device_times(false);  // every pair is complete now: recycle them
 }
 
 }  // namespace qf::dist

@@ -9,6 +9,9 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <deque>
+#include <vector>
+
 #include "core/cuda_raii.hpp"
 #include "dist/communicator.hpp"
 
@@ -41,7 +44,6 @@ class NcclCommunicator final : public Communicator {
 
   Backend backend() const override { return Backend::kNccl; }
   bool device_buffers() const override { return true; }
-  void synchronize(const char* what) override;  // waits for the communication stream
 
   int device() const { return comm_.device(); }
   ncclComm_t nccl() const { return comm_.get(); }
@@ -63,13 +65,28 @@ class NcclCommunicator final : public Communicator {
   // ncclBroadcasts in groups of at most kMaxGroupOps (NCCL allows 2048 calls per group).
   void do_broadcast_many(const std::vector<BroadcastPart>& parts, const char* what) override;
   void do_barrier(const char* what) override;
+  void do_synchronize(const char* what) override;  // waits for the communication stream
+  // Reads the timing events of finished collectives (all of them, waiting, when `wait`).
+  void collect_device_times(bool wait) override;
   void copy_local(void* dst, const void* src, size_t n_bytes, const char* what) override;
 
  private:
   // compute stream -> comm stream (before enqueueing) and comm stream -> compute stream
-  // (after), so the caller's stream sees the result without a host synchronization.
-  void wait_for_compute(const char* operation, const char* what);
+  // (after), so the caller's stream sees the result without a host synchronization. They also
+  // record a timing event pair around the collective on the comm stream, for stats().
+  void wait_for_compute(OpKind kind, const char* operation, const char* what);
   void signal_compute(const char* operation, const char* what);
+
+  // Device time accounting: a pair of timing events per collective in flight, recycled once
+  // read. The host time of an NCCL call is only the enqueue; these measure the stream.
+  struct TimedOp {
+    OpKind kind;
+    CudaEvent start{0};
+    CudaEvent end{0};
+  };
+  std::deque<std::unique_ptr<TimedOp>> in_flight_;  // oldest first (one stream: in order)
+  std::vector<std::unique_ptr<TimedOp>> free_ops_;
+  TimedOp* current_ = nullptr;  // between wait_for_compute and signal_compute
 
   // Declaration order = construction order; destruction runs backwards (events, stream, comm).
   NcclComm comm_;

@@ -266,3 +266,77 @@ TEST_CASE("errors carry the rank, the backend and the operation", "[mpi]") {
   comm->allreduce_counts(&one, 1, "after errors");
   CHECK(one == comm->world_size());
 }
+
+// Communication accounting: each public call counts once (whatever its pieces), with its
+// payload; empty and rejected calls count nothing; the time a rank waits inside a collective
+// is recorded as its host time; MPI has no device time.
+TEST_CASE("stats count each collective once with its payload and host time", "[mpi]") {
+  auto comm = make_mpi(GENERATE(size_t{1} << 30, size_t{3}));  // whole and chunked messages
+  const int r = comm->rank(), n_ranks = comm->world_size();
+  const CommStats zero = comm->stats();
+  for (const OpStats& o : zero.ops) {
+    CHECK(o.count == 0);
+    CHECK(o.bytes == 0);
+    CHECK(o.host_seconds == 0.0);
+  }
+  CHECK_FALSE(zero.device_timed);
+
+  std::vector<float> amax(10, float(r + 1));
+  comm->allreduce_amax(amax.data(), amax.size(), "stats amax");  // 40 bytes
+  int64_t counts[3] = {1, 2, 3};
+  comm->allreduce_counts(counts, 3, "stats counts");  // 24 bytes
+  std::vector<uint8_t> buf(100, static_cast<uint8_t>(r));
+  comm->broadcast(buf.data(), buf.size(), n_ranks - 1, "stats broadcast");  // 100 bytes
+  std::vector<uint8_t> a(10), b(20);
+  comm->broadcast_many({{a.data(), a.size(), 0}, {b.data(), b.size(), n_ranks - 1}},
+                       "stats broadcast_many");  // one call, 30 bytes
+  std::vector<uint8_t> gathered(8 * n_ranks);
+  comm->allgather(pattern(r, 8).data(), gathered.data(), 8, "stats allgather");  // 8 R bytes
+  std::vector<size_t> sizes(n_ranks);
+  size_t total = 0;
+  for (int k = 0; k < n_ranks; ++k) total += sizes[k] = 3 + k;
+  std::vector<uint8_t> gathered_v(total);
+  comm->allgatherv(pattern(r, sizes[r]).data(), gathered_v.data(), sizes, "stats allgatherv");
+  // Empty and rejected calls: not counted.
+  comm->allreduce(nullptr, 0, ElemType::kF32, ReduceOp::kSum, "empty");
+  comm->broadcast(nullptr, 0, 0, "empty");
+  comm->broadcast_many({}, "empty");
+  CHECK_THROWS_AS(comm->broadcast(buf.data(), 1, n_ranks, "bad root"), qf::Error);
+  // The last rank arrives 0.2 s late: every other rank's barrier time holds the wait.
+  comm->barrier("stats sync");
+  if (r == n_ranks - 1) {
+    const double start = MPI_Wtime();
+    while (MPI_Wtime() - start < 0.2) {
+    }
+  }
+  comm->barrier("stats late barrier");
+  comm->synchronize("stats synchronize");
+
+  const CommStats s = comm->stats();
+  CHECK(s.op(OpKind::kAllreduce).count == 2);
+  CHECK(s.op(OpKind::kAllreduce).bytes == 40 + 24);
+  CHECK(s.op(OpKind::kBroadcast).count == 2);
+  CHECK(s.op(OpKind::kBroadcast).bytes == 100 + 30);
+  CHECK(s.op(OpKind::kAllgather).count == 2);
+  CHECK(s.op(OpKind::kAllgather).bytes == 8 * n_ranks + total);
+  CHECK(s.op(OpKind::kBarrier).count == 2);
+  CHECK(s.op(OpKind::kBarrier).bytes == 0);
+  if (r != n_ranks - 1) CHECK(s.op(OpKind::kBarrier).host_seconds >= 0.15);
+  double host = 0;
+  for (const OpStats& o : s.ops) {
+    CHECK(o.host_seconds >= 0.0);
+    CHECK(o.device_seconds == 0.0);
+    host += o.host_seconds;
+  }
+  CHECK_FALSE(s.device_timed);
+  CHECK(s.seconds() == host);  // MPI: the host time is all of it; synchronize is a no-op
+
+  const std::string text = s.describe(2.0 * s.seconds() + 1e-9);
+  INFO(text);
+  CHECK(text.find("allreduce 2 / 64 B / ") == 0);
+  CHECK(text.find(", broadcast 2 / 130 B / ") != std::string::npos);
+  CHECK(text.find(", barrier 2 / ") != std::string::npos);
+  CHECK(text.find("share of wall time") != std::string::npos);
+  CHECK(s.describe(0).find("share") == std::string::npos);
+  CHECK(op_kind_name(OpKind::kAllgather) == std::string("allgather"));
+}

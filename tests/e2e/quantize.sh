@@ -38,6 +38,11 @@ for np in 1 2 3 4; do
 done
 for np in 2 3 4; do diff -r "$tmp/out1" "$tmp/out$np" >/dev/null || fail "output with $np ranks differs"; done
 echo "ok: identical export for 1..4 ranks"
+# The summary's communication line: rank 0's collectives per kind (Communicator::stats).
+for np in 1 2 3 4; do
+  grep -Eq '^  communication \(rank 0, mpi\): allreduce [1-9][0-9]* / [0-9.]+ [KMGT]?B / [0-9.]+ s, broadcast [0-9]+ / .* share of wall time [0-9.]+%$' \
+    "$tmp/q$np.log" || fail "no communication line in the summary of the $np-rank run"
+done
 
 # 1b. The report next to each export: the counts quantize logged, the unseen expert's three
 #     modules as uncalibrated, the options; equal counts for every rank count; never inside OUT.

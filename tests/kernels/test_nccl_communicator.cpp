@@ -273,6 +273,44 @@ TEST_CASE("NCCL collectives are ordered with the compute stream", "[gpu][nccl]")
   cudaStreamDestroy(compute);
 }
 
+// Communication accounting on NCCL: counts and payloads as on MPI, plus the comm-stream time
+// of each collective from timing events; stats() waits for the collectives still in flight.
+TEST_CASE("NCCL stats count collectives and time them on the stream", "[gpu][nccl]") {
+  auto comm = make_nccl();
+  const int n_ranks = comm->world_size();
+  const size_t n = size_t{1} << 22;  // 16 MiB of f32
+  DeviceBytes buf(n * sizeof(float));
+  QF_CUDA_CHECK(cudaMemset(buf.get(), 0, n * sizeof(float)), "memset");
+  for (int i = 0; i < 3; ++i) {
+    comm->allreduce(buf.get(), n, ElemType::kF32, ReduceOp::kSum, "stats sum");
+  }
+  comm->broadcast(buf.get(), 1000, n_ranks - 1, "stats broadcast");
+  comm->broadcast_many({{buf.get<uint8_t>(), 10, 0}, {buf.get<uint8_t>() + 100, 20, n_ranks - 1}},
+                       "stats broadcast_many");
+  DeviceBytes gathered(64 * n_ranks);
+  comm->allgather(buf.get(), gathered.get(), 64, "stats allgather");
+  const CommStats in_flight = comm->stats();  // waits for the timing events, not a sync
+  CHECK(in_flight.device_timed);
+  CHECK(in_flight.op(OpKind::kAllreduce).count == 3);
+  CHECK(in_flight.op(OpKind::kAllreduce).bytes == 3 * n * sizeof(float));
+  CHECK(in_flight.op(OpKind::kBroadcast).count == 2);
+  CHECK(in_flight.op(OpKind::kBroadcast).bytes == 1000 + 30);
+  CHECK(in_flight.op(OpKind::kAllgather).count == 1);
+  CHECK(in_flight.op(OpKind::kAllgather).bytes == 64 * size_t(n_ranks));
+  for (const OpStats& o : in_flight.ops) {
+    CHECK(o.device_seconds >= 0.0);
+    CHECK(o.host_seconds >= 0.0);
+  }
+  if (n_ranks > 1) CHECK(in_flight.op(OpKind::kAllreduce).device_seconds > 0.0);
+  comm->synchronize("stats sync");
+  comm->barrier("stats barrier");
+  const CommStats s = comm->stats();
+  CHECK(s.op(OpKind::kBarrier).count == 1);
+  CHECK(s.op(OpKind::kAllreduce).device_seconds == in_flight.op(OpKind::kAllreduce).device_seconds);
+  CHECK(s.synchronize_seconds >= 0.0);
+  CHECK(s.describe(1.0).find("on the GPU") != std::string::npos);
+}
+
 TEST_CASE("NCCL errors name the rank, the backend and the operation", "[gpu][nccl]") {
   auto comm = make_nccl();
   DeviceBytes buf(16);

@@ -6,7 +6,9 @@
 # QF_GPU_SECTIONS picks what runs (default: all but the long jobs):
 #   tests (kernels vs references, unit tests), torch (codecs, make-tiny, dequant, forward vs
 #   transformers), cuda (quantize --backend cuda vs cpu; --comm nccl vs mpi), export (quantize +
-#   vLLM-style loader), kbench (kernel benchmarks), job (bench_quantize_job.sh), hf (bench_calib_vs_transformers.sh).
+#   vLLM-style loader), kbench (kernel benchmarks), job (bench_quantize_job.sh), hf (bench_calib_vs_transformers.sh),
+#   multi (issue 10 on a multi-GPU machine: bench_multi_rank.sh with 1, 2, 4, 8 ranks up to the
+#   GPU count; QF_MULTI_FLASH=0 skips its real-size scaling run).
 set -uo pipefail
 bin=$PWD/.device/bin
 out=${OUT:-/tmp/qf-gpu-out}
@@ -97,6 +99,34 @@ want job && step bench_quantize_job bash bench/bench_quantize_job.sh "$bin/quant
   "${QF_JOB_LAYERS:-2}"
 want hf && step bench_calib_vs_transformers bash bench/bench_calib_vs_transformers.sh \
   "$bin/quantforge" /tmp/qf-bench
+
+# 9. Several GPUs of one node (issue 10): the NCCL communicator test with one rank per GPU, then
+#    quantize with N = 1, 2, 4, 8 ranks (up to the GPU count, one GPU each, --comm auto = nccl):
+#    exports and input amax identical to N=1, time per phase, communication share; kill -9 of
+#    one rank + --resume. First on make-tiny small (the checks, ~1 min), then on
+#    make_flash_source.sh's real-size layers (scaling; no kill test). Tables in multi_*.log.
+if want multi; then
+  n_gpu=$(nvidia-smi -L | grep -c '^GPU ')
+  multi_ranks=""
+  for k in 1 2 4 8 16; do [ "$k" -le "$n_gpu" ] && multi_ranks+="$k "; done
+  case " $multi_ranks " in *" $n_gpu "*) ;; *) multi_ranks+="$n_gpu" ;; esac
+  echo "multi: $n_gpu GPU(s), ranks: $multi_ranks" | tee -a "$summary"
+  [ "$n_gpu" -ge 2 ] && [ -x "$bin/test_nccl_communicator" ] && \
+    step "nccl_communicator_np$n_gpu" mpirun -np "$n_gpu" "$bin/test_nccl_communicator"
+  # SAMPLES a multiple of CALIB_BATCH x every N: each rank's batches = N=1's (same GEMM shapes).
+  step multi_small env SAMPLES=16 SEQ_LEN=128 CALIB_BATCH=1 bash bench/bench_multi_rank.sh \
+    "$bin/quantforge" "$work/multi-small" "$multi_ranks" cuda auto
+  cp "$work/multi-small/multi_rank.tsv" "$out/multi_small.tsv" 2>/dev/null
+  rm -rf "$work/multi-small"
+  if [ "${QF_MULTI_FLASH:-1}" = 1 ]; then
+    step multi_flash_source bash bench/make_flash_source.sh "$bin/quantforge" /tmp/qf-bench \
+      "${QF_JOB_LAYERS:-2}"
+    step multi_flash env SOURCE=/tmp/qf-bench/src SAMPLES=16 SEQ_LEN=4096 CALIB_BATCH=2 KILL=0 \
+      bash bench/bench_multi_rank.sh "$bin/quantforge" "$work/multi-flash" "$multi_ranks" cuda auto
+    cp "$work/multi-flash/multi_rank.tsv" "$out/multi_flash.tsv" 2>/dev/null
+    rm -rf "$work/multi-flash"
+  fi
+fi
 
 echo "overall: $([ $status = 0 ] && echo PASS || echo FAIL)" | tee -a "$summary"
 exit $status
