@@ -112,16 +112,10 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
   }
   if (c.bf16_linear_inputs) attn = round_to_bf16(attn.data(), static_cast<int64_t>(attn.size()));
   std::vector<float> low(n_tokens * groups * rank);
-  parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
-    for (int64_t tok = begin; tok < end; ++tok) {
-      for (int64_t g = 0; g < groups; ++g) {
-        const float* in = attn.data() + (tok * groups + g) * group_in;
-        for (int64_t r = 0; r < rank; ++r) {
-          low[(tok * groups + g) * rank + r] = dot_ref(in, w.wo_a.row(g * rank + r), group_in);
-        }
-      }
-    }
-  });
+  for (int64_t g = 0; g < groups; ++g) {  // group g of every token against its rows of wo_a
+    matmul_rows_ref(attn.data() + g * group_in, groups * group_in, n_tokens,
+                    w.wo_a.row(g * rank), rank, group_in, low.data() + g * rank, groups * rank);
+  }
   return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer, c.bf16_linear_inputs);
 }
 

@@ -32,6 +32,12 @@ float dot_ref(const float* a, const float* b, int64_t n);
 // y[n_rows, w.n_rows] = x[n_rows, w.n_cols] * w^T, FP32 with 8-way partial sums per dot product.
 void matmul_ref(const float* x, int64_t n_rows, const Tensor2D& w, float* y);
 
+// The raw form: y[r * y_stride + o] = dot_ref(x + r * x_stride, w + o * n_cols, n_cols) for
+// r < n_rows, o < w_rows (w row-major [w_rows, n_cols]). Every element bit-identical to that
+// dot_ref call whatever the thread count.
+void matmul_rows_ref(const float* x, int64_t x_stride, int64_t n_rows, const float* w,
+                     int64_t w_rows, int64_t n_cols, float* y, int64_t y_stride);
+
 // Observes x under `name` (if observer is non-null), applies the observer's input transform to
 // a copy of x if it has one (LinearInputObserver::transforms_inputs), then returns x * w^T.
 // With bf16_inputs the product uses x rounded to BF16 (RNE) as the CUDA backend's GEMMs do (the

@@ -118,7 +118,7 @@ std::vector<float> moe_forward(const ForwardConfig& c, int layer, const MoeWeigh
       std::copy(x + rows_token[i] * dim, x + (rows_token[i] + 1) * dim, rows.begin() + i * dim);
     }
     const std::vector<float> y =
-        expert_forward(p + "experts." + std::to_string(e), w.experts.at(e), rows.data(), n_rows,
+        expert_forward(p + "experts." + std::to_string(e), w.expert(e), rows.data(), n_rows,
                        limit, observer, c.bf16_linear_inputs);
     for (int64_t i = 0; i < n_rows; ++i) {
       const float weight = r.weights[rows_token[i] * r.top_k + rows_slot[i]];

@@ -43,6 +43,7 @@ int64_t product(const std::vector<int64_t>& shape) {
 struct Source {
   const WeightLoader& loader;
   bool names_only = false;
+  bool lazy_experts = false;
 };
 
 std::vector<float> load(const Source& src, const std::string& name, std::vector<int64_t> shape) {
@@ -80,15 +81,46 @@ HyperConnectionWeights load_hc(const Source& loader, const std::string& prefix,
   return hc;
 }
 
-ExpertWeights load_expert(const Source& loader, const std::string& prefix, const ForwardConfig& c) {
+ExpertWeights load_expert(const Source& loader, const std::string& prefix, int64_t hidden,
+                          int64_t intermediate) {
   ExpertWeights e;
-  e.w1 = load_2d(loader, prefix + ".w1.weight", c.moe_intermediate_size, c.hidden_size);
-  e.w2 = load_2d(loader, prefix + ".w2.weight", c.hidden_size, c.moe_intermediate_size);
-  e.w3 = load_2d(loader, prefix + ".w3.weight", c.moe_intermediate_size, c.hidden_size);
+  e.w1 = load_2d(loader, prefix + ".w1.weight", intermediate, hidden);
+  e.w2 = load_2d(loader, prefix + ".w2.weight", hidden, intermediate);
+  e.w3 = load_2d(loader, prefix + ".w3.weight", intermediate, hidden);
   return e;
 }
 
+ExpertWeights load_expert(const Source& loader, const std::string& prefix, const ForwardConfig& c) {
+  return load_expert(loader, prefix, c.hidden_size, c.moe_intermediate_size);
+}
+
 }  // namespace
+
+LazyExperts::LazyExperts(WeightLoader loader, std::string prefix, int64_t n_experts,
+                         int64_t hidden, int64_t intermediate)
+    : loader_(std::move(loader)),
+      prefix_(std::move(prefix)),
+      n_experts_(n_experts),
+      hidden_(hidden),
+      intermediate_(intermediate) {}
+
+const ExpertWeights& LazyExperts::get(int64_t e) {
+  QF_CHECK(e >= 0 && e < n_experts_, prefix_ + ": expert", e, "out of range (", n_experts_,
+           "experts)");
+  if (e != held_) {
+    weights_ = ExpertWeights();  // free the held expert before decoding the next
+    held_ = -1;
+    weights_ = load_expert(Source{loader_}, prefix_ + std::to_string(e), hidden_, intermediate_);
+    held_ = e;
+    ++n_loads_;
+  }
+  return weights_;
+}
+
+const ExpertWeights& MoeWeights::expert(int64_t e) const {
+  if (lazy) return lazy->get(e);
+  return experts.at(static_cast<size_t>(e));
+}
 
 static LayerWeights load_layer(const ForwardConfig& c, int layer, const Source& loader) {
   QF_CHECK(layer >= 0 && layer < c.num_hidden_layers, "layer", layer, "out of range");
@@ -144,9 +176,14 @@ static LayerWeights load_layer(const ForwardConfig& c, int layer, const Source& 
   } else {
     m.gate_bias = load(loader, p + "ffn.gate.bias", {n_exp});
   }
-  m.experts.reserve(n_exp);
-  for (int64_t e = 0; e < n_exp; ++e) {
-    m.experts.push_back(load_expert(loader, p + "ffn.experts." + std::to_string(e), c));
+  if (loader.lazy_experts) {
+    m.lazy = std::make_shared<LazyExperts>(loader.loader, p + "ffn.experts.", n_exp,
+                                           c.hidden_size, c.moe_intermediate_size);
+  } else {
+    m.experts.reserve(n_exp);
+    for (int64_t e = 0; e < n_exp; ++e) {
+      m.experts.push_back(load_expert(loader, p + "ffn.experts." + std::to_string(e), c));
+    }
   }
   m.shared = load_expert(loader, p + "ffn.shared_experts", c);
   return w;
@@ -164,9 +201,9 @@ static GlobalWeights load_global(const ForwardConfig& c, const Source& loader) {
   return g;
 }
 
-LayerWeights load_layer_weights(const ForwardConfig& config, int layer,
-                                const WeightLoader& loader) {
-  return load_layer(config, layer, Source{loader});
+LayerWeights load_layer_weights(const ForwardConfig& config, int layer, const WeightLoader& loader,
+                                bool lazy_experts) {
+  return load_layer(config, layer, Source{loader, false, lazy_experts});
 }
 
 GlobalWeights load_global_weights(const ForwardConfig& config, const WeightLoader& loader) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,12 +61,41 @@ struct ExpertWeights {
   Tensor2D w2;      // [hidden, moe_intermediate]: down
 };
 
+// Routed experts decoded on demand, one at a time: get(e) returns expert e, loading it through
+// the loader unless it is the expert already held (which it then replaces). A returned
+// reference stays valid until get() is called for another expert. Not thread-safe: the forward
+// asks for experts from its calling thread only. What eval uses to hold one expert of a layer
+// instead of all of them (256 experts of V4-Flash are 26 GB in FP32).
+class LazyExperts {
+ public:
+  LazyExperts(WeightLoader loader, std::string prefix, int64_t n_experts, int64_t hidden,
+              int64_t intermediate);
+  const ExpertWeights& get(int64_t e);
+  int64_t n_experts() const { return n_experts_; }
+  int64_t n_loads() const { return n_loads_; }  // experts decoded so far (loader calls / 3)
+
+ private:
+  WeightLoader loader_;
+  std::string prefix_;  // layers.L.ffn.experts.
+  int64_t n_experts_, hidden_, intermediate_;
+  int64_t held_ = -1, n_loads_ = 0;
+  ExpertWeights weights_;
+};
+
 struct MoeWeights {
   Tensor2D gate;                 // [n_routed_experts, hidden]: router weight
   std::vector<float> gate_bias;  // [n_routed_experts] (top-k layers: selection-only bias)
   std::vector<int32_t> tid2eid;  // [vocab, top_k] (hash layers)
-  std::vector<ExpertWeights> experts;
+  std::vector<ExpertWeights> experts;  // every routed expert; empty when `lazy` holds them
+  std::shared_ptr<LazyExperts> lazy;   // set by load_layer_weights(..., lazy_experts = true)
   ExpertWeights shared;
+
+  int64_t n_experts() const {
+    return lazy ? lazy->n_experts() : static_cast<int64_t>(experts.size());
+  }
+  // Routed expert e (0 <= e < n_experts()): experts[e], or decoded now through `lazy` (see
+  // LazyExperts for how long the reference lives).
+  const ExpertWeights& expert(int64_t e) const;
 };
 
 struct LayerWeights {
@@ -84,7 +114,11 @@ struct GlobalWeights {
   Tensor2D head;                                   // [vocab, hidden]
 };
 
-LayerWeights load_layer_weights(const ForwardConfig& config, int layer, const WeightLoader& loader);
+// lazy_experts: the routed experts are not loaded now but on first use, one at a time
+// (MoeWeights::lazy keeps a copy of the loader, so what it refers to must outlive the weights).
+// The values are the same either way.
+LayerWeights load_layer_weights(const ForwardConfig& config, int layer, const WeightLoader& loader,
+                                bool lazy_experts = false);
 GlobalWeights load_global_weights(const ForwardConfig& config, const WeightLoader& loader);
 
 // Every tensor name load_layer_weights / load_global_weights asks for, in call order.

@@ -13,6 +13,7 @@
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
+#include "model/forward_linear.hpp"
 #include "model/model_forward.hpp"
 #include "pipeline/calibration_data.hpp"
 #include "pipeline/collective_step.hpp"
@@ -79,24 +80,46 @@ struct LogitSums {
 void add_logit_metrics(const std::vector<float>& ls, const std::vector<float>& lq, int64_t vocab,
                        const std::vector<int64_t>& tokens, int seq_len, LogitSums& sums) {
   const int64_t n_tokens = static_cast<int64_t>(tokens.size());
-  std::vector<double> ps(vocab), pq(vocab);
+  // Per token in parallel, then summed in token order: the same sums as one thread.
+  std::vector<double> kl(n_tokens), top1(n_tokens), nll_s(n_tokens), nll_q(n_tokens);
+  model::parallel_for(n_tokens, [&](int64_t begin, int64_t end) {
+    std::vector<double> ps(vocab), pq(vocab);
+    for (int64_t t = begin; t < end; ++t) {
+      const float* rs = ls.data() + t * vocab;
+      const float* rq = lq.data() + t * vocab;
+      log_softmax(rs, vocab, ps);
+      log_softmax(rq, vocab, pq);
+      double k = 0;
+      for (int64_t v = 0; v < vocab; ++v) k += std::exp(ps[v]) * (ps[v] - pq[v]);
+      kl[t] = std::max(k, 0.0);  // rounding can make an exact match a hair negative
+      top1[t] = argmax(rs, vocab) == argmax(rq, vocab) ? 1 : 0;
+      if ((t % seq_len) + 1 < seq_len) {
+        const int64_t next = tokens[t + 1];
+        nll_s[t] = -ps[next];
+        nll_q[t] = -pq[next];
+      }
+    }
+  });
   for (int64_t t = 0; t < n_tokens; ++t) {
-    const float* rs = ls.data() + t * vocab;
-    const float* rq = lq.data() + t * vocab;
-    log_softmax(rs, vocab, ps);
-    log_softmax(rq, vocab, pq);
-    double kl = 0;
-    for (int64_t v = 0; v < vocab; ++v) kl += std::exp(ps[v]) * (ps[v] - pq[v]);
-    sums.kl += std::max(kl, 0.0);  // rounding can make an exact match a hair negative
-    sums.top1 += argmax(rs, vocab) == argmax(rq, vocab) ? 1 : 0;
+    sums.kl += kl[t];
+    sums.top1 += top1[t];
     sums.n_positions += 1;
     if ((t % seq_len) + 1 < seq_len) {
-      const int64_t next = tokens[t + 1];
-      sums.nll_source -= ps[next];
-      sums.nll_quantized -= pq[next];
+      sums.nll_source += nll_s[t];
+      sums.nll_quantized += nll_q[t];
       sums.n_predicted += 1;
     }
   }
+}
+
+// A loader that adds the seconds it spends to *seconds (eval's phase times, --log-level debug).
+model::WeightLoader timed_loader(const model::WeightLoader& loader, double* seconds) {
+  return [&loader, seconds](const std::string& name, std::vector<int64_t> shape) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<float> v = loader(name, std::move(shape));
+    *seconds += seconds_since(start);
+    return v;
+  };
 }
 
 double sum_sq_diff(const std::vector<float>& a, const std::vector<float>& b, double* sum_sq_b) {
@@ -154,9 +177,15 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
                : "W4A16 (weights from the export, inputs unquantized: --weights-only)");
 
   const NativeTensorIndex tensors = index_native_tensors(classify_native_tensors(source));
-  const model::WeightLoader source_loader = make_native_weight_loader(source, tensors, tie);
-  const model::WeightLoader quant_loader =
-      make_export_weight_loader(out, modules, source_loader, tie);
+  // Phase times (log_debug), decoding counted through the loaders: the quantized model's
+  // includes what it reads from the source (every tensor that is not NVFP4).
+  double t_decode_source = 0, t_decode_quant = 0, t_forward[2] = {0, 0}, t_head = 0,
+         t_metrics = 0;
+  const model::WeightLoader native_loader = make_native_weight_loader(source, tensors, tie);
+  const model::WeightLoader source_loader = timed_loader(native_loader, &t_decode_source);
+  const model::WeightLoader export_loader =
+      make_export_weight_loader(out, modules, native_loader, tie);
+  const model::WeightLoader quant_loader = timed_loader(export_loader, &t_decode_quant);
 
   EvalReport report;
   report.options = options;
@@ -189,7 +218,13 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
     }
     hidden_source = model::embed_tokens(fc, g_source, tokens);
     hidden_quant = model::embed_tokens(fc, *g_quant, tokens);
+    g_source.embed = model::Tensor2D();  // 2 GB at V4 dimensions, not needed any more
+    g_quant_own.embed = model::Tensor2D();
   });
+  log_debug("eval: model ends loaded in ", seconds_since(start), " s (decoding: source ",
+            t_decode_source, " s, quantized ", t_decode_quant, " s)");
+  const double t_decode_ends = t_decode_source + t_decode_quant;
+  t_decode_source = t_decode_quant = 0;
 
   const int64_t token_floats = fc.hc_mult * fc.hidden_size;
   for (int layer = 0; layer < fc.num_hidden_layers; ++layer) {
@@ -197,8 +232,12 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
     double sums[2] = {0, 0};
     const std::string what = "eval: layer " + std::to_string(layer);
     run_on_all_ranks(comm, what.c_str(), [&] {
-      const model::LayerWeights ws = model::load_layer_weights(fc, layer, source_loader);
-      const model::LayerWeights wq = model::load_layer_weights(fc, layer, quant_loader);
+      // Routed experts decoded on use, one at a time per model: a layer of V4-Flash holds 26 GB
+      // of FP32 experts per model; an expert no token reached is never decoded.
+      const model::LayerWeights ws =
+          model::load_layer_weights(fc, layer, source_loader, /*lazy_experts=*/true);
+      const model::LayerWeights wq =
+          model::load_layer_weights(fc, layer, quant_loader, /*lazy_experts=*/true);
       recorder.set_layer(&ws, &wq);
       for (int b = 0; b < local.n_samples(); b += options.batch) {
         const int n_seqs = std::min(options.batch, local.n_samples() - b);
@@ -208,13 +247,17 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
           std::vector<float>& hidden = which == 0 ? hidden_source : hidden_quant;
           std::vector<float> slice(hidden.begin() + first * token_floats,
                                    hidden.begin() + (first + n) * token_floats);
+          const auto forward_start = std::chrono::steady_clock::now();
           model::decoder_layer_forward(
               fc, layer, which == 0 ? ws : wq, ids, n_seqs, set.seq_len, slice,
               which == 0 ? static_cast<model::LinearInputObserver*>(&recorder) : &quantizer);
+          t_forward[which] += seconds_since(forward_start);
           std::copy(slice.begin(), slice.end(), hidden.begin() + first * token_floats);
         }
       }
       recorder.set_layer(nullptr, nullptr);
+      log_debug("eval: layer ", layer, ": experts decoded: source ", ws.ffn.lazy->n_loads(),
+                ", quantized ", wq.ffn.lazy->n_loads(), " (of ", fc.n_routed_experts, ")");
       sums[0] = sum_sq_diff(hidden_quant, hidden_source, &sums[1]);
     });
     comm.allreduce(sums, 2, dist::ElemType::kF64, dist::ReduceOp::kSum, what.c_str());
@@ -238,14 +281,25 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
         const model::GlobalWeights& g = which == 0 ? g_source : *g_quant;
         const std::vector<float> slice(hidden.begin() + first * token_floats,
                                        hidden.begin() + (first + n) * token_floats);
+        const auto head_start = std::chrono::steady_clock::now();
         const std::vector<float> fh = model::final_hidden(fc, g, slice);
         logits[which] = model::final_logits(
             fc, g, fh,
             which == 0 ? static_cast<model::LinearInputObserver*>(&recorder) : &quantizer);
+        t_head += seconds_since(head_start);
       }
+      const auto metrics_start = std::chrono::steady_clock::now();
       add_logit_metrics(logits[0], logits[1], fc.vocab_size, ids, set.seq_len, logit_sums);
+      t_metrics += seconds_since(metrics_start);
     }
   });
+  log_debug("eval: phase times (rank ", comm.rank(), ", ", model::thread_count(),
+            " threads): model ends decoding ", t_decode_ends, " s; layers: source decoding ",
+            t_decode_source, " s, quantized decoding ", t_decode_quant,
+            " s, source forward ", t_forward[0], " s (incl. its expert decoding and the",
+            " per-module error probe ", recorder.seconds(), " s), quantized forward ",
+            t_forward[1], " s (incl. its expert decoding); head ", t_head,
+            " s (incl. probe); logit metrics ", t_metrics, " s");
 
   // One reduction for everything else: 6 logit sums, then 3 per module.
   std::vector<double> all = {logit_sums.n_positions, logit_sums.n_predicted,

@@ -1,6 +1,8 @@
 // Export-decoding weight loader, NVFP4 activation quantizer and per-module error probe of eval.
 #include "pipeline/eval_model.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/check.hpp"
@@ -92,8 +94,8 @@ const model::Tensor2D* find_linear_weight(const model::LayerWeights& w, const st
     const std::string index = r.substr(experts.size(), dot - experts.size());
     if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos) return nullptr;
     const size_t e = std::stoul(index);
-    if (e >= w.ffn.experts.size()) return nullptr;
-    return expert_linear(w.ffn.experts[e], r.substr(dot + 1));
+    if (e >= static_cast<size_t>(w.ffn.n_experts())) return nullptr;
+    return expert_linear(w.ffn.expert(static_cast<int64_t>(e)), r.substr(dot + 1));
   }
   return nullptr;
 }
@@ -137,6 +139,7 @@ void ModuleErrorRecorder::observe(const std::string& linear_name, const float* x
                                   int64_t n_cols) {
   const auto it = modules_.index.find(linear_name);
   if (it == modules_.index.end() || n_rows == 0) return;
+  const auto start = std::chrono::steady_clock::now();
   const model::Tensor2D *ws = nullptr, *wq = nullptr;
   if (layer_source_ && layer_quantized_) {
     ws = find_linear_weight(*layer_source_, linear_name);
@@ -160,27 +163,44 @@ void ModuleErrorRecorder::observe(const std::string& linear_name, const float* x
                        linear_name.compare(linear_name.size() - 10, 10, ".attn.wo_a") == 0;
   const int64_t groups = grouped ? config_.o_groups : 1;
   const int64_t n_out = ws->n_rows / groups;
+  // y_src and y_q of a tile of rows (bounded memory for a wide module such as the head), each
+  // element the forward's own dot_ref; then the squared sums per row in output order.
+  const int64_t rows_per_group = n_rows / groups;
+  const int64_t tile = std::max<int64_t>(1, (int64_t{8} << 20) / n_out);  // <= 32 MB a product
   std::vector<double> row_err(static_cast<size_t>(n_rows)), row_ref(static_cast<size_t>(n_rows));
-  model::parallel_for(n_rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t first = (r % groups) * n_out;
-      double err = 0, ref = 0;
-      for (int64_t o = first; o < first + n_out; ++o) {
-        const double ys = model::dot_ref(x + r * n_cols, ws->row(o), n_cols);
-        const double yq = model::dot_ref(xq.data() + r * n_cols, wq->row(o), n_cols);
-        err += (yq - ys) * (yq - ys);
-        ref += ys * ys;
-      }
-      row_err[r] = err;
-      row_ref[r] = ref;
+  std::vector<float> ys, yq;
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t t0 = 0; t0 < rows_per_group; t0 += tile) {
+      const int64_t nt = std::min(tile, rows_per_group - t0);
+      const int64_t first_row = t0 * groups + g, stride = groups * n_cols;
+      ys.resize(static_cast<size_t>(nt * n_out));
+      yq.resize(static_cast<size_t>(nt * n_out));
+      model::matmul_rows_ref(x + first_row * n_cols, stride, nt, ws->row(g * n_out), n_out,
+                             n_cols, ys.data(), n_out);
+      model::matmul_rows_ref(xq.data() + first_row * n_cols, stride, nt, wq->row(g * n_out),
+                             n_out, n_cols, yq.data(), n_out);
+      model::parallel_for(nt, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          double err = 0, ref = 0;
+          for (int64_t o = 0; o < n_out; ++o) {
+            const double s = ys[i * n_out + o], q = yq[i * n_out + o];
+            err += (q - s) * (q - s);
+            ref += s * s;
+          }
+          const int64_t r = (t0 + i) * groups + g;
+          row_err[r] = err;
+          row_ref[r] = ref;
+        }
+      });
     }
-  });
+  }
   ModuleErrorSums& s = sums_[it->second];
   for (int64_t r = 0; r < n_rows; ++r) {  // fixed order: independent of the thread split
     s.sq_err += row_err[r];
     s.sq_ref += row_ref[r];
   }
   s.n_rows += grouped ? n_rows / groups : n_rows;  // tokens, for the grouped wo_a too
+  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace qf::pipeline

@@ -36,7 +36,8 @@ model::WeightLoader make_export_weight_loader(const formats::CheckpointDir& out,
 
 // The weight of linear `name` (`layers.L.attn.wq_a`, `layers.L.ffn.experts.E.w2`, `head`, ...,
 // the observer's names) inside a layer's or the model ends' weights; null if the name is not a
-// linear of `layer` / of the ends.
+// linear of `layer` / of the ends. A routed expert of lazy weights is decoded now if it is not
+// the one held (model::LazyExperts): the pointer lives until another expert is asked for.
 const model::Tensor2D* find_linear_weight(const model::LayerWeights& layer,
                                           const std::string& name);
 const model::Tensor2D* find_linear_weight(const model::GlobalWeights& globals,
@@ -79,6 +80,7 @@ class ModuleErrorRecorder : public model::LinearInputObserver {
   void observe(const std::string& linear_name, const float* x, int64_t n_rows,
                int64_t n_cols) override;
   const std::vector<ModuleErrorSums>& sums() const { return sums_; }  // parallel to modules
+  double seconds() const { return seconds_; }  // spent in observe() (phase times)
 
  private:
   const model::ForwardConfig& config_;
@@ -87,6 +89,7 @@ class ModuleErrorRecorder : public model::LinearInputObserver {
   const model::LayerWeights *layer_source_ = nullptr, *layer_quantized_ = nullptr;
   const model::GlobalWeights *globals_source_ = nullptr, *globals_quantized_ = nullptr;
   std::vector<ModuleErrorSums> sums_;
+  double seconds_ = 0;
 };
 
 }  // namespace qf::pipeline

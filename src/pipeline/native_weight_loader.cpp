@@ -1,12 +1,14 @@
 // Forward-name -> native-name mapping and source-bytes -> FP32 decoding of checkpoint tensors.
 #include "pipeline/native_weight_loader.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/check.hpp"
 #include "formats/tensor_spec.hpp"
-#include "kernels/dequant.cuh"
+#include "model/forward_linear.hpp"
 #include "numerics/bf16.hpp"
+#include "pipeline/fast_decode.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -18,12 +20,6 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
-std::vector<float> bf16_bits_to_float(const std::vector<uint16_t>& bits) {
-  std::vector<float> out(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) out[i] = numerics::bf16_to_float(bits[i]);
-  return out;
-}
-
 // Little-endian elements of a plain tensor as float.
 std::vector<float> decode_plain(const NativeTensor& t, const uint8_t* bytes, uint64_t n_elems) {
   std::vector<float> out(n_elems);
@@ -31,12 +27,14 @@ std::vector<float> decode_plain(const NativeTensor& t, const uint8_t* bytes, uin
     case DType::kF32:
       std::memcpy(out.data(), bytes, n_elems * 4);
       break;
-    case DType::kBF16:
-      for (uint64_t i = 0; i < n_elems; ++i) {
-        uint16_t v = 0;
-        std::memcpy(&v, bytes + 2 * i, 2);
-        out[i] = numerics::bf16_to_float(v);
-      }
+    case DType::kBF16:  // the embedding and head: 0.5 G values at V4 dimensions
+      model::parallel_for(static_cast<int64_t>(n_elems), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          uint16_t v = 0;
+          std::memcpy(&v, bytes + 2 * i, 2);
+          out[i] = numerics::bf16_to_float(v);
+        }
+      });
       break;
     case DType::kI32:
       for (uint64_t i = 0; i < n_elems; ++i) {
@@ -117,27 +115,15 @@ std::vector<float> decode_source_tensor(const NativeTensor& t, const uint8_t* by
     case StorageKind::kPlain:
       return decode_plain(t, bytes, t.stored.n_elems());
     case StorageKind::kFp8Block: {
-      std::vector<uint16_t> bits(static_cast<size_t>(t.n_rows * t.n_cols));
-      kernels::Fp8BlockDequantParams p;
-      p.codes = bytes;
-      p.scale = bytes + n_stored;
-      p.scale_dtype = t.scale.dtype;
-      p.n_rows = t.n_rows;
-      p.n_cols = t.n_cols;
-      p.out = bits.data();
-      kernels::fp8_block_dequant_ref(p);
-      return bf16_bits_to_float(bits);
+      std::vector<float> out(static_cast<size_t>(t.n_rows * t.n_cols));
+      decode_fp8_block_to_float(bytes, bytes + n_stored, t.scale.dtype, t.n_rows, t.n_cols,
+                                out.data());
+      return out;
     }
     case StorageKind::kFp4Block: {
-      std::vector<uint16_t> bits(static_cast<size_t>(t.n_rows * t.n_cols));
-      kernels::Fp4BlockDequantParams p;
-      p.packed = bytes;
-      p.scale = bytes + n_stored;
-      p.n_rows = t.n_rows;
-      p.n_cols = t.n_cols;
-      p.out = bits.data();
-      kernels::fp4_block_dequant_ref(p);
-      return bf16_bits_to_float(bits);
+      std::vector<float> out(static_cast<size_t>(t.n_rows * t.n_cols));
+      decode_fp4_block_to_float(bytes, bytes + n_stored, t.n_rows, t.n_cols, out.data());
+      return out;
     }
   }
   QF_FAIL("tensor", t.name, ": unhandled storage kind");

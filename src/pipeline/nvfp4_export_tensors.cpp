@@ -6,7 +6,7 @@
 #include "core/check.hpp"
 #include "core/dtype.hpp"
 #include "formats/tensor_spec.hpp"
-#include "kernels/nvfp4_quantize.cuh"
+#include "pipeline/fast_decode.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -56,14 +56,8 @@ Nvfp4DecodedWeight decode_nvfp4_export_weight(const formats::CheckpointDir& out,
   d.weight_scale_2 = read_f32_scalar(out, prefix + kScale2);
 
   d.values.resize(static_cast<size_t>(d.n_rows * d.n_cols));
-  kernels::Nvfp4DequantizeParams p;
-  p.packed = packed.data();
-  p.scale = scale.data();
-  p.scale_2 = &d.weight_scale_2;
-  p.n_rows = d.n_rows;
-  p.n_cols = d.n_cols;
-  p.y = d.values.data();
-  kernels::nvfp4_dequantize_ref(p);
+  decode_nvfp4_to_float(packed.data(), scale.data(), d.weight_scale_2, d.n_rows, d.n_cols,
+                        d.values.data());
   return d;
 }
 

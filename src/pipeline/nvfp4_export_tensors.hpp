@@ -1,7 +1,8 @@
 // Reading the NVFP4 linears of an exported checkpoint back: which modules are NVFP4, their
 // decoded FP32 weights (E2M1 codes x E4M3 block scale x weight_scale_2) and their input_scale.
 // Owns: the export's tensor-group checks on the read side. Does not own: the scalar decode
-// (kernels nvfp4_dequantize_ref) or the full export validation (validate).
+// (kernels nvfp4_dequantize_ref; fast_decode.hpp holds the table-driven equal) or the full
+// export validation (validate).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -23,8 +24,8 @@ struct Nvfp4DecodedWeight {
 };
 
 // Decodes `<prefix>.weight` (U8 [out, in/2]) with `.weight_scale` (F8_E4M3 [out, in/16]) and
-// `.weight_scale_2` (one F32) through kernels::nvfp4_dequantize_ref. Throws naming the tensor for
-// a missing tensor or a wrong dtype/shape.
+// `.weight_scale_2` (one F32): kernels::nvfp4_dequantize_ref's values (decode_nvfp4_to_float).
+// Throws naming the tensor for a missing tensor or a wrong dtype/shape.
 Nvfp4DecodedWeight decode_nvfp4_export_weight(const formats::CheckpointDir& out,
                                               const std::string& prefix);
 
