@@ -9,6 +9,8 @@
 #include <cstring>
 #include <set>
 
+#include "core/strings.hpp"
+#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -22,10 +24,6 @@
 namespace qf::pipeline {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 std::string join_lines(const std::vector<std::string>& names) {
   std::string text;
   for (size_t i = 0; i < names.size(); ++i) text += (i ? "\n" : "") + names[i];
@@ -36,10 +34,6 @@ std::string hex64(uint64_t v) {
   char text[17];
   std::snprintf(text, sizeof(text), "%016" PRIx64, v);
   return text;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // First difference between a stored and a recomputed calib record, for the resume error.

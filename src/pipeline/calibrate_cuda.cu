@@ -11,6 +11,8 @@
 #include <map>
 #include <set>
 
+#include "core/strings.hpp"
+#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "core/log.hpp"
@@ -25,14 +27,6 @@
 
 namespace qf::pipeline {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 gpu::LinearStorage storage_of(const NativeTensor& t) {
   switch (t.kind) {

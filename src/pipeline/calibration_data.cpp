@@ -6,15 +6,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/strings.hpp"
 #include "core/check.hpp"
 #include "formats/safetensors_reader.hpp"
 
 namespace qf::pipeline {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 // Checks one id and returns it; `where` names the file and sample for the message.
 int64_t checked_id(int64_t id, int64_t vocab, const std::string& where) {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 
+#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "formats/checkpoint_dir.hpp"
@@ -52,10 +53,6 @@ std::vector<size_t> EvalReport::modules_by_error() const {
 }
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // log_softmax of one row of logits, in double.
 void log_softmax(const float* logits, int64_t vocab, std::vector<double>& out) {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <tuple>
 
+#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -29,10 +30,6 @@
 
 namespace qf::pipeline {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 constexpr uint64_t kCopyChunkBytes = 64ull << 20;  // also the write buffers' size
 constexpr int kWriteBuffers = 4;

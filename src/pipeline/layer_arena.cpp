@@ -1,14 +1,11 @@
 // layer_arena_layout: slots in request order, aligned, grouped into owner runs.
 #include "pipeline/layer_arena.hpp"
 
+#include "core/strings.hpp"
 #include "core/check.hpp"
 
 namespace qf::pipeline {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 uint64_t aligned(uint64_t n) { return (n + kArenaAlign - 1) / kArenaAlign * kArenaAlign; }
 

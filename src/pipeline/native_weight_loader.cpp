@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/strings.hpp"
 #include "core/check.hpp"
 #include "formats/tensor_spec.hpp"
 #include "model/forward_linear.hpp"
@@ -16,10 +17,6 @@ namespace {
 bool starts_with(const std::string& s, const std::string& head) {
   return s.compare(0, head.size(), head) == 0;
 }
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // Little-endian elements of a plain tensor as float.
 std::vector<float> decode_plain(const NativeTensor& t, const uint8_t* bytes, uint64_t n_elems) {
   std::vector<float> out(n_elems);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 
+#include "core/strings.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -17,10 +18,6 @@ namespace qf::pipeline {
 namespace {
 
 using json = nlohmann::json;
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 json path_or_null(const std::string& path) { return path.empty() ? json() : json(path); }
 

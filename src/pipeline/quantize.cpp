@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -23,10 +24,6 @@
 
 namespace qf::pipeline {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // What makes two runs the same run: resuming with any of these changed is refused (the store
 // lists every difference). The rank count is checked by the store itself.

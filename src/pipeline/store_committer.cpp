@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 
@@ -10,10 +11,6 @@ namespace qf::pipeline {
 namespace {
 
 constexpr size_t kMaxWaiting = 1;  // records queued behind the one being written
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // The worker's failure, as the caller will see it: which layer, then the store's own message.
 std::exception_ptr commit_error(const std::string& dir, const formats::LayerRecord& record,

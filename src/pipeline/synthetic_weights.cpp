@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/strings.hpp"
 #include "core/check.hpp"
 #include "numerics/codecs.hpp"
 
@@ -63,11 +64,6 @@ enum class ValueKind {
   kHcScale,
   kTid2eid
 };
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 ValueKind value_kind(const ModelTensor& t) {
   const std::string& n = t.spec.name;

@@ -16,6 +16,15 @@
 
 namespace qf::model::test {
 
+// n values ~ N(0, std^2) from mt19937(seed): the random inputs of the forward tests.
+inline std::vector<float> randn(size_t n, uint32_t seed, float std = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, std);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
 // catch_compat.hpp's `using Catch::Approx;` names the vector matcher function on Catch2 v2
 // (it hides Catch::Detail::Approx), so these tests spell the class out.
 #ifdef QF_CATCH_V3

@@ -8,19 +8,12 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "forward_test_util.hpp"
 #include "kernels/forward/attention.cuh"
 
 using namespace qf::kernels;
 
-namespace {
-std::vector<float> randn(size_t n, uint32_t seed, float std = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, std);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-}  // namespace
+using qf::model::test::randn;
 
 TEST_CASE("attention ref: sink attention of 2 sequences = two single calls", "[attention]") {
   const int64_t S = 9, H = 3, D = 8, E = 2;

@@ -18,15 +18,7 @@
 using namespace qf::model;
 using qf::model::test::ApproxValue;
 
-namespace {
-std::vector<float> randn(size_t n, uint32_t seed, float std = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, std);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-}  // namespace
+using qf::model::test::randn;
 
 TEST_CASE("rms_norm matches the hand formula", "[forward]") {
   std::vector<float> x = {1, 2, 3, 4}, w = {1, 1, 2, 2};

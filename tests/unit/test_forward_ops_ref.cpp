@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "forward_test_util.hpp"
 #include "kernels/forward/forward_ops.cuh"
 #include "model/forward_config.hpp"
 #include "model/forward_hyper_connections.hpp"
@@ -20,15 +21,9 @@
 using namespace qf;
 using namespace qf::kernels;
 
-namespace {
+using qf::model::test::randn;
 
-std::vector<float> randn(size_t n, uint32_t seed, float std = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, std);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+namespace {
 
 uint32_t bits_of(float x) {
   uint32_t b;
