@@ -6,24 +6,26 @@
 # ranks splitting the held-out samples, which are not the calibration ones) -> a table.
 # Usage: bench/bench_act_scale_eval.sh QUANTFORGE_BIN WORK_DIR [METHODS="max percentile mse"]
 # Env: CALIB_SAMPLES=16 CALIB_SEQ=1024 EVAL_SAMPLES=4 EVAL_SEQ=256 RANKS=2 N_LAYERS=2
-#      CALIB_BACKEND=cuda RECIPE=full
+#      CALIB_BACKEND=cuda RECIPE=full QF_THREADS=(cores / RANKS)
 set -euo pipefail
 qf=$1 work=$2 methods=${3:-"max percentile mse"}
 CALIB_SAMPLES=${CALIB_SAMPLES:-16} CALIB_SEQ=${CALIB_SEQ:-1024} EVAL_SAMPLES=${EVAL_SAMPLES:-4}
 EVAL_SEQ=${EVAL_SEQ:-256} RANKS=${RANKS:-2} N_LAYERS=${N_LAYERS:-2}
 CALIB_BACKEND=${CALIB_BACKEND:-cuda} RECIPE=${RECIPE:-full}
+# eval's CPU forward uses every hardware thread per rank: share the cores between the ranks.
+export QF_THREADS=${QF_THREADS:-$(( $(nproc) / RANKS > 0 ? $(nproc) / RANKS : 1 ))}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo/bench/make_flash_source.sh" "$qf" "$work" "$N_LAYERS" 256
 src="$work/src"
 for m in $methods; do
   rm -rf "$work/q-$m" "$work/w-$m"
   a=$(date +%s)
-  mpirun -np 1 "$qf" quantize --in "$src" --out "$work/q-$m" --work "$work/w-$m" \
+  mpirun --bind-to none -np 1 "$qf" quantize --in "$src" --out "$work/q-$m" --work "$work/w-$m" \
     --backend "$CALIB_BACKEND" --recipe "$RECIPE" --act-scale "$m" --samples "$CALIB_SAMPLES" \
     --seq-len "$CALIB_SEQ" --log-level warn >"$work/q-$m.log" 2>&1 \
     || { tail -30 "$work/q-$m.log"; exit 1; }
   b=$(date +%s)
-  mpirun -np "$RANKS" "$qf" eval --source "$src" --out "$work/q-$m" --samples "$EVAL_SAMPLES" \
+  mpirun --bind-to none -np "$RANKS" "$qf" eval --source "$src" --out "$work/q-$m" --samples "$EVAL_SAMPLES" \
     --seq-len "$EVAL_SEQ" --report "$work/eval-$m.json" >"$work/eval-$m.log" 2>&1 \
     || { tail -30 "$work/eval-$m.log"; exit 1; }
   c=$(date +%s)

@@ -16,7 +16,7 @@ print(c['hidden_size'], c['moe_intermediate_size'], c['num_experts_per_tok'], c.
 printf '%-6s %-14s %-12s %-12s %-10s\n' batch tokens/layer experts_ms MoE_TFLOP/s layer_tok/s
 for b in $batches; do
   rm -rf "$work/out" "$work/work"
-  QF_PROFILE=1 mpirun -np 1 "$qf" quantize --in "$src" --out "$work/out" --work "$work/work" \
+  QF_PROFILE=1 mpirun --bind-to none -np 1 "$qf" quantize --in "$src" --out "$work/out" --work "$work/work" \
     --backend cuda --samples "$samples" --seq-len "$seq_len" --calib-batch "$b" \
     >"$work/sweep-$b.log" 2>&1 || { tail -30 "$work/sweep-$b.log"; exit 1; }
   python3 - "$work/sweep-$b.log" "$b" "$samples" "$seq_len" "$dim" "$inter" "$topk" "$shared" <<'PY'

@@ -32,7 +32,7 @@ qf_calib() {  # tokens samples seq_len batch tag
   rm -rf "$work/q-$5" "$work/w-$5"
   local a b
   a=$(date +%s.%N)
-  mpirun -np 1 "$qf" quantize --in "$src" --out "$work/q-$5" --work "$work/w-$5" --backend cuda \
+  mpirun --bind-to none -np 1 "$qf" quantize --in "$src" --out "$work/q-$5" --work "$work/w-$5" --backend cuda \
     --calib "$1" --samples "$2" --seq-len "$3" --calib-batch "$4" >"$work/q-$5.log" 2>&1 \
     || { tail -40 "$work/q-$5.log"; exit 1; }
   b=$(date +%s.%N)

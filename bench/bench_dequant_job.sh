@@ -34,7 +34,7 @@ printf '%-34s %10.2f %8s %8s\n' "make-tiny (synthetic source)" "$(python3 -c "pr
 printf '%-34s %10.2f %8s %8s\n' "cat source > /dev/null ($cache)" "$(python3 -c "print($src_bytes/1e9)")" "$(secs $a $b)" "$(gbps $src_bytes $a $b)"
 for backend in ${QF_BENCH_BACKENDS:-cuda cpu}; do
   cache=$(drop); a=$(date +%s.%N)
-  mpirun -np "$ranks" "$qf" dequant --in "$src" --out "$work/out-$backend" --backend "$backend" --log-level warn
+  mpirun --bind-to none -np "$ranks" "$qf" dequant --in "$src" --out "$work/out-$backend" --backend "$backend" --log-level warn
   b=$(date +%s.%N)
   out_bytes=$(du -sb "$work/out-$backend" | cut -f1)
   printf '%-34s %10.2f %8s %8s   (writes %.2f GB, %s)\n' "dequant $backend np$ranks ($cache)" \

@@ -20,7 +20,7 @@ cache=$(drop); a=$(date +%s.%N); cat "$src"/*.safetensors >/dev/null; b=$(date +
 read_s=$(secs $a $b)
 cache_q=$(drop)
 a=$(date +%s.%N)
-mpirun -np 1 "$qf" quantize --in "$src" --out "$work/out" --work "$work/work" --backend cuda \
+mpirun --bind-to none -np 1 "$qf" quantize --in "$src" --out "$work/out" --work "$work/work" --backend cuda \
   --samples "$samples" --seq-len "$seq_len" --calib-batch "$batch" >"$work/quantize.log" 2>&1 \
   || { tail -40 "$work/quantize.log"; exit 1; }
 b=$(date +%s.%N)

@@ -7,6 +7,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "core/check.hpp"
+#include "core/cpu_affinity.hpp"
 #include "formats/atomic_file.hpp"
 #include "pipeline/validate.hpp"
 #include "pipeline/verify_work.hpp"
@@ -19,7 +20,7 @@ int cmd_validate(const Args& args) {
   size_t max_tensors = 20;
   std::string json_path, work_dir;
   const int default_threads =
-      std::max(1, std::min(8, static_cast<int>(std::thread::hardware_concurrency())));
+      std::min(8, allowed_cpu_count());
   options.add_options()  //
       ("source", po::value(&run.source_dir)->required(),
        "the source checkpoint the export was made from (native FP8/FP4 or BF16)")             //

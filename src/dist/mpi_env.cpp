@@ -4,10 +4,12 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <vector>
 
 #include "core/check.hpp"
+#include "core/cpu_affinity.hpp"
 #include "core/log.hpp"
 
 namespace qf::dist {
@@ -46,6 +48,15 @@ MpiEnv::MpiEnv(int* argc, char*** argv) {
     if (hashes[r] != mine) continue;
     if (r < rank_) ++local_rank_;
     ++local_size_;
+  }
+  // Open MPI binds each rank to one core by default for 2 ranks or fewer: every thread of the
+  // rank (reads, commits, export, CPU forward) then shares it. Said once per host.
+  const int allowed = allowed_cpu_count(), online = online_cpu_count();
+  if (local_rank_ == 0 && allowed < online && int64_t{allowed} * local_size_ < online) {
+    log_warn("rank ", rank_, " may run on ", allowed, " of this host's ", online,
+             " CPU cores (mpirun binds ranks to cores by default): its I/O, conversion and CPU "
+             "threads share them. Launch with `mpirun --bind-to none` (launch/mpirun_node.sh and "
+             "launch/quantforge.sbatch do) or a wider binding.");
   }
 }
 

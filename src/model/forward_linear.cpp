@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/check.hpp"
+#include "core/cpu_affinity.hpp"
 #include "numerics/bf16.hpp"
 
 namespace qf::model {
@@ -21,8 +22,7 @@ int64_t thread_count() {
     const long n = std::strtol(env, nullptr, 10);
     if (n > 0) return n;
   }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw > 0 ? hw : 1;
+  return allowed_cpu_count();  // the cores this rank may use (mpirun may have bound it)
 }
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {

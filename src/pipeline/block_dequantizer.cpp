@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/check.hpp"
+#include "core/cpu_affinity.hpp"
 #include "kernels/dequant.cuh"
 
 namespace qf::pipeline {
@@ -24,7 +25,7 @@ namespace {
 // bytes are the same for any thread count.
 void parallel_units(int64_t n_units, const std::function<void(int64_t, int64_t)>& work) {
   const int64_t n_threads =
-      std::min<int64_t>(n_units, std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
+      std::min<int64_t>(n_units, std::min(16, allowed_cpu_count()));
   if (n_threads <= 1) return work(0, n_units);
   std::vector<std::thread> threads;
   std::vector<std::exception_ptr> errors(static_cast<size_t>(n_threads));

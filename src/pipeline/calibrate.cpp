@@ -275,8 +275,8 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& stor
       const StoreCommitter::Stats commits = store.stats();
       char line[320];
       std::snprintf(line, sizeof(line),
-                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit wait "
-                    "%.2fs, forward %.2fs = %.0f tokens/s; background commits %.2fs",
+                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit beyond "
+                    "the forward %.2fs, forward %.2fs = %.0f tokens/s; background commits %.2fs",
                     t.weights_seconds - times_before.weights_seconds,
                     t.read_wait_seconds - times_before.read_wait_seconds,
                     t.hook_seconds - times_before.hook_seconds, forward,

@@ -299,12 +299,16 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     QF_CHECK(weights_ && weights_->layer == layer, "compute_layer(", layer,
              "): the layer's weights were not fetched");
     const gpu::DeviceLayerWeights& w = *weights_;
+    // The hook (NVFP4 of this rank's targets from the host copy, on its own streams) runs
+    // beside the forward and is joined before returning, so its errors still surface inside
+    // this step; if the forward throws, the future's destructor waits for the hook first.
+    std::future<void> hook_done;
     if (hook_) {
-      const auto hook_start = std::chrono::steady_clock::now();
-      hook_(layer, [this](const std::string& name) { return host_layer_.bytes_of(name); });
-      times_.hook_seconds += seconds_since(hook_start);
+      hook_done = std::async(std::launch::async, [this, layer, host = std::move(host_layer_)] {
+        hook_(layer, [&host](const std::string& name) { return host.bytes_of(name); });
+      });
     }
-    host_layer_ = HostLayer{};  // the layer's host copy is no longer needed
+    host_layer_ = HostLayer{};
     const auto compute_start = std::chrono::steady_clock::now();
     const int n_exp = fc_.n_routed_experts;
     const int n_slots = gpu::ObservationSlots::count(n_exp);
@@ -371,6 +375,11 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     times_.peak_device_bytes = std::max<uint64_t>(times_.peak_device_bytes, total_bytes - free_bytes);
     times_.compute_seconds += seconds_since(compute_start);
     layer_.report_profile("layer " + std::to_string(layer) + " forward");
+    if (hook_done.valid()) {
+      const auto hook_wait_start = std::chrono::steady_clock::now();
+      hook_done.get();
+      times_.hook_seconds += seconds_since(hook_wait_start);
+    }
     return stats;
   }
 

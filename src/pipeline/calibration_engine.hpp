@@ -31,8 +31,8 @@ struct LayerStatistics {
 struct EngineTimes {
   double weights_seconds = 0;   // waiting for / exchanging / uploading weights (not overlapped)
   double read_wait_seconds = 0;  // of which: waiting for this rank's reads (read-ahead misses)
-  double hook_seconds = 0;      // the layer-bytes hook (quantize the layer's NVFP4, queue its
-                                // commit: blocked only while the previous commits are written)
+  double hook_seconds = 0;      // waiting for the layer-bytes hook (NVFP4 of the layer, queued
+                                // commit) after the forward, which it runs beside
   double compute_seconds = 0;   // the forward itself
   uint64_t n_tokens = 0;        // tokens pushed through layers (sum over layers)
   uint64_t peak_device_bytes = 0;
@@ -66,9 +66,11 @@ class CalibrationEngine {
     return {};
   }
 
-  // Called at the start of compute_layer (so inside the caller's run_on_all_ranks step) with
-  // the layer's linear weights as exchanged, by checkpoint name (weights and `.scale`s): lets
-  // the caller quantize them without reading the source a second time.
+  // Called during compute_layer (so inside the caller's run_on_all_ranks step; the CUDA engine
+  // runs it on another thread beside the forward and joins it before returning) with the
+  // layer's linear weights as exchanged, by checkpoint name (weights and `.scale`s): lets the
+  // caller quantize them without reading the source a second time. bytes_of may be called from
+  // several threads at once.
   using LayerBytesHook = std::function<void(int layer, const TensorBytes& bytes_of)>;
   virtual void set_layer_bytes_hook(LayerBytesHook hook) = 0;
 };

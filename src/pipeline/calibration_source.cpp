@@ -47,7 +47,7 @@ class ForwardSource final : public CalibrationSource {
     // them and queue the quant record for commit right away, so the source is read once. The
     // hook runs inside the layer's forward step, so a failed earlier commit (rethrown by
     // submit) stops every rank there; the time blocked in submit counts as hook time.
-    ops_ = make_nvfp4_ops(Backend::kCuda);
+    ops_ = std::make_unique<Nvfp4OpsPool>(Backend::kCuda);
     calibrator_.set_layer_bytes_hook([this, &plan, &store, &comm](int layer,
                                                                  const TensorBytes& bytes_of) {
       if (store.has_layer(layer, formats::kStageQuant)) return;
@@ -76,7 +76,7 @@ class ForwardSource final : public CalibrationSource {
   }
   dist::Communicator& comm_;
   Calibrator calibrator_;
-  std::unique_ptr<Nvfp4Ops> ops_;
+  std::unique_ptr<Nvfp4OpsPool> ops_;
   QuantizeStats fused_;  // targets quantized through the layer-bytes hook
 };
 

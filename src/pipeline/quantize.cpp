@@ -106,11 +106,11 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   report.n_blocks_fallback += cost.fused.n_blocks_fallback;
   phase_start = std::chrono::steady_clock::now();
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
-  const std::unique_ptr<Nvfp4Ops> ops = make_nvfp4_ops(options.backend);
+  Nvfp4OpsPool ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
     if (!store.has_layer(layer, formats::kStageQuant)) {
       QuantizeStats stats;
-      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, *ops);
+      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, ops);
       record.attrs["stage"] = "nvfp4 weights";
       store.submit(std::move(record), formats::kStageQuant);
       report.n_targets += stats.n_targets;

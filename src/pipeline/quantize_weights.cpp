@@ -2,12 +2,17 @@
 // runs the reference NVFP4 kernels (kernels/nvfp4_quantize_ref.cpp).
 #include "pipeline/quantize_weights.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <exception>
+#include <thread>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "kernels/dequant.cuh"
 #include "kernels/nvfp4_quantize.cuh"
+#include "model/forward_linear.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -31,24 +36,18 @@ std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTe
   return bf16;
 }
 
-formats::StoredTensor stored(std::string name, DType dtype, std::vector<int64_t> shape,
-                             const void* data, size_t n_bytes) {
-  formats::StoredTensor out{std::move(name), dtype, std::move(shape), {}};
-  out.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + n_bytes);
-  return out;
-}
-
-void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t,
-               const std::vector<uint8_t>& packed, const std::vector<uint8_t>& scale,
-               float scale_2) {
+// The codes and scales are moved into the record (a layer's experts are gigabytes).
+void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, std::vector<uint8_t> packed,
+               std::vector<uint8_t> scale, float scale_2) {
   const std::string p = QuantizePlan::module_of(t.name);
   QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
            "got weight_scale_2", scale_2, "; it must be finite and > 0");
+  record.tensors.push_back({p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2}, std::move(packed)});
   record.tensors.push_back(
-      stored(p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2}, packed.data(), packed.size()));
-  record.tensors.push_back(stored(p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16},
-                                  scale.data(), scale.size()));
-  record.tensors.push_back(stored(p + ".weight_scale_2", DType::kF32, {}, &scale_2, 4));
+      {p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16}, std::move(scale)});
+  std::vector<uint8_t> scale_2_bytes(4);
+  std::memcpy(scale_2_bytes.data(), &scale_2, 4);
+  record.tensors.push_back({p + ".weight_scale_2", DType::kF32, {}, std::move(scale_2_bytes)});
 }
 
 // FP4 experts: the lossless MXFP4 -> NVFP4 cast; k_max shared with the w1/w3 sibling.
@@ -81,7 +80,7 @@ void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const Nativ
   QF_CHECK(counts[kernels::kMxfp4CountNonfinite] == 0, "tensor", t.name, "has",
            counts[kernels::kMxfp4CountNonfinite],
            "NaN/Inf values (UE8M0 scale 0xFF or overflow); refusing to quantize it");
-  add_nvfp4(record, t, out_packed, out_scale, scale_2);
+  add_nvfp4(record, t, std::move(out_packed), std::move(out_scale), scale_2);
   const std::string p_name = QuantizePlan::module_of(t.name);
   record.i64[p_name + ".cast_blocks"] = {int64_t(counts[kernels::kMxfp4CountLossless]),
                                          int64_t(counts[kernels::kMxfp4CountFallback])};
@@ -124,7 +123,7 @@ void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const 
   p.scale = scale.data();
   p.n_nonfinite = &n_nonfinite;
   ops.nvfp4_quantize(p);
-  add_nvfp4(record, t, packed, scale, scale_2);
+  add_nvfp4(record, t, std::move(packed), std::move(scale), scale_2);
   log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", dtype_name(t.stored.dtype),
           " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
 }
@@ -161,32 +160,80 @@ std::unique_ptr<Nvfp4Ops> make_nvfp4_ops(Backend backend) {
 #endif
 }
 
+Nvfp4OpsPool::Nvfp4OpsPool(Backend backend, int n_workers) {
+  if (n_workers <= 0) {
+    // CUDA: a few streams hide each other's copies; more only add scratch and contention.
+    const int64_t threads = model::thread_count();
+    n_workers = static_cast<int>(backend == Backend::kCpu ? threads : std::min<int64_t>(8, threads));
+  }
+  for (int i = 0; i < std::max(1, n_workers); ++i) ops_.push_back(make_nvfp4_ops(backend));
+}
+
 formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
                                             const formats::CheckpointDir& source, int layer,
-                                            int rank, QuantizeStats* stats, Nvfp4Ops& ops) {
+                                            int rank, QuantizeStats* stats, Nvfp4OpsPool& ops) {
+  std::atomic<uint64_t> bytes_read{0};
   const TensorBytes read = [&](const std::string& name) {
-    std::vector<uint8_t> bytes = source.read_tensor(name);
-    stats->bytes_read += bytes.size();
+    std::vector<uint8_t> bytes = source.read_tensor(name);  // pread: safe from several workers
+    bytes_read += bytes.size();
     return bytes;
   };
-  return quantize_owned_targets(plan, read, layer, rank, stats, ops);
+  formats::LayerRecord record = quantize_owned_targets(plan, read, layer, rank, stats, ops);
+  stats->bytes_read += bytes_read;
+  return record;
 }
 
 formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const TensorBytes& bytes_of,
                                             int layer, int rank, QuantizeStats* stats,
-                                            Nvfp4Ops& ops) {
+                                            Nvfp4OpsPool& ops) {
+  std::vector<std::string> owned;
+  for (const auto& name : plan.targets_of_layer(layer)) {
+    if (plan.ownership.owner_of(name) == rank) owned.push_back(name);
+  }
+  // Each target's tensors go to its own part, merged in plan order afterwards.
+  std::vector<formats::LayerRecord> parts(owned.size());
+  std::vector<QuantizeStats> worker_stats(static_cast<size_t>(ops.size()));
+  std::vector<std::exception_ptr> errors(owned.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  const auto work = [&](int worker) {
+    for (size_t i = next++; i < owned.size() && !failed; i = next++) {
+      try {
+        const NativeTensor& t = plan.tensor(owned[i]);
+        if (t.kind == StorageKind::kFp4Block) {
+          cast_fp4(plan, bytes_of, t, parts[i], &worker_stats[worker], ops.at(worker));
+        } else {
+          quantize_bf16(plan, bytes_of, t, parts[i], ops.at(worker));
+        }
+      } catch (...) {
+        errors[i] = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  const int n_workers = static_cast<int>(std::min<size_t>(size_t(ops.size()), owned.size()));
+  if (n_workers <= 1) {
+    work(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (int w = 1; w < n_workers; ++w) threads.emplace_back(work, w);
+    work(0);
+    for (auto& thread : threads) thread.join();
+  }
+  for (const auto& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
   formats::LayerRecord record;
   record.layer = layer;
-  for (const auto& name : plan.targets_of_layer(layer)) {
-    if (plan.ownership.owner_of(name) != rank) continue;
-    const NativeTensor& t = plan.tensor(name);
-    if (t.kind == StorageKind::kFp4Block) {
-      cast_fp4(plan, bytes_of, t, record, stats, ops);
-    } else {
-      quantize_bf16(plan, bytes_of, t, record, ops);
-    }
-    ++stats->n_targets;
+  for (auto& part : parts) {
+    for (auto& tensor : part.tensors) record.tensors.push_back(std::move(tensor));
+    for (auto& [key, values] : part.i64) record.i64[key] = std::move(values);
   }
+  for (const QuantizeStats& w : worker_stats) {
+    stats->n_blocks_lossless += w.n_blocks_lossless;
+    stats->n_blocks_fallback += w.n_blocks_fallback;
+  }
+  stats->n_targets += owned.size();
   return record;
 }
 

@@ -1,6 +1,8 @@
 // Nvfp4Ops on the GPU: each call copies its host inputs to device scratch, launches the kernel
 // of kernels/*.cuh on one stream and copies the outputs back. The scratch buffers grow to the
 // largest tensor and are reused, so a layer's targets cost no allocation after the first.
+// Each instance stays on the device that was current when it was made (its stream's), whichever
+// thread calls it: Nvfp4OpsPool's workers are fresh threads.
 #include "core/cuda_raii.hpp"
 #include "pipeline/quantize_weights.hpp"
 
@@ -9,7 +11,10 @@ namespace {
 
 class CudaNvfp4Ops final : public Nvfp4Ops {
  public:
+  CudaNvfp4Ops() { QF_CUDA_CHECK(cudaGetDevice(&device_), "cudaGetDevice"); }
+
   void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) override {
+    bind();
     kernels::fp8_block_dequant_check(p);
     const uint64_t n = uint64_t(p.n_rows * p.n_cols);
     const uint64_t n_scales = uint64_t(kernels::fp8_block_scale_rows(p.n_rows) *
@@ -25,6 +30,7 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
   }
 
   void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) override {
+    bind();
     const uint64_t n_bytes = uint64_t(p.n_elems) * (p.dtype == DType::kF32 ? 4 : 2);
     kernels::Nvfp4AmaxParams d = p;
     d.x = upload(in_a_, p.x, n_bytes);
@@ -36,6 +42,7 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
   }
 
   void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) override {
+    bind();
     kernels::nvfp4_check_shape(p.n_rows, p.n_cols, p.layout);
     const uint64_t n = uint64_t(p.n_rows * p.n_cols);
     kernels::Nvfp4QuantizeParams d = p;
@@ -53,6 +60,7 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
   }
 
   void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) override {
+    bind();
     kernels::Mxfp4E8m0MaxParams d = p;
     d.e8m0 = upload(in_b_, p.e8m0, uint64_t(p.n_scales));
     d.e8m0_max = reinterpret_cast<uint32_t*>(upload(small_, p.e8m0_max, 4, 0));
@@ -61,6 +69,7 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
   }
 
   void mxfp4_to_nvfp4(const kernels::Mxfp4ToNvfp4Params& p) override {
+    bind();
     kernels::mxfp4_check_shape(p.n_rows, p.n_cols);
     const uint64_t n = uint64_t(p.n_rows * p.n_cols);
     kernels::Mxfp4ToNvfp4Params d = p;
@@ -84,6 +93,8 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
   }
 
  private:
+  // The current device is per thread: select ours before touching the stream or the buffers.
+  void bind() const { QF_CUDA_CHECK(cudaSetDevice(device_), "selecting CUDA device", device_); }
   // Copies n bytes of host `src` into `buf` (grown) at `offset`; returns the device pointer.
   uint8_t* upload(DeviceBuffer<uint8_t>& buf, const void* src, uint64_t n, uint64_t offset = 0) {
     buf.grow(std::max<uint64_t>(offset + n, &buf == &small_ ? 256 : 1));
@@ -98,6 +109,7 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
     stream_.synchronize("NVFP4 kernel");
   }
 
+  int device_ = 0;
   CudaStream stream_;
   DeviceBuffer<uint8_t> in_a_, in_b_, out_a_, out_b_, small_;
 };

@@ -16,6 +16,8 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+# Open MPI binds each rank to one core by default (<= 2 ranks): every mpirun below runs unbound.
+export OMPI_MCA_hwloc_base_binding_policy=none
 export QF_BIN=$bin/quantforge QF_SOURCE_DIR=$PWD
 work=/tmp/qf-gpu
 rm -rf "$work"; mkdir -p "$work"

@@ -3,6 +3,7 @@
 // errors naming the tensor; on make-tiny checkpoints it covers every linear and does not depend
 // on the rank count; on the real presets every arena linear is one the forward loads. Also the
 // NCCL exchange's host-bytes rule: the layer-bytes hook asks a rank only for tensors it owns.
+#include <atomic>
 #include <functional>
 #include <map>
 #include <set>
@@ -253,7 +254,7 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
   set_log_level(LogLevel::kWarn);  // one info line per quantized tensor otherwise
   formats::test::TempDir dir;
   const formats::CheckpointDir source(tiny_checkpoint(dir));
-  const auto ops = make_nvfp4_ops(Backend::kCpu);
+  Nvfp4OpsPool ops(Backend::kCpu, 3);  // bytes_of is called from 3 workers at once
   for (const Recipe recipe : {Recipe::kExperts, Recipe::kFull}) {
     for (const int world : {1, 2, 3}) {
       const QuantizePlan plan = build_quantize_plan(source, recipe, world);
@@ -265,7 +266,7 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
         const std::set<std::string> arena =
             arena_weight_names(calib_linear_names(plan.config, layer));
         for (int rank = 0; rank < world; ++rank) {
-          size_t n_asked = 0, n_foreign = 0, n_outside_arena = 0;
+          std::atomic<size_t> n_asked{0}, n_foreign{0}, n_outside_arena{0};
           const TensorBytes bytes_of = [&](const std::string& name) {
             const auto w = weight_of_scale.find(name);
             const std::string weight = w == weight_of_scale.end() ? name : w->second;
@@ -275,7 +276,7 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
             return source.read_tensor(name);
           };
           QuantizeStats stats;
-          quantize_owned_targets(plan, bytes_of, layer, rank, &stats, *ops);
+          quantize_owned_targets(plan, bytes_of, layer, rank, &stats, ops);
           INFO(recipe_name(recipe) << " world " << world << " layer " << layer << " rank "
                                    << rank);
           CHECK(n_foreign == 0);
