@@ -10,6 +10,7 @@
 #include "cli/options.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/malloc_tuning.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "pipeline/collective_step.hpp"
@@ -92,6 +93,9 @@ int cmd_eval(const Args& args) {
            "is inside the export", run.out_dir,
            "(that would break its checksums and file list); write it elsewhere");
   dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
+  // Experts are decoded into fresh 33.5 MB buffers over and over: reuse the freed ones (~17%
+  // less wall time on a 2-core probe at V4-Flash dimensions, same numbers, +16% peak memory).
+  keep_freed_memory_for_reuse();
   const pipeline::EvalReport report = pipeline::run_eval(run, comm);
   // On rank 0, as a collective step: a failed write stops every rank instead of leaving them
   // waiting.
