@@ -11,6 +11,7 @@
 #include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/progress.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
@@ -224,6 +225,7 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   t_decode_source = t_decode_quant = 0;
 
   const int64_t token_floats = fc.hc_mult * fc.hidden_size;
+  const auto layers_start = std::chrono::steady_clock::now();
   for (int layer = 0; layer < fc.num_hidden_layers; ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
     double sums[2] = {0, 0};
@@ -260,9 +262,12 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
     comm.allreduce(sums, 2, dist::ElemType::kF64, dist::ReduceOp::kSum, what.c_str());
     report.layer_sq_err[layer] = sums[0];
     report.layer_sq_ref[layer] = sums[1];
+    // Layers cost about the same (same tokens, same shapes): ETA from the mean so far.
+    const double eta = seconds_since(layers_start) / (layer + 1) * (fc.num_hidden_layers - layer - 1);
     log_info("[", layer + 1, "/", fc.num_hidden_layers, "] layer ", layer,
              ": hidden rel L2 (quantized vs source) ", report.layer_rel_l2(layer), " (",
-             seconds_since(layer_start), " s)");
+             seconds_since(layer_start), " s; ETA ", ProgressMeter::format_seconds(eta),
+             " + head)");
   }
 
   LogitSums logit_sums;
