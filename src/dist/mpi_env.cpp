@@ -50,9 +50,12 @@ MpiEnv::MpiEnv(int* argc, char*** argv) {
     ++local_size_;
   }
   // Open MPI binds each rank to one core by default for 2 ranks or fewer: every thread of the
-  // rank (reads, commits, export, CPU forward) then shares it. Said once per host.
+  // rank (reads, commits, export, CPU forward) then shares it. Said once (rank 0). Not under
+  // srun with --cpus-per-task: that binding is the allocation the user asked for.
   const int allowed = allowed_cpu_count(), online = online_cpu_count();
-  if (local_rank_ == 0 && allowed < online && int64_t{allowed} * local_size_ < online) {
+  const bool slurm_binding = std::getenv("SLURM_CPUS_PER_TASK") != nullptr;
+  if (local_rank_ == 0 && !slurm_binding && allowed < online &&
+      int64_t{allowed} * local_size_ < online) {
     log_warn("rank ", rank_, " may run on ", allowed, " of this host's ", online,
              " CPU cores (mpirun binds ranks to cores by default): its I/O, conversion and CPU "
              "threads share them. Launch with `mpirun --bind-to none` (launch/mpirun_node.sh and "
