@@ -16,6 +16,7 @@
 #include "core/log.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats_test_util.hpp"
+#include "tiny_checkpoint_util.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/layer_weights.hpp"
 #include "model/presets.hpp"
@@ -108,13 +109,7 @@ void check_layout(const ArenaLayout& a) {
 }
 
 std::string tiny_checkpoint(const formats::test::TempDir& dir) {
-  MakeTinyOptions options;
-  options.config = model::preset_config("tiny");
-  options.seed = 3;
-  options.n_shards = 2;
-  options.out_dir = dir.path() + "/tiny";
-  make_tiny(options);
-  return options.out_dir;
+  return qf::test::make_tiny_checkpoint(dir.path() + "/tiny", 3);
 }
 
 }  // namespace

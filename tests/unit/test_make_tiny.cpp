@@ -16,6 +16,7 @@
 #include "numerics/codecs.hpp"
 #include "pipeline/make_tiny.hpp"
 #include "pipeline/synthetic_weights.hpp"
+#include "tiny_checkpoint_util.hpp"
 
 using namespace qf;
 using formats::test::TempDir;
@@ -26,13 +27,7 @@ namespace {
 
 pipeline::MakeTinyOptions tiny_options(const std::string& out, WeightFormat format, int n_shards,
                                        uint64_t seed = 7) {
-  pipeline::MakeTinyOptions o;
-  o.config = model::preset_config("tiny");
-  o.format = format;
-  o.n_shards = n_shards;
-  o.seed = seed;
-  o.out_dir = out;
-  return o;
+  return qf::test::tiny_options(out, format, n_shards, seed);
 }
 
 std::vector<uint8_t> read_tensor(const formats::CheckpointDir& ckpt, const std::string& name) {

@@ -9,8 +9,7 @@
 #include "core/log.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats_test_util.hpp"
-#include "model/presets.hpp"
-#include "pipeline/make_tiny.hpp"
+#include "tiny_checkpoint_util.hpp"
 #include "pipeline/quantize_plan.hpp"
 #include "pipeline/quantize_weights.hpp"
 
@@ -20,13 +19,7 @@ using namespace qf::pipeline;
 namespace {
 
 std::string tiny_checkpoint(const formats::test::TempDir& dir) {
-  MakeTinyOptions options;
-  options.config = model::preset_config("tiny");
-  options.seed = 7;
-  options.n_shards = 2;
-  options.out_dir = dir.path() + "/tiny";
-  make_tiny(options);
-  return options.out_dir;
+  return qf::test::make_tiny_checkpoint(dir.path() + "/tiny", 7);
 }
 
 }  // namespace
