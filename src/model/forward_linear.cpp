@@ -107,6 +107,46 @@ void dot4_ref(const float* x0, const float* x1, const float* x2, const float* x3
   }
 }
 
+// dot4_ref for two weight rows at once (w0 -> out0[4], w1 -> out1[4]): the same operations per
+// output as dot_ref, with each x vector loaded once for both weight rows (8 accumulators, 6
+// loads per 16 lane-products instead of 5 per 4 x 2).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void dot4x2_ref(const float* x0, const float* x1, const float* x2, const float* x3,
+                const float* w0, const float* w1, int64_t n, float* out0, float* out1) {
+  V8 acc0[4] = {}, acc1[4] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    V8 wv0, wv1, xv[4];
+    std::memcpy(&wv0, w0 + i, sizeof(V8));
+    std::memcpy(&wv1, w1 + i, sizeof(V8));
+    std::memcpy(&xv[0], x0 + i, sizeof(V8));
+    std::memcpy(&xv[1], x1 + i, sizeof(V8));
+    std::memcpy(&xv[2], x2 + i, sizeof(V8));
+    std::memcpy(&xv[3], x3 + i, sizeof(V8));
+    for (int r = 0; r < 4; ++r) {
+      acc0[r] += xv[r] * wv0;
+      acc1[r] += xv[r] * wv1;
+    }
+  }
+  float tail0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tail1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  const float* xs[4] = {x0, x1, x2, x3};
+  for (; i < n; ++i) {
+    for (int r = 0; r < 4; ++r) {
+      tail0[r] += xs[r][i] * w0[i];
+      tail1[r] += xs[r][i] * w1[i];
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    float lanes[8];
+    std::memcpy(lanes, &acc0[r], sizeof(lanes));
+    out0[r] = fold(lanes, tail0[r]);
+    std::memcpy(lanes, &acc1[r], sizeof(lanes));
+    out1[r] = fold(lanes, tail1[r]);
+  }
+}
+
 }  // namespace
 
 void matmul_rows_ref(const float* x, int64_t x_stride, int64_t n_rows, const float* w,
@@ -119,10 +159,28 @@ void matmul_rows_ref(const float* x, int64_t x_stride, int64_t n_rows, const flo
   const int64_t n_wblocks = (w_rows + kWBlock - 1) / kWBlock;
   parallel_for(n_wblocks, [&](int64_t wb_begin, int64_t wb_end) {
     const int64_t o_begin = wb_begin * kWBlock, o_end = std::min(w_rows, wb_end * kWBlock);
-    float out4[4];
+    float out4[4], out4b[4];
     for (int64_t r0 = 0; r0 < n_rows; r0 += kTile) {
       const int64_t r1 = std::min(n_rows, r0 + kTile);
-      for (int64_t o = o_begin; o < o_end; ++o) {
+      int64_t o = o_begin;
+      for (; o + 2 <= o_end; o += 2) {  // two weight rows at a time
+        const float* wo = w + o * n_cols;
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+          const float* xr = x + r * x_stride;
+          dot4x2_ref(xr, xr + x_stride, xr + 2 * x_stride, xr + 3 * x_stride, wo, wo + n_cols,
+                     n_cols, out4, out4b);
+          for (int k = 0; k < 4; ++k) {
+            y[(r + k) * y_stride + o] = out4[k];
+            y[(r + k) * y_stride + o + 1] = out4b[k];
+          }
+        }
+        for (; r < r1; ++r) {
+          y[r * y_stride + o] = dot_ref(x + r * x_stride, wo, n_cols);
+          y[r * y_stride + o + 1] = dot_ref(x + r * x_stride, wo + n_cols, n_cols);
+        }
+      }
+      for (; o < o_end; ++o) {  // an odd last row
         const float* wo = w + o * n_cols;
         int64_t r = r0;
         for (; r + 4 <= r1; r += 4) {
