@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/tensor_spec.hpp"
 #include "model/forward_linear.hpp"
 #include "pipeline/native_weight_loader.hpp"
@@ -14,10 +15,6 @@
 
 namespace qf::pipeline {
 namespace {
-
-bool starts_with(const std::string& s, const std::string& head) {
-  return s.compare(0, head.size(), head) == 0;
-}
 
 const model::Tensor2D* expert_linear(const model::ExpertWeights& e, const std::string& w) {
   if (w == "w1") return &e.w1;

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/strings.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/tensor_spec.hpp"
 #include "model/forward_linear.hpp"
 #include "numerics/bf16.hpp"
@@ -14,9 +14,6 @@
 namespace qf::pipeline {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& head) {
-  return s.compare(0, head.size(), head) == 0;
-}
 // Little-endian elements of a plain tensor as float.
 std::vector<float> decode_plain(const NativeTensor& t, const uint8_t* bytes, uint64_t n_elems) {
   std::vector<float> out(n_elems);
