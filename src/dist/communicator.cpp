@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/check.hpp"
+#include "core/elapsed.hpp"
 #include "core/progress.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
@@ -131,24 +132,16 @@ std::string CommStats::describe(double wall_seconds) const {
   return text;
 }
 
-namespace {
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
-
 Communicator::Communicator(int rank, int world_size) : rank_(rank), world_size_(world_size) {
   QF_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "invalid rank", rank, "of",
            world_size);
 }
 
-void Communicator::account(OpKind kind, uint64_t bytes, int64_t start_ns) {
+void Communicator::account(OpKind kind, uint64_t bytes, Clock::time_point start) {
   OpStats& o = stats_.ops[static_cast<int>(kind)];
   ++o.count;
   o.bytes += bytes;
-  o.host_seconds += double(now_ns() - start_ns) * 1e-9;
+  o.host_seconds += seconds_since(start);
 }
 
 CommStats Communicator::stats() {
@@ -157,9 +150,9 @@ CommStats Communicator::stats() {
 }
 
 void Communicator::synchronize(const char* what) {
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_synchronize(what);
-  stats_.synchronize_seconds += double(now_ns() - start) * 1e-9;
+  stats_.synchronize_seconds += seconds_since(start);
 }
 
 std::string Communicator::describe(const char* operation, const char* what) const {
@@ -176,7 +169,7 @@ void Communicator::allreduce(void* buf, size_t n_elems, ElemType type, ReduceOp 
   QF_CHECK(n_elems <= std::numeric_limits<size_t>::max() / elem_n_bytes(type),
            describe("allreduce", what), ":", n_elems, elem_type_name(type),
            "elements overflow size_t");
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_allreduce(buf, n_elems, type, op, what);
   account(OpKind::kAllreduce, n_elems * elem_n_bytes(type), start);
 }
@@ -186,7 +179,7 @@ void Communicator::broadcast(void* buf, size_t n_bytes, int root, const char* wh
            "outside [0,", world_size_, ")");
   if (n_bytes == 0) return;
   QF_CHECK(buf != nullptr, describe("broadcast", what), ": null buffer for", n_bytes, "bytes");
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_broadcast(buf, n_bytes, root, what);
   account(OpKind::kBroadcast, n_bytes, start);
 }
@@ -205,7 +198,7 @@ void Communicator::allgather(const void* send, void* recv, size_t n_bytes_per_ra
                         recv_begin < send_begin + n_bytes_per_rank;
   QF_CHECK(!overlaps || send_begin == own_slot, describe("allgather", what),
            ": send overlaps recv but is not this rank's slot (in-place form)");
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_allgather(send, recv, n_bytes_per_rank, what);
   account(OpKind::kAllgather, n_bytes_per_rank * world_size_, start);
 }
@@ -224,7 +217,7 @@ void Communicator::allgatherv(const void* send, void* recv,
   QF_CHECK(recv != nullptr, describe("allgatherv", what), ": null recv buffer");
   QF_CHECK(send != nullptr || n_bytes_of_rank[rank_] == 0, describe("allgatherv", what),
            ": null send buffer for", n_bytes_of_rank[rank_], "bytes");
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_allgatherv(send, recv, n_bytes_of_rank, what);
   account(OpKind::kAllgather, n_bytes_total, start);
 }
@@ -260,7 +253,7 @@ void Communicator::broadcast_many(const std::vector<BroadcastPart>& parts, const
   if (non_empty.empty()) return;
   uint64_t n_bytes = 0;
   for (const BroadcastPart& p : non_empty) n_bytes += p.n_bytes;
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_broadcast_many(non_empty, what);
   account(OpKind::kBroadcast, n_bytes, start);
 }
@@ -270,7 +263,7 @@ void Communicator::do_broadcast_many(const std::vector<BroadcastPart>& parts, co
 }
 
 void Communicator::barrier(const char* what) {
-  const int64_t start = now_ns();
+  const auto start = Clock::now();
   do_barrier(what);
   account(OpKind::kBarrier, 0, start);
 }

@@ -24,6 +24,7 @@
 // deadline, then ncclCommAbort; for MPI a heartbeat thread) is issue "dist-liveness".
 #pragma once
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -169,8 +170,9 @@ class Communicator {
   std::string describe(const char* operation, const char* what) const;
 
  private:
-  // Counts the call and adds the host seconds since `start_ns` (steady clock).
-  void account(OpKind kind, uint64_t bytes, int64_t start_ns);
+  using Clock = std::chrono::steady_clock;
+  // Counts the call and adds the host seconds since `start`.
+  void account(OpKind kind, uint64_t bytes, Clock::time_point start);
 
   int rank_ = 0;
   int world_size_ = 1;
