@@ -9,11 +9,11 @@
 #include <cstring>
 #include <set>
 
-#include "core/strings.hpp"
-#include "core/elapsed.hpp"
 #include "core/check.hpp"
+#include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/linear_observer.hpp"
 #include "model/model_forward.hpp"

@@ -11,11 +11,11 @@
 #include <map>
 #include <set>
 
-#include "core/strings.hpp"
-#include "core/elapsed.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
+#include "core/elapsed.hpp"
 #include "core/log.hpp"
+#include "core/strings.hpp"
 #include "dist/nccl_communicator.hpp"
 #include "gpu/device_layer.hpp"
 #include "gpu/gpu_decoder_layer.hpp"

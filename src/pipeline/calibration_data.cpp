@@ -6,8 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/strings.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/safetensors_reader.hpp"
 
 namespace qf::pipeline {

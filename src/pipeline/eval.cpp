@@ -8,8 +8,8 @@
 #include <limits>
 #include <memory>
 
-#include "core/elapsed.hpp"
 #include "core/check.hpp"
+#include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "formats/checkpoint_dir.hpp"

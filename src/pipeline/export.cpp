@@ -14,8 +14,8 @@
 #include <memory>
 #include <tuple>
 
-#include "core/elapsed.hpp"
 #include "core/check.hpp"
+#include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "formats/atomic_file.hpp"

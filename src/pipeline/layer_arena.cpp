@@ -1,8 +1,8 @@
 // layer_arena_layout: slots in request order, aligned, grouped into owner runs.
 #include "pipeline/layer_arena.hpp"
 
-#include "core/strings.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 
 namespace qf::pipeline {
 namespace {

@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <map>
 
-#include "core/strings.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 
 namespace qf::pipeline {

@@ -6,8 +6,8 @@
 #include <map>
 #include <memory>
 
-#include "core/elapsed.hpp"
 #include "core/check.hpp"
+#include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "formats/checksum.hpp"

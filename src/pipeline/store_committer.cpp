@@ -3,8 +3,8 @@
 
 #include <chrono>
 
-#include "core/elapsed.hpp"
 #include "core/check.hpp"
+#include "core/elapsed.hpp"
 #include "core/log.hpp"
 
 namespace qf::pipeline {

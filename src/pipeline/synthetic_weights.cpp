@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
-#include "core/strings.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "numerics/codecs.hpp"
 
 namespace qf::pipeline {
