@@ -1,7 +1,7 @@
-// The CPU reference forward's FP32 matmul (model::matmul_rows_ref, what eval and the CPU
+// The CPU reference forward's FP32 matmul (ops::matmul_rows_ref, what eval and the CPU
 // calibration spend most of their time in) on V4-Flash shapes: a routed expert's w1 with the
 // handful of tokens it sees, the same with more tokens, attention's wq_b, and a slice of the
-// head. Prints GFLOP/s per shape at the thread count of model::thread_count() (QF_THREADS).
+// head. Prints GFLOP/s per shape at the thread count of thread_count() (QF_THREADS).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -9,7 +9,9 @@
 #include <random>
 #include <vector>
 
+#include "core/parallel.hpp"
 #include "model/forward_linear.hpp"
+#include "ops/matmul.hpp"
 
 namespace {
 
@@ -21,7 +23,7 @@ struct Shape {
 double seconds_of(const Shape& s, const std::vector<float>& x, const std::vector<float>& w,
                   std::vector<float>& y) {
   const auto start = std::chrono::steady_clock::now();
-  qf::model::matmul_rows_ref(x.data(), s.n_cols, s.n_rows, w.data(), s.w_rows, s.n_cols, y.data(),
+  qf::ops::matmul_rows_ref(x.data(), s.n_cols, s.n_rows, w.data(), s.w_rows, s.n_cols, y.data(),
                              s.w_rows);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -37,7 +39,7 @@ int main() {
   };
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::printf("threads %lld\n", static_cast<long long>(qf::model::thread_count()));
+  std::printf("threads %lld\n", static_cast<long long>(qf::thread_count()));
   std::printf("%-26s %8s %8s %8s %10s %10s\n", "shape", "rows", "outputs", "k", "best ms", "GFLOP/s");
   for (const Shape& s : shapes) {
     std::vector<float> x(s.n_rows * s.n_cols), w(s.w_rows * s.n_cols), y(s.n_rows * s.w_rows);

@@ -2,7 +2,7 @@
 // visible compressed entries, the compressor's gated pooling (+ RMSNorm + RoPE), the causal
 // visibility of HCA entries and the Lightning Indexer's top-k selection (CSA). FP32 in and out.
 // Declares params, CPU references (*_ref, always built, looping over sequences and calling
-// model::sink_attention / compress_sequence / indexer_select) and launchers (CUDA builds).
+// ops::sink_attention / compress_sequence / indexer_select) and launchers (CUDA builds).
 // Does not own: the projections around them (cuBLAS, src/gpu).
 #pragma once
 #include <cstddef>
@@ -10,11 +10,12 @@
 
 #ifdef QF_HAVE_CUDA
 #include <cuda_runtime.h>
+
 #endif
 
 namespace qf::kernels {
 
-// ---- sink attention (model::sink_attention, per sequence) ---------------------------------------
+// ---- sink attention (ops::sink_attention, per sequence) ---------------------------------------
 // Query t of sequence b sees keys j of the same sequence with t - window < j <= t and the entries
 // e of sequence b with visible[b*seq_len + t, e] != 0; logits = (q . k) * scale; softmax over
 // [logits..., sinks[h]] with the sink column dropped; out = sum p_j v_j (K = V).
@@ -29,7 +30,7 @@ struct SinkAttentionParams {
   float* out = nullptr;  // [n_seqs * seq_len, n_heads, head_dim]
 };
 
-// ---- compressor pooling (model::compress_sequence, per sequence) --------------------------------
+// ---- compressor pooling (ops::compress_sequence, per sequence) --------------------------------
 // kv, gate [n_seqs * seq_len, width] with width = 2*head_dim (overlapping, CSA) or head_dim (HCA);
 // out [n_seqs, seq_len / rate, head_dim]: pooled, RMSNorm(norm), RoPE at position entry * rate.
 struct CompressPoolParams {
@@ -52,7 +53,7 @@ struct CausalVisibilityParams {
   uint8_t* visible = nullptr;  // [n_seqs * seq_len, n_entries]
 };
 
-// ---- Lightning Indexer top-k (model::indexer_select, per sequence) ------------------------------
+// ---- Lightning Indexer top-k (ops::indexer_select, per sequence) ------------------------------
 // score[t][e] = sum_h weights[t,h] * relu(q[t,h] . keys[e]) * head_dim^-0.5 over the causally
 // complete entries e < (t + 1) / rate; visible = the best min(top_k, n_causal) of them, ties to
 // the lower entry index. Outputs exactly what the reference selects for equal scores.

@@ -6,9 +6,9 @@
 
 #include "core/check.hpp"
 #include "kernels/forward/attention.cuh"
-#include "model/forward_attention.hpp"
-#include "model/forward_compressor.hpp"
-#include "model/forward_rope.hpp"
+#include "ops/compress_pool.hpp"
+#include "ops/sink_attention.hpp"
+#include "ops/rope.hpp"
 
 namespace qf::kernels {
 
@@ -18,7 +18,7 @@ void sink_attention_ref(const SinkAttentionParams& p) {
   const int64_t S = p.seq_len, H = p.n_heads, D = p.head_dim, E = p.n_entries;
   for (int64_t b = 0; b < p.n_seqs; ++b) {
     const std::vector<float> o =
-        model::sink_attention(p.q + b * S * H * D, p.kv + b * S * D, S, H, D, p.sinks, p.window,
+        ops::sink_attention(p.q + b * S * H * D, p.kv + b * S * D, S, H, D, p.sinks, p.window,
                               E > 0 ? p.compressed + b * E * D : nullptr, E,
                               E > 0 ? p.visible + b * S * E : nullptr, p.scale);
     std::copy(o.begin(), o.end(), p.out + b * S * H * D);
@@ -29,20 +29,15 @@ void compress_pool_ref(const CompressPoolParams& p) {
   const int64_t width = p.overlapping ? 2 * p.head_dim : p.head_dim;
   QF_CHECK(p.rate > 0 && p.rope_dim % 2 == 0 && p.rope_dim <= p.head_dim,
            "compress_pool_ref: bad rate / rope_dim", p.rate, p.rope_dim);
-  model::CompressorWeights w;
-  w.ape.n_rows = p.rate;
-  w.ape.n_cols = width;
-  w.ape.data.assign(p.ape, p.ape + p.rate * width);
-  w.norm.assign(p.norm, p.norm + p.head_dim);
-  model::RopeTable rope;
+  ops::RopeTable rope;
   rope.rope_dim = p.rope_dim;
   rope.inv_freq.assign(p.inv_freq, p.inv_freq + p.rope_dim / 2);
   rope.attention_scaling = p.attention_scaling;
   const int64_t n_win = p.seq_len / p.rate;
   for (int64_t b = 0; b < p.n_seqs; ++b) {
     const int64_t row0 = b * p.seq_len * width;
-    const std::vector<float> e = model::compress_sequence(
-        p.kv + row0, p.gate + row0, p.seq_len, w, p.rate, p.head_dim, p.overlapping, rope, p.eps);
+    const std::vector<float> e = ops::compress_sequence(
+        p.kv + row0, p.gate + row0, p.seq_len, p.ape, p.norm, p.rate, p.head_dim, p.overlapping, rope, p.eps);
     std::copy(e.begin(), e.end(), p.out + b * n_win * p.head_dim);
   }
 }
@@ -61,7 +56,7 @@ void indexer_select_ref(const IndexerSelectParams& p) {
   const int64_t S = p.seq_len, H = p.n_heads, D = p.head_dim, E = p.n_entries;
   for (int64_t b = 0; b < p.n_seqs; ++b) {
     const std::vector<uint8_t> vis =
-        model::indexer_select(p.q + b * S * H * D, p.weights + b * S * H, p.keys + b * E * D, S, E,
+        ops::indexer_select(p.q + b * S * H * D, p.weights + b * S * H, p.keys + b * E * D, S, E,
                               H, D, p.rate, p.top_k);
     std::copy(vis.begin(), vis.end(), p.visible + b * S * E);
   }

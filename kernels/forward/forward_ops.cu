@@ -263,7 +263,7 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
 
 // ---- RoPE ---------------------------------------------------------------------------------------
 // One block per row: cos/sin of the row's position into shared memory (double cos/sin of the
-// FP32 angle, as model::rope_cos_sin), then every (vector, pair) of the row. kVec2: float2 pairs.
+// FP32 angle, as ops::rope_cos_sin), then every (vector, pair) of the row. kVec2: float2 pairs.
 template <bool kVec2>
 static __global__ void rope_kernel(float* x, int64_t n_vecs, int64_t dim, int64_t n_pairs,
                                    const float* __restrict__ inv_freq, float attention_scaling,
@@ -377,7 +377,7 @@ void launch_amax_cast(const AmaxCastParams& p, cudaStream_t stream) {
 }
 
 // ---- clamped SwiGLU -------------------------------------------------------------------------
-// model::swiglu_clamped: g = std::min(gate, limit), u = std::min(std::max(up, -limit), limit)
+// ops::swiglu_clamped: g = std::min(gate, limit), u = std::min(std::max(up, -limit), limit)
 // (the std:: comparisons written out, so a NaN passes through as it does on the CPU),
 // h = g / (1 + exp(-g)) * u.
 __device__ __forceinline__ float swiglu_one(float gate, float up, float limit) {
@@ -444,7 +444,7 @@ void launch_swiglu(const SwigluParams& p, cudaStream_t stream) {
 
 // ---- mHC pre ------------------------------------------------------------------------------------
 // Step 1, one thread per token: pre / post / comb exactly as hc_pre_ref (model::hc_pre and
-// model::sinkhorn_comb, same loop order), in registers. The 4x4 Sinkhorn is a few hundred
+// ops::sinkhorn_comb, same loop order), in registers. The 4x4 Sinkhorn is a few hundred
 // dependent flops per token; 16k tokens are 16k independent threads, so it costs microseconds.
 __device__ __forceinline__ float sigmoid(float x) { return __fdiv_rn(1.0f, add(1.0f, expf(-x))); }
 
@@ -472,7 +472,7 @@ __device__ __forceinline__ void normalize_rows(float* comb, float eps) {
   }
 }
 
-// model::sinkhorn_comb: softmax + eps, one column normalisation, then iters-1 row/column pairs.
+// ops::sinkhorn_comb: softmax + eps, one column normalisation, then iters-1 row/column pairs.
 template <int kHc>
 __device__ void sinkhorn_comb_dev(const float* logits, int64_t iters, float eps, float* comb) {
 #pragma unroll

@@ -28,7 +28,7 @@ struct RmsNormParams {
 // ---- RoPE on the trailing rope_dim channels of each vector, interleaved pairs -----------------
 // x is [n_rows, n_vecs, dim]; row r sits at position (r % period) * position_step, i.e.
 // period = seq_len, step = 1 for token rows; period = n_entries, step = rate for compressed
-// entries. cos/sin as model::rope_cos_sin: freq = float(inv_freq[i] * float(pos)), then
+// entries. cos/sin as ops::rope_cos_sin: freq = float(inv_freq[i] * float(pos)), then
 // cos/sin in double, cast to float, times attention_scaling. inverse: -sin.
 struct RopeParams {
   float* x = nullptr;
@@ -54,7 +54,7 @@ struct AmaxCastParams {
 
 // ---- clamped SwiGLU on a fused [gate | up] GEMM output -----------------------------------------
 // h[r, i] = silu(min(g, limit)) * clamp(u, -limit, limit) with g = gate_up[r, i],
-// u = gate_up[r, inter + i] (model::swiglu_clamped's formula: g / (1 + exp(-g)) * u).
+// u = gate_up[r, inter + i] (ops::swiglu_clamped's formula: g / (1 + exp(-g)) * u).
 // Then amax per row slot (as AmaxCastParams) and an optional BF16 copy.
 struct SwigluParams {
   const float* gate_up = nullptr;  // [n_rows, 2 * inter]
@@ -84,7 +84,7 @@ struct HcPreParams {
   float* collapsed = nullptr;  // [n_tokens, dim]
 };
 
-// ---- mHC "post" (model::hc_post) ----------------------------------------------------------------
+// ---- mHC "post" (ops::hc_post) ----------------------------------------------------------------
 // hidden[t,k,:] = post[t,k] * block_out[t,:] + sum_j comb[t,j,k] * hidden_old[t,j,:], in place.
 struct HcPostParams {
   const float* post = nullptr;       // [n_tokens, hc]

@@ -7,10 +7,10 @@
 
 #include "core/check.hpp"
 #include "kernels/forward/forward_ops.cuh"
-#include "model/forward_hyper_connections.hpp"
-#include "model/forward_moe.hpp"
-#include "model/forward_rms_norm.hpp"
-#include "model/forward_rope.hpp"
+#include "ops/hyper_connection_mix.hpp"
+#include "ops/moe_math.hpp"
+#include "ops/rms_norm.hpp"
+#include "ops/rope.hpp"
 #include "numerics/bf16.hpp"
 
 namespace qf::kernels {
@@ -43,22 +43,22 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }  // as model/ hy
 }  // namespace
 
 void rms_norm_ref(const RmsNormParams& p) {
-  model::rms_norm_rows_to(p.x, p.out, p.n_rows, p.n_cols, p.weight, p.eps);
+  ops::rms_norm_rows_to(p.x, p.out, p.n_rows, p.n_cols, p.weight, p.eps);
 }
 
 void rope_ref(const RopeParams& p) {
   QF_CHECK(p.rope_dim > 0 && p.rope_dim % 2 == 0 && p.rope_dim <= p.dim, "rope_dim", p.rope_dim,
            "dim", p.dim);
   QF_CHECK(p.period > 0, "rope period", p.period);
-  model::RopeTable table;
+  ops::RopeTable table;
   table.rope_dim = p.rope_dim;
   table.inv_freq.assign(p.inv_freq, p.inv_freq + p.rope_dim / 2);
   table.attention_scaling = p.attention_scaling;
   std::vector<float> c(p.rope_dim / 2), s(p.rope_dim / 2);
   for (int64_t r = 0; r < p.n_rows; ++r) {
-    model::rope_cos_sin(table, (r % p.period) * p.position_step, c.data(), s.data());
+    ops::rope_cos_sin(table, (r % p.period) * p.position_step, c.data(), s.data());
     for (int64_t v = 0; v < p.n_vecs; ++v) {
-      model::apply_rope_trailing(p.x + (r * p.n_vecs + v) * p.dim, p.dim, p.rope_dim, c.data(),
+      ops::apply_rope_trailing(p.x + (r * p.n_vecs + v) * p.dim, p.dim, p.rope_dim, c.data(),
                                  s.data(), p.inverse);
     }
   }
@@ -77,7 +77,7 @@ void swiglu_ref(const SwigluParams& p) {
   for (int64_t r = 0; r < p.n_rows; ++r) {
     const float* gate = p.gate_up + r * 2 * p.inter;
     std::copy(gate, gate + p.inter, h.begin());
-    model::swiglu_clamped(h.data(), gate + p.inter, p.inter, p.limit);
+    ops::swiglu_clamped(h.data(), gate + p.inter, p.inter, p.limit);
     if (p.out != nullptr) std::copy(h.begin(), h.end(), p.out + r * p.inter);
     const int32_t slot = p.row_slot != nullptr ? p.row_slot[r] : 0;
     observe_row(h.data(), p.inter, slot, p.amax_bits,
@@ -103,7 +103,7 @@ void hc_pre_ref(const HcPreParams& p) {
     if (p.comb != nullptr) {
       for (int64_t k = 0; k < hc * hc; ++k)
         logits[k] = m[2 * hc + k] * comb_scale + p.base[2 * hc + k];
-      model::sinkhorn_comb(logits.data(), hc, p.sinkhorn_iters, p.hc_eps, comb.data());
+      ops::sinkhorn_comb(logits.data(), hc, p.sinkhorn_iters, p.hc_eps, comb.data());
       std::copy(comb.begin(), comb.end(), p.comb + t * hc * hc);
     }
     if (p.collapsed != nullptr) {
@@ -119,12 +119,12 @@ void hc_pre_ref(const HcPreParams& p) {
 }
 
 void hc_post_ref(const HcPostParams& p) {
-  model::HcMix mix;
+  ops::HcMix mix;
   mix.n_tokens = p.n_tokens;
   mix.hc = p.hc;
   mix.post.assign(p.post, p.post + p.n_tokens * p.hc);
   mix.comb.assign(p.comb, p.comb + p.n_tokens * p.hc * p.hc);
-  model::hc_post(mix, p.block_out, p.dim, p.hidden);
+  ops::hc_post(mix, p.block_out, p.dim, p.hidden);
 }
 
 }  // namespace qf::kernels

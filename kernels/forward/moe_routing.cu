@@ -51,7 +51,7 @@ int64_t dispatch_chunk(int64_t n_assign) {
   return ceil_div(chunk, kWarp) * kWarp;
 }
 
-// model::router_score with the device libm (expf/log1pf may differ from glibc by an ulp).
+// ops::router_score with the device libm (expf/log1pf may differ from glibc by an ulp).
 __device__ __forceinline__ float router_score_dev(RouterScoring scoring, float x) {
   if (scoring == RouterScoring::kSigmoid) return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x)));
   const float softplus = x > 20.0f ? x : log1pf(expf(x));

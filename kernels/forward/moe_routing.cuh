@@ -1,7 +1,7 @@
 // MoE routing kernels of the CUDA calibration forward: router scores and top-k (or hash table),
 // the dispatch of (token, slot) assignments into expert-sorted rows, the gather of those rows as
 // BF16 with per-expert amax, and the weighted combine. Declares params, CPU references (*_ref,
-// always built; routing calls model::router_score and follows model::route_tokens /
+// always built; routing calls ops::router_score and follows model::route_tokens /
 // model::moe_forward) and launchers (CUDA builds). Does not own: the expert GEMMs (src/gpu).
 #pragma once
 #include <cstddef>

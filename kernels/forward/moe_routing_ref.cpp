@@ -8,7 +8,7 @@
 
 #include "core/check.hpp"
 #include "kernels/forward/moe_routing.cuh"
-#include "model/forward_moe.hpp"
+#include "ops/moe_math.hpp"
 #include "numerics/bf16.hpp"
 #include "numerics/block_dequant.hpp"
 
@@ -16,12 +16,12 @@ namespace qf::kernels {
 
 namespace {
 
-model::ScoringFunc to_model(RouterScoring scoring) {
+ops::ScoringFunc to_model(RouterScoring scoring) {
   switch (scoring) {
     case RouterScoring::kSqrtSoftplus:
-      return model::ScoringFunc::kSqrtSoftplus;
+      return ops::ScoringFunc::kSqrtSoftplus;
     case RouterScoring::kSigmoid:
-      return model::ScoringFunc::kSigmoid;
+      return ops::ScoringFunc::kSigmoid;
   }
   QF_FAIL("unknown router scoring", static_cast<int>(scoring));
 }
@@ -36,13 +36,13 @@ void route_ref(const RouteParams& p) {
   const bool hash = p.tid2eid != nullptr;
   QF_CHECK(!hash || (p.token_ids != nullptr && p.error_flag != nullptr),
            "route_ref: hash routing needs token_ids and error_flag");
-  const model::ScoringFunc func = to_model(p.scoring);
+  const ops::ScoringFunc func = to_model(p.scoring);
   const int64_t n_exp = p.n_experts, k = p.top_k;
   std::vector<float> score(n_exp), biased(n_exp);
   std::vector<int32_t> order(n_exp);
   for (int64_t t = 0; t < p.n_tokens; ++t) {
     for (int64_t e = 0; e < n_exp; ++e)
-      score[e] = model::router_score(func, p.logits[t * n_exp + e]);
+      score[e] = ops::router_score(func, p.logits[t * n_exp + e]);
     int32_t* sel = p.experts + t * k;
     float* weight = p.weights + t * k;
     if (hash) {

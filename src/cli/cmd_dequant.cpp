@@ -6,7 +6,7 @@
 #include "core/progress.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
-#include "pipeline/dequant.hpp"
+#include "dequant/dequant.hpp"
 
 namespace qf::cli {
 

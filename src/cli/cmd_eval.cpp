@@ -13,9 +13,9 @@
 #include "core/malloc_tuning.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
-#include "pipeline/collective_step.hpp"
-#include "pipeline/eval.hpp"
-#include "pipeline/quantization_report.hpp"
+#include "dist/collective_step.hpp"
+#include "eval/eval.hpp"
+#include "report/quantization_report.hpp"
 
 namespace qf::cli {
 namespace {

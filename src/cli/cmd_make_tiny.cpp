@@ -7,7 +7,7 @@
 #include "core/check.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/make_tiny.hpp"
+#include "synthetic/make_tiny.hpp"
 
 namespace qf::cli {
 

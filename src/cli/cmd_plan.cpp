@@ -9,14 +9,15 @@
 #include "formats/checkpoint_dir.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/plan_report.hpp"
+#include "plan/plan_report.hpp"
+#include "source/checkpoint_tensors.hpp"
 
 namespace qf::cli {
 
 int cmd_plan(const Args& args) {
   std::string recipe_help = "which weights become NVFP4:";
-  for (const auto& r : pipeline::recipes()) {
-    recipe_help += std::string("\n  ") + r.name + ": " + r.description;
+  for (const auto& r : pipeline::recipes().entries()) {
+    recipe_help += std::string("\n  ") + r.name + ": " + r.help;
   }
   std::string format_help =
       "source storage for --config/--preset (default: native when the "
@@ -118,7 +119,7 @@ int cmd_plan(const Args& args) {
     throw UsageError{"--samples and --seq-len must be >= 1", "plan"};
   }
   try {
-    options.recipe = pipeline::parse_recipe(vm["recipe"].as<std::string>());
+    options.recipe = pipeline::recipes().parse(vm["recipe"].as<std::string>());
   } catch (const Error& e) {
     throw UsageError{"--recipe: " + e.message(), "plan"};
   }

@@ -10,7 +10,7 @@
 #include "core/progress.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
-#include "pipeline/quantize.hpp"
+#include "job/quantize_job.hpp"
 
 namespace qf::cli {
 namespace {
@@ -173,7 +173,7 @@ int cmd_quantize(const Args& args) {
           all, {}, args, vm)) {
     return 0;
   }
-  run.recipe = pipeline::parse_recipe(recipe);
+  run.recipe = pipeline::recipes().parse(recipe);
   run.kv = pipeline::parse_kv_cache(kv);
   run.act_scale = pipeline::parse_act_scale(act_scale);
   run.backend = pipeline::resolve_backend(backend);

@@ -9,8 +9,8 @@
 #include "core/check.hpp"
 #include "core/cpu_affinity.hpp"
 #include "formats/atomic_file.hpp"
-#include "pipeline/validate.hpp"
-#include "pipeline/verify_work.hpp"
+#include "validate/validate.hpp"
+#include "validate/verify_work.hpp"
 
 namespace qf::cli {
 

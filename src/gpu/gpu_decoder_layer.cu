@@ -12,7 +12,7 @@
 #include "kernels/forward/attention.cuh"
 #include "kernels/forward/forward_ops.cuh"
 #include "kernels/forward/moe_routing.cuh"
-#include "model/forward_rope.hpp"
+#include "ops/rope.hpp"
 
 namespace qf::gpu {
 namespace {
@@ -69,8 +69,8 @@ GpuDecoderLayer::GpuDecoderLayer(const model::ForwardConfig& config, cudaStream_
   }
 }
 
-void GpuDecoderLayer::upload_rope(const model::RopeParams& params, DeviceRope* out) {
-  const model::RopeTable t = model::make_rope_table(params, c_.head_dim, c_.max_position_embeddings);
+void GpuDecoderLayer::upload_rope(const ops::RopeParams& params, DeviceRope* out) {
+  const ops::RopeTable t = ops::make_rope_table(params, c_.head_dim, c_.max_position_embeddings);
   out->rope_dim = t.rope_dim;
   out->attention_scaling = t.attention_scaling;
   out->inv_freq.grow(t.inv_freq.size());
@@ -443,7 +443,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
   route.n_experts = n_exp;
   route.top_k = k;
   route.vocab = c_.vocab_size;
-  route.scoring = c_.scoring_func == model::ScoringFunc::kSigmoid
+  route.scoring = c_.scoring_func == ops::ScoringFunc::kSigmoid
                       ? kernels::RouterScoring::kSigmoid
                       : kernels::RouterScoring::kSqrtSoftplus;
   route.routed_scaling = static_cast<float>(c_.routed_scaling_factor);

@@ -96,7 +96,7 @@ class GpuDecoderLayer {
   void observe_hist(const float* x, int64_t n_rows, int64_t n_cols, int slot,
                     cudaStream_t stream);
   const DeviceRope& rope_of_layer(int layer) const;
-  void upload_rope(const model::RopeParams& params, DeviceRope* out);
+  void upload_rope(const ops::RopeParams& params, DeviceRope* out);
 
   model::ForwardConfig c_;
   cudaStream_t stream_;

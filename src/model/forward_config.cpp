@@ -30,8 +30,8 @@ AttentionKind parse_attention_kind(const std::string& name, const std::string& w
 }
 
 // One rope_parameters entry; `type` is accepted as an alias of `rope_type` (HF BC).
-RopeParams parse_rope(const json& j, double prf_default, const std::string& what) {
-  RopeParams p;
+ops::RopeParams parse_rope(const json& j, double prf_default, const std::string& what) {
+  ops::RopeParams p;
   p.rope_type = j.value("rope_type", j.value("type", std::string("default")));
   QF_CHECK(p.rope_type == "default" || p.rope_type == "yarn", what,
            ": rope_type not supported by the reference forward:", p.rope_type);
@@ -98,9 +98,9 @@ ForwardConfig ForwardConfig::from_json(const json& j, const std::string& what) {
 
   const std::string scoring = j.value("scoring_func", std::string("sqrtsoftplus"));
   if (scoring == "sqrtsoftplus") {
-    c.scoring_func = ScoringFunc::kSqrtSoftplus;
+    c.scoring_func = ops::ScoringFunc::kSqrtSoftplus;
   } else if (scoring == "sigmoid") {
-    c.scoring_func = ScoringFunc::kSigmoid;
+    c.scoring_func = ops::ScoringFunc::kSigmoid;
   } else {
     QF_FAIL(what, ": scoring_func not supported by the reference forward:", scoring);
   }
@@ -193,7 +193,7 @@ ForwardConfig ForwardConfig::from_json(const json& j, const std::string& what) {
     c.rope_main = parse_rope(main, prf, what + " rope main");
     c.rope_compress = parse_rope(compress, prf, what + " rope compress");
   }
-  for (const RopeParams* p : {&c.rope_main, &c.rope_compress}) {
+  for (const ops::RopeParams* p : {&c.rope_main, &c.rope_compress}) {
     const auto dim = static_cast<int64_t>(c.head_dim * p->partial_rotary_factor);
     QF_CHECK(dim == c.rope_head_dim, what, ": rope dims differ between rope types:", dim, "vs",
              c.rope_head_dim);
@@ -225,7 +225,7 @@ int64_t ForwardConfig::compress_rate(int layer) const {
   return 0;
 }
 
-const RopeParams& ForwardConfig::rope_for_layer(int layer) const {
+const ops::RopeParams& ForwardConfig::rope_for_layer(int layer) const {
   return layer_types.at(layer) == AttentionKind::kSliding ? rope_main : rope_compress;
 }
 

@@ -8,27 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "ops/moe_math.hpp"
+#include "ops/rope.hpp"
+
 namespace qf::model {
 
 enum class AttentionKind { kSliding, kCompressedSparse, kHeavilyCompressed };
 enum class MoeKind { kHash, kTopK };
-enum class ScoringFunc { kSqrtSoftplus, kSigmoid };
-
-// One entry of config.rope_parameters ("main" or "compress").
-struct RopeParams {
-  std::string rope_type = "default";  // "default" | "yarn"
-  double rope_theta = 10000.0;
-  double partial_rotary_factor = 1.0;
-  // YaRN only (absent keys keep transformers' defaults).
-  double factor = 1.0;
-  bool has_attention_factor = false;
-  double attention_factor = 1.0;
-  double beta_fast = 32.0, beta_slow = 1.0;
-  bool has_original_max_position_embeddings = false;
-  int64_t original_max_position_embeddings = 0;
-  double mscale = 0.0, mscale_all_dim = 0.0;
-  bool truncate = true;
-};
 
 struct ForwardConfig {
   int64_t vocab_size = 0, hidden_size = 0, num_hidden_layers = 0;
@@ -36,7 +22,7 @@ struct ForwardConfig {
   int64_t o_groups = 0, o_lora_rank = 0;
   int64_t rope_head_dim = 0;  // int(head_dim * partial_rotary_factor): the trailing roped dims
   int64_t max_position_embeddings = 0;
-  RopeParams rope_main, rope_compress;
+  ops::RopeParams rope_main, rope_compress;
   std::vector<AttentionKind> layer_types;
   int64_t compress_rate_csa = 4, compress_rate_hca = 128;
   int64_t sliding_window = 128;
@@ -44,7 +30,7 @@ struct ForwardConfig {
   int64_t n_routed_experts = 0, n_shared_experts = 1, num_experts_per_tok = 0;
   int64_t moe_intermediate_size = 0;
   std::vector<MoeKind> mlp_layer_types;
-  ScoringFunc scoring_func = ScoringFunc::kSqrtSoftplus;
+  ops::ScoringFunc scoring_func = ops::ScoringFunc::kSqrtSoftplus;
   double routed_scaling_factor = 1.0;
   bool norm_topk_prob = true;  // parsed but, as in transformers, not consulted (always normalised)
   double swiglu_limit = 10.0;  // always applied, as in transformers (gate <= limit, |up| <= limit)
@@ -59,7 +45,7 @@ struct ForwardConfig {
   static ForwardConfig from_json(const nlohmann::json& config, const std::string& what);
 
   int64_t compress_rate(int layer) const;             // 0 for sliding layers
-  const RopeParams& rope_for_layer(int layer) const;  // sliding: main, CSA/HCA: compress
+  const ops::RopeParams& rope_for_layer(int layer) const;  // sliding: main, CSA/HCA: compress
 };
 
 const char* attention_kind_name(AttentionKind kind);

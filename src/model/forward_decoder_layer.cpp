@@ -5,7 +5,8 @@
 #include "model/forward_attention.hpp"
 #include "model/forward_hyper_connections.hpp"
 #include "model/forward_moe.hpp"
-#include "model/forward_rms_norm.hpp"
+#include "ops/hyper_connection_mix.hpp"
+#include "ops/rms_norm.hpp"
 
 namespace qf::model {
 
@@ -22,20 +23,20 @@ void decoder_layer_forward(const ForwardConfig& c, int layer, const LayerWeights
   QF_CHECK(w.layer == layer, "decoder_layer_forward: weights of layer", w.layer, "given for layer",
            layer);
   const float eps = static_cast<float>(c.rms_norm_eps);
-  HcMix mix;
+  ops::HcMix mix;
   std::vector<float> x;
 
   hc_pre(c, w.hc_attn, hidden.data(), n_tokens, &mix, &x);
-  rms_norm_rows(x.data(), n_tokens, dim, w.attn_norm.data(), eps);
+  ops::rms_norm_rows(x.data(), n_tokens, dim, w.attn_norm.data(), eps);
   const std::vector<float> attn_out =
       attention_forward(c, layer, w.attn, x.data(), n_seqs, seq_len, observer);
-  hc_post(mix, attn_out.data(), dim, hidden.data());
+  ops::hc_post(mix, attn_out.data(), dim, hidden.data());
 
   hc_pre(c, w.hc_ffn, hidden.data(), n_tokens, &mix, &x);
-  rms_norm_rows(x.data(), n_tokens, dim, w.ffn_norm.data(), eps);
+  ops::rms_norm_rows(x.data(), n_tokens, dim, w.ffn_norm.data(), eps);
   const std::vector<float> ffn_out =
       moe_forward(c, layer, w.ffn, x.data(), n_tokens, token_ids, observer);
-  hc_post(mix, ffn_out.data(), dim, hidden.data());
+  ops::hc_post(mix, ffn_out.data(), dim, hidden.data());
 }
 
 ForwardConfig forward_config_from(const ModelConfig& config) {

@@ -6,8 +6,10 @@
 #include <cmath>
 
 #include "core/check.hpp"
+#include "core/parallel.hpp"
 #include "model/forward_linear.hpp"
-#include "model/forward_rms_norm.hpp"
+#include "ops/hyper_connection_mix.hpp"
+#include "ops/rms_norm.hpp"
 
 namespace qf::model {
 namespace {
@@ -19,7 +21,7 @@ std::vector<float> hc_mixes(const float* hidden, int64_t n_tokens, int64_t width
                             const Tensor2D& fn, float eps) {
   QF_CHECK(fn.n_cols == width, "hc fn has", fn.n_cols, "columns, streams have", width);
   std::vector<float> flat(hidden, hidden + n_tokens * width);
-  rms_norm_rows(flat.data(), n_tokens, width, nullptr, eps);
+  ops::rms_norm_rows(flat.data(), n_tokens, width, nullptr, eps);
   std::vector<float> mixes(static_cast<size_t>(n_tokens * fn.n_rows));
   matmul_ref(flat.data(), n_tokens, fn, mixes.data());
   return mixes;
@@ -27,38 +29,8 @@ std::vector<float> hc_mixes(const float* hidden, int64_t n_tokens, int64_t width
 
 }  // namespace
 
-void sinkhorn_comb(const float* logits, int64_t hc, int64_t iters, float eps, float* comb) {
-  for (int64_t i = 0; i < hc; ++i) {  // softmax over the last axis, + eps
-    const float* l = logits + i * hc;
-    float* c = comb + i * hc;
-    const float m = *std::max_element(l, l + hc);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < hc; ++j) sum += (c[j] = std::exp(l[j] - m));
-    for (int64_t j = 0; j < hc; ++j) c[j] = c[j] / sum + eps;
-  }
-  auto normalize_columns = [&] {
-    for (int64_t j = 0; j < hc; ++j) {
-      float s = 0.0f;
-      for (int64_t i = 0; i < hc; ++i) s += comb[i * hc + j];
-      for (int64_t i = 0; i < hc; ++i) comb[i * hc + j] /= (s + eps);
-    }
-  };
-  auto normalize_rows = [&] {
-    for (int64_t i = 0; i < hc; ++i) {
-      float s = 0.0f;
-      for (int64_t j = 0; j < hc; ++j) s += comb[i * hc + j];
-      for (int64_t j = 0; j < hc; ++j) comb[i * hc + j] /= (s + eps);
-    }
-  };
-  normalize_columns();
-  for (int64_t it = 0; it + 1 < iters; ++it) {
-    normalize_rows();
-    normalize_columns();
-  }
-}
-
 void hc_pre(const ForwardConfig& c, const HyperConnectionWeights& w, const float* hidden,
-            int64_t n_tokens, HcMix* mix, std::vector<float>* collapsed) {
+            int64_t n_tokens, ops::HcMix* mix, std::vector<float>* collapsed) {
   const int64_t hc = c.hc_mult, dim = c.hidden_size;
   const float hc_eps = static_cast<float>(c.hc_eps);
   QF_CHECK(w.fn.n_rows == (2 + hc) * hc && w.scale.size() == 3, "hc weights do not fit hc_mult",
@@ -86,34 +58,13 @@ void hc_pre(const ForwardConfig& c, const HyperConnectionWeights& w, const float
       for (int64_t k = 0; k < hc * hc; ++k) {
         logits[k] = m[2 * hc + k] * comb_scale + base[2 * hc + k];
       }
-      sinkhorn_comb(logits.data(), hc, c.hc_sinkhorn_iters, hc_eps, mix->comb.data() + t * hc * hc);
+      ops::sinkhorn_comb(logits.data(), hc, c.hc_sinkhorn_iters, hc_eps, mix->comb.data() + t * hc * hc);
       const float* x = hidden + t * hc * dim;
       float* out = collapsed->data() + t * dim;
       for (int64_t d = 0; d < dim; ++d) {
         float s = 0.0f;
         for (int64_t h = 0; h < hc; ++h) s += pre[h] * x[h * dim + d];
         out[d] = s;
-      }
-    }
-  });
-}
-
-void hc_post(const HcMix& mix, const float* block_out, int64_t dim, float* hidden) {
-  const int64_t hc = mix.hc;
-  parallel_for(mix.n_tokens, [&](int64_t begin, int64_t end) {
-    std::vector<float> old(hc * dim);
-    for (int64_t t = begin; t < end; ++t) {
-      float* x = hidden + t * hc * dim;
-      std::copy(x, x + hc * dim, old.begin());
-      const float* post = mix.post.data() + t * hc;
-      const float* comb = mix.comb.data() + t * hc * hc;
-      const float* y = block_out + t * dim;
-      for (int64_t k = 0; k < hc; ++k) {
-        for (int64_t d = 0; d < dim; ++d) {
-          float s = 0.0f;
-          for (int64_t j = 0; j < hc; ++j) s += comb[j * hc + k] * old[j * dim + d];
-          x[k * dim + d] = post[k] * y[d] + s;
-        }
       }
     }
   });

@@ -1,5 +1,5 @@
-// Dense FP32 building blocks of the reference forward: Tensor2D, y = x W^T with the observer
-// call, and a plain parallel_for over rows. Does not own: any model-specific op.
+// Dense FP32 building blocks of the reference forward: Tensor2D and y = x W^T with the observer
+// call. Does not own: any model-specific op.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/linear_observer.hpp"
+#include "ops/matmul.hpp"
 
 namespace qf::model {
 
@@ -19,24 +20,9 @@ struct Tensor2D {
   bool empty() const { return data.empty(); }
 };
 
-// Runs fn(begin, end) over [0, n) split into contiguous chunks on up to
-// hardware_concurrency() threads (QF_THREADS overrides). Results must not depend on the split.
-void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
-
-// The CPU threads the project uses: QF_THREADS if set (> 0), else every hardware thread.
-int64_t thread_count();
-
-// sum_i a[i] * b[i] in FP32 with 8 interleaved partial sums (the one dot product of the forward).
-float dot_ref(const float* a, const float* b, int64_t n);
-
 // y[n_rows, w.n_rows] = x[n_rows, w.n_cols] * w^T, FP32 with 8-way partial sums per dot product.
 void matmul_ref(const float* x, int64_t n_rows, const Tensor2D& w, float* y);
 
-// The raw form: y[r * y_stride + o] = dot_ref(x + r * x_stride, w + o * n_cols, n_cols) for
-// r < n_rows, o < w_rows (w row-major [w_rows, n_cols]). Every element bit-identical to that
-// dot_ref call whatever the thread count.
-void matmul_rows_ref(const float* x, int64_t x_stride, int64_t n_rows, const float* w,
-                     int64_t w_rows, int64_t n_cols, float* y, int64_t y_stride);
 
 // Observes x under `name` (if observer is non-null), applies the observer's input transform to
 // a copy of x if it has one (LinearInputObserver::transforms_inputs), then returns x * w^T.

@@ -15,14 +15,9 @@
 
 #include "core/check.hpp"
 #include "model/forward_linear.hpp"
+#include "ops/moe_math.hpp"
 
 namespace qf::model {
-
-float router_score(ScoringFunc func, float logit) {
-  if (func == ScoringFunc::kSigmoid) return 1.0f / (1.0f + std::exp(-logit));
-  const float softplus = logit > 20.0f ? logit : std::log1p(std::exp(logit));
-  return std::sqrt(softplus);
-}
 
 Routing route_tokens(const ForwardConfig& c, int layer, const MoeWeights& w, const float* x,
                      int64_t n_tokens, const std::vector<int64_t>& token_ids,
@@ -45,7 +40,7 @@ Routing route_tokens(const ForwardConfig& c, int layer, const MoeWeights& w, con
   std::vector<int32_t> order(n_exp);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t e = 0; e < n_exp; ++e)
-      score[e] = router_score(c.scoring_func, logits[t * n_exp + e]);
+      score[e] = ops::router_score(c.scoring_func, logits[t * n_exp + e]);
     int32_t* sel = r.experts.data() + t * k;
     if (hash) {
       const int64_t id = token_ids[t];
@@ -69,21 +64,13 @@ Routing route_tokens(const ForwardConfig& c, int layer, const MoeWeights& w, con
   return r;
 }
 
-void swiglu_clamped(float* gate, const float* up, int64_t n_elems, float limit) {
-  for (int64_t i = 0; i < n_elems; ++i) {
-    const float g = std::min(gate[i], limit);
-    const float u = std::min(std::max(up[i], -limit), limit);
-    gate[i] = g / (1.0f + std::exp(-g)) * u;
-  }
-}
-
 std::vector<float> expert_forward(const std::string& name, const ExpertWeights& e, const float* x,
                                   int64_t n_rows, float limit, LinearInputObserver* observer,
                                   bool bf16_inputs) {
   std::vector<float> gate = linear_forward(name + ".w1", x, n_rows, e.w1, observer, bf16_inputs);
   const std::vector<float> up =
       linear_forward(name + ".w3", x, n_rows, e.w3, observer, bf16_inputs);
-  swiglu_clamped(gate.data(), up.data(), static_cast<int64_t>(gate.size()), limit);
+  ops::swiglu_clamped(gate.data(), up.data(), static_cast<int64_t>(gate.size()), limit);
   return linear_forward(name + ".w2", gate.data(), n_rows, e.w2, observer, bf16_inputs);
 }
 

@@ -18,10 +18,6 @@ struct Routing {
   std::vector<float> weights;    // [n_tokens, top_k]: normalised, times routed_scaling_factor
 };
 
-// Router score of one logit: sqrt(softplus(x)) (torch softplus: x above 20 passes through)
-// or sigmoid(x).
-float router_score(ScoringFunc func, float logit);
-
 // Selection: top-k of (score + gate_bias) for top-k layers (ties to the lower expert id), or
 // tid2eid[token_id] for hash layers. Weights: score[e] / (sum of the k scores + 1e-20) *
 // routed_scaling_factor (always normalised: transformers ignores norm_topk_prob).
@@ -29,9 +25,6 @@ float router_score(ScoringFunc func, float logit);
 Routing route_tokens(const ForwardConfig& config, int layer, const MoeWeights& w, const float* x,
                      int64_t n_tokens, const std::vector<int64_t>& token_ids,
                      LinearInputObserver* observer);
-
-// out[i] = silu(min(gate[i], limit)) * clamp(up[i], -limit, limit), in place into gate.
-void swiglu_clamped(float* gate, const float* up, int64_t n_elems, float limit);
 
 // One expert MLP on x [n_rows, hidden]: w2(swiglu(w1 x, w3 x)); observes <name>.w1, .w3
 // (same input) and .w2.

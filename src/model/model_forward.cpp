@@ -7,7 +7,7 @@
 #include "model/forward_decoder_layer.hpp"
 #include "model/forward_hyper_connections.hpp"
 #include "model/forward_linear.hpp"
-#include "model/forward_rms_norm.hpp"
+#include "ops/rms_norm.hpp"
 
 namespace qf::model {
 
@@ -30,7 +30,7 @@ std::vector<float> final_hidden(const ForwardConfig& c, const GlobalWeights& g,
                                 const std::vector<float>& hidden) {
   const int64_t n_tokens = static_cast<int64_t>(hidden.size()) / (c.hc_mult * c.hidden_size);
   std::vector<float> out = hc_head_collapse(c, g, hidden.data(), n_tokens);
-  rms_norm_rows(out.data(), n_tokens, c.hidden_size, g.norm.data(),
+  ops::rms_norm_rows(out.data(), n_tokens, c.hidden_size, g.norm.data(),
                 static_cast<float>(c.rms_norm_eps));
   return out;
 }

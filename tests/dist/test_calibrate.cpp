@@ -23,11 +23,11 @@
 #include "model/model_forward.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/act_histogram.hpp"
-#include "pipeline/calibrate.hpp"
-#include "pipeline/collective_step.hpp"
-#include "pipeline/make_tiny.hpp"
-#include "pipeline/plan_report.hpp"
+#include "calibrate/act_histogram.hpp"
+#include "calibrate/calibrate.hpp"
+#include "dist/collective_step.hpp"
+#include "synthetic/make_tiny.hpp"
+#include "plan/plan_report.hpp"
 
 using namespace qf;
 

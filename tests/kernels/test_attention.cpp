@@ -17,6 +17,7 @@
 #include "core/cuda_raii.hpp"
 #include "kernels/forward/attention.cuh"
 #include "model/forward_linear.hpp"
+#include "ops/matmul.hpp"
 
 using namespace qf;
 using qf::test::download;
@@ -253,7 +254,7 @@ void run_indexer_case(const IndexerCase& c, uint32_t seed) {
       float s = 0.0f;
       for (int64_t h = 0; h < H; ++h) {
         const float dot =
-            model::dot_ref(q.data() + (tok * H + h) * D, keys.data() + (b * E + e) * D, D);
+            ops::dot_ref(q.data() + (tok * H + h) * D, keys.data() + (b * E + e) * D, D);
         s += (std::max(dot, 0.0f) * scale) * weights[tok * H + h];
       }
       score[e] = s;

@@ -22,7 +22,7 @@
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "kernels/forward/forward_ops.cuh"
-#include "model/forward_rope.hpp"
+#include "ops/rope.hpp"
 #include "numerics/bf16.hpp"
 
 using namespace qf;
@@ -180,13 +180,13 @@ TEST_CASE("forward_ops gpu: rope matches reference", "[gpu][forward_ops]") {
   const bool unaligned = GENERATE(false, true);
   CAPTURE(c.n_rows, c.n_vecs, c.dim, c.rope_dim, c.period, c.step, inverse, unaligned);
   // YaRN table (attention_scaling != 1) as the model builds it.
-  model::RopeParams rp;
+  ops::RopeParams rp;
   rp.rope_type = "yarn";
   rp.rope_theta = 10000.0;
   rp.factor = 16.0;
   rp.has_original_max_position_embeddings = true;
   rp.original_max_position_embeddings = 4096;
-  const model::RopeTable table = model::make_rope_table(rp, c.rope_dim, 65536);
+  const ops::RopeTable table = ops::make_rope_table(rp, c.rope_dim, 65536);
   REQUIRE(table.rope_dim == c.rope_dim);
 
   std::mt19937 rng(static_cast<uint32_t>(c.n_rows * 17 + c.n_vecs * 5 + c.dim));

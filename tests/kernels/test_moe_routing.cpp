@@ -23,6 +23,7 @@
 #include "kernels/forward/moe_routing.cuh"
 #include "model/forward_moe.hpp"
 #include "numerics/host_device.hpp"
+#include "ops/moe_math.hpp"
 
 using namespace qf;
 using qf::test::download;
@@ -53,8 +54,8 @@ size_t count_mismatches(const std::vector<T>& gpu, const std::vector<T>& ref, st
 }
 
 float host_score(RouterScoring scoring, float logit) {
-  return model::router_score(scoring == RouterScoring::kSigmoid ? model::ScoringFunc::kSigmoid
-                                                                : model::ScoringFunc::kSqrtSoftplus,
+  return ops::router_score(scoring == RouterScoring::kSigmoid ? ops::ScoringFunc::kSigmoid
+                                                                : ops::ScoringFunc::kSqrtSoftplus,
                              logit);
 }
 

@@ -16,7 +16,7 @@
 
 #include "core/check.hpp"
 #include "formats/checkpoint_dir.hpp"
-#include "pipeline/nvfp4_export_tensors.hpp"
+#include "eval/nvfp4_export_tensors.hpp"
 
 using namespace qf;
 using json = nlohmann::json;

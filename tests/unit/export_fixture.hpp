@@ -21,7 +21,7 @@
 #include "formats/shard_index.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 #include "model/presets.hpp"
-#include "pipeline/make_tiny.hpp"
+#include "synthetic/make_tiny.hpp"
 
 namespace qf::test {
 

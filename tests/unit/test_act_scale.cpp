@@ -10,9 +10,9 @@
 #include "catch_compat.hpp"
 #include "formats/layer_record.hpp"
 #include "kernels/forward/act_histogram.cuh"
-#include "pipeline/act_histogram.hpp"
-#include "pipeline/act_scale.hpp"
-#include "pipeline/input_scales.hpp"
+#include "calibrate/act_histogram.hpp"
+#include "quantize/act_scale.hpp"
+#include "quantize/input_scales.hpp"
 
 using namespace qf::pipeline;
 

@@ -12,7 +12,7 @@
 #include "formats/safetensors_writer.hpp"
 #include "formats_test_util.hpp"
 #include "model/presets.hpp"
-#include "pipeline/calibration_data.hpp"
+#include "calibrate/calibration_data.hpp"
 
 using namespace qf;
 using formats::test::TempDir;

@@ -7,7 +7,7 @@
 #include "catch_compat.hpp"
 #include "error_test_util.hpp"
 #include "core/check.hpp"
-#include "pipeline/backend.hpp"
+#include "dist/compute_backend.hpp"
 
 using namespace qf;
 using pipeline::Backend;

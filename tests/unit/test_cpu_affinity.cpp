@@ -7,6 +7,7 @@
 
 #include "catch_compat.hpp"
 #include "core/cpu_affinity.hpp"
+#include "core/parallel.hpp"
 #include "model/forward_linear.hpp"
 
 TEST_CASE("allowed_cpu_count: the affinity mask, at most the online cores", "[affinity]") {
@@ -32,7 +33,7 @@ TEST_CASE("allowed_cpu_count: the affinity mask, at most the online cores", "[af
     if (sched_setaffinity(0, sizeof(set), &set) != 0) return;
     pinned_ok = true;
     pinned_count = qf::allowed_cpu_count();
-    pinned_threads = static_cast<int>(qf::model::thread_count());
+    pinned_threads = static_cast<int>(qf::thread_count());
   });
   pinned.join();
   REQUIRE(pinned_ok);

@@ -17,7 +17,8 @@
 #include "model/forward_linear.hpp"
 #include "model/model_forward.hpp"
 #include "numerics/bf16.hpp"
-#include "pipeline/fast_decode.hpp"
+#include "ops/matmul.hpp"
+#include "source/fast_decode.hpp"
 
 using namespace qf;
 
@@ -141,13 +142,13 @@ TEST_CASE("blocked matmul: every element is its dot_ref, strided rows, any threa
       for (const char* threads : {"1", "4"}) {
         ThreadsEnv env(threads);
         std::vector<float> y(n_rows * y_stride, -1.0f);
-        model::matmul_rows_ref(x.data(), x_stride, n_rows, w.data(), w_rows, n_cols, y.data(),
+        ops::matmul_rows_ref(x.data(), x_stride, n_rows, w.data(), w_rows, n_cols, y.data(),
                                y_stride);
         bool all_equal = true;
         for (int64_t r = 0; r < n_rows; ++r) {
           for (int64_t o = 0; o < y_stride; ++o) {
             const float want =
-                o < w_rows ? model::dot_ref(x.data() + r * x_stride, w.data() + o * n_cols, n_cols)
+                o < w_rows ? ops::dot_ref(x.data() + r * x_stride, w.data() + o * n_cols, n_cols)
                            : -1.0f;  // outside the outputs: untouched
             all_equal = all_equal && std::memcmp(&want, &y[r * y_stride + o], 4) == 0;
           }

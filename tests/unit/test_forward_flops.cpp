@@ -5,7 +5,7 @@
 #include "model/forward_flops.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/plan_report.hpp"
+#include "plan/plan_report.hpp"
 
 using namespace qf;
 

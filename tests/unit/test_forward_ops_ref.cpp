@@ -15,8 +15,10 @@
 #include "model/forward_hyper_connections.hpp"
 #include "model/forward_linear.hpp"
 #include "model/forward_moe.hpp"
-#include "model/forward_rms_norm.hpp"
-#include "model/forward_rope.hpp"
+#include "ops/hyper_connection_mix.hpp"
+#include "ops/moe_math.hpp"
+#include "ops/rms_norm.hpp"
+#include "ops/rope.hpp"
 
 using namespace qf;
 using namespace qf::kernels;
@@ -47,7 +49,7 @@ bool near(double got, double want, double rel, double abs_tol) {
 
 }  // namespace
 
-TEST_CASE("rms_norm_ref: model::rms_norm_rows_to and a double loop", "[forward_ops_ref]") {
+TEST_CASE("rms_norm_ref: ops::rms_norm_rows_to and a double loop", "[forward_ops_ref]") {
   const int64_t n_rows = 5, n_cols = 37;
   const std::vector<float> x = randn(n_rows * n_cols, 1, 3.0f);
   const std::vector<float> w = randn(n_cols, 2);
@@ -61,7 +63,7 @@ TEST_CASE("rms_norm_ref: model::rms_norm_rows_to and a double loop", "[forward_o
     p.n_cols = n_cols;
     p.eps = 1e-6f;
     rms_norm_ref(p);
-    model::rms_norm_rows_to(x.data(), model_out.data(), n_rows, n_cols, p.weight, p.eps);
+    ops::rms_norm_rows_to(x.data(), model_out.data(), n_rows, n_cols, p.weight, p.eps);
     CHECK(same_bits(out, model_out));
     for (int64_t r = 0; r < n_rows; ++r) {
       double ss = 0;
@@ -81,8 +83,8 @@ TEST_CASE("rms_norm_ref: model::rms_norm_rows_to and a double loop", "[forward_o
   }
 }
 
-TEST_CASE("rope_ref: model::apply_rope_trailing_n at (r % period) * step", "[forward_ops_ref]") {
-  model::RopeParams rp;
+TEST_CASE("rope_ref: ops::apply_rope_trailing_n at (r % period) * step", "[forward_ops_ref]") {
+  ops::RopeParams rp;
   rp.rope_type = "yarn";
   rp.rope_theta = 10000.0;
   rp.factor = 4.0;
@@ -90,7 +92,7 @@ TEST_CASE("rope_ref: model::apply_rope_trailing_n at (r % period) * step", "[for
   rp.has_original_max_position_embeddings = true;
   rp.original_max_position_embeddings = 1024;
   const int64_t dim = 64, n_vecs = 3, n_rows = 12;
-  const model::RopeTable table = model::make_rope_table(rp, dim, 4096);
+  const ops::RopeTable table = ops::make_rope_table(rp, dim, 4096);
   REQUIRE(table.rope_dim == 16);
   REQUIRE(table.attention_scaling != 1.0f);
   const std::vector<float> x = randn(n_rows * n_vecs * dim, 3);
@@ -110,7 +112,7 @@ TEST_CASE("rope_ref: model::apply_rope_trailing_n at (r % period) * step", "[for
     p.inverse = inverse;
     rope_ref(p);
     for (int64_t r = 0; r < n_rows; ++r) {
-      model::apply_rope_trailing_n(want.data() + r * n_vecs * dim, n_vecs, dim, table,
+      ops::apply_rope_trailing_n(want.data() + r * n_vecs * dim, n_vecs, dim, table,
                                    (r % period) * step, inverse);
     }
     CHECK(same_bits(got, want));
@@ -196,7 +198,7 @@ TEST_CASE("amax_cast_ref: BF16 copy rounds to nearest even, NaN -> 0x7FC0", "[fo
   CHECK(out == want);
 }
 
-TEST_CASE("swiglu_ref: model::swiglu_clamped per row, outputs and amax", "[forward_ops_ref]") {
+TEST_CASE("swiglu_ref: ops::swiglu_clamped per row, outputs and amax", "[forward_ops_ref]") {
   const int64_t n_rows = 4, inter = 9;
   const float limit = 2.0f;
   std::vector<float> gate_up = randn(n_rows * 2 * inter, 5, 3.0f);
@@ -219,7 +221,7 @@ TEST_CASE("swiglu_ref: model::swiglu_clamped per row, outputs and amax", "[forwa
   for (int64_t r = 0; r < n_rows; ++r) {
     std::vector<float> g(gate_up.begin() + r * 2 * inter, gate_up.begin() + r * 2 * inter + inter);
     const float* u = gate_up.data() + r * 2 * inter + inter;
-    model::swiglu_clamped(g.data(), u, inter, limit);
+    ops::swiglu_clamped(g.data(), u, inter, limit);
     for (int64_t i = 0; i < inter; ++i) {
       const float h = out[r * inter + i];
       CHECK(bits_of(h) == bits_of(g[i]));
@@ -259,13 +261,13 @@ TEST_CASE("hc_pre_ref from the model's mixes equals model::hc_pre", "[forward_op
   w.scale = {0.7f, 1.3f, 2.0f};
   const std::vector<float> hidden = randn(n_tokens * hc * dim, 8);
 
-  model::HcMix mix;
+  ops::HcMix mix;
   std::vector<float> collapsed;
   model::hc_pre(c, w, hidden.data(), n_tokens, &mix, &collapsed);
 
   // The mixes GEMM as model/ does it: unweighted RMSNorm of the flattened streams, then fn^T.
   std::vector<float> flat = hidden;
-  model::rms_norm_rows(flat.data(), n_tokens, hc * dim, nullptr,
+  ops::rms_norm_rows(flat.data(), n_tokens, hc * dim, nullptr,
                        static_cast<float>(c.rms_norm_eps));
   std::vector<float> mixes(n_tokens * w.fn.n_rows);
   model::matmul_ref(flat.data(), n_tokens, w.fn, mixes.data());
@@ -312,7 +314,7 @@ TEST_CASE("hc_pre_ref from the model's mixes equals model::hc_pre", "[forward_op
   }
 }
 
-TEST_CASE("hc_post_ref equals model::hc_post and a naive loop", "[forward_ops_ref]") {
+TEST_CASE("hc_post_ref equals ops::hc_post and a naive loop", "[forward_ops_ref]") {
   const int64_t hc = 4, dim = 10, n_tokens = 3;
   const std::vector<float> post = randn(n_tokens * hc, 9);
   const std::vector<float> comb = randn(n_tokens * hc * hc, 10);
@@ -328,12 +330,12 @@ TEST_CASE("hc_post_ref equals model::hc_post and a naive loop", "[forward_ops_re
   p.hc = hc;
   p.dim = dim;
   hc_post_ref(p);
-  model::HcMix mix;
+  ops::HcMix mix;
   mix.n_tokens = n_tokens;
   mix.hc = hc;
   mix.post = post;
   mix.comb = comb;
-  model::hc_post(mix, block_out.data(), dim, want.data());
+  ops::hc_post(mix, block_out.data(), dim, want.data());
   CHECK(same_bits(got, want));
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t k = 0; k < hc; ++k) {

@@ -20,12 +20,12 @@
 #include "model/forward_decoder_layer.hpp"
 #include "model/layer_weights.hpp"
 #include "model/presets.hpp"
-#include "pipeline/calibrate.hpp"
-#include "pipeline/layer_arena.hpp"
-#include "pipeline/layer_weight_exchange.hpp"
-#include "pipeline/make_tiny.hpp"
-#include "pipeline/quantize_plan.hpp"
-#include "pipeline/quantize_weights.hpp"
+#include "calibrate/calibrate.hpp"
+#include "calibrate/layer_arena.hpp"
+#include "calibrate/layer_weight_exchange.hpp"
+#include "synthetic/make_tiny.hpp"
+#include "quantize/quantize_plan.hpp"
+#include "quantize/quantize_weights.hpp"
 
 using namespace qf;
 using namespace qf::pipeline;
@@ -272,7 +272,7 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
           };
           QuantizeStats stats;
           quantize_owned_targets(plan, bytes_of, layer, rank, &stats, ops);
-          INFO(recipe_name(recipe) << " world " << world << " layer " << layer << " rank "
+          INFO(recipes().name(recipe) << " world " << world << " layer " << layer << " rank "
                                    << rank);
           CHECK(n_foreign == 0);
           CHECK(n_outside_arena == 0);

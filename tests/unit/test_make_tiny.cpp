@@ -14,8 +14,8 @@
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
 #include "numerics/codecs.hpp"
-#include "pipeline/make_tiny.hpp"
-#include "pipeline/synthetic_weights.hpp"
+#include "synthetic/make_tiny.hpp"
+#include "synthetic/synthetic_weights.hpp"
 #include "tiny_checkpoint_util.hpp"
 
 using namespace qf;

@@ -16,8 +16,8 @@
 #include "formats_test_util.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/make_tiny.hpp"
-#include "pipeline/synthetic_weights.hpp"
+#include "synthetic/make_tiny.hpp"
+#include "synthetic/synthetic_weights.hpp"
 
 using namespace qf;
 using formats::test::read_bytes;

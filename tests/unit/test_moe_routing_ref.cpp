@@ -44,7 +44,7 @@ model::ExpertWeights random_expert(std::mt19937& rng) {
   return e;
 }
 
-model::ForwardConfig tiny_config(model::ScoringFunc scoring) {
+model::ForwardConfig tiny_config(ops::ScoringFunc scoring) {
   model::ForwardConfig c;
   c.vocab_size = kVocab;
   c.hidden_size = kHidden;
@@ -116,7 +116,7 @@ RouteParams route_params(const model::ForwardConfig& c, int layer, const model::
   p.n_experts = c.n_routed_experts;
   p.top_k = c.num_experts_per_tok;
   p.vocab = c.vocab_size;
-  p.scoring = c.scoring_func == model::ScoringFunc::kSigmoid ? RouterScoring::kSigmoid
+  p.scoring = c.scoring_func == ops::ScoringFunc::kSigmoid ? RouterScoring::kSigmoid
                                                              : RouterScoring::kSqrtSoftplus;
   p.routed_scaling = static_cast<float>(c.routed_scaling_factor);
   return p;
@@ -125,7 +125,7 @@ RouteParams route_params(const model::ForwardConfig& c, int layer, const model::
 }  // namespace
 
 TEST_CASE("moe routing refs compose into model::moe_forward bit for bit", "[forward][moe]") {
-  const auto scoring = GENERATE(model::ScoringFunc::kSqrtSoftplus, model::ScoringFunc::kSigmoid);
+  const auto scoring = GENERATE(ops::ScoringFunc::kSqrtSoftplus, ops::ScoringFunc::kSigmoid);
   const int layer = GENERATE(kTopKLayer, kHashLayer);
   const int64_t n_tokens = GENERATE(int64_t{1}, int64_t{13}, int64_t{40});
   CAPTURE(static_cast<int>(scoring), layer, n_tokens);

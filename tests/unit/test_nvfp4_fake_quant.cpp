@@ -13,8 +13,8 @@
 #include "model/forward_linear.hpp"
 #include "model/linear_observer.hpp"
 #include "numerics/bf16.hpp"
-#include "pipeline/eval_model.hpp"
-#include "pipeline/nvfp4_fake_quant.hpp"
+#include "eval/eval_model.hpp"
+#include "eval/nvfp4_fake_quant.hpp"
 
 using namespace qf;
 

@@ -10,8 +10,9 @@
 #include "formats_test_util.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/make_tiny.hpp"
-#include "pipeline/plan_report.hpp"
+#include "synthetic/make_tiny.hpp"
+#include "plan/plan_report.hpp"
+#include "source/checkpoint_tensors.hpp"
 
 using namespace qf;
 using model::ModelTensor;
@@ -112,8 +113,8 @@ TEST_CASE("recipe full also converts attention and shared experts, never MTP", "
       CHECK_FALSE(pipeline::is_nvfp4_target(t, Recipe::kExperts));
     }
   }
-  CHECK(pipeline::parse_recipe("full") == Recipe::kFull);
-  CHECK_THROWS_AS(pipeline::parse_recipe("everything"), qf::Error);
+  CHECK(pipeline::recipes().parse("full") == Recipe::kFull);
+  CHECK_THROWS_AS(pipeline::recipes().parse("everything"), qf::Error);
 }
 
 TEST_CASE("NVFP4 bytes: codes + E4M3 block scales + two F32 scalars", "[plan]") {

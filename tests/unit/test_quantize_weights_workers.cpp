@@ -10,8 +10,8 @@
 #include "formats/checkpoint_dir.hpp"
 #include "formats_test_util.hpp"
 #include "tiny_checkpoint_util.hpp"
-#include "pipeline/quantize_plan.hpp"
-#include "pipeline/quantize_weights.hpp"
+#include "quantize/quantize_plan.hpp"
+#include "quantize/quantize_weights.hpp"
 
 using namespace qf;
 using namespace qf::pipeline;
@@ -40,7 +40,7 @@ TEST_CASE("quantize_owned_targets: any number of workers gives the same record",
           QuantizeStats s1, s4;
           const auto r1 = quantize_owned_targets(plan, source, layer, rank, &s1, one);
           const auto r4 = quantize_owned_targets(plan, source, layer, rank, &s4, four);
-          INFO(recipe_name(recipe) << " world " << world << " layer " << layer << " rank "
+          INFO(recipes().name(recipe) << " world " << world << " layer " << layer << " rank "
                                    << rank);
           CHECK(r1 == r4);  // tensors in the same order, same bytes; same i64 cast counts
           CHECK(s1.n_targets == s4.n_targets);

@@ -11,7 +11,7 @@
 #include "core/check.hpp"
 #include "formats/rank_store.hpp"
 #include "formats_test_util.hpp"
-#include "pipeline/store_committer.hpp"
+#include "formats/store_committer.hpp"
 #include "rank_store_test_util.hpp"
 
 using namespace qf;

@@ -12,7 +12,7 @@
 #include "error_test_util.hpp"
 #include "core/check.hpp"
 #include "formats_test_util.hpp"
-#include "pipeline/calibration_data.hpp"
+#include "calibrate/calibration_data.hpp"
 #include "tokenizer/byte_level.hpp"
 #include "tokenizer/text_calibration.hpp"
 #include "tokenizer/tokenizer.hpp"

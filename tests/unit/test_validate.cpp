@@ -12,7 +12,7 @@
 #include "export_fixture.hpp"
 #include "formats/checksum.hpp"
 #include "formats_test_util.hpp"
-#include "pipeline/validate.hpp"
+#include "validate/validate.hpp"
 
 using namespace qf;
 using formats::test::TempDir;

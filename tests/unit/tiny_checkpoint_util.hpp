@@ -5,7 +5,7 @@
 
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "pipeline/make_tiny.hpp"
+#include "synthetic/make_tiny.hpp"
 
 namespace qf::test {
 

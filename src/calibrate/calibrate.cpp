@@ -1,0 +1,292 @@
+// Calibrator (layer loop, observer, all-reduce, calib record) and run_calibration (store, resume).
+#include "calibrate/calibrate.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "core/check.hpp"
+#include "core/elapsed.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
+#include "core/strings.hpp"
+#include "model/forward_decoder_layer.hpp"
+#include "model/linear_observer.hpp"
+#include "model/model_forward.hpp"
+#include "model/tensor_table.hpp"
+#include "calibrate/act_histogram.hpp"
+#include "dist/collective_step.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+std::string join_lines(const std::vector<std::string>& names) {
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i) text += (i ? "\n" : "") + names[i];
+  return text;
+}
+
+std::string hex64(uint64_t v) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016" PRIx64, v);
+  return text;
+}
+
+// First difference between a stored and a recomputed calib record, for the resume error.
+std::string first_difference(const formats::LayerRecord& stored,
+                             const formats::LayerRecord& fresh) {
+  if (stored.attrs != fresh.attrs) return "attributes (linear names, token counts or set) differ";
+  const auto& a = stored.f32.at("input_amax");
+  const auto& b = fresh.f32.at("input_amax");
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      return str_cat("input_amax[", i, "] stored ", a[i], " recomputed ", b[i]);
+    }
+  }
+  if (stored.i64.count("expert_tokens") && fresh.i64.count("expert_tokens") &&
+      stored.i64.at("expert_tokens") != fresh.i64.at("expert_tokens")) {
+    return "expert_tokens differ";
+  }
+  if (stored.i64 != fresh.i64) return "input_hist differs";
+  return "record contents differ";
+}
+
+}  // namespace
+
+std::vector<std::string> calib_linear_names(const model::ModelConfig& config, int layer) {
+  QF_CHECK(layer >= 0 && layer < config.num_hidden_layers, "calibration: layer", layer,
+           "is not a regular layer");
+  std::vector<std::string> names;
+  for (const auto& t : model::checkpoint_tensors(config, model::WeightFormat::kNative)) {
+    if (t.layer != layer || t.is_mtp || t.spec.shape.size() != 2) continue;
+    if (!ends_with(t.spec.name, ".weight")) continue;
+    names.push_back(t.spec.name.substr(0, t.spec.name.size() - std::string(".weight").size()));
+  }
+  return names;
+}
+
+Calibrator::Calibrator(const model::ModelConfig& config, const formats::CheckpointDir& source,
+                       dist::Communicator& comm, const dist::OwnershipPlan& plan,
+                       CalibrationSet set, CalibrationOptions options)
+    : config_(config),
+      forward_config_(model::forward_config_from(config)),
+      comm_(comm),
+      set_(std::move(set)),
+      options_(options),
+      exchange_(source, config_, forward_config_, comm, plan) {
+  QF_CHECK(set_.n_samples >= 1 && set_.seq_len >= 1 &&
+               static_cast<int64_t>(set_.token_ids.size()) == set_.n_tokens(),
+           "calibration set", set_.source, "is malformed:", set_.n_samples, "x", set_.seq_len,
+           "with", set_.token_ids.size(), "ids");
+  QF_CHECK(options_.batch_seqs >= 1, "calibration batch must be >= 1 sequence");
+  QF_CHECK(!options_.cpu_bf16_linear_inputs || options_.backend == Backend::kCpu,
+           "BF16 linear inputs are an option of the CPU reference (the CUDA backend always uses "
+           "them)");
+  forward_config_.bf16_linear_inputs = options_.cpu_bf16_linear_inputs;
+  local_ = samples_of_rank(set_.n_samples, comm.rank(), comm.world_size());
+  local_tokens_ = set_.tokens_of(local_.begin, local_.end);
+  model::GlobalWeights globals;
+  globals.embed = exchange_.fetch_embedding();
+  run_on_all_ranks(comm_, "embedding the calibration tokens",
+                   [&] { hidden_ = model::embed_tokens(forward_config_, globals, local_tokens_); });
+  if (options_.backend == Backend::kCuda) {
+#ifdef QF_HAVE_CUDA
+    run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
+      engine_ = make_cuda_calibration_engine(config_, forward_config_, exchange_,
+                                             std::move(hidden_), local_tokens_, set_.seq_len,
+                                             options_.batch_seqs, options_.device_comm);
+      engine_->set_record_histograms(options_.record_histograms);
+      hidden_.clear();
+    });
+#else
+    QF_FAIL("calibration: this build has no CUDA backend");
+#endif
+  }
+}
+
+formats::LayerRecord Calibrator::calibrate_layer(int layer) {
+  QF_CHECK(layer == next_layer_, "calibrate_layer(", layer, "): layers run in order; next is",
+           next_layer_);
+  QF_CHECK(layer < config_.num_hidden_layers, "calibrate_layer(", layer,
+           "): only regular layers are calibrated (", config_.num_hidden_layers, ")");
+  const std::string tag = "layer " + std::to_string(layer);
+  const std::vector<std::string> names = calib_linear_names(config_, layer);
+  std::vector<float> amax(names.size());
+  std::vector<int64_t> tokens(static_cast<size_t>(config_.n_routed_experts));
+  // [n linears, kActHistBins]: the CPU backend always records it, the CUDA engine on request.
+  const bool with_hist = !engine_ || options_.record_histograms;
+  std::vector<int64_t> hist;
+  if (engine_) {
+    engine_->fetch_layer(layer, names);
+    const std::string what = tag + " forward (cuda)";
+    run_on_all_ranks(comm_, what.c_str(), [&] {
+      LayerStatistics stats = engine_->compute_layer(layer, names);
+      for (size_t i = 0; i < stats.amax.size(); ++i) {  // empty when reduced on the device
+        QF_CHECK(std::isfinite(stats.amax[i]), tag + ": input amax of", names[i], "is",
+                 stats.amax[i], "(NaN/Inf activations)");
+      }
+      amax = std::move(stats.amax);
+      tokens = std::move(stats.expert_tokens);
+      hist = std::move(stats.hist);
+      QF_CHECK(hist.size() == (with_hist ? names.size() * kActHistBins : 0), tag + ": the CUDA",
+               "engine returned", hist.size(), "histogram counts for", names.size(), "linears");
+    });
+    // NCCL: all-reduced on the device, outside the step above (it succeeded on every rank).
+    if (engine_->amax_on_device()) amax = engine_->reduce_amax(layer, names);
+  }
+  HistogramRecorder recorder;
+  if (!engine_) {
+    const model::LayerWeights weights = exchange_.fetch_layer(layer);
+    const std::string what = tag + " forward";
+    run_on_all_ranks(comm_, what.c_str(), [&] {
+      const int seq_len = set_.seq_len;
+      const int64_t token_floats = forward_config_.hc_mult * forward_config_.hidden_size;
+      for (int b = 0; b < local_.n_samples(); b += options_.batch_seqs) {
+        const int n_seqs = std::min(options_.batch_seqs, local_.n_samples() - b);
+        const int64_t first = int64_t{b} * seq_len, n_tokens = int64_t{n_seqs} * seq_len;
+        const std::vector<int64_t> ids(local_tokens_.begin() + first,
+                                       local_tokens_.begin() + first + n_tokens);
+        std::vector<float> h(hidden_.begin() + first * token_floats,
+                             hidden_.begin() + (first + n_tokens) * token_floats);
+        model::decoder_layer_forward(forward_config_, layer, weights, ids, n_seqs, seq_len, h,
+                                     &recorder);
+        std::copy(h.begin(), h.end(), hidden_.begin() + first * token_floats);
+      }
+      // Checked here, inside the shared step, so that allreduce_amax never fails on one rank.
+      const std::set<std::string> known(names.begin(), names.end());
+      for (const auto& [name, amax] : recorder.amax_by_name()) {
+        QF_CHECK(known.count(name), tag + ": the forward observed", name,
+                 "which is not a linear of the checkpoint table");
+        QF_CHECK(std::isfinite(amax), tag + ": input amax of", name, "is", amax,
+                 "(NaN/Inf activations)");
+      }
+    });
+  }
+
+  if (!engine_) {
+    for (size_t i = 0; i < names.size(); ++i) amax[i] = recorder.amax(names[i]);
+    for (int e = 0; e < config_.n_routed_experts; ++e) tokens[e] = recorder.expert_tokens(layer, e);
+    hist.reserve(names.size() * kActHistBins);
+    for (const auto& name : names) {
+      const auto h = recorder.histogram(name);
+      hist.insert(hist.end(), h.begin(), h.end());
+    }
+  }
+  // Already MAX over ranks when the engine reduced them on the device (a second MAX would be
+  // harmless, just a wasted round trip).
+  if (!(engine_ && engine_->amax_on_device())) {
+    comm_.allreduce_amax(amax.data(), amax.size(), (tag + " input amax").c_str());
+  }
+  comm_.allreduce_counts(tokens.data(), tokens.size(), (tag + " expert tokens").c_str());
+  if (with_hist) {
+    comm_.allreduce_counts(hist.data(), hist.size(), (tag + " input histograms").c_str());
+  }
+
+  formats::LayerRecord record;
+  record.layer = layer;
+  record.attrs["linear_names"] = join_lines(names);
+  record.attrs["n_tokens"] = std::to_string(set_.n_tokens());
+  record.attrs["n_samples"] = std::to_string(set_.n_samples);
+  record.attrs["seq_len"] = std::to_string(set_.seq_len);
+  record.attrs["calib_set"] = hex64(calibration_fingerprint(set_));
+  record.f32["input_amax"] = std::move(amax);
+  record.i64["expert_tokens"] = std::move(tokens);
+  if (with_hist) {
+    record.attrs["input_hist_bins"] = kActHistBinning;
+    record.i64["input_hist"] = std::move(hist);
+  }
+  ++next_layer_;
+  return record;
+}
+
+CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
+                                    dist::Communicator& comm) {
+  StoreCommitter committer(store);
+  const CalibrationRunStats stats = run_calibration(calibrator, committer, comm);
+  run_on_all_ranks(comm, "committing calibration records", [&] { committer.drain(); });
+  return stats;
+}
+
+CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
+                                    dist::Communicator& comm) {
+  const auto start = std::chrono::steady_clock::now();
+  const int n_layers = calibrator.n_layers();
+  CalibrationRunStats stats;
+  // Every rank holding every layer: nothing to do (no need to rebuild hidden states).
+  int64_t n_complete = 1;
+  for (int l = 0; l < n_layers && n_complete; ++l) {
+    n_complete = store.has_layer(l, formats::kStageCalib) ? 1 : 0;
+  }
+  comm.allreduce(&n_complete, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, "calib resume");
+  if (n_complete == comm.world_size()) {
+    log_info("calibrate: all ", n_layers, " layers already committed on every rank");
+    return stats;
+  }
+  const int first = calibrator.next_layer();
+  const uint64_t n_tokens = static_cast<uint64_t>(calibrator.calibration_set().n_tokens());
+  for (int layer = first; layer < n_layers; ++layer) {
+    const auto layer_start = std::chrono::steady_clock::now();
+    const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
+    const EngineTimes times_before = calibrator.engine_times();
+    const StoreCommitter::Stats commits_before = store.stats();
+    formats::LayerRecord record = calibrator.calibrate_layer(layer);
+    bool recomputed = false;
+    const std::string what = "layer " + std::to_string(layer) + " calib commit";
+    // Queued for the background commit; a failed earlier commit is rethrown here, inside the step.
+    run_on_all_ranks(comm, what.c_str(), [&] {
+      if (!store.has_layer(layer, formats::kStageCalib)) {
+        store.submit(std::move(record), formats::kStageCalib);
+        return;
+      }
+      recomputed = true;
+      formats::LayerRecord stored = store.read_layer(layer, formats::kStageCalib);
+      // Records written before histograms existed: compare what they hold (enough for
+      // --act-scale max, the only method such a run can have: the method is in the provenance).
+      if (!stored.i64.count("input_hist") && record.i64.count("input_hist")) {
+        stored.i64["input_hist"] = record.i64.at("input_hist");
+        stored.attrs["input_hist_bins"] = record.attrs.at("input_hist_bins");
+      }
+      QF_CHECK(stored == record, "layer", layer, ": the recomputed calibration differs from the",
+               "one committed in", store.dir(), "(", first_difference(stored, record),
+               "): other inputs or a nondeterministic forward; remove the store to start over");
+    });
+    ++(recomputed ? stats.n_layers_recomputed : stats.n_layers_committed);
+    const double elapsed = seconds_since(start);
+    const double eta = elapsed / (layer - first + 1) * (n_layers - layer - 1);
+    char counter[32];
+    std::snprintf(counter, sizeof(counter), "[%*d/%d]",
+                  static_cast<int>(std::to_string(n_layers).size()), layer + 1, n_layers);
+    const double layer_seconds = std::max(seconds_since(layer_start), 1e-9);
+    const double read_rate =
+        double(calibrator.exchange_stats().n_bytes_read - read_before) / layer_seconds;
+    log_info(counter, " calib layer ", layer, " (", calibrator.backend() == Backend::kCuda ? "cuda" : "cpu",
+             "): ", n_tokens, " tokens, ", ProgressMeter::format_seconds(layer_seconds), ", ",
+             static_cast<uint64_t>(double(n_tokens) / layer_seconds), " tokens/s, read ",
+             ProgressMeter::format_bytes(read_rate), "/s (rank 0), ETA ",
+             ProgressMeter::format_seconds(eta),
+             recomputed ? " (resumed: recomputed, equal to the stored record)" : "");
+    if (calibrator.backend() == Backend::kCuda) {
+      const EngineTimes t = calibrator.engine_times();
+      const double forward = t.compute_seconds - times_before.compute_seconds;
+      const StoreCommitter::Stats commits = store.stats();
+      char line[320];
+      std::snprintf(line, sizeof(line),
+                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit beyond "
+                    "the forward %.2fs, forward %.2fs = %.0f tokens/s; background commits %.2fs",
+                    t.weights_seconds - times_before.weights_seconds,
+                    t.read_wait_seconds - times_before.read_wait_seconds,
+                    t.hook_seconds - times_before.hook_seconds, forward,
+                    forward > 0 ? double(t.n_tokens - times_before.n_tokens) / forward : 0.0,
+                    commits.write_seconds - commits_before.write_seconds);
+      log_info(line);
+    }
+  }
+  stats.seconds = seconds_since(start);
+  return stats;
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,465 @@
+// The CUDA calibration engine (calibration_engine.hpp): device-resident hidden states, layer
+// weights streamed in source precision with a one-layer read-ahead (over MPI, or broadcast on
+// the device by NCCL into the layer_arena.hpp layout), gpu::GpuDecoderLayer.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <future>
+#include <map>
+#include <set>
+
+#include "core/check.hpp"
+#include "core/cuda_raii.hpp"
+#include "core/elapsed.hpp"
+#include "core/log.hpp"
+#include "core/strings.hpp"
+#include "dist/nccl_communicator.hpp"
+#include "gpu/device_layer.hpp"
+#include "gpu/gpu_decoder_layer.hpp"
+#include "numerics/act_hist_bins.hpp"
+#include "calibrate/calibration_engine.hpp"
+#include "dist/collective_step.hpp"
+#include "calibrate/layer_arena.hpp"
+#include "source/native_weight_loader.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+gpu::LinearStorage storage_of(const NativeTensor& t) {
+  switch (t.kind) {
+    case StorageKind::kFp8Block:
+      return gpu::LinearStorage::kFp8Block;
+    case StorageKind::kFp4Block:
+      return gpu::LinearStorage::kFp4Block;
+    case StorageKind::kPlain:
+      return gpu::LinearStorage::kBf16;  // layer_arena_layout checked BF16 2-D
+  }
+  QF_FAIL("tensor", t.name, ": unknown storage kind");
+}
+
+// A linear's source bytes kept on the host after the upload (for the layer-bytes hook).
+struct HostLinear {
+  std::vector<uint8_t> bytes;  // stored bytes, then the scale's (read_source_bytes' layout)
+  uint64_t n_stored = 0;
+};
+// Every arena linear of the layer (MPI exchange) or only this rank's own (NCCL exchange: the
+// others never reach the host). The hook asks for this rank's targets, their `.scale`s and
+// their w1/w3 siblings: one owner group (ownership_plan.hpp), so owned in both cases.
+struct HostLayer {
+  std::map<std::string, HostLinear> by_weight;      // checkpoint weight name -> bytes
+  std::map<std::string, std::string> weight_of_scale;  // `.scale` name -> its weight's name
+  std::vector<uint8_t> bytes_of(const std::string& name) const {
+    const auto s = weight_of_scale.find(name);
+    if (s != weight_of_scale.end()) {
+      const HostLinear& h = by_weight.at(s->second);
+      return {h.bytes.begin() + static_cast<int64_t>(h.n_stored), h.bytes.end()};
+    }
+    const auto it = by_weight.find(name);
+    QF_CHECK(it != by_weight.end(), "tensor", name,
+             "is not a linear of the exchanged layer held on this rank's host (with --comm "
+             "nccl only the linears this rank owns are)");
+    return {it->second.bytes.begin(), it->second.bytes.begin() + static_cast<int64_t>(it->second.n_stored)};
+  }
+};
+
+// A small tensor (norm, bias, router, ape, mHC, tid2eid) decoded to FP32 on the host and
+// uploaded.
+void upload_small(gpu::DeviceLayerWeights& w, const std::string& key, const NativeTensor& t,
+                  const std::vector<uint8_t>& bytes) {
+  const std::vector<float> values = decode_source_tensor(t, bytes.data(), bytes.size(),
+                                                         logical_shape(t));
+  if (ends_with(key, "gate.tid2eid")) {
+    std::vector<int32_t> ids(values.begin(), values.end());
+    w.tid2eid.grow(ids.size());
+    QF_CUDA_CHECK(cudaMemcpy(w.tid2eid.get(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice),
+                  "upload of", t.name);
+    return;
+  }
+  gpu::DeviceSmallTensor& small = w.small[key];
+  small.shape = logical_shape(t);
+  small.values.grow(values.size());
+  QF_CUDA_CHECK(cudaMemcpy(small.values.get(), values.data(), values.size() * 4,
+                           cudaMemcpyHostToDevice),
+                "upload of", t.name);
+}
+
+// Exchanges layer `owned.layer` (collective) into device weights laid out as `layout`. Small
+// tensors: broadcast over the exchange's host communicator, decoded, uploaded. Arena linears:
+//   - MPI (device_comm null): broadcast on the host too, staged whole through pinned memory,
+//     one H2D copy;
+//   - NCCL: this rank stages and uploads only its own runs, then one grouped broadcast per
+//     layer fills every rank's arena from the owners, device to device.
+// Everything that may fail on one rank runs inside run_on_all_ranks steps BEFORE the device
+// collective, so no rank enters NCCL while another has stopped. The linears' host bytes this
+// rank holds are moved into *host.
+gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBytes owned,
+                                     const ArenaLayout& layout, dist::Communicator* device_comm,
+                                     PinnedBuffer& staging, cudaStream_t stream, HostLayer* host) {
+  static std::atomic<uint64_t> next_id{1};
+  gpu::DeviceLayerWeights w;
+  w.layer = owned.layer;
+  w.id = next_id++;
+  dist::Communicator& comm = exchange.comm();
+  const std::string prefix = "layers." + std::to_string(owned.layer) + ".";
+  const std::string what = "layer " + std::to_string(owned.layer) + " weights";
+  std::map<std::string, const ArenaSlot*> slot_of;  // native weight name -> slot
+  std::set<std::string> on_device;                  // NCCL: not broadcast on the host
+  for (const ArenaSlot& s : layout.slots) {
+    slot_of[s.tensor->name] = &s;
+    if (device_comm) on_device.insert(s.tensor->name);
+  }
+  // The arena linears' bytes this rank holds (all of them with MPI, its own with NCCL). A sink
+  // error is kept and raised on every rank below: the host broadcasts must go on meanwhile.
+  std::map<std::string, std::vector<uint8_t>> linear_bytes;
+  std::exception_ptr sink_error;
+  exchange.fetch_layer_source(
+      std::move(owned),
+      [&](const std::string& forward_name, const NativeTensor& t, std::vector<uint8_t> bytes) {
+        if (sink_error) return;
+        try {
+          if (slot_of.count(t.name)) {
+            linear_bytes[t.name] = std::move(bytes);
+            return;
+          }
+          QF_CHECK(forward_name.compare(0, prefix.size(), prefix) == 0, "tensor", forward_name,
+                   "is not in layer", w.layer);
+          upload_small(w, forward_name.substr(prefix.size()), t, bytes);
+        } catch (...) {
+          sink_error = std::current_exception();
+        }
+      },
+      device_comm ? &on_device : nullptr);
+
+  // Byte ranges of the arena this rank fills from its host: the whole arena (MPI) or its own
+  // runs (NCCL), packed back to back in the staging buffer.
+  std::vector<ArenaRun> local;
+  if (!device_comm) {
+    if (layout.n_bytes > 0) local.push_back({0, layout.n_bytes, comm.rank()});
+  } else {
+    for (const ArenaRun& run : layout.runs) {
+      if (run.owner == comm.rank()) local.push_back(run);
+    }
+  }
+  run_on_all_ranks(comm, (what + " upload").c_str(), [&] {
+    if (sink_error) std::rethrow_exception(sink_error);
+    uint64_t n_staged = 0;
+    for (const ArenaRun& run : local) n_staged += run.end - run.begin;
+    staging.grow(n_staged);
+    w.arena.grow(layout.n_bytes);
+    w.arena_bytes = layout.n_bytes;
+    size_t run = 0;
+    uint64_t run_staging = 0;  // staging offset of local[run]
+    for (const ArenaSlot& s : layout.slots) {
+      if (device_comm && s.owner != comm.rank()) continue;
+      while (run < local.size() && s.offset >= local[run].end) {
+        run_staging += local[run].end - local[run].begin;
+        ++run;
+      }
+      QF_CHECK(run < local.size() && s.end() <= local[run].end, what + ":", s.tensor->name,
+               "lies outside this rank's arena runs");
+      // Arena offset -> staging address.
+      auto at = [&](uint64_t offset) { return staging.get() + run_staging + (offset - local[run].begin); };
+      const auto it = linear_bytes.find(s.tensor->name);
+      QF_CHECK(it != linear_bytes.end(), what + ": no bytes of", s.tensor->name, "on rank",
+               comm.rank());
+      const std::vector<uint8_t>& bytes = it->second;
+      QF_CHECK(bytes.size() == s.n_stored + s.n_scale, "tensor", s.tensor->name, "has",
+               bytes.size(), "source bytes, expected", s.n_stored + s.n_scale);
+      // read_source_bytes' layout: the stored bytes, then (block kinds) the scale bytes.
+      std::memcpy(at(s.offset), bytes.data(), s.n_stored);
+      if (s.n_scale) std::memcpy(at(s.scale_offset), bytes.data() + s.n_stored, s.n_scale);
+    }
+    run_staging = 0;
+    for (const ArenaRun& r : local) {
+      QF_CUDA_CHECK(cudaMemcpyAsync(w.arena.get() + r.begin, staging.get() + run_staging,
+                                    r.end - r.begin, cudaMemcpyHostToDevice, stream),
+                    what, "upload (", r.end - r.begin, "bytes)");
+      run_staging += r.end - r.begin;
+    }
+  });
+  if (device_comm) {
+    // Every rank got here (the step above succeeded everywhere): safe to enter NCCL. Ordered
+    // after the uploads on `stream` and before the forward by the communicator's events.
+    std::vector<dist::Communicator::BroadcastPart> parts;
+    for (const ArenaRun& run : layout.runs) {
+      parts.push_back({w.arena.get() + run.begin, run.end - run.begin, run.owner});
+    }
+    device_comm->broadcast_many(parts, what.c_str());
+  }
+  // The staging buffer is reused by the next layer: wait for the copies (and broadcasts).
+  run_on_all_ranks(comm, what.c_str(), [&] {
+    QF_CUDA_CHECK(cudaStreamSynchronize(stream), what, "upload");
+  });
+  host->by_weight.clear();
+  host->weight_of_scale.clear();
+  for (const ArenaSlot& s : layout.slots) {
+    gpu::DeviceLinear lin;
+    lin.storage = storage_of(*s.tensor);
+    if (lin.storage == gpu::LinearStorage::kFp8Block) lin.scale_dtype = s.tensor->scale.dtype;
+    lin.n_rows = s.tensor->n_rows;
+    lin.n_cols = s.tensor->n_cols;
+    lin.data = w.arena.get() + s.offset;
+    lin.scale = s.n_scale ? w.arena.get() + s.scale_offset : nullptr;
+    w.linears[s.key] = lin;
+    auto it = linear_bytes.find(s.tensor->name);
+    if (it == linear_bytes.end()) continue;
+    if (!s.tensor->scale_name.empty()) host->weight_of_scale[s.tensor->scale_name] = s.tensor->name;
+    host->by_weight[s.tensor->name] = HostLinear{std::move(it->second), s.n_stored};
+  }
+  return w;
+}
+
+class CudaCalibrationEngine final : public CalibrationEngine {
+ public:
+  CudaCalibrationEngine(const model::ModelConfig& config, const model::ForwardConfig& fc,
+                        LayerWeightExchange& exchange, std::vector<float> hidden,
+                        std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
+                        dist::Communicator* device_comm)
+      : config_(config),
+        fc_(fc),
+        exchange_(exchange),
+        layer_(fc, stream_.get()),
+        seq_len_(seq_len),
+        batch_seqs_(batch_seqs),
+        n_local_tokens_(static_cast<int64_t>(token_ids.size())) {
+    QF_CHECK(seq_len > 0 && batch_seqs > 0, "CUDA calibration: bad batch", batch_seqs, "x",
+             seq_len);
+    if (device_comm) {
+      auto* nccl = dynamic_cast<dist::NcclCommunicator*>(device_comm);
+      QF_CHECK(nccl, "CUDA calibration: the device communicator must be NCCL, got",
+               dist::backend_name(device_comm->backend()));
+      int device = -1;
+      QF_CUDA_CHECK(cudaGetDevice(&device), "cudaGetDevice");
+      QF_CHECK(nccl->device() == device, "CUDA calibration runs on device", device,
+               "but its NCCL communicator on device", nccl->device());
+      QF_CHECK(device_comm->world_size() == exchange.comm().world_size() &&
+                   device_comm->rank() == exchange.comm().rank(),
+               "CUDA calibration: NCCL rank", device_comm->rank(), "/", device_comm->world_size(),
+               "differs from MPI rank", exchange.comm().rank(), "/", exchange.comm().world_size());
+      nccl->set_compute_stream(stream_.get());
+      nccl_ = nccl;
+    }
+    token_floats_ = fc.hc_mult * fc.hidden_size;
+    QF_CHECK(static_cast<int64_t>(hidden.size()) == n_local_tokens_ * token_floats_,
+             "CUDA calibration: hidden states do not match the token count");
+    size_t free_bytes = 0, total_bytes = 0;
+    QF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    const uint64_t hidden_bytes = hidden.size() * sizeof(float);
+    // Resident when the hidden states take at most a quarter of the GPU; otherwise they stay
+    // on the host and each batch is copied in and out.
+    resident_ = hidden_bytes <= total_bytes / 4;
+    if (n_local_tokens_ > 0) {
+      tokens_dev_.grow(token_ids.size());
+      QF_CUDA_CHECK(cudaMemcpy(tokens_dev_.get(), token_ids.data(), token_ids.size() * 8,
+                               cudaMemcpyHostToDevice),
+                    "token ids upload");
+      if (resident_) {
+        hidden_dev_.grow(hidden.size());
+        QF_CUDA_CHECK(cudaMemcpy(hidden_dev_.get(), hidden.data(), hidden_bytes,
+                                 cudaMemcpyHostToDevice),
+                      "hidden states upload (", hidden_bytes, "bytes)");
+      } else {
+        hidden_host_ = std::move(hidden);
+        log_info("calibrate (cuda): hidden states (", hidden_bytes >> 20,
+                 " MiB) stay on the host; each batch is copied to the GPU");
+      }
+    }
+  }
+
+  ~CudaCalibrationEngine() override {
+    if (prefetch_.valid()) prefetch_.wait();
+    if (nccl_) nccl_->set_compute_stream(nullptr);  // stream_ dies with this engine
+  }
+
+  void fetch_layer(int layer, const std::vector<std::string>& linear_names) override {
+    const auto start = std::chrono::steady_clock::now();
+    weights_.reset();  // one layer of weights on the GPU at a time
+    OwnedLayerBytes owned = (prefetch_.valid() && prefetch_layer_ == layer)
+                                ? prefetch_.get()
+                                : exchange_.read_owned_layer(layer);
+    times_.read_wait_seconds += seconds_since(start);
+    if (prefetch_.valid()) prefetch_.wait();  // a stale read-ahead (resume jumped): drop it
+    const ArenaLayout layout = layer_arena_layout(
+        layer, model::layer_weight_names(fc_, layer), exchange_.tensors(),
+        config_.tie_word_embeddings, arena_weight_names(linear_names), exchange_.plan());
+    weights_ = std::make_unique<gpu::DeviceLayerWeights>(upload_layer(
+        exchange_, std::move(owned), layout, nccl_, staging_, stream_.get(), &host_layer_));
+    if (layer + 1 < config_.num_hidden_layers) {
+      prefetch_layer_ = layer + 1;
+      prefetch_ = std::async(std::launch::async,
+                             [this, next = layer + 1] { return exchange_.read_owned_layer(next); });
+    }
+    times_.weights_seconds += seconds_since(start);
+  }
+
+  LayerStatistics compute_layer(int layer, const std::vector<std::string>& linear_names) override {
+    QF_CHECK(weights_ && weights_->layer == layer, "compute_layer(", layer,
+             "): the layer's weights were not fetched");
+    const gpu::DeviceLayerWeights& w = *weights_;
+    // The hook (NVFP4 of this rank's targets from the host copy, on its own streams) runs
+    // beside the forward and is joined before returning, so its errors still surface inside
+    // this step; if the forward throws, the future's destructor waits for the hook first.
+    std::future<void> hook_done;
+    if (hook_) {
+      hook_done = std::async(std::launch::async, [this, layer, host = std::move(host_layer_)] {
+        hook_(layer, [&host](const std::string& name) { return host.bytes_of(name); });
+      });
+    }
+    host_layer_ = HostLayer{};
+    const auto compute_start = std::chrono::steady_clock::now();
+    const int n_exp = fc_.n_routed_experts;
+    const int n_slots = gpu::ObservationSlots::count(n_exp);
+    amax_dev_.grow(n_slots);
+    QF_CUDA_CHECK(cudaMemsetAsync(amax_dev_.get(), 0, n_slots * 4, stream_.get()), "amax clear");
+    const int64_t n_hist = record_histograms_ ? int64_t{n_slots} * numerics::kActHistBins : 0;
+    if (record_histograms_) {
+      hist_dev_.grow(n_hist);
+      QF_CUDA_CHECK(cudaMemsetAsync(hist_dev_.get(), 0, n_hist * 8, stream_.get()),
+                    "histogram clear");
+    }
+    LayerStatistics stats;
+    stats.expert_tokens.assign(n_exp, 0);
+    const int64_t n_samples = n_local_tokens_ / seq_len_;
+    for (int64_t b = 0; b < n_samples; b += batch_seqs_) {
+      const int n_seqs = static_cast<int>(std::min<int64_t>(batch_seqs_, n_samples - b));
+      const int64_t first = b * seq_len_, n_tokens = int64_t{n_seqs} * seq_len_;
+      float* hidden = nullptr;
+      if (resident_) {
+        hidden = hidden_dev_.get() + first * token_floats_;
+      } else {
+        batch_dev_.grow(n_tokens * token_floats_);
+        hidden = batch_dev_.get();
+        QF_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_host_.data() + first * token_floats_,
+                                      n_tokens * token_floats_ * 4, cudaMemcpyHostToDevice,
+                                      stream_.get()),
+                      "hidden batch upload");
+      }
+      layer_.forward(w, layer, hidden, tokens_dev_.get() + first, n_seqs, seq_len_,
+                     amax_dev_.get(), &stats.expert_tokens,
+                     record_histograms_ ? hist_dev_.get() : nullptr);
+      if (!resident_) {
+        QF_CUDA_CHECK(cudaMemcpyAsync(hidden_host_.data() + first * token_floats_, hidden,
+                                      n_tokens * token_floats_ * 4, cudaMemcpyDeviceToHost,
+                                      stream_.get()),
+                      "hidden batch download");
+      }
+      times_.n_tokens += n_tokens;
+    }
+    std::vector<uint32_t> bits(n_slots);
+    if (!nccl_) {  // NCCL: they stay on the device for reduce_amax
+      QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    "amax download");
+    }
+    QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "forward");
+    if (!nccl_) stats.amax = amax_of(bits, linear_names, layer);
+    if (record_histograms_) {
+      std::vector<int64_t> slots(static_cast<size_t>(n_hist));
+      QF_CUDA_CHECK(cudaMemcpyAsync(slots.data(), hist_dev_.get(), n_hist * 8,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    "histogram download");
+      QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "histogram download");
+      constexpr int64_t kBins = numerics::kActHistBins;
+      stats.hist.resize(linear_names.size() * kBins);
+      for (size_t i = 0; i < linear_names.size(); ++i) {
+        const int slot = gpu::ObservationSlots::of(linear_names[i], layer, n_exp);
+        std::copy(slots.begin() + slot * kBins, slots.begin() + (slot + 1) * kBins,
+                  stats.hist.begin() + static_cast<int64_t>(i) * kBins);
+      }
+    }
+    size_t free_bytes = 0, total_bytes = 0;
+    QF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    times_.peak_device_bytes = std::max<uint64_t>(times_.peak_device_bytes, total_bytes - free_bytes);
+    times_.compute_seconds += seconds_since(compute_start);
+    layer_.report_profile("layer " + std::to_string(layer) + " forward");
+    if (hook_done.valid()) {
+      const auto hook_wait_start = std::chrono::steady_clock::now();
+      hook_done.get();
+      times_.hook_seconds += seconds_since(hook_wait_start);
+    }
+    return stats;
+  }
+
+  bool amax_on_device() const override { return nccl_ != nullptr; }
+
+  std::vector<float> reduce_amax(int layer, const std::vector<std::string>& linear_names) override {
+    QF_CHECK(nccl_, "reduce_amax: this engine has no device communicator");
+    const int n_slots = gpu::ObservationSlots::count(fc_.n_routed_experts);
+    const std::string what = "layer " + std::to_string(layer) + " input amax";
+    // The slots hold non-negative float bit patterns (every NaN made positive, forward_ops.cuh),
+    // which order as int32 exactly as the floats do: MAX of the bits is the float MAX, and a
+    // NaN/Inf on any rank survives to the check below on every rank.
+    nccl_->allreduce(amax_dev_.get(), n_slots, dist::ElemType::kI32, dist::ReduceOp::kMax,
+                     what.c_str());
+    std::vector<float> amax;
+    run_on_all_ranks(exchange_.comm(), what.c_str(), [&] {
+      std::vector<uint32_t> bits(n_slots);
+      QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    what, "download");
+      QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), what, "download");
+      amax = amax_of(bits, linear_names, layer);
+      for (size_t i = 0; i < amax.size(); ++i) {
+        QF_CHECK(std::isfinite(amax[i]), "layer " + std::to_string(layer) + ": input amax of",
+                 linear_names[i], "is", amax[i], "(NaN/Inf activations)");
+      }
+    });
+    return amax;
+  }
+
+  EngineTimes times() const override { return times_; }
+  void set_layer_bytes_hook(LayerBytesHook hook) override { hook_ = std::move(hook); }
+  void set_record_histograms(bool on) override { record_histograms_ = on; }
+
+ private:
+  // The amax of `linear_names` (calib order) from the downloaded slot bits.
+  std::vector<float> amax_of(const std::vector<uint32_t>& bits,
+                             const std::vector<std::string>& linear_names, int layer) const {
+    std::vector<float> amax(linear_names.size());
+    for (size_t i = 0; i < linear_names.size(); ++i) {
+      const int slot = gpu::ObservationSlots::of(linear_names[i], layer, fc_.n_routed_experts);
+      std::memcpy(&amax[i], &bits[slot], 4);
+    }
+    return amax;
+  }
+
+  const model::ModelConfig& config_;
+  const model::ForwardConfig& fc_;
+  LayerWeightExchange& exchange_;
+  dist::NcclCommunicator* nccl_ = nullptr;  // --comm nccl: weights and amax on the device
+  CudaStream stream_;
+  gpu::GpuDecoderLayer layer_;
+  int seq_len_, batch_seqs_;
+  int64_t n_local_tokens_;
+  int64_t token_floats_ = 0;
+  bool resident_ = true;
+  DeviceBuffer<float> hidden_dev_, batch_dev_;
+  std::vector<float> hidden_host_;
+  DeviceBuffer<int64_t> tokens_dev_;
+  DeviceBuffer<uint32_t> amax_dev_;
+  bool record_histograms_ = false;
+  DeviceBuffer<int64_t> hist_dev_;  // [ObservationSlots::count, kActHistBins] when recording
+  PinnedBuffer staging_;
+  std::unique_ptr<gpu::DeviceLayerWeights> weights_;
+  HostLayer host_layer_;
+  LayerBytesHook hook_;
+  std::future<OwnedLayerBytes> prefetch_;
+  int prefetch_layer_ = -1;
+  EngineTimes times_;
+};
+
+}  // namespace
+
+std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
+    const model::ModelConfig& config, const model::ForwardConfig& forward_config,
+    LayerWeightExchange& exchange, std::vector<float> hidden, std::vector<int64_t> token_ids,
+    int seq_len, int batch_seqs, dist::Communicator* device_comm) {
+  return std::make_unique<CudaCalibrationEngine>(config, forward_config, exchange,
+                                                 std::move(hidden), std::move(token_ids), seq_len,
+                                                 batch_seqs, device_comm);
+}
+
+}  // namespace qf::pipeline

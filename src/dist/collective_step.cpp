@@ -1,0 +1,72 @@
+// Status exchange for run_on_root / run_on_all_ranks (host-buffer communicator).
+#include "dist/collective_step.hpp"
+
+#include <cstdint>
+#include <vector>
+
+#include "core/check.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+// Runs work; returns the error it raised (if any) so that the caller can first tell its peers.
+bool try_work(const std::function<void()>& work, std::string* what_text, std::string* message) {
+  try {
+    work();
+    return true;
+  } catch (const CollectiveError&) {
+    throw;  // already shared
+  } catch (const Error& e) {
+    *what_text = e.what();
+    *message = e.message();
+  } catch (const std::exception& e) {
+    *what_text = *message = e.what();
+  }
+  return false;
+}
+
+}  // namespace
+
+void run_on_root(dist::Communicator& comm, int root, const char* what,
+                 const std::function<void()>& work) {
+  std::string what_text, message;
+  int64_t failed = 0;
+  if (comm.rank() == root) failed = try_work(work, &what_text, &message) ? 0 : 1;
+  comm.broadcast(&failed, sizeof(failed), root, what);
+  if (!failed) return;
+  if (comm.rank() == root) throw CollectiveError(what_text, message, true);
+  throw CollectiveError(str_cat("stopped: rank ", root, " failed in ", what),
+                        str_cat("rank ", root, " failed in ", what), false);
+}
+
+void run_on_all_ranks(dist::Communicator& comm, const char* what,
+                      const std::function<void()>& work) {
+  std::string what_text, message;
+  const bool ok = try_work(work, &what_text, &message);
+  int64_t n_failed = ok ? 0 : 1;
+  comm.allreduce(&n_failed, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, what);
+  if (n_failed == 0) return;
+  // Share the messages so that an error every rank hit alike (a bad input file) is printed
+  // once, by the lowest rank that hit it, while distinct errors are all printed.
+  std::vector<size_t> n_bytes_of_rank(size_t(comm.world_size()));
+  size_t mine = message.size();
+  comm.allgather(&mine, n_bytes_of_rank.data(), sizeof(size_t), "error message sizes");
+  size_t n_total = 0;
+  for (const size_t n : n_bytes_of_rank) n_total += n;
+  std::string all(n_total, '\0');
+  comm.allgatherv(message.data(), all.data(), n_bytes_of_rank, "error messages");
+  if (!ok) {
+    size_t offset = 0;
+    bool reported_lower = false;
+    for (int r = 0; r < comm.rank(); ++r) {
+      reported_lower |= all.compare(offset, n_bytes_of_rank[r], message) == 0 &&
+                        n_bytes_of_rank[r] == message.size();
+      offset += n_bytes_of_rank[r];
+    }
+    throw CollectiveError(what_text, message, !reported_lower);
+  }
+  throw CollectiveError(str_cat("stopped: ", n_failed, " other rank(s) failed in ", what),
+                        str_cat(n_failed, " rank(s) failed in ", what), false);
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,359 @@
+// export_checkpoint / export_one_shard (see export.hpp).
+#include "export/export.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "core/check.hpp"
+#include "core/elapsed.hpp"
+#include "core/log.hpp"
+#include "core/parallel.hpp"
+#include "core/progress.hpp"
+#include "formats/atomic_file.hpp"
+#include "formats/checksum.hpp"
+#include "formats/posix_file.hpp"
+#include "formats/rank_store.hpp"
+#include "formats/shard_index.hpp"
+#include "model/forward_linear.hpp"
+#include "formats/async_writer.hpp"
+#include "dist/collective_step.hpp"
+#include "formats/staged_output.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+constexpr uint64_t kCopyChunkBytes = 64ull << 20;  // also the write buffers' size
+constexpr int kWriteBuffers = 4;
+
+struct Job {
+  const OutputTensor* out;
+  size_t shard;
+  int layer;
+  int owner;  // the rank whose store holds a quantized `out` (and who writes it in a full export)
+};
+
+bool is_stored(const OutputTensor& out) {
+  return out.kind != OutputKind::kCopy && out.kind != OutputKind::kInputScale;
+}
+
+// Quantized records, read on a background thread one record ahead of their use, in the order
+// given: the next record's read (checksum + HDF5) overlaps copying and writing the current one.
+// At most two records are held. Only this reader calls HDF5 during an export, one read at a time
+// (HDF5 is not thread-safe): each read starts after the previous one was collected.
+class QuantRecordReader {
+ public:
+  QuantRecordReader(const std::string& work_dir, std::vector<std::pair<int, int>> order)
+      : work_dir_(work_dir), order_(std::move(order)) {
+    start_next();
+  }
+  ~QuantRecordReader() {
+    if (next_.valid()) next_.wait();
+  }
+  QuantRecordReader(const QuantRecordReader&) = delete;
+  QuantRecordReader& operator=(const QuantRecordReader&) = delete;
+
+  const formats::StoredTensor& tensor(int owner, int layer, const std::string& name) {
+    const auto key = std::make_pair(owner, layer);
+    if (key != loaded_) {
+      QF_CHECK(next_.valid() && order_[next_index_ - 1] == key, "export: record of layer", layer,
+               "of rank", owner, "needed out of the planned order");
+      record_ = formats::LayerRecord{};  // free it before the next one arrives
+      by_name_.clear();
+      record_ = next_.get();  // rethrows the read's error here, on the calling thread
+      loaded_ = key;
+      for (size_t i = 0; i < record_.tensors.size(); ++i) by_name_[record_.tensors[i].name] = i;
+      start_next();
+    }
+    const auto it = by_name_.find(name);
+    QF_CHECK(it != by_name_.end(), "the quantized record of layer", layer, "in",
+             formats::RankStore::rank_dir(work_dir_, owner), "lacks", name);
+    return record_.tensors[it->second];
+  }
+
+ private:
+  void start_next() {
+    if (next_index_ >= order_.size()) return;
+    const auto [owner, layer] = order_[next_index_++];
+    next_ = std::async(std::launch::async, [this, owner = owner, layer = layer] {
+      return store_of(owner).read_layer(layer, formats::kStageQuant);
+    });
+  }
+  // Only the reading thread calls this (one read at a time).
+  formats::RankStore& store_of(int rank) {
+    auto it = stores_.find(rank);
+    if (it == stores_.end()) {
+      it = stores_
+               .emplace(rank, std::make_unique<formats::RankStore>(formats::RankStore::open(
+                                  work_dir_, rank, formats::StoreVerify::kSizes)))
+               .first;
+    }
+    return *it->second;
+  }
+  std::string work_dir_;
+  std::vector<std::pair<int, int>> order_;  // (owner, layer) in the order of use
+  size_t next_index_ = 0;                   // order_ index after the one next_ reads
+  std::future<formats::LayerRecord> next_;
+  std::map<int, std::unique_ptr<formats::RankStore>> stores_;
+  std::pair<int, int> loaded_{-1, -1};  // (owner, layer) of record_; none yet
+  formats::LayerRecord record_;
+  std::map<std::string, size_t> by_name_;
+};
+
+// Copies [src, src + n_bytes) to `offset` of `fd` through the writer's buffers.
+void submit_bytes(AsyncWriter& writer, const formats::FileDescriptor& fd, uint64_t offset,
+                  const uint8_t* src, uint64_t n_bytes) {
+  for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
+    const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
+    auto buffer = writer.acquire();
+    buffer.resize(n);
+    std::memcpy(buffer.data(), src + done, n);
+    writer.submit(fd, offset + done, std::move(buffer), n);
+  }
+}
+
+// Writes `jobs` into `files`. Sorted by (layer, owner), so each record is read once; the calling
+// thread reads (source chunks, records from the reader above) while AsyncWriter writes.
+ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                        const InputScales& scales, const std::string& work_dir,
+                        std::vector<Job> jobs, std::map<size_t, formats::FileDescriptor>& files,
+                        const char* progress_label) {
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) {
+    return std::tie(a.layer, a.owner) < std::tie(b.layer, b.owner);
+  });
+  uint64_t total = 0;
+  std::vector<std::pair<int, int>> record_order;
+  for (const auto& job : jobs) {
+    total += job.out->spec.n_bytes();
+    const std::pair<int, int> key{job.owner, job.layer};
+    if (is_stored(*job.out) && (record_order.empty() || record_order.back() != key)) {
+      record_order.push_back(key);
+    }
+  }
+  ProgressMeter progress(progress_label, total, "B");
+  QuantRecordReader records(work_dir, std::move(record_order));
+  ExportReport report;
+  AsyncWriter writer(kWriteBuffers);
+  for (const auto& job : jobs) {
+    const auto& out = *job.out;
+    const auto& fd = files.at(job.shard);
+    const uint64_t offset = plan.shards[job.shard].layout.file_offset.at(out.spec.name);
+    const uint64_t n_bytes = out.spec.n_bytes();
+    if (out.kind == OutputKind::kCopy) {
+      const formats::SafetensorsReader* shard = nullptr;
+      const auto& info = source.tensor(out.source_name, &shard);
+      for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
+        const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
+        auto buffer = writer.acquire();
+        buffer.resize(n);
+        shard->read(info, done, n, buffer.data());
+        writer.submit(fd, offset + done, std::move(buffer), n);
+      }
+    } else if (out.kind == OutputKind::kInputScale) {
+      const float value = scales.of_module.at(QuantizePlan::module_of(out.source_name));
+      submit_bytes(writer, fd, offset, reinterpret_cast<const uint8_t*>(&value), sizeof(value));
+    } else {
+      const auto& stored = records.tensor(job.owner, job.layer, out.spec.name);
+      QF_CHECK(stored.dtype == out.spec.dtype && stored.shape == out.spec.shape &&
+                   stored.bytes.size() == n_bytes,
+               "stored", out.spec.name, "does not match the export layout");
+      submit_bytes(writer, fd, offset, stored.bytes.data(), n_bytes);
+    }
+    report.bytes_written += n_bytes;
+    ++report.n_tensors;
+    progress.advance(n_bytes);
+  }
+  writer.drain();
+  return report;
+}
+
+// The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
+std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out) {
+  if (plan.tensor_index.count(out.source_name)) return out.source_name;
+  return out.source_name.substr(0, out.source_name.size() - 6) + ".weight";
+}
+
+std::vector<Job> jobs_where(const QuantizePlan& plan, const std::function<bool(const Job&)>& keep) {
+  std::vector<Job> jobs;
+  for (size_t s = 0; s < plan.shards.size(); ++s) {
+    for (const auto& out : plan.shards[s].tensors) {
+      const std::string owning = owning_tensor(plan, out);
+      const Job job{&out, s, plan.tensor(owning).layer, plan.ownership.owner_of(owning)};
+      if (keep(job)) jobs.push_back(job);
+    }
+  }
+  return jobs;
+}
+
+void stage_files(const QuantizePlan& plan, const std::string& out_dir) {
+  StagedOutput::check_final_dir(out_dir);
+  StagedOutput::create_staging(out_dir);
+  const std::string staging = StagedOutput::staging_dir_for(out_dir);
+  for (const auto& shard : plan.shards)
+    create_presized_shard(staging + "/" + shard.file, shard.layout);
+}
+
+formats::ShardIndex output_index(const QuantizePlan& plan) {
+  formats::ShardIndex index;
+  uint64_t total = 0;
+  for (const auto& shard : plan.shards) {
+    for (const auto& out : shard.tensors) {
+      index.weight_map[out.spec.name] = shard.file;
+      total += out.spec.n_bytes();
+    }
+  }
+  index.metadata = nlohmann::json::object();
+  index.metadata["total_size"] = total;
+  return index;
+}
+
+// quantforge_checksums.json: {shard file: XXH64 hex} (verified by `validate`).
+void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& digests,
+                     const std::string& dir) {
+  nlohmann::json sums = nlohmann::json::object();
+  for (size_t s = 0; s < plan.shards.size(); ++s) {
+    sums[plan.shards[s].file] = formats::checksum_hex(digests[s]);
+  }
+  formats::write_file_atomic(dir + "/quantforge_checksums.json", sums.dump(2) + "\n");
+}
+
+void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
+            const ExportOptions& options) {
+  const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+  output_index(plan).write(staging + "/" + formats::kShardIndexFileName);
+  for (const auto& file : plan.other_files) {
+    if (file == "config.json" || file == "hf_quant_config.json" ||
+        file == "quantforge_checksums.json") {
+      continue;
+    }
+    copy_file_into(source.dir() + "/" + file, staging, file);
+  }
+  formats::write_file_atomic(
+      staging + "/config.json",
+      export_config_json(source.read_json("config.json"), plan, options.kv).dump(2) + "\n");
+  formats::write_file_atomic(staging + "/hf_quant_config.json",
+                             hf_quant_config_json(plan, options.kv).dump(2) + "\n");
+  formats::CheckpointDir check(staging);  // every header parses, index matches the shards
+  StagedOutput::commit(options.out_dir);
+}
+
+}  // namespace
+
+ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                               const InputScales& scales, const ExportOptions& options,
+                               dist::Communicator& comm) {
+  QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
+           "ranks, but", options.work_dir, "was written by", options.store_world_size,
+           "ranks; use the same count, or rebuild shards one by one with --shard K");
+  run_on_root(comm, 0, "preparing the output directory",
+              [&] { stage_files(plan, options.out_dir); });
+  ExportReport report;
+  double write_seconds = 0, fsync_seconds = 0;  // this rank's, for the breakdown line
+  try {
+    run_on_all_ranks(comm, "writing output tensors", [&] {
+      const auto write_start = std::chrono::steady_clock::now();
+      auto jobs = jobs_where(plan, [&](const Job& job) { return job.owner == comm.rank(); });
+      std::map<size_t, formats::FileDescriptor> files;
+      const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+      for (const auto& job : jobs) {
+        if (files.count(job.shard)) continue;
+        files.emplace(job.shard, open_for_pwrite(staging + "/" + plan.shards[job.shard].file));
+      }
+      report = write_jobs(plan, source, scales, options.work_dir, std::move(jobs), files,
+                          "export (rank 0's share)");
+      write_seconds = seconds_since(write_start);
+      const auto fsync_start = std::chrono::steady_clock::now();
+      for (auto& [shard, fd] : files) {
+        formats::fsync_file(fd);
+        fd.close();
+      }
+      fsync_seconds = seconds_since(fsync_start);
+    });
+    // Integrity record for `validate`: each rank checksums every world_size-th shard (all
+    // writers have fsynced), on several threads (page-cache reads and XXH64 are CPU-bound);
+    // rank 0 gathers them.
+    std::vector<uint64_t> digests(plan.shards.size(), 0);
+    const auto checksum_start = std::chrono::steady_clock::now();
+    run_on_all_ranks(comm, "checksumming output shards", [&] {
+      const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+      std::vector<size_t> mine;
+      for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
+        mine.push_back(s);
+      }
+      parallel_for(int64_t(mine.size()), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const size_t s = mine[size_t(i)];
+          digests[s] = formats::checksum_file(staging + "/" + plan.shards[s].file).digest;
+        }
+      });
+    });
+    comm.allreduce(digests.data(), digests.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
+                   "shard checksums");
+    if (comm.rank() == 0) {
+      char line[256];
+      std::snprintf(line, sizeof(line),
+                    "export (rank 0): wrote %s in %.2fs, then fsync %.2fs; shard checksums %.2fs",
+                    ProgressMeter::format_bytes(double(report.bytes_written)).c_str(),
+                    write_seconds, fsync_seconds, seconds_since(checksum_start));
+      log_info(line);
+    }
+    run_on_root(comm, 0, "writing index and configs", [&] {
+      write_checksums(plan, digests, StagedOutput::staging_dir_for(options.out_dir));
+      finish(plan, source, options);
+    });
+  } catch (const CollectiveError&) {
+    if (comm.rank() == 0) StagedOutput::discard(options.out_dir);
+    throw;
+  }
+  return report;
+}
+
+ExportReport export_one_shard(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                              const InputScales& scales, const ExportOptions& options,
+                              const std::string& shard_file, dist::Communicator& comm) {
+  size_t shard = plan.shards.size();
+  for (size_t s = 0; s < plan.shards.size(); ++s) {
+    if (plan.shards[s].file == shard_file) shard = s;
+  }
+  QF_CHECK(shard < plan.shards.size(), "--shard: no output shard named", shard_file);
+  ExportReport report;
+  run_on_root(comm, 0, "rebuilding one shard", [&] {
+    const std::string final_path = options.out_dir + "/" + shard_file;
+    QF_CHECK(formats::ShardIndex::read(options.out_dir + "/" + formats::kShardIndexFileName)
+                     .weight_map.size() == output_index(plan).weight_map.size(),
+             "--shard needs a complete earlier export in", options.out_dir);
+    const std::string temp = formats::temp_path_for(final_path);
+    std::map<size_t, formats::FileDescriptor> files;
+    create_presized_shard(temp, plan.shards[shard].layout);
+    files.emplace(shard, open_for_pwrite(temp));
+    try {
+      report = write_jobs(plan, source, scales, options.work_dir,
+                          jobs_where(plan, [&](const Job& job) { return job.shard == shard; }),
+                          files, "export (one shard)");
+      formats::fsync_file(files.at(shard));
+      files.at(shard).close();
+      const uint64_t digest = formats::checksum_file(temp).digest;
+      formats::rename_file(temp, final_path);
+      formats::fsync_parent_dir(final_path);
+      const std::string sums_path = options.out_dir + "/quantforge_checksums.json";
+      auto sums = formats::read_json_file(sums_path);
+      sums[shard_file] = formats::checksum_hex(digest);
+      formats::write_file_atomic(sums_path, sums.dump(2) + "\n");
+    } catch (...) {
+      formats::remove_file_noexcept(temp);
+      throw;
+    }
+  });
+  return report;
+}
+
+}  // namespace qf::pipeline

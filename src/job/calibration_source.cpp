@@ -1,0 +1,94 @@
+// The two calibration sources (see calibration_source.hpp).
+#include "job/calibration_source.hpp"
+
+#include "quantize/quantize_weights.hpp"
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "calibrate/calibrate.hpp"
+#include "calibrate/calibration_data.hpp"
+#include "quantize/input_scales.hpp"
+#include "job/quantize_job.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+class AmaxFileSource final : public CalibrationSource {
+ public:
+  AmaxFileSource(const QuantizePlan& plan, const std::string& path)
+      : plan_(plan), amax_(read_amax_file(path)) {
+    log_info("calibration: input amax imported from ", path, " (", amax_.size(), " modules)");
+  }
+  void run(StoreCommitter& store) override {
+    for (int layer = 0; layer < plan_.config.num_hidden_layers; ++layer) {
+      if (store.has_layer(layer, formats::kStageCalib)) continue;
+      store.submit(calib_record_from_amax(plan_, layer, amax_), formats::kStageCalib);
+    }
+  }
+
+ private:
+  const QuantizePlan& plan_;
+  std::map<std::string, float> amax_;
+};
+
+// The calibration forward (calibrate.hpp) over the synthetic set or the --calib file.
+class ForwardSource final : public CalibrationSource {
+ public:
+  ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                const QuantizeOptions& options, dist::Communicator& comm, StoreCommitter& store)
+      : comm_(comm),
+        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options),
+                    CalibrationOptions{options.calib_batch, options.backend,
+                                       options.cpu_bf16_linear_inputs,
+                                       options.act_scale.needs_histogram(),
+                                       options.device_comm}) {
+    if (options.backend != Backend::kCuda) return;
+    // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
+    // them and queue the quant record for commit right away, so the source is read once. The
+    // hook runs inside the layer's forward step, so a failed earlier commit (rethrown by
+    // submit) stops every rank there; the time blocked in submit counts as hook time.
+    ops_ = std::make_unique<Nvfp4OpsPool>(Backend::kCuda);
+    calibrator_.set_layer_bytes_hook([this, &plan, &store, &comm](int layer,
+                                                                 const TensorBytes& bytes_of) {
+      if (store.has_layer(layer, formats::kStageQuant)) return;
+      auto record = quantize_owned_targets(plan, bytes_of, layer, comm.rank(), &fused_, *ops_);
+      record.attrs["stage"] = "nvfp4 weights";
+      store.submit(std::move(record), formats::kStageQuant);
+    });
+  }
+  void run(StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
+  CalibrationCost cost() const override {
+    const EngineTimes t = calibrator_.engine_times();
+    return {calibrator_.exchange_stats().n_bytes_read, t.n_tokens, t.compute_seconds,
+            t.peak_device_bytes, fused_};
+  }
+
+ private:
+  static CalibrationSet load_set(const QuantizePlan& plan, const QuantizeOptions& options) {
+    auto set =
+        options.calib_path.empty()
+            ? synthetic_calibration_set(plan.config, options.samples, options.seq_len, options.seed)
+            : load_calibration_set(options.calib_path, options.samples, options.seq_len,
+                                   plan.config.vocab_size);
+    log_info("calibration: ", set.n_samples, " samples x ", set.seq_len, " tokens (",
+             options.calib_path.empty() ? "synthetic" : options.calib_path, ")");
+    return set;
+  }
+  dist::Communicator& comm_;
+  Calibrator calibrator_;
+  std::unique_ptr<Nvfp4OpsPool> ops_;
+  QuantizeStats fused_;  // targets quantized through the layer-bytes hook
+};
+
+}  // namespace
+
+std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
+                                                           const formats::CheckpointDir& source,
+                                                           const QuantizeOptions& options,
+                                                           dist::Communicator& comm,
+                                                           StoreCommitter& store) {
+  if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
+  return std::make_unique<ForwardSource>(plan, source, options, comm, store);
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,42 @@
+// Where a quantize run's calibration records come from: the calibration forward over token
+// ids (default), or an imported {module: amax} file (--amax-file: amax measured elsewhere, and
+// the tests' way to pin known values). Owns: that choice and the resume of calib records.
+#pragma once
+#include <memory>
+
+#include "dist/communicator.hpp"
+#include "formats/checkpoint_dir.hpp"
+#include "formats/rank_store.hpp"
+#include "quantize/quantize_plan.hpp"
+#include "quantize/quantize_weights.hpp"
+#include "formats/store_committer.hpp"
+
+namespace qf::pipeline {
+
+struct QuantizeOptions;
+
+// What a calibration run cost on this rank (for the job summary).
+struct CalibrationCost {
+  uint64_t bytes_read = 0;          // source bytes this rank read
+  uint64_t n_tokens = 0;            // tokens this rank pushed through layers
+  double forward_seconds = 0;       // CUDA engine: compute only (0 for the CPU backend)
+  uint64_t peak_device_bytes = 0;   // CUDA engine: device memory in use at its peak
+  QuantizeStats fused;              // CUDA engine: NVFP4 targets quantized from its layer copy
+};
+
+class CalibrationSource {
+ public:
+  virtual ~CalibrationSource() = default;
+  virtual CalibrationCost cost() const { return {}; }
+  // Submits the calib record of every regular layer that the store does not have yet, in layer
+  // order (the caller drains). Collective: every rank commits identical records to its own store.
+  virtual void run(StoreCommitter& store) = 0;
+};
+
+std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
+                                                           const formats::CheckpointDir& source,
+                                                           const QuantizeOptions& options,
+                                                           dist::Communicator& comm,
+                                                           StoreCommitter& store);
+
+}  // namespace qf::pipeline

@@ -1,0 +1,251 @@
+// run_quantize: the phases of the main job (see quantize.hpp).
+#include "job/quantize_job.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "core/check.hpp"
+#include "core/elapsed.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
+#include "formats/checksum.hpp"
+#include "formats/rank_store.hpp"
+#include "model/forward_flops.hpp"
+#include "job/calibration_source.hpp"
+#include "dist/collective_step.hpp"
+#include "export/export.hpp"
+#include "quantize/input_scales.hpp"
+#include "report/quantization_report.hpp"
+#include "quantize/quantize_weights.hpp"
+#include "formats/staged_output.hpp"
+#include "formats/store_committer.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+// What makes two runs the same run: resuming with any of these changed is refused (the store
+// lists every difference). The rank count is checked by the store itself.
+nlohmann::json provenance(const QuantizeOptions& options, const formats::CheckpointDir& source) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& file : source.shard_files()) {
+    const auto& shard = source.shard(file);
+    // Header checksum + size: cheap, and it changes with any tensor added, moved or resized.
+    std::vector<uint8_t> header(shard.data_offset());
+    formats::FileDescriptor fd = formats::open_for_read(shard.path());
+    formats::pread_full(fd, header.data(), header.size(), 0);
+    files.push_back({{"name", file},
+                     {"n_bytes", shard.file_size()},
+                     {"header_xxh64",
+                      formats::checksum_hex(formats::checksum64(header.data(), header.size()))}});
+  }
+  const std::string config = source.read_json("config.json").dump();
+  nlohmann::json calibration;
+  if (!options.amax_file.empty()) {
+    const auto sum = formats::checksum_file(options.amax_file);
+    calibration = {{"amax_file_xxh64", formats::checksum_hex(sum.digest)}};
+  } else {
+    calibration = {
+        {"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
+    // Only when set, so that stores of runs without the option keep their provenance.
+    if (options.cpu_bf16_linear_inputs) calibration["cpu_linear_inputs"] = "bf16";
+    if (!options.calib_path.empty()) {
+      calibration["calib_xxh64"] =
+          formats::checksum_hex(formats::checksum_file(options.calib_path).digest);
+    }
+  }
+  // The backend is part of the run: the CUDA forward's amax differ from the CPU reference's in
+  // the last bits, and a resume recomputes and compares records bit for bit. For the same
+  // reason the CUDA batch size is too (cuBLAS picks kernels by shape).
+  nlohmann::json run_options = {{"recipe", recipes().name(options.recipe)},
+                                {"kv_cache", kv_cache_name(options.kv)},
+                                {"backend", backend_name(options.backend)}};
+  if (options.backend == Backend::kCuda && options.amax_file.empty()) {
+    run_options["calib_batch"] = options.calib_batch;
+  }
+  // Not here: the communicator (--comm mpi|nccl) moves the same bytes and MAX is exact, so
+  // both give identical records; a run may be resumed with the other.
+  // Only when not max, so that stores of runs before the option keep their provenance.
+  if (options.act_scale.needs_histogram()) {
+    run_options["act_scale"] = act_scale_name(options.act_scale);
+  }
+  return {
+      {"tool", std::string("quantforge ") + QF_VERSION},
+      {"options", run_options},
+      {"calibration", calibration},
+      {"config_xxh64", formats::checksum_hex(formats::checksum64(config.data(), config.size()))},
+      {"source_files", files}};
+}
+
+// Calibration then quantization of every regular layer; committed layers are skipped on
+// resume. Records are committed in the background (StoreCommitter: quantizing layer l+1 overlaps
+// writing layer l) and all drained before this returns; a failed commit surfaces in the next
+// submit or the drain, on its rank, inside the caller's collective step.
+QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                          const QuantizeOptions& options, formats::RankStore& rank_store,
+                          dist::Communicator& comm) {
+  QuantizeReport report;
+  const int n_layers = plan.config.num_hidden_layers;
+  StoreCommitter store(rank_store);
+  auto phase_start = std::chrono::steady_clock::now();
+  auto calibration = make_calibration_source(plan, source, options, comm, store);
+  calibration->run(store);  // queues calib records of every layer not yet committed
+  const CalibrationCost cost = calibration->cost();
+  report.calib_seconds = seconds_since(phase_start);
+  report.calib_forward_seconds = cost.forward_seconds;
+  report.calib_tokens = cost.n_tokens;
+  if (n_layers > 0) {
+    report.calib_flops = double(cost.n_tokens) / n_layers *
+                         model::model_flops_per_token(plan.config, options.seq_len);
+  }
+  report.bytes_read = cost.bytes_read;
+  report.peak_device_bytes = cost.peak_device_bytes;
+  report.n_targets += cost.fused.n_targets;
+  report.n_blocks_lossless += cost.fused.n_blocks_lossless;
+  report.n_blocks_fallback += cost.fused.n_blocks_fallback;
+  phase_start = std::chrono::steady_clock::now();
+  ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
+  Nvfp4OpsPool ops(options.backend);
+  for (int layer = 0; layer < n_layers; ++layer) {
+    if (!store.has_layer(layer, formats::kStageQuant)) {
+      QuantizeStats stats;
+      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, ops);
+      record.attrs["stage"] = "nvfp4 weights";
+      store.submit(std::move(record), formats::kStageQuant);
+      report.n_targets += stats.n_targets;
+      report.n_blocks_lossless += stats.n_blocks_lossless;
+      report.n_blocks_fallback += stats.n_blocks_fallback;
+      report.bytes_read += stats.bytes_read;
+      log_debug("[r", comm.rank(), "] layer ", layer, ": ", stats.n_targets, " targets, ",
+                stats.n_blocks_lossless, " lossless / ", stats.n_blocks_fallback,
+                " fallback blocks");
+    }
+    progress.advance(1);
+  }
+  store.drain();  // the last layers' commits (the CUDA calibration commits every quant record)
+  progress.finish();
+  report.quant_seconds = seconds_since(phase_start);
+  const StoreCommitter::Stats commits = store.stats();
+  report.store_commit_seconds = commits.write_seconds;
+  report.store_commit_wait_seconds = commits.wait_seconds;
+  report.store_bytes_written = commits.n_bytes;
+  return report;
+}
+
+// Collective: sums the counts over ranks; rank 0 writes <OUT>.quantization_report.{json,txt}.
+// A new export drops an earlier report's eval section (it judged other bytes); a --shard
+// rebuild (same bytes) keeps it.
+void write_report(const QuantizeOptions& options, const QuantizeReport& report,
+                  const QuantizePlan& plan, const InputScales& scales, dist::Communicator& comm) {
+  uint64_t counts[4] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
+                        report.bytes_written};
+  comm.allreduce_counts(counts, 4, "quantization report counts");
+  run_on_root(comm, 0, "writing the quantization report", [&] {
+    const std::string path = quantization_report_path(options.out_dir);
+    const nlohmann::json previous = read_quantization_report(path);
+    nlohmann::json doc = {{"format", kQuantizationReportFormat}};
+    if (!options.shard.empty() && previous.contains("eval")) doc["eval"] = previous["eval"];
+    QuantizeReportTotals totals;
+    totals.n_targets_planned = plan.targets.size();
+    totals.n_targets = counts[0];
+    totals.n_blocks_lossless = counts[1];
+    totals.n_blocks_fallback = counts[2];
+    totals.bytes_written = counts[3];
+    doc["quantize"] = quantize_report_section(options, report, totals, scales.fallback_modules,
+                                              comm.world_size(), previous);
+    write_quantization_report(path, doc);
+    log_info("quantize: report written to ", path, " (and ",
+             quantization_report_text_path(path), ")");
+  });
+}
+
+}  // namespace
+
+QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<formats::CheckpointDir> source;
+  QuantizePlan plan;
+  nlohmann::json prov;
+  // Checked before any work: both calibration backends record histograms, an amax file has none.
+  QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
+           act_scale_name(options.act_scale),
+           "needs activation histograms, which an --amax-file does not have");
+  run_on_all_ranks(comm, "reading and planning the source", [&] {
+    source = std::make_unique<formats::CheckpointDir>(options.in_dir);
+    plan = build_quantize_plan(*source, options.recipe, comm.world_size());
+    prov = provenance(options, *source);
+    if (!options.export_only) StagedOutput::check_final_dir(options.out_dir);
+  });
+  log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
+           recipes().name(options.recipe), "), ", plan.tensors.size(), " source tensors, ",
+           comm.world_size(), " rank(s)");
+
+  QuantizeReport report;
+  int store_world_size = comm.world_size();
+  std::map<int, formats::LayerRecord> calib;
+  run_on_all_ranks(comm, "opening the work store", [&] {
+    const bool exists = std::filesystem::exists(
+        formats::RankStore::rank_dir(options.work_dir, comm.rank()) + "/manifest.json");
+    if (options.export_only) {
+      auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
+      // Exporting computes nothing: the backend that filled the stores does not matter.
+      auto without_backend = [](nlohmann::json p) {
+        if (p.contains("options") && p["options"].is_object()) {
+          p["options"].erase("backend");
+          p["options"].erase("calib_batch");
+        }
+        return p;
+      };
+      const auto diff = formats::RankStore::compare_provenance(
+          without_backend(store.provenance()), without_backend(prov));
+      QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
+               "belongs to another run:", diff.empty() ? "" : diff.front());
+      store_world_size = store.world_size();
+      if (store_world_size != comm.world_size()) {
+        // Who owned what is the stores' business: the plan of the run that wrote them.
+        plan = build_quantize_plan(*source, options.recipe, store_world_size);
+      }
+      for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
+        QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,
+                 "has no calibration record in", store.dir(), "; run quantize --resume first");
+        calib[l] = store.read_layer(l, formats::kStageCalib);
+      }
+      return;
+    }
+    QF_CHECK(!exists || options.resume, "work store",
+             formats::RankStore::rank_dir(options.work_dir, comm.rank()),
+             "exists; pass --resume to continue it, or use a new --work directory");
+    auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
+                                            formats::StoreVerify::kSizes);
+    report = fill_store(plan, *source, options, store, comm);
+    for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
+      calib[l] = store.read_layer(l, formats::kStageCalib);
+    }
+  });
+  if (!options.export_only) {
+    // Every rank's layers must be committed before anyone exports.
+    run_on_all_ranks(comm, "checking that every rank finished", [] {});
+  }
+
+  InputScales scales;
+  run_on_all_ranks(comm, "computing input scales",
+                   [&] { scales = compute_input_scales(plan, calib, options.act_scale); });
+  report.n_fallback_experts = scales.fallback_modules.size();
+  for (const auto& module : scales.fallback_modules) {
+    log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
+  }
+  const auto export_start = std::chrono::steady_clock::now();
+  ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
+  const auto exported =
+      options.shard.empty()
+          ? export_checkpoint(plan, *source, scales, export_options, comm)
+          : export_one_shard(plan, *source, scales, export_options, options.shard, comm);
+  report.bytes_written = exported.bytes_written;
+  report.export_seconds = seconds_since(export_start);
+  report.seconds = seconds_since(start);
+  write_report(options, report, plan, scales, comm);
+  return report;
+}
+
+}  // namespace qf::pipeline

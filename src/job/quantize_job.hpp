@@ -1,0 +1,64 @@
+// The `quantize` job: plan -> calibration records -> per-rank quantization (HDF5 stores, one
+// committed layer at a time, resumable) -> export. Owns: the phase order, resume rules and
+// provenance. Does not own calibration, quantization arithmetic or the export layout.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "dist/communicator.hpp"
+#include "quantize/act_scale.hpp"
+#include "dist/compute_backend.hpp"
+#include "plan/plan_report.hpp"
+#include "export/quant_config.hpp"
+
+namespace qf::pipeline {
+
+struct QuantizeOptions {
+  std::string in_dir;
+  std::string out_dir;
+  std::string work_dir;
+  Recipe recipe = Recipe::kExperts;
+  KvCache kv = KvCache::kNone;
+  Backend backend = Backend::kCpu;
+  bool resume = false;       // continue a run whose stores exist in work_dir
+  bool export_only = false;  // every layer is committed; only (re)write the output
+  std::string shard;         // with export_only: rebuild only this output shard file
+  // Calibration: token ids (--calib), or an imported {module: amax} file (--amax-file).
+  std::string calib_path;
+  std::string amax_file;
+  int samples = 16;
+  int seq_len = 256;
+  uint64_t seed = 0;
+  int calib_batch = 4;  // sequences per calibration forward (memory; cuda: last-bit effects)
+  bool cpu_bf16_linear_inputs = false;  // CalibrationOptions::cpu_bf16_linear_inputs
+  // Clipping amax of the input scales (act_scale.hpp); non-max methods need the calibration's
+  // histograms (recorded by either backend, not by an --amax-file).
+  ActScaleMethod act_scale;
+  // --comm nccl: the NCCL communicator of the CUDA calibration engine (CalibrationOptions::
+  // device_comm), owned by the caller; null = everything over the host communicator. Not part
+  // of the run's identity (provenance): it moves the same bytes, results are identical.
+  dist::Communicator* device_comm = nullptr;
+};
+
+struct QuantizeReport {
+  uint64_t n_targets = 0;  // quantized by this rank in this run
+  uint64_t n_blocks_lossless = 0;
+  uint64_t n_blocks_fallback = 0;
+  uint64_t n_fallback_experts = 0;  // experts with the documented input_scale fallback
+  uint64_t bytes_written = 0;
+  double seconds = 0;
+  // This rank's cost per phase, for the job summary (zeros for phases skipped on resume).
+  double calib_seconds = 0, quant_seconds = 0, export_seconds = 0;
+  double calib_forward_seconds = 0;  // CUDA: the forward alone
+  uint64_t calib_tokens = 0;         // token-layers this rank pushed through (CUDA engine)
+  double calib_flops = 0;            // their arithmetic (model/forward_flops.hpp)
+  uint64_t bytes_read = 0;           // source bytes (calibration + quantization)
+  uint64_t store_bytes_written = 0;  // work-store layer files committed in this run
+  double store_commit_seconds = 0;   // committing them (in the background of the phases)
+  double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
+  uint64_t peak_device_bytes = 0;
+};
+
+QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm);
+
+}  // namespace qf::pipeline

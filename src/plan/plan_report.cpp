@@ -1,0 +1,213 @@
+// The plan's arithmetic: recipe output sizes, ownership, per-rank I/O, memory and time.
+// Printing and JSON live in plan_report_print.cpp.
+//
+// The model, per rank r of R (GB = 1e9 B for I/O; memory in bytes):
+//   src_r   = source bytes of the tensors r owns (ownership plan, balanced per layer)
+//   work_r  = NVFP4 bytes r produces (HDF5 work store: written once, read back at export)
+//   pass_r  = bytes of the copied tensors r owns (export reads them from the source again)
+//   out_r   = bytes of r's export shard (NVFP4 outputs + copied tensors)
+//   read_r  = src_r + work_r + pass_r          write_r = work_r + out_r
+//   time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / ranks_per_node)
+//   job     = max_r time_r   (I/O only: compute, broadcasts and metadata are not counted, so
+//                             this is a lower bound when the disk is the bottleneck)
+// GPU (calibration working set, identical on every rank; the CPU backend needs it in host RAM):
+//   W   = max over layers of the layer's source bytes (every rank holds all of layer l after
+//         the owners broadcast it; global tensors count as one "layer")
+//   D   = max over owner groups of 2 B x sum(rows x cols) of its FP8/FP4 weights (dequantized
+//         to BF16 one linear / one expert at a time)
+//   T_r = ceil(samples / R) x seq_len tokens (whole sequences per rank)
+//   A   = 2 x T_r x hidden x hc_mult x 2 B (the mHC residual streams into and out of the layer)
+//   S   = seq_len x (heads x head_dim + head_dim + top_k x (hidden + 2 x moe_inter)) x 2 B
+//         + seq_len x top_k x 8 B: attention q/kv and MoE dispatch (gathered tokens, w1/w3
+//         outputs, routing) for one sequence at a time
+//   amax = 8 B per NVFP4 linear (input and weight amax, F32)
+//   gpu = W + D + A + S + amax
+// Host: max over layers of (r's source bytes in the layer + their output bytes): the staging of
+// what r reads for one layer and the NVFP4 results it writes for it.
+#include "plan/plan_report.hpp"
+
+#include "model/forward_flops.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+
+namespace qf::pipeline {
+
+// The calibration forward's effective rates on one H100 SXM (bench/RESULTS.md, benchmark 2a,
+// layer 1 of the resident run: 32768 tokens, GPU time per section from QF_PROFILE=1): the
+// linears with everything but the attention core 18.7 TFLOP in 66.2 ms, the attention core
+// 0.54 TFLOP in 28.8 ms.
+constexpr double kMeasuredH100LinearTflops = 282.0;
+constexpr double kMeasuredH100AttentionTflops = 18.8;
+
+namespace {
+
+bool is_low_precision_weight(model::TensorRole role) {
+  return role == model::TensorRole::kFp8Weight || role == model::TensorRole::kFp4Weight;
+}
+
+uint64_t ceil_div_u64(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+PlanReport build_plan_report(const model::ModelConfig& config,
+                             const std::vector<model::ModelTensor>& tensors,
+                             const PlanReportOptions& options, const std::string& source) {
+  PlanReport report;
+  report.options = options;
+  PlanReportOptions& opt = report.options;
+  QF_CHECK(opt.world_size >= 1, "plan: --ranks must be >= 1, got", opt.world_size);
+  if (opt.ranks_per_node <= 0) opt.ranks_per_node = std::min(opt.world_size, 8);
+  if (opt.write_gbps <= 0.0) opt.write_gbps = opt.read_gbps;
+  QF_CHECK(opt.read_gbps > 0.0, "plan: disk bandwidth must be positive, got", opt.read_gbps);
+  QF_CHECK(opt.samples >= 1 && opt.seq_len >= 1, "plan: --samples and --seq-len must be >= 1");
+  report.source = source;
+  const int n_ranks = opt.world_size;
+
+  // Per tensor: output bytes and output tensor count under the recipe. The `.scale` of an
+  // NVFP4 target is replaced by the target's weight_scale (counted with the target).
+  std::map<std::string, const model::ModelTensor*> by_name;
+  for (const auto& t : tensors) {
+    QF_CHECK(by_name.emplace(t.spec.name, &t).second, "plan: tensor", t.spec.name, "twice");
+  }
+  std::map<std::string, bool> dropped_scale;
+  for (const auto& t : tensors) {
+    if (is_nvfp4_target(t, opt.recipe) && !t.scale_name.empty()) {
+      dropped_scale[t.scale_name] = true;
+    }
+  }
+  struct Out {
+    uint64_t n_bytes = 0, n_tensors = 0;
+    bool nvfp4 = false;
+  };
+  std::map<std::string, Out> out_of;
+  std::vector<dist::PlanItem> items;
+  items.reserve(tensors.size());
+  for (const auto& t : tensors) {
+    Out out;
+    if (is_nvfp4_target(t, opt.recipe)) {
+      out = {nvfp4_n_bytes(t.n_rows, t.n_cols), 4, true};  // weight, _scale, _scale_2, input
+    } else if (!dropped_scale.count(t.spec.name)) {
+      out = {t.spec.n_bytes(), 1, false};
+    }
+    out_of[t.spec.name] = out;
+    items.push_back({t.spec.name, t.spec.n_bytes(), t.layer, t.expert});
+    report.n_src_tensors += 1;
+    report.src_bytes += t.spec.n_bytes();
+    report.n_out_tensors += out.n_tensors;
+    report.out_bytes += out.n_bytes;
+    report.n_nvfp4 += out.nvfp4 ? 1 : 0;
+  }
+  report.src_params = model::total_params(tensors);
+  std::vector<model::ModelTensor> mtp;
+  for (const auto& t : tensors) {
+    if (t.is_mtp) mtp.push_back(t);
+  }
+  report.src_params_mtp = model::total_params(mtp);
+
+  const dist::OwnershipPlan plan = dist::build_ownership_plan(items, n_ranks);
+  report.balance = plan.balance();
+  report.fingerprint = plan.fingerprint();
+
+  // ---- memory: W (largest layer), D (largest dequantized group), A, S, amax ---------------
+  MemoryModel& mem = report.memory;
+  std::map<int, uint64_t> layer_bytes;
+  std::map<std::string, uint64_t> dequant_of_group;
+  for (const auto& t : tensors) {
+    layer_bytes[t.layer] += t.spec.n_bytes();
+    if (is_low_precision_weight(t.role)) {
+      dequant_of_group[dist::owner_key(t.spec.name)] +=
+          2 * static_cast<uint64_t>(t.n_rows) * static_cast<uint64_t>(t.n_cols);
+    }
+  }
+  for (const auto& [layer, n_bytes] : layer_bytes) {
+    if (n_bytes > mem.layer_weights_bytes) {
+      mem.layer_weights_bytes = n_bytes;
+      mem.layer_weights_layer = layer;
+    }
+  }
+  for (const auto& [key, n_bytes] : dequant_of_group) {
+    if (n_bytes > mem.dequant_bytes) {
+      mem.dequant_bytes = n_bytes;
+      mem.dequant_group = key;
+    }
+  }
+  const uint64_t seq = static_cast<uint64_t>(opt.seq_len);
+  const uint64_t hidden = static_cast<uint64_t>(config.hidden_size);
+  const uint64_t top_k = static_cast<uint64_t>(config.num_experts_per_tok);
+  const uint64_t q_dim =
+      static_cast<uint64_t>(config.num_attention_heads) * static_cast<uint64_t>(config.head_dim);
+  mem.tokens_per_rank = ceil_div_u64(static_cast<uint64_t>(opt.samples), n_ranks) * seq;
+  mem.activation_bytes = 2 * mem.tokens_per_rank * hidden * config.hc_mult * 2;
+  mem.sequence_bytes =
+      seq * (q_dim + config.head_dim + top_k * (hidden + 2 * config.moe_intermediate_size)) * 2 +
+      seq * top_k * 8;
+  mem.amax_bytes = report.n_nvfp4 * 2 * sizeof(float);
+  mem.gpu_bytes = mem.layer_weights_bytes + mem.dequant_bytes + mem.activation_bytes +
+                  mem.sequence_bytes + mem.amax_bytes;
+
+  // ---- per rank: ownership, I/O, host staging, time -------------------------------------
+  const double read_bps = opt.read_gbps * 1e9 / opt.ranks_per_node;
+  const double write_bps = opt.write_gbps * 1e9 / opt.ranks_per_node;
+  report.ranks.resize(n_ranks);
+  for (int r = 0; r < n_ranks; ++r) {
+    RankReport& rank = report.ranks[r];
+    rank.rank = r;
+    std::map<int, uint64_t> staged;  // layer -> owned source + output bytes
+    for (const size_t i : plan.items_of(r)) {
+      const dist::PlanItem& item = plan.items()[i];
+      const Out& out = out_of.at(item.name);
+      rank.n_tensors += 1;
+      rank.n_nvfp4 += out.nvfp4 ? 1 : 0;
+      rank.n_out_tensors += out.n_tensors;
+      rank.src_bytes += item.n_bytes;
+      rank.out_bytes += out.n_bytes;
+      if (out.nvfp4) {
+        rank.work_bytes += out.n_bytes;
+      } else {
+        rank.passthrough_bytes += out.n_bytes;
+      }
+      staged[item.layer] += item.n_bytes + (out.nvfp4 ? out.n_bytes : 0);
+      if (opt.with_owners) report.owners.emplace_back(item.name, r);
+    }
+    for (const auto& [layer, n_bytes] : staged) {
+      rank.host_peak_bytes = std::max(rank.host_peak_bytes, n_bytes);
+    }
+    rank.read_bytes = rank.src_bytes + rank.work_bytes + rank.passthrough_bytes;
+    rank.write_bytes = rank.work_bytes + rank.out_bytes;
+    rank.gpu_peak_bytes = mem.gpu_bytes;
+    rank.io_seconds = rank.read_bytes / read_bps + rank.write_bytes / write_bps;
+    if (rank.io_seconds > report.job_seconds) {
+      report.job_seconds = rank.io_seconds;
+      report.slowest_rank = r;
+    }
+  }
+  std::sort(report.owners.begin(), report.owners.end());
+  const double tokens = double(opt.samples) * double(opt.seq_len);
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    const model::LayerFlops f = model::layer_flops_per_token(config, l, opt.seq_len);
+    report.calib_flops += tokens * f.total();
+    if (opt.calib_tflops > 0) {
+      const double attention_rate =
+          opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops;
+      report.calib_compute_seconds += tokens * (f.linears / (opt.calib_tflops * 1e12) +
+                                                f.attention / (attention_rate * 1e12));
+    }
+  }
+  report.calib_compute_seconds /= double(n_ranks);
+  report.total_seconds = report.job_seconds + report.calib_compute_seconds;
+  return report;
+}
+
+CalibrationRates gpu_calibration_rates(const std::string& gpu) {
+  const CalibrationRates h100{kMeasuredH100LinearTflops, kMeasuredH100AttentionTflops};
+  if (gpu == "h100" || gpu == "h200") return h100;
+  // B200: 2.25 PFLOP/s dense BF16 vs 989 TFLOP/s; ~80 vs 67 TFLOP/s FP32.
+  if (gpu == "b200") return {h100.linear_tflops * 2250.0 / 989.0, h100.attention_tflops * 80.0 / 67.0};
+  QF_FAIL("unknown GPU", gpu, "(known: h100, h200, b200)");
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,241 @@
+// quantize_owned_targets: reads each owned target (and its w1/w3 sibling) from the source and
+// runs the reference NVFP4 kernels (kernels/nvfp4_quantize_ref.cpp).
+#include "quantize/quantize_weights.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "core/parallel.hpp"
+#include "kernels/dequant.cuh"
+#include "kernels/nvfp4_quantize.cuh"
+#include "model/forward_linear.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+// BF16 bits of a target's weight, exactly dequantized (FP8) or as stored (BF16).
+std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTensor& t,
+                                     Nvfp4Ops& ops) {
+  std::vector<uint16_t> bf16(size_t(t.n_rows * t.n_cols));
+  const auto codes = bytes_of(t.name);
+  if (t.kind == StorageKind::kFp8Block) {
+    const auto scales = bytes_of(t.scale_name);
+    ops.fp8_block_dequant(
+        {codes.data(), scales.data(), t.scale.dtype, t.n_rows, t.n_cols, bf16.data()});
+  } else {
+    QF_CHECK(t.kind == StorageKind::kPlain && t.stored.dtype == DType::kBF16, "tensor", t.name,
+             "is", dtype_name(t.stored.dtype), "; NVFP4 targets must be FP8, FP4 or BF16");
+    QF_CHECK(codes.size() == bf16.size() * 2, "tensor", t.name, "has", codes.size(),
+             "bytes, expected", bf16.size() * 2);
+    std::memcpy(bf16.data(), codes.data(), codes.size());
+  }
+  return bf16;
+}
+
+// The codes and scales are moved into the record (a layer's experts are gigabytes).
+void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, std::vector<uint8_t> packed,
+               std::vector<uint8_t> scale, float scale_2) {
+  const std::string p = QuantizePlan::module_of(t.name);
+  QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
+           "got weight_scale_2", scale_2, "; it must be finite and > 0");
+  record.tensors.push_back({p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2}, std::move(packed)});
+  record.tensors.push_back(
+      {p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16}, std::move(scale)});
+  std::vector<uint8_t> scale_2_bytes(4);
+  std::memcpy(scale_2_bytes.data(), &scale_2, 4);
+  record.tensors.push_back({p + ".weight_scale_2", DType::kF32, {}, std::move(scale_2_bytes)});
+}
+
+// FP4 experts: the lossless MXFP4 -> NVFP4 cast; k_max shared with the w1/w3 sibling.
+void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
+              formats::LayerRecord& record, QuantizeStats* stats, Nvfp4Ops& ops) {
+  const auto packed = bytes_of(t.name);
+  const auto e8m0 = bytes_of(t.scale_name);
+  uint32_t e8m0_max = 0, e8m0_max_pair = 0;
+  ops.mxfp4_e8m0_max({e8m0.data(), int64_t(e8m0.size()), &e8m0_max, false});
+  const auto pair = plan.pair_of.find(t.name);
+  if (pair != plan.pair_of.end()) {
+    const auto pair_e8m0 = bytes_of(plan.tensor(pair->second).scale_name);
+    ops.mxfp4_e8m0_max({pair_e8m0.data(), int64_t(pair_e8m0.size()), &e8m0_max_pair, false});
+  }
+  std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(t.n_rows * t.n_cols / 16));
+  float scale_2 = 0;
+  uint64_t counts[kernels::kMxfp4CountSlots] = {};
+  kernels::Mxfp4ToNvfp4Params p;
+  p.packed = packed.data();
+  p.e8m0 = e8m0.data();
+  p.n_rows = t.n_rows;
+  p.n_cols = t.n_cols;
+  p.e8m0_max = &e8m0_max;
+  p.e8m0_max_pair = pair != plan.pair_of.end() ? &e8m0_max_pair : nullptr;
+  p.out_packed = out_packed.data();
+  p.out_scale = out_scale.data();
+  p.out_scale_2 = &scale_2;
+  p.counts = counts;
+  ops.mxfp4_to_nvfp4(p);
+  QF_CHECK(counts[kernels::kMxfp4CountNonfinite] == 0, "tensor", t.name, "has",
+           counts[kernels::kMxfp4CountNonfinite],
+           "NaN/Inf values (UE8M0 scale 0xFF or overflow); refusing to quantize it");
+  add_nvfp4(record, t, std::move(out_packed), std::move(out_scale), scale_2);
+  const std::string p_name = QuantizePlan::module_of(t.name);
+  record.i64[p_name + ".cast_blocks"] = {int64_t(counts[kernels::kMxfp4CountLossless]),
+                                         int64_t(counts[kernels::kMxfp4CountFallback])};
+  stats->n_blocks_lossless += counts[kernels::kMxfp4CountLossless];
+  stats->n_blocks_fallback += counts[kernels::kMxfp4CountFallback];
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols,
+          "] MXFP4 -> NVFP4 lossless cast: ", counts[kernels::kMxfp4CountLossless], "/",
+          counts[kernels::kMxfp4CountLossless] + counts[kernels::kMxfp4CountFallback],
+          " blocks exact, weight_scale_2 ", scale_2);
+}
+
+// FP8 or BF16 sources: exact BF16 values, weight amax (max over the w1/w3 pair), ModelOpt NVFP4.
+void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
+                   formats::LayerRecord& record, Nvfp4Ops& ops) {
+  const auto bf16 = weight_as_bf16(bytes_of, t, ops);
+  float amax = 0;
+  uint64_t n_nonfinite = 0;
+  ops.nvfp4_amax({bf16.data(), DType::kBF16, int64_t(bf16.size()), &amax, &n_nonfinite, false});
+  QF_CHECK(n_nonfinite == 0, "tensor", t.name, "has", n_nonfinite,
+           "NaN/Inf values; refusing to quantize it");
+  const auto pair = plan.pair_of.find(t.name);
+  if (pair != plan.pair_of.end()) {
+    const auto other = weight_as_bf16(bytes_of, plan.tensor(pair->second), ops);
+    ops.nvfp4_amax({other.data(), DType::kBF16, int64_t(other.size()), &amax, &n_nonfinite, true});
+    QF_CHECK(n_nonfinite == 0, "tensor", pair->second, "has NaN/Inf values");
+  }
+  // ModelOpt's exporter runs on the CPU by default: true division (numerics/nvfp4.hpp).
+  float scale_2 = numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kTrueDivide);
+  if (amax == 0) {
+    log_warn("tensor ", t.name, " is all zeros; weight_scale_2 set to 1 (codes are all 0)");
+    scale_2 = 1.0f;
+  }
+  std::vector<uint8_t> packed(bf16.size() / 2), scale(bf16.size() / 16);
+  kernels::Nvfp4QuantizeParams p;
+  p.x = bf16.data();
+  p.n_rows = t.n_rows;
+  p.n_cols = t.n_cols;
+  p.scale_2 = &scale_2;
+  p.packed = packed.data();
+  p.scale = scale.data();
+  p.n_nonfinite = &n_nonfinite;
+  ops.nvfp4_quantize(p);
+  add_nvfp4(record, t, std::move(packed), std::move(scale), scale_2);
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", dtype_name(t.stored.dtype),
+          " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
+}
+
+class CpuNvfp4Ops final : public Nvfp4Ops {
+ public:
+  void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) override {
+    kernels::fp8_block_dequant_ref(p);
+  }
+  void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) override { kernels::nvfp4_amax_ref(p); }
+  void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) override {
+    kernels::nvfp4_quantize_ref(p);
+  }
+  void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) override {
+    kernels::mxfp4_e8m0_max_ref(p);
+  }
+  void mxfp4_to_nvfp4(const kernels::Mxfp4ToNvfp4Params& p) override {
+    kernels::mxfp4_to_nvfp4_ref(p);
+  }
+};
+
+}  // namespace
+
+#ifdef QF_HAVE_CUDA
+std::unique_ptr<Nvfp4Ops> make_cuda_nvfp4_ops();  // quantize_weights_cuda.cu
+#endif
+
+std::unique_ptr<Nvfp4Ops> make_nvfp4_ops(Backend backend) {
+  if (backend == Backend::kCpu) return std::make_unique<CpuNvfp4Ops>();
+#ifdef QF_HAVE_CUDA
+  return make_cuda_nvfp4_ops();
+#else
+  QF_FAIL("NVFP4 quantization: this build has no CUDA backend");
+#endif
+}
+
+Nvfp4OpsPool::Nvfp4OpsPool(Backend backend, int n_workers) {
+  if (n_workers <= 0) {
+    // CUDA: a few streams hide each other's copies; more only add scratch and contention.
+    const int64_t threads = thread_count();
+    n_workers = static_cast<int>(backend == Backend::kCpu ? threads : std::min<int64_t>(8, threads));
+  }
+  for (int i = 0; i < std::max(1, n_workers); ++i) ops_.push_back(make_nvfp4_ops(backend));
+}
+
+formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
+                                            const formats::CheckpointDir& source, int layer,
+                                            int rank, QuantizeStats* stats, Nvfp4OpsPool& ops) {
+  std::atomic<uint64_t> bytes_read{0};
+  const TensorBytes read = [&](const std::string& name) {
+    std::vector<uint8_t> bytes = source.read_tensor(name);  // pread: safe from several workers
+    bytes_read += bytes.size();
+    return bytes;
+  };
+  formats::LayerRecord record = quantize_owned_targets(plan, read, layer, rank, stats, ops);
+  stats->bytes_read += bytes_read;
+  return record;
+}
+
+formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const TensorBytes& bytes_of,
+                                            int layer, int rank, QuantizeStats* stats,
+                                            Nvfp4OpsPool& ops) {
+  std::vector<std::string> owned;
+  for (const auto& name : plan.targets_of_layer(layer)) {
+    if (plan.ownership.owner_of(name) == rank) owned.push_back(name);
+  }
+  // Each target's tensors go to its own part, merged in plan order afterwards.
+  std::vector<formats::LayerRecord> parts(owned.size());
+  std::vector<QuantizeStats> worker_stats(static_cast<size_t>(ops.size()));
+  std::vector<std::exception_ptr> errors(owned.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  const auto work = [&](int worker) {
+    for (size_t i = next++; i < owned.size() && !failed; i = next++) {
+      try {
+        const NativeTensor& t = plan.tensor(owned[i]);
+        if (t.kind == StorageKind::kFp4Block) {
+          cast_fp4(plan, bytes_of, t, parts[i], &worker_stats[worker], ops.at(worker));
+        } else {
+          quantize_bf16(plan, bytes_of, t, parts[i], ops.at(worker));
+        }
+      } catch (...) {
+        errors[i] = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  const int n_workers = static_cast<int>(std::min<size_t>(size_t(ops.size()), owned.size()));
+  if (n_workers <= 1) {
+    work(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (int w = 1; w < n_workers; ++w) threads.emplace_back(work, w);
+    work(0);
+    for (auto& thread : threads) thread.join();
+  }
+  for (const auto& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
+  formats::LayerRecord record;
+  record.layer = layer;
+  for (auto& part : parts) {
+    for (auto& tensor : part.tensors) record.tensors.push_back(std::move(tensor));
+    for (auto& [key, values] : part.i64) record.i64[key] = std::move(values);
+  }
+  for (const QuantizeStats& w : worker_stats) {
+    stats->n_blocks_lossless += w.n_blocks_lossless;
+    stats->n_blocks_fallback += w.n_blocks_fallback;
+  }
+  stats->n_targets += owned.size();
+  return record;
+}
+
+}  // namespace qf::pipeline

@@ -1,0 +1,100 @@
+// validate: whole files. Non-shard source files (tokenizer, inference/, ...) copied byte for
+// byte, and the optional integrity manifest quantforge_checksums.json ({file: xxh64 hex}).
+// Does not read tensors or parse configs.
+#include <filesystem>
+
+#include "core/check.hpp"
+#include "core/parallel.hpp"
+#include "formats/atomic_file.hpp"
+#include "formats/checksum.hpp"
+#include "validate/validate_context.hpp"
+
+namespace qf::pipeline::validate_detail {
+
+void check_other_files(Context& ctx) {
+  auto& check = ctx.check(kCheckOtherFiles);
+  std::vector<std::string> files;
+  for (const auto& file : ctx.source.other_files()) {
+    // Rewritten by the export (config.json, hf_quant_config.json) or its own (checksums).
+    if (file == "config.json" || file == "hf_quant_config.json" || file == kChecksumsFileName) {
+      continue;
+    }
+    files.push_back(file);
+  }
+  parallel_for(
+      files.size(), ctx.options.n_threads,
+      [&](size_t i) {
+        const std::string out_path = ctx.out.dir + "/" + files[i];
+        std::error_code error;
+        if (!std::filesystem::is_regular_file(out_path, error)) {
+          check.fail("source file", files[i], "is missing from the output");
+          return;
+        }
+        const auto a = formats::checksum_file(ctx.source.dir() + "/" + files[i]);
+        const auto b = formats::checksum_file(out_path);
+        if (a.n_bytes == b.n_bytes && a.digest == b.digest) {
+          check.pass();
+        } else {
+          check.fail("file", files[i], "differs from the source:", b.n_bytes, "bytes xxh64",
+                     formats::checksum_hex(b.digest), "vs source", a.n_bytes, "bytes",
+                     formats::checksum_hex(a.digest));
+        }
+      },
+      [&](size_t i, const std::string& message) {
+        check.fail("file", files[i], "could not be compared:", message);
+      });
+}
+
+void check_checksums(Context& ctx) {
+  auto& check = ctx.check(kCheckChecksums);
+  const std::string path = ctx.out.dir + "/" + kChecksumsFileName;
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) {
+    check.set_note(std::string(kChecksumsFileName) + " absent: integrity not verified");
+    return;
+  }
+  nlohmann::json manifest;
+  try {
+    manifest = formats::read_json_file(path);
+  } catch (const Error& e) {
+    check.fail(kChecksumsFileName, "unreadable:", e.message());
+    return;
+  }
+  if (!manifest.is_object()) {
+    check.fail(kChecksumsFileName, "must be an object {file: xxh64 hex}");
+    return;
+  }
+  std::vector<std::pair<std::string, uint64_t>> entries;
+  for (const auto& [file, value] : manifest.items()) {
+    uint64_t digest = 0;
+    const bool safe_name = !file.empty() && file[0] != '/' && file.find("..") == std::string::npos;
+    if (!safe_name || !value.is_string() ||
+        !formats::parse_checksum_hex(value.get<std::string>(), &digest)) {
+      check.fail(kChecksumsFileName, "entry", file + ":", value.dump(),
+                 "is not a relative file name with 16 hex digits");
+      continue;
+    }
+    entries.emplace_back(file, digest);
+  }
+  for (const auto& [file, reader] : ctx.out.shards) {
+    if (!manifest.contains(file))
+      check.fail("output shard", file, "has no checksum in", kChecksumsFileName);
+  }
+  parallel_for(
+      entries.size(), ctx.options.n_threads,
+      [&](size_t i) {
+        const auto& [file, digest] = entries[i];
+        const auto sum = formats::checksum_file(ctx.out.dir + "/" + file);
+        if (sum.digest == digest) {
+          check.pass();
+        } else {
+          check.fail(file + ": xxh64", formats::checksum_hex(sum.digest), "but", kChecksumsFileName,
+                     "says", formats::checksum_hex(digest));
+        }
+      },
+      [&](size_t i, const std::string& message) {
+        check.fail(entries[i].first + ": cannot be checksummed:", message);
+      });
+}
+
+}  // namespace qf::pipeline::validate_detail
