@@ -50,7 +50,7 @@ qf_module(job src/job USES core formats model dist gpu recipe source calibrate q
           report plan)
 qf_module(dequant src/dequant USES core formats model dist gpu source)
 qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize)
-qf_module(eval src/eval USES core numerics formats model dist source calibrate report)
+qf_module(eval src/eval USES core numerics formats ops model dist source calibrate report)
 
 # ---- everything: the command line, tests and benches link it ------------------------------
 add_library(qf_all INTERFACE)

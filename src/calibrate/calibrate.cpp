@@ -83,7 +83,7 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
            "calibration set", set_.source, "is malformed:", set_.n_samples, "x", set_.seq_len,
            "with", set_.token_ids.size(), "ids");
   QF_CHECK(options_.batch_seqs >= 1, "calibration batch must be >= 1 sequence");
-  QF_CHECK(!options_.cpu_bf16_linear_inputs || options_.backend == Backend::kCpu,
+  QF_CHECK(!options_.cpu_bf16_linear_inputs || options_.backend == dist::ComputeBackend::kCpu,
            "BF16 linear inputs are an option of the CPU reference (the CUDA backend always uses "
            "them)");
   forward_config_.bf16_linear_inputs = options_.cpu_bf16_linear_inputs;
@@ -93,7 +93,7 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   globals.embed = exchange_.fetch_embedding();
   run_on_all_ranks(comm_, "embedding the calibration tokens",
                    [&] { hidden_ = model::embed_tokens(forward_config_, globals, local_tokens_); });
-  if (options_.backend == Backend::kCuda) {
+  if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
     run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
       engine_ = make_cuda_calibration_engine(config_, forward_config_, exchange_,
@@ -263,13 +263,13 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& stor
     const double layer_seconds = std::max(seconds_since(layer_start), 1e-9);
     const double read_rate =
         double(calibrator.exchange_stats().n_bytes_read - read_before) / layer_seconds;
-    log_info(counter, " calib layer ", layer, " (", calibrator.backend() == Backend::kCuda ? "cuda" : "cpu",
+    log_info(counter, " calib layer ", layer, " (", calibrator.backend() == dist::ComputeBackend::kCuda ? "cuda" : "cpu",
              "): ", n_tokens, " tokens, ", ProgressMeter::format_seconds(layer_seconds), ", ",
              static_cast<uint64_t>(double(n_tokens) / layer_seconds), " tokens/s, read ",
              ProgressMeter::format_bytes(read_rate), "/s (rank 0), ETA ",
              ProgressMeter::format_seconds(eta),
              recomputed ? " (resumed: recomputed, equal to the stored record)" : "");
-    if (calibrator.backend() == Backend::kCuda) {
+    if (calibrator.backend() == dist::ComputeBackend::kCuda) {
       const EngineTimes t = calibrator.engine_times();
       const double forward = t.compute_seconds - times_before.compute_seconds;
       const StoreCommitter::Stats commits = store.stats();

@@ -54,7 +54,7 @@ struct CalibrationOptions {
   int batch_seqs = 4;
   // kCpu: the FP32 reference forward on the host. kCuda: calibration_engine.hpp's CUDA engine
   // (amax within ~1% of the reference: BF16 GEMM inputs).
-  Backend backend = Backend::kCpu;
+  dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
   // CPU backend only: round linear inputs to BF16 as the CUDA backend does (ForwardConfig::
   // bf16_linear_inputs), to compare the two backends on equal terms.
   bool cpu_bf16_linear_inputs = false;
@@ -90,7 +90,7 @@ class Calibrator {
   const ExchangeStats& exchange_stats() const { return exchange_.stats(); }
   // Timing of the CUDA engine (zeros for the CPU backend).
   EngineTimes engine_times() const { return engine_ ? engine_->times() : EngineTimes{}; }
-  Backend backend() const { return options_.backend; }
+  dist::ComputeBackend backend() const { return options_.backend; }
   // CUDA engine: see CalibrationEngine::set_layer_bytes_hook. Returns false (and installs
   // nothing) for the CPU backend.
   bool set_layer_bytes_hook(CalibrationEngine::LayerBytesHook hook) {

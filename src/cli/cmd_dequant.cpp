@@ -42,8 +42,8 @@ int cmd_dequant(const Args& args) {
   QF_CHECK(chunk_mib >= 1 && chunk_mib <= 16384, "--chunk-mib must be in [1, 16384], got",
            chunk_mib);
   run.chunk_bytes = chunk_mib << 20;
-  run.backend = pipeline::resolve_backend(backend);
-  if (run.backend == pipeline::Backend::kCuda) pipeline::select_cuda_device(mpi_env().local_rank());
+  run.backend = dist::resolve_backend(backend);
+  if (run.backend == dist::ComputeBackend::kCuda) dist::select_cuda_device(mpi_env().local_rank());
   dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
   const auto report = pipeline::run_dequant(run, comm);
 

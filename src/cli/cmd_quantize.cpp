@@ -20,7 +20,7 @@ namespace {
 // time (Communicator::stats(), taken before the summary's own collective), and rank 0's
 // communication per operation kind for the host (MPI) and, if any, the device (NCCL)
 // communicator. bench/bench_multi_rank.sh parses these lines.
-void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
+void print_summary(const pipeline::QuantizeReport& r, dist::ComputeBackend backend,
                    dist::Communicator& comm, dist::Communicator* device_comm) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -39,7 +39,7 @@ void print_summary(const pipeline::QuantizeReport& r, pipeline::Backend backend,
   auto line = [](const char* text) { log_info(text); };
   char buf[256];
   std::snprintf(buf, sizeof(buf), "summary (%d rank(s), backend %s)", comm.world_size(),
-                pipeline::backend_name(backend));
+                dist::backend_name(backend));
   line(buf);
   std::snprintf(buf, sizeof(buf), "  %-13s %10s", "phase", "time");
   line(buf);
@@ -176,17 +176,17 @@ int cmd_quantize(const Args& args) {
   run.recipe = pipeline::recipes().parse(recipe);
   run.kv = pipeline::parse_kv_cache(kv);
   run.act_scale = pipeline::parse_act_scale(act_scale);
-  run.backend = pipeline::resolve_backend(backend);
-  if (run.backend == pipeline::Backend::kCuda) pipeline::select_cuda_device(mpi_env().local_rank());
+  run.backend = dist::resolve_backend(backend);
+  if (run.backend == dist::ComputeBackend::kCuda) dist::select_cuda_device(mpi_env().local_rank());
   QF_CHECK(run.shard.empty() || run.export_only, "--shard needs --export-only");
   QF_CHECK(run.samples > 0 && run.seq_len > 0, "--samples and --seq-len must be positive");
   QF_CHECK(run.calib_batch > 0, "--calib-batch must be positive");
   dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
   // NCCL needs a GPU per rank; hosts may differ, so the ranks decide together.
-  int64_t n_sharing_gpu = mpi_env().local_size() > pipeline::cuda_device_count() ? 1 : 0;
+  int64_t n_sharing_gpu = mpi_env().local_size() > dist::cuda_device_count() ? 1 : 0;
   comm.allreduce_counts(&n_sharing_gpu, 1, "ranks sharing a GPU");
   const dist::Backend comm_backend =
-      pipeline::resolve_comm(comm_name, run.backend, n_sharing_gpu == 0);
+      dist::resolve_comm(comm_name, run.backend, n_sharing_gpu == 0);
   // After MpiEnv (main), so destroyed before MPI_Finalize; only where a forward runs.
   std::unique_ptr<dist::Communicator> device_comm;
   if (comm_backend == dist::Backend::kNccl && !run.export_only && run.amax_file.empty()) {

@@ -122,7 +122,7 @@ void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source
 // Streams one owned tensor from the source into its place in the output shard.
 class TensorStreamer {
  public:
-  TensorStreamer(const formats::CheckpointDir& source, BlockDequantizer& dequantizer,
+  TensorStreamer(const formats::CheckpointDir& source, gpu::BlockDequantizer& dequantizer,
                  AsyncWriter& writer, uint64_t chunk_bytes)
       : source_(source), dequantizer_(dequantizer), writer_(writer), chunk_bytes_(chunk_bytes) {}
 
@@ -220,7 +220,7 @@ class TensorStreamer {
   }
 
   const formats::CheckpointDir& source_;
-  BlockDequantizer& dequantizer_;
+  gpu::BlockDequantizer& dequantizer_;
   AsyncWriter& writer_;
   uint64_t chunk_bytes_;
 };
@@ -234,7 +234,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
   for (const auto& t : plan.tensors) {
     if (plan.ownership.owner_of(t.name) == rank) owned_out_bytes += output_spec(t).n_bytes();
   }
-  auto dequantizer = make_block_dequantizer(options.backend, options.chunk_bytes);
+  auto dequantizer = gpu::make_block_dequantizer(options.backend, options.chunk_bytes);
   std::map<size_t, formats::FileDescriptor> outputs;  // shard index -> open file
   ProgressMeter progress("dequant (rank 0's share)", owned_out_bytes, "B");
   {
@@ -277,7 +277,7 @@ DequantReport run_dequant(const DequantOptions& options, dist::Communicator& com
     plan = build_plan(*source, comm.world_size());
   });
   log_info("dequant: ", plan.tensors.size(), " tensors in ", plan.shards.size(), " shards, ",
-           comm.world_size(), " rank(s), backend ", backend_name(options.backend));
+           comm.world_size(), " rank(s), backend ", dist::backend_name(options.backend));
   run_on_root(comm, 0, "preparing the output directory",
               [&] { stage_output_files(plan, options.out_dir); });
   DequantReport report;

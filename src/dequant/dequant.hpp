@@ -14,7 +14,7 @@ namespace qf::pipeline {
 struct DequantOptions {
   std::string in_dir;
   std::string out_dir;
-  Backend backend = Backend::kCpu;
+  dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
   uint64_t chunk_bytes = 64ull << 20;  // source bytes converted per step (bounded memory)
 };
 

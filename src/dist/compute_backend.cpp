@@ -1,4 +1,4 @@
-// Backend selection; the CUDA query is compiled only in CUDA builds.
+// ComputeBackend selection; the CUDA query is compiled only in CUDA builds.
 #include "dist/compute_backend.hpp"
 
 #ifdef QF_HAVE_CUDA
@@ -7,7 +7,7 @@
 
 #include "core/check.hpp"
 
-namespace qf::pipeline {
+namespace qf::dist {
 
 int cuda_device_count() {
 #ifdef QF_HAVE_CUDA
@@ -33,38 +33,38 @@ void select_cuda_device(int local_rank) {
 #endif
 }
 
-Backend resolve_backend(const std::string& name) {
-  if (name == "cpu") return Backend::kCpu;
-  if (name == "auto") return cuda_device_count() > 0 ? Backend::kCuda : Backend::kCpu;
+ComputeBackend resolve_backend(const std::string& name) {
+  if (name == "cpu") return ComputeBackend::kCpu;
+  if (name == "auto") return cuda_device_count() > 0 ? ComputeBackend::kCuda : ComputeBackend::kCpu;
   if (name == "cuda") {
 #ifndef QF_HAVE_CUDA
     QF_FAIL("--backend cuda: this quantforge was built without CUDA (QF_CUDA=OFF)");
 #endif
     QF_CHECK(cuda_device_count() > 0, "--backend cuda: no CUDA device is visible");
-    return Backend::kCuda;
+    return ComputeBackend::kCuda;
   }
   QF_FAIL("unknown backend '", name, "' (expected auto, cpu or cuda)");
 }
 
-dist::Backend resolve_comm(const std::string& name, Backend backend, bool every_rank_own_gpu) {
+Backend resolve_comm(const std::string& name, ComputeBackend backend, bool every_rank_own_gpu) {
   QF_CHECK(name == "auto" || name == "mpi" || name == "nccl", "unknown --comm '" + name +
            "' (expected auto, mpi or nccl)");
-  if (name == "mpi") return dist::Backend::kMpi;
+  if (name == "mpi") return Backend::kMpi;
   if (name == "auto") {
-    return backend == Backend::kCuda && every_rank_own_gpu && dist::backend_available(dist::Backend::kNccl)
-               ? dist::Backend::kNccl
-               : dist::Backend::kMpi;
+    return backend == ComputeBackend::kCuda && every_rank_own_gpu && dist::backend_available(Backend::kNccl)
+               ? Backend::kNccl
+               : Backend::kMpi;
   }
-  QF_CHECK(backend == Backend::kCuda,
+  QF_CHECK(backend == ComputeBackend::kCuda,
            std::string("--comm nccl needs --backend cuda (the backend is ") +
                backend_name(backend) + "); use --comm mpi or auto");
-  QF_CHECK(dist::backend_available(dist::Backend::kNccl),
+  QF_CHECK(dist::backend_available(Backend::kNccl),
            "--comm nccl: this quantforge was built without CUDA (QF_CUDA=OFF)");
   QF_CHECK(every_rank_own_gpu, "--comm nccl needs one GPU per rank, but ranks share a GPU on",
            "some host (NCCL refuses two ranks on one GPU); use --comm mpi or auto");
-  return dist::Backend::kNccl;
+  return Backend::kNccl;
 }
 
-const char* backend_name(Backend backend) { return backend == Backend::kCuda ? "cuda" : "cpu"; }
+const char* backend_name(ComputeBackend backend) { return backend == ComputeBackend::kCuda ? "cuda" : "cpu"; }
 
-}  // namespace qf::pipeline
+}  // namespace qf::dist

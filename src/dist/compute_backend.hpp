@@ -5,14 +5,14 @@
 
 #include "dist/communicator.hpp"
 
-namespace qf::pipeline {
+namespace qf::dist {
 
-enum class Backend { kCpu, kCuda };
+enum class ComputeBackend { kCpu, kCuda };
 
 // "auto" picks cuda when this build has CUDA and a GPU is visible, else cpu. "cuda" on a
 // build or machine without it is an error naming why.
-Backend resolve_backend(const std::string& name);
-const char* backend_name(Backend backend);
+ComputeBackend resolve_backend(const std::string& name);
+const char* backend_name(ComputeBackend backend);
 // Number of visible CUDA devices (0 in CPU-only builds or without a driver).
 int cuda_device_count();
 // One rank per GPU: binds this process to device local_rank % count (no-op without CUDA).
@@ -23,6 +23,6 @@ void select_cuda_device(int local_rank);
 // the cuda backend when every rank has a GPU of its own (NCCL refuses two ranks on one GPU;
 // every_rank_own_gpu must be the same on every rank), else mpi. nccl with the cpu backend, in
 // a build without CUDA or with ranks sharing a GPU is an error naming why.
-dist::Backend resolve_comm(const std::string& name, Backend backend, bool every_rank_own_gpu);
+Backend resolve_comm(const std::string& name, ComputeBackend backend, bool every_rank_own_gpu);
 
-}  // namespace qf::pipeline
+}  // namespace qf::dist

@@ -11,7 +11,7 @@
 #include "core/cpu_affinity.hpp"
 #include "kernels/dequant.cuh"
 
-namespace qf::pipeline {
+namespace qf::gpu {
 
 #ifdef QF_HAVE_CUDA
 // block_dequantizer_cuda.cu
@@ -71,9 +71,9 @@ class CpuBlockDequantizer final : public BlockDequantizer {
 
 }  // namespace
 
-std::unique_ptr<BlockDequantizer> make_block_dequantizer(Backend backend,
+std::unique_ptr<BlockDequantizer> make_block_dequantizer(dist::ComputeBackend backend,
                                                          uint64_t max_source_bytes) {
-  if (backend == Backend::kCpu) return std::make_unique<CpuBlockDequantizer>();
+  if (backend == dist::ComputeBackend::kCpu) return std::make_unique<CpuBlockDequantizer>();
 #ifdef QF_HAVE_CUDA
   return make_cuda_block_dequantizer(max_source_bytes);
 #else
@@ -82,4 +82,4 @@ std::unique_ptr<BlockDequantizer> make_block_dequantizer(Backend backend,
 #endif
 }
 
-}  // namespace qf::pipeline
+}  // namespace qf::gpu

@@ -8,7 +8,7 @@
 #include "core/dtype.hpp"
 #include "dist/compute_backend.hpp"
 
-namespace qf::pipeline {
+namespace qf::gpu {
 
 class BlockDequantizer {
  public:
@@ -25,7 +25,7 @@ class BlockDequantizer {
 };
 
 // max_source_bytes bounds one call's input (the CUDA backend sizes its device buffers by it).
-std::unique_ptr<BlockDequantizer> make_block_dequantizer(Backend backend,
+std::unique_ptr<BlockDequantizer> make_block_dequantizer(dist::ComputeBackend backend,
                                                          uint64_t max_source_bytes);
 
-}  // namespace qf::pipeline
+}  // namespace qf::gpu

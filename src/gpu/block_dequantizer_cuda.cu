@@ -7,7 +7,7 @@
 #include "kernels/dequant.cuh"
 #include "gpu/block_dequantizer.hpp"
 
-namespace qf::pipeline {
+namespace qf::gpu {
 namespace {
 
 class CudaBlockDequantizer final : public BlockDequantizer {
@@ -70,4 +70,4 @@ std::unique_ptr<BlockDequantizer> make_cuda_block_dequantizer(uint64_t max_sourc
   return std::make_unique<CudaBlockDequantizer>(max_source_bytes);
 }
 
-}  // namespace qf::pipeline
+}  // namespace qf::gpu

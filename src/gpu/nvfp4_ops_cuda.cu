@@ -4,9 +4,9 @@
 // Each instance stays on the device that was current when it was made (its stream's), whichever
 // thread calls it: Nvfp4OpsPool's workers are fresh threads.
 #include "core/cuda_raii.hpp"
-#include "quantize/quantize_weights.hpp"
+#include "gpu/nvfp4_ops.hpp"
 
-namespace qf::pipeline {
+namespace qf::gpu {
 namespace {
 
 class CudaNvfp4Ops final : public Nvfp4Ops {
@@ -118,4 +118,4 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
 
 std::unique_ptr<Nvfp4Ops> make_cuda_nvfp4_ops() { return std::make_unique<CudaNvfp4Ops>(); }
 
-}  // namespace qf::pipeline
+}  // namespace qf::gpu

@@ -42,12 +42,12 @@ class ForwardSource final : public CalibrationSource {
                                        options.cpu_bf16_linear_inputs,
                                        options.act_scale.needs_histogram(),
                                        options.device_comm}) {
-    if (options.backend != Backend::kCuda) return;
+    if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The
     // hook runs inside the layer's forward step, so a failed earlier commit (rethrown by
     // submit) stops every rank there; the time blocked in submit counts as hook time.
-    ops_ = std::make_unique<Nvfp4OpsPool>(Backend::kCuda);
+    ops_ = std::make_unique<gpu::Nvfp4OpsPool>(dist::ComputeBackend::kCuda);
     calibrator_.set_layer_bytes_hook([this, &plan, &store, &comm](int layer,
                                                                  const TensorBytes& bytes_of) {
       if (store.has_layer(layer, formats::kStageQuant)) return;
@@ -76,7 +76,7 @@ class ForwardSource final : public CalibrationSource {
   }
   dist::Communicator& comm_;
   Calibrator calibrator_;
-  std::unique_ptr<Nvfp4OpsPool> ops_;
+  std::unique_ptr<gpu::Nvfp4OpsPool> ops_;
   QuantizeStats fused_;  // targets quantized through the layer-bytes hook
 };
 

@@ -12,6 +12,7 @@
 #include "core/progress.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
+#include "job/quantize_report_section.hpp"
 #include "model/forward_flops.hpp"
 #include "job/calibration_source.hpp"
 #include "dist/collective_step.hpp"
@@ -60,8 +61,8 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
   // reason the CUDA batch size is too (cuBLAS picks kernels by shape).
   nlohmann::json run_options = {{"recipe", recipes().name(options.recipe)},
                                 {"kv_cache", kv_cache_name(options.kv)},
-                                {"backend", backend_name(options.backend)}};
-  if (options.backend == Backend::kCuda && options.amax_file.empty()) {
+                                {"backend", dist::backend_name(options.backend)}};
+  if (options.backend == dist::ComputeBackend::kCuda && options.amax_file.empty()) {
     run_options["calib_batch"] = options.calib_batch;
   }
   // Not here: the communicator (--comm mpi|nccl) moves the same bytes and MAX is exact, so
@@ -106,7 +107,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   report.n_blocks_fallback += cost.fused.n_blocks_fallback;
   phase_start = std::chrono::steady_clock::now();
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
-  Nvfp4OpsPool ops(options.backend);
+  gpu::Nvfp4OpsPool ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
     if (!store.has_layer(layer, formats::kStageQuant)) {
       QuantizeStats stats;

@@ -19,7 +19,7 @@ struct QuantizeOptions {
   std::string work_dir;
   Recipe recipe = Recipe::kExperts;
   KvCache kv = KvCache::kNone;
-  Backend backend = Backend::kCpu;
+  dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
   bool resume = false;       // continue a run whose stores exist in work_dir
   bool export_only = false;  // every layer is committed; only (re)write the output
   std::string shard;         // with export_only: rebuild only this output shard file

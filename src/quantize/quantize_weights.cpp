@@ -20,7 +20,7 @@ namespace {
 
 // BF16 bits of a target's weight, exactly dequantized (FP8) or as stored (BF16).
 std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTensor& t,
-                                     Nvfp4Ops& ops) {
+                                     gpu::Nvfp4Ops& ops) {
   std::vector<uint16_t> bf16(size_t(t.n_rows * t.n_cols));
   const auto codes = bytes_of(t.name);
   if (t.kind == StorageKind::kFp8Block) {
@@ -53,7 +53,7 @@ void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, std::vector<
 
 // FP4 experts: the lossless MXFP4 -> NVFP4 cast; k_max shared with the w1/w3 sibling.
 void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
-              formats::LayerRecord& record, QuantizeStats* stats, Nvfp4Ops& ops) {
+              formats::LayerRecord& record, QuantizeStats* stats, gpu::Nvfp4Ops& ops) {
   const auto packed = bytes_of(t.name);
   const auto e8m0 = bytes_of(t.scale_name);
   uint32_t e8m0_max = 0, e8m0_max_pair = 0;
@@ -95,7 +95,7 @@ void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const Nativ
 
 // FP8 or BF16 sources: exact BF16 values, weight amax (max over the w1/w3 pair), ModelOpt NVFP4.
 void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
-                   formats::LayerRecord& record, Nvfp4Ops& ops) {
+                   formats::LayerRecord& record, gpu::Nvfp4Ops& ops) {
   const auto bf16 = weight_as_bf16(bytes_of, t, ops);
   float amax = 0;
   uint64_t n_nonfinite = 0;
@@ -129,50 +129,11 @@ void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const 
           " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
 }
 
-class CpuNvfp4Ops final : public Nvfp4Ops {
- public:
-  void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) override {
-    kernels::fp8_block_dequant_ref(p);
-  }
-  void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) override { kernels::nvfp4_amax_ref(p); }
-  void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) override {
-    kernels::nvfp4_quantize_ref(p);
-  }
-  void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) override {
-    kernels::mxfp4_e8m0_max_ref(p);
-  }
-  void mxfp4_to_nvfp4(const kernels::Mxfp4ToNvfp4Params& p) override {
-    kernels::mxfp4_to_nvfp4_ref(p);
-  }
-};
-
 }  // namespace
-
-#ifdef QF_HAVE_CUDA
-std::unique_ptr<Nvfp4Ops> make_cuda_nvfp4_ops();  // quantize_weights_cuda.cu
-#endif
-
-std::unique_ptr<Nvfp4Ops> make_nvfp4_ops(Backend backend) {
-  if (backend == Backend::kCpu) return std::make_unique<CpuNvfp4Ops>();
-#ifdef QF_HAVE_CUDA
-  return make_cuda_nvfp4_ops();
-#else
-  QF_FAIL("NVFP4 quantization: this build has no CUDA backend");
-#endif
-}
-
-Nvfp4OpsPool::Nvfp4OpsPool(Backend backend, int n_workers) {
-  if (n_workers <= 0) {
-    // CUDA: a few streams hide each other's copies; more only add scratch and contention.
-    const int64_t threads = thread_count();
-    n_workers = static_cast<int>(backend == Backend::kCpu ? threads : std::min<int64_t>(8, threads));
-  }
-  for (int i = 0; i < std::max(1, n_workers); ++i) ops_.push_back(make_nvfp4_ops(backend));
-}
 
 formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
                                             const formats::CheckpointDir& source, int layer,
-                                            int rank, QuantizeStats* stats, Nvfp4OpsPool& ops) {
+                                            int rank, QuantizeStats* stats, gpu::Nvfp4OpsPool& ops) {
   std::atomic<uint64_t> bytes_read{0};
   const TensorBytes read = [&](const std::string& name) {
     std::vector<uint8_t> bytes = source.read_tensor(name);  // pread: safe from several workers
@@ -186,7 +147,7 @@ formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan,
 
 formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const TensorBytes& bytes_of,
                                             int layer, int rank, QuantizeStats* stats,
-                                            Nvfp4OpsPool& ops) {
+                                            gpu::Nvfp4OpsPool& ops) {
   std::vector<std::string> owned;
   for (const auto& name : plan.targets_of_layer(layer)) {
     if (plan.ownership.owner_of(name) == rank) owned.push_back(name);

@@ -19,8 +19,6 @@ namespace {
 
 using json = nlohmann::json;
 
-json path_or_null(const std::string& path) { return path.empty() ? json() : json(path); }
-
 // printf into a std::string line (tables only; bounded).
 template <typename... Args>
 std::string line(const char* format, Args... args) {
@@ -163,56 +161,6 @@ std::string quantization_report_text(const json& report) {
     t += "eval: not run yet (quantforge eval --source SRC --out OUT merges its numbers here)\n";
   }
   return t;
-}
-
-json quantize_report_section(const QuantizeOptions& options, const QuantizeReport& rank0,
-                             const QuantizeReportTotals& totals,
-                             const std::vector<std::string>& uncalibrated_experts, int world_size,
-                             const json& previous) {
-  json calibration = {{"samples", options.samples},
-                      {"seq_len", options.seq_len},
-                      {"seed", options.seed},
-                      {"calib", path_or_null(options.calib_path)},
-                      {"amax_file", path_or_null(options.amax_file)},
-                      {"calib_batch", options.calib_batch},
-                      {"cpu_bf16_inputs", options.cpu_bf16_linear_inputs}};
-  json lossless;
-  if (!options.export_only) {
-    lossless = {{"tensors_quantized", totals.n_targets},
-                {"blocks_lossless", totals.n_blocks_lossless},
-                {"blocks_fallback", totals.n_blocks_fallback},
-                // A resumed run counts only the layers it quantized itself.
-                {"complete", totals.n_targets == totals.n_targets_planned}};
-  } else if (previous.contains("quantize") && previous["quantize"].is_object()) {
-    lossless = previous["quantize"].value("lossless_cast", json());
-  }
-  const char* mode = options.export_only ? (options.shard.empty() ? "export-only"
-                                                                  : "export-only --shard")
-                                         : (options.resume ? "resume" : "run");
-  return {{"tool", std::string("quantforge ") + QF_VERSION},
-          {"source", options.in_dir},
-          {"out", options.out_dir},
-          {"work", options.work_dir},
-          {"world_size", world_size},
-          {"mode", mode},
-          {"options",
-           {{"recipe", recipes().name(options.recipe)},
-            {"kv_cache", kv_cache_name(options.kv)},
-            {"backend", backend_name(options.backend)},
-            {"act_scale", act_scale_name(options.act_scale)},
-            {"shard", path_or_null(options.shard)},
-            {"calibration", calibration}}},
-          {"targets", totals.n_targets_planned},
-          {"lossless_cast", lossless},
-          {"uncalibrated_experts", uncalibrated_experts},
-          {"n_uncalibrated_experts", uncalibrated_experts.size()},
-          {"bytes_written", totals.bytes_written},
-          // Rank 0's clock; every phase ends in a collective.
-          {"seconds",
-           {{"calibration", rank0.calib_seconds},
-            {"quantization", rank0.quant_seconds},
-            {"export", rank0.export_seconds},
-            {"total", rank0.seconds}}}};
 }
 
 }  // namespace qf::pipeline

@@ -16,7 +16,7 @@
 #include "formats/shard_index.hpp"
 #include "model/config.hpp"
 #include "source/native_tensors.hpp"
-#include "plan/plan_report.hpp"
+#include "recipe/recipe.hpp"
 #include "validate/validate.hpp"
 
 namespace qf::pipeline::validate_detail {

@@ -10,8 +10,8 @@
 #include "dist/compute_backend.hpp"
 
 using namespace qf;
-using pipeline::Backend;
-using pipeline::resolve_comm;
+using qf::dist::ComputeBackend;
+using qf::dist::resolve_comm;
 
 namespace {
 
@@ -23,30 +23,30 @@ using qf::test::error_of;
 TEST_CASE("--comm mpi is always mpi; auto is nccl only for cuda with a GPU per rank", "[comm]") {
   const bool have_nccl = dist::backend_available(dist::Backend::kNccl);
   for (const bool own_gpu : {true, false}) {
-    CHECK(resolve_comm("mpi", Backend::kCpu, own_gpu) == dist::Backend::kMpi);
-    CHECK(resolve_comm("mpi", Backend::kCuda, own_gpu) == dist::Backend::kMpi);
-    CHECK(resolve_comm("auto", Backend::kCpu, own_gpu) == dist::Backend::kMpi);
+    CHECK(dist::resolve_comm("mpi", dist::ComputeBackend::kCpu, own_gpu) == dist::Backend::kMpi);
+    CHECK(dist::resolve_comm("mpi", dist::ComputeBackend::kCuda, own_gpu) == dist::Backend::kMpi);
+    CHECK(dist::resolve_comm("auto", dist::ComputeBackend::kCpu, own_gpu) == dist::Backend::kMpi);
   }
-  CHECK(resolve_comm("auto", Backend::kCuda, false) == dist::Backend::kMpi);
-  CHECK(resolve_comm("auto", Backend::kCuda, true) ==
+  CHECK(dist::resolve_comm("auto", dist::ComputeBackend::kCuda, false) == dist::Backend::kMpi);
+  CHECK(dist::resolve_comm("auto", dist::ComputeBackend::kCuda, true) ==
         (have_nccl ? dist::Backend::kNccl : dist::Backend::kMpi));
 }
 
 TEST_CASE("--comm nccl: refused with the cpu backend, without CUDA, with shared GPUs", "[comm]") {
   const bool have_nccl = dist::backend_available(dist::Backend::kNccl);
   for (const bool own_gpu : {true, false}) {
-    const std::string m = error_of([&] { resolve_comm("nccl", Backend::kCpu, own_gpu); });
+    const std::string m = error_of([&] { dist::resolve_comm("nccl", dist::ComputeBackend::kCpu, own_gpu); });
     CHECK(contains(m, "--comm nccl needs --backend cuda (the backend is cpu)"));
   }
   if (have_nccl) {
-    CHECK(resolve_comm("nccl", Backend::kCuda, true) == dist::Backend::kNccl);
-    CHECK(contains(error_of([] { resolve_comm("nccl", Backend::kCuda, false); }),
+    CHECK(dist::resolve_comm("nccl", dist::ComputeBackend::kCuda, true) == dist::Backend::kNccl);
+    CHECK(contains(error_of([] { dist::resolve_comm("nccl", dist::ComputeBackend::kCuda, false); }),
                    "needs one GPU per rank"));
   } else {
-    CHECK(contains(error_of([] { resolve_comm("nccl", Backend::kCuda, true); }),
+    CHECK(contains(error_of([] { dist::resolve_comm("nccl", dist::ComputeBackend::kCuda, true); }),
                    "built without CUDA"));
   }
-  CHECK(contains(error_of([] { resolve_comm("gloo", Backend::kCuda, true); }),
+  CHECK(contains(error_of([] { dist::resolve_comm("gloo", dist::ComputeBackend::kCuda, true); }),
                  "unknown --comm 'gloo' (expected auto, mpi or nccl)"));
-  CHECK(contains(error_of([] { resolve_comm("", Backend::kCpu, true); }), "expected auto"));
+  CHECK(contains(error_of([] { dist::resolve_comm("", dist::ComputeBackend::kCpu, true); }), "expected auto"));
 }

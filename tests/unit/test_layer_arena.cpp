@@ -249,7 +249,7 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
   set_log_level(LogLevel::kWarn);  // one info line per quantized tensor otherwise
   formats::test::TempDir dir;
   const formats::CheckpointDir source(tiny_checkpoint(dir));
-  Nvfp4OpsPool ops(Backend::kCpu, 3);  // bytes_of is called from 3 workers at once
+  gpu::Nvfp4OpsPool ops(dist::ComputeBackend::kCpu, 3);  // bytes_of is called from 3 workers at once
   for (const Recipe recipe : {Recipe::kExperts, Recipe::kFull}) {
     for (const int world : {1, 2, 3}) {
       const QuantizePlan plan = build_quantize_plan(source, recipe, world);

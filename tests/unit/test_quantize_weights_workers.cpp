@@ -29,7 +29,7 @@ TEST_CASE("quantize_owned_targets: any number of workers gives the same record",
   set_log_level(LogLevel::kWarn);
   formats::test::TempDir dir;
   const formats::CheckpointDir source(tiny_checkpoint(dir));
-  Nvfp4OpsPool one(Backend::kCpu, 1), four(Backend::kCpu, 4);
+  gpu::Nvfp4OpsPool one(dist::ComputeBackend::kCpu, 1), four(dist::ComputeBackend::kCpu, 4);
   REQUIRE(one.size() == 1);
   REQUIRE(four.size() == 4);
   for (const Recipe recipe : {Recipe::kExperts, Recipe::kFull}) {
@@ -70,7 +70,7 @@ TEST_CASE("quantize_owned_targets: a failing target stops the layer and is named
     QF_CHECK(name != bad, "tensor", name, ": simulated read error");
     return source.read_tensor(name);
   };
-  Nvfp4OpsPool ops(Backend::kCpu, 4);
+  gpu::Nvfp4OpsPool ops(dist::ComputeBackend::kCpu, 4);
   QuantizeStats stats;
   const std::string error =
       qf::test::error_of([&] { quantize_owned_targets(plan, bytes_of, 0, 0, &stats, ops); });
