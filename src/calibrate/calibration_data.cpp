@@ -8,6 +8,7 @@
 
 #include "core/check.hpp"
 #include "core/strings.hpp"
+#include "formats/atomic_file.hpp"
 #include "formats/safetensors_reader.hpp"
 
 namespace qf::pipeline {
@@ -86,12 +87,7 @@ CalibrationSet load_safetensors(const std::string& path, int samples, int seq_le
 
 // The ids of one JSONL line: an array, or an object with an "input_ids" array.
 std::vector<int64_t> parse_jsonl_line(const std::string& line, const std::string& where) {
-  nlohmann::json value;
-  try {
-    value = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::exception& e) {
-    QF_FAIL(where + ": not valid JSON:", e.what());
-  }
+  nlohmann::json value = formats::parse_json_strict(line, where);
   if (value.is_object()) {
     QF_CHECK(value.contains("input_ids"), where + ": object without \"input_ids\"");
     value = value["input_ids"];

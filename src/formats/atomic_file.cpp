@@ -33,10 +33,15 @@ nlohmann::json parse_json_strict(const std::string& text, const std::string& lab
   // nlohmann keeps the last of duplicate keys without telling us; a parser callback sees every
   // key, so track the keys of each open object on a stack.
   std::vector<std::set<std::string>> open_objects;
-  const nlohmann::json::parser_callback_t on_event = [&](int /*depth*/,
+  const nlohmann::json::parser_callback_t on_event = [&](int depth,
                                                          nlohmann::json::parse_event_t event,
                                                          nlohmann::json& parsed) {
     using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start || event == Event::array_start) {
+      // depth counts the containers already open around this one.
+      QF_CHECK(depth < kMaxJsonDepth, label + ":", "JSON nested deeper than", kMaxJsonDepth,
+               "levels; refusing it (no file quantforge reads nests that deep)");
+    }
     if (event == Event::object_start) {
       open_objects.emplace_back();
     } else if (event == Event::object_end) {

@@ -7,6 +7,7 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "formats/atomic_file.hpp"
 #include "formats/safetensors_writer.hpp"
 
 namespace qf::tokenizer {
@@ -25,12 +26,7 @@ class JsonlDocuments {
     while (std::getline(in_, line)) {
       ++line_no_;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json value;
-      try {
-        value = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        QF_FAIL(where() + ": not valid JSON (or not UTF-8):", e.what());
-      }
+      nlohmann::json value = formats::parse_json_strict(line, where());
       if (value.is_object()) {
         QF_CHECK(value.contains(field_),
                  where() + ": no field \"" + field_ + "\" (choose the text field with --field)");
