@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
@@ -83,18 +84,16 @@ DequantPlan build_plan(const formats::CheckpointDir& source, int world_size) {
 }
 
 // Rank 0: the staging dir with every shard pre-sized for the ranks' pwrites.
-void stage_output_files(const DequantPlan& plan, const std::string& out_dir) {
-  StagedOutput::check_final_dir(out_dir);
-  StagedOutput::create_staging(out_dir);
-  const std::string staging = StagedOutput::staging_dir_for(out_dir);
+void stage_output_files(const DequantPlan& plan, formats::StagedOutput& staged) {
+  staged.create_staging();
   for (const auto& shard : plan.shards)
-    create_presized_shard(staging + "/" + shard.file, shard.layout);
+    formats::create_presized_shard(staged.staging_dir() + "/" + shard.file, shard.layout);
 }
 
 // Rank 0 after every rank has written and fsynced: index, config, other files, final rename.
 void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source,
-                   const std::string& out_dir) {
-  const std::string staging = StagedOutput::staging_dir_for(out_dir);
+                   formats::StagedOutput& staged) {
+  const std::string& staging = staged.staging_dir();
   formats::ShardIndex index;
   uint64_t total_size = 0;
   for (const auto& shard : plan.shards) {
@@ -108,7 +107,7 @@ void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source
   index.write(staging + "/model.safetensors.index.json");
   for (const auto& file : source.other_files()) {
     if (file == "config.json") continue;
-    copy_file_into(source.dir() + "/" + file, staging, file);
+    formats::copy_file_into(source.dir() + "/" + file, staging, file);
   }
   formats::write_file_atomic(staging + "/config.json", plan.config.dump(2) + "\n");
   // Re-read what we wrote: every header parses and the index matches the shards.
@@ -116,7 +115,7 @@ void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source
   QF_CHECK(check.tensor_names().size() == index.weight_map.size(),
            "output check failed:", check.tensor_names().size(), "tensors in the shards but",
            index.weight_map.size(), "in the index");
-  StagedOutput::commit(out_dir);
+  staged.commit();
 }
 
 // Streams one owned tensor from the source into its place in the output shard.
@@ -229,7 +228,7 @@ class TensorStreamer {
 DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDir& source,
                             const DequantOptions& options, int rank) {
   DequantReport report;
-  const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+  const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
   uint64_t owned_out_bytes = 0;
   for (const auto& t : plan.tensors) {
     if (plan.ownership.owner_of(t.name) == rank) owned_out_bytes += output_spec(t).n_bytes();
@@ -245,7 +244,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
       const size_t shard = plan.shard_of.at(t.name);
       auto it = outputs.find(shard);
       if (it == outputs.end()) {
-        it = outputs.emplace(shard, open_for_pwrite(staging + "/" + plan.shards[shard].file)).first;
+        it = outputs.emplace(shard, formats::open_for_pwrite(staging + "/" + plan.shards[shard].file)).first;
       }
       const uint64_t offset = plan.shards[shard].layout.file_offset.at(t.name);
       report.bytes_read += streamer.stream(t, it->second, offset);
@@ -278,17 +277,20 @@ DequantReport run_dequant(const DequantOptions& options, dist::Communicator& com
   });
   log_info("dequant: ", plan.tensors.size(), " tensors in ", plan.shards.size(), " shards, ",
            comm.world_size(), " rank(s), backend ", dist::backend_name(options.backend));
-  run_on_root(comm, 0, "preparing the output directory",
-              [&] { stage_output_files(plan, options.out_dir); });
+  std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
+  run_on_root(comm, 0, "preparing the output directory", [&] {
+    staged.emplace(formats::StagedOutput::claim(options.out_dir));
+    stage_output_files(plan, *staged);
+  });
   DequantReport report;
   try {
     run_on_all_ranks(comm, "converting tensors",
                      [&] { report = convert_owned(plan, *source, options, comm.rank()); });
     run_on_root(comm, 0, "writing index and config",
-                [&] { finish_output(plan, *source, options.out_dir); });
+                [&] { finish_output(plan, *source, *staged); });
   } catch (const CollectiveError&) {
     // Every rank stopped together; leave nothing behind but the error.
-    if (comm.rank() == 0) StagedOutput::discard(options.out_dir);
+    if (staged) staged->discard();
     throw;
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

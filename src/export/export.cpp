@@ -11,6 +11,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <optional>
 #include <memory>
 #include <tuple>
 
@@ -194,12 +195,10 @@ std::vector<Job> jobs_where(const QuantizePlan& plan, const std::function<bool(c
   return jobs;
 }
 
-void stage_files(const QuantizePlan& plan, const std::string& out_dir) {
-  StagedOutput::check_final_dir(out_dir);
-  StagedOutput::create_staging(out_dir);
-  const std::string staging = StagedOutput::staging_dir_for(out_dir);
+void stage_files(const QuantizePlan& plan, formats::StagedOutput& staged) {
+  staged.create_staging();
   for (const auto& shard : plan.shards)
-    create_presized_shard(staging + "/" + shard.file, shard.layout);
+    formats::create_presized_shard(staged.staging_dir() + "/" + shard.file, shard.layout);
 }
 
 formats::ShardIndex output_index(const QuantizePlan& plan) {
@@ -227,15 +226,15 @@ void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& dige
 }
 
 void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
-            const ExportOptions& options) {
-  const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+            const ExportOptions& options, formats::StagedOutput& staged) {
+  const std::string& staging = staged.staging_dir();
   output_index(plan).write(staging + "/" + formats::kShardIndexFileName);
   for (const auto& file : plan.other_files) {
     if (file == "config.json" || file == "hf_quant_config.json" ||
         file == "quantforge_checksums.json") {
       continue;
     }
-    copy_file_into(source.dir() + "/" + file, staging, file);
+    formats::copy_file_into(source.dir() + "/" + file, staging, file);
   }
   formats::write_file_atomic(
       staging + "/config.json",
@@ -243,7 +242,7 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
   formats::write_file_atomic(staging + "/hf_quant_config.json",
                              hf_quant_config_json(plan, options.kv).dump(2) + "\n");
   formats::CheckpointDir check(staging);  // every header parses, index matches the shards
-  StagedOutput::commit(options.out_dir);
+  staged.commit();
 }
 
 }  // namespace
@@ -254,8 +253,11 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
   QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
-  run_on_root(comm, 0, "preparing the output directory",
-              [&] { stage_files(plan, options.out_dir); });
+  std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
+  run_on_root(comm, 0, "preparing the output directory", [&] {
+    staged.emplace(formats::StagedOutput::claim(options.out_dir));
+    stage_files(plan, *staged);
+  });
   ExportReport report;
   double write_seconds = 0, fsync_seconds = 0;  // this rank's, for the breakdown line
   try {
@@ -263,10 +265,10 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
       const auto write_start = std::chrono::steady_clock::now();
       auto jobs = jobs_where(plan, [&](const Job& job) { return job.owner == comm.rank(); });
       std::map<size_t, formats::FileDescriptor> files;
-      const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+      const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
       for (const auto& job : jobs) {
         if (files.count(job.shard)) continue;
-        files.emplace(job.shard, open_for_pwrite(staging + "/" + plan.shards[job.shard].file));
+        files.emplace(job.shard, formats::open_for_pwrite(staging + "/" + plan.shards[job.shard].file));
       }
       report = write_jobs(plan, source, scales, options.work_dir, std::move(jobs), files,
                           "export (rank 0's share)");
@@ -284,7 +286,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
     std::vector<uint64_t> digests(plan.shards.size(), 0);
     const auto checksum_start = std::chrono::steady_clock::now();
     run_on_all_ranks(comm, "checksumming output shards", [&] {
-      const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
+      const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
       std::vector<size_t> mine;
       for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
         mine.push_back(s);
@@ -307,11 +309,11 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
       log_info(line);
     }
     run_on_root(comm, 0, "writing index and configs", [&] {
-      write_checksums(plan, digests, StagedOutput::staging_dir_for(options.out_dir));
-      finish(plan, source, options);
+      write_checksums(plan, digests, staged->staging_dir());
+      finish(plan, source, options, *staged);
     });
   } catch (const CollectiveError&) {
-    if (comm.rank() == 0) StagedOutput::discard(options.out_dir);
+    if (staged) staged->discard();
     throw;
   }
   return report;
@@ -333,8 +335,8 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
              "--shard needs a complete earlier export in", options.out_dir);
     const std::string temp = formats::temp_path_for(final_path);
     std::map<size_t, formats::FileDescriptor> files;
-    create_presized_shard(temp, plan.shards[shard].layout);
-    files.emplace(shard, open_for_pwrite(temp));
+    formats::create_presized_shard(temp, plan.shards[shard].layout);
+    files.emplace(shard, formats::open_for_pwrite(temp));
     try {
       report = write_jobs(plan, source, scales, options.work_dir,
                           jobs_where(plan, [&](const Job& job) { return job.shard == shard; }),

@@ -15,6 +15,7 @@
 #include "core/log.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
+#include "formats/file_lock.hpp"
 #include "formats/layer_file.hpp"
 
 namespace qf::formats {
@@ -51,32 +52,6 @@ std::string join_lines(const std::vector<std::string>& lines) {
     text += "\n  ... and " + std::to_string(lines.size() - kMaxListedProblems) + " more";
   }
   return text;
-}
-
-// flock() on writer.lock: released by the kernel when the process dies, so kill -9 leaves no
-// stale lock behind.
-FileDescriptor lock_store(const std::string& dir) {
-  const std::string path = dir + "/" + kLockName;
-  int fd = -1;
-  do {
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  } while (fd < 0 && errno == EINTR);
-  QF_SYS_CHECK(fd, path + ":", "cannot open the rank-store lock file");
-  FileDescriptor lock(fd, path);
-  int rc = 0;
-  do {
-    rc = ::flock(lock.get(), LOCK_EX | LOCK_NB);
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    const int err = errno;
-    QF_CHECK(err != EWOULDBLOCK, dir + ":", "another live process is writing this rank store",
-             "(" + path + " is locked); two runs must not share a work directory");
-    QF_CHECK(err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS || err == EINVAL, path + ":",
-             "flock failed:", errno_text(err));
-    log_warn(path, ": file locking is not supported here (", errno_text(err),
-             "); make sure only one run uses this work directory");
-  }
-  return lock;
 }
 
 // "" if the committed file matches its manifest entry, else one line naming the file.
@@ -185,7 +160,9 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
   // Make new directory entries durable (a crash must not lose a store that reported success).
   if (!work_dir_existed) fsync_parent_dir(work_dir);
   if (!dir_existed) fsync_parent_dir(dir);
-  FileDescriptor lock = lock_store(dir);
+  FileLock lock = FileLock::acquire(dir + "/" + kLockName, "rank store " + dir,
+                                    "two runs must not share a work directory",
+                                    lock_wait_seconds());
 
   const std::string manifest_path = dir + "/" + kManifestName;
   StoreManifest manifest;
@@ -243,7 +220,7 @@ RankStore RankStore::open(const std::string& work_dir, int rank, StoreVerify ver
   const std::vector<std::string> problems = check_committed_files(dir, manifest, verify);
   QF_CHECK(problems.empty(), dir + ":", problems.size(),
            "committed file(s) failed verification:" + join_lines(problems));
-  return RankStore(dir, std::move(manifest), FileDescriptor());
+  return RankStore(dir, std::move(manifest), FileLock());
 }
 
 // ---- commits -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "formats/layer_record.hpp"
+#include "formats/file_lock.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store_manifest.hpp"
 
@@ -17,7 +18,8 @@ namespace qf::formats {
 // WORK/rank-R/                      one directory per rank R (no zero padding: rank-0, rank-12)
 //   manifest.json                   the commit record (below); written atomically after each commit
 //   layer-LLLL.<stage>.h5           one committed (layer, stage); LLLL = layer, %04d
-//   writer.lock                     empty; flock()ed by the one process writing this store
+//   writer.lock                     flock()ed by the one process writing this store; names it
+//                                   (pid, host, since) for a refused second run
 //   *.tmp.<pid>                     a write in progress (or killed): never part of the store
 //
 // Stages are lower-case identifiers; the pipeline uses "calib" (calibration results of a layer:
@@ -99,7 +101,7 @@ class RankStore {
   int rank() const { return manifest_.rank; }
   int world_size() const { return manifest_.world_size; }
   const std::string& dir() const { return dir_; }
-  bool writable() const { return lock_.valid(); }
+  bool writable() const { return lock_.held(); }
 
   // WORK/rank-R.
   static std::string rank_dir(const std::string& work_dir, int rank);
@@ -108,7 +110,7 @@ class RankStore {
                                                      const nlohmann::json& b);
 
  private:
-  RankStore(std::string dir, StoreManifest manifest, FileDescriptor lock)
+  RankStore(std::string dir, StoreManifest manifest, FileLock lock)
       : dir_(std::move(dir)), manifest_(std::move(manifest)), lock_(std::move(lock)) {}
   const StoreFileEntry* find(int layer, const std::string& stage) const;
   std::string path_of(const StoreFileEntry& entry) const { return dir_ + "/" + entry.file; }
@@ -116,7 +118,7 @@ class RankStore {
 
   std::string dir_;
   StoreManifest manifest_;
-  FileDescriptor lock_;  // valid (and flock()ed) in stores made by create()
+  FileLock lock_;  // held in stores made by create()
 };
 
 }  // namespace qf::formats

@@ -2,25 +2,78 @@
 #include "formats/staged_output.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "formats/posix_file.hpp"
 
-namespace qf::pipeline {
+namespace qf::formats {
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr const char* kMarkerName = ".quantforge-staging";
+constexpr const char* kInsideName = ".quantforge.partial";
+
 void fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   QF_SYS_CHECK(fd, "cannot open directory", dir, "to fsync it");
-  formats::FileDescriptor owner(fd, dir);
-  formats::fsync_file(owner);
+  FileDescriptor owner(fd, dir);
+  fsync_file(owner);
 }
+
+std::string trimmed(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+// /proc/self/mountinfo escapes blanks and backslashes in mount points as \ooo.
+std::string unescape_mount_path(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 3 < text.size()) {
+      out += static_cast<char>(std::stoi(text.substr(i + 1, 3), nullptr, 8));
+      i += 3;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// Whether an existing directory is a mount point (a rename can neither replace nor remove it):
+// listed in /proc/self/mountinfo (bind mounts too), or on another device than its parent.
+bool is_mount_point(const std::string& dir) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(dir, ec);
+  if (ec) return false;
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devs, root, mount_point;
+    if (fields >> id >> parent >> devs >> root >> mount_point &&
+        unescape_mount_path(mount_point) == real.string()) {
+      return true;
+    }
+  }
+  struct stat self {}, up {};
+  return ::stat(real.c_str(), &self) == 0 && ::stat(real.parent_path().c_str(), &up) == 0 &&
+         self.st_dev != up.st_dev;
+}
+
+bool inside_layout(const std::string& final_dir) {
+  std::error_code ec;
+  return fs::is_directory(final_dir, ec) && is_mount_point(final_dir);
+}
+
 }  // namespace
 
 void StagedOutput::check_final_dir(const std::string& final_dir) {
@@ -31,6 +84,11 @@ void StagedOutput::check_final_dir(const std::string& final_dir) {
     QF_CHECK(fs::is_directory(path, ec), "output", final_dir, "exists and is not a directory");
     QF_CHECK(fs::is_empty(path, ec), "output directory", final_dir,
              "is not empty; choose a new name or remove it first");
+    if (inside_layout(final_dir)) {
+      QF_CHECK(::access(final_dir.c_str(), W_OK) == 0, "output directory", final_dir,
+               "is a mount point and not writable");
+      return;
+    }
   }
   fs::path parent = fs::absolute(path, ec).parent_path();
   QF_CHECK(fs::is_directory(parent, ec), "the parent directory of output", final_dir, "(",
@@ -40,56 +98,104 @@ void StagedOutput::check_final_dir(const std::string& final_dir) {
 }
 
 std::string StagedOutput::staging_dir_for(const std::string& final_dir) {
-  std::string dir = final_dir;
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  return dir + ".partial";
+  const std::string dir = trimmed(final_dir);
+  return inside_layout(dir) ? dir + "/" + kInsideName : dir + ".partial";
 }
 
-void StagedOutput::create_staging(const std::string& final_dir) {
+StagedOutput::StagedOutput(std::string final_dir, FileLock lock)
+    : final_dir_(std::move(final_dir)),
+      staging_dir_(staging_dir_for(final_dir_)),
+      lock_(std::move(lock)) {}
+
+StagedOutput StagedOutput::claim(const std::string& final_dir) {
+  check_final_dir(final_dir);
   const std::string staging = staging_dir_for(final_dir);
+  FileLock lock = FileLock::acquire(staging + ".lock", "output " + trimmed(final_dir),
+                                    "two runs must not write one output directory",
+                                    lock_wait_seconds());
+  check_final_dir(final_dir);  // again: the holder we may have waited for may have finished it
+  return StagedOutput(trimmed(final_dir), std::move(lock));
+}
+
+void StagedOutput::create_staging() {
   std::error_code ec;
-  if (fs::exists(staging, ec)) {
-    log_warn("removing ", staging, " left behind by an earlier, unfinished run");
-    fs::remove_all(staging, ec);
-    QF_CHECK(!ec, "cannot remove stale staging directory", staging, ":", ec.message());
+  if (fs::exists(staging_dir_, ec)) {
+    QF_CHECK(fs::exists(staging_dir_ + "/" + kMarkerName, ec), staging_dir_,
+             "exists but was not made by a quantforge run for", final_dir_,
+             "(no", std::string(kMarkerName) + " marker): it may hold someone's data or a",
+             "complete export whose final move failed; move or remove it yourself");
+    log_warn("removing ", staging_dir_, " left behind by an earlier, unfinished run");
+    fs::remove_all(staging_dir_, ec);
+    QF_CHECK(!ec, "cannot remove stale staging directory", staging_dir_, ":", ec.message());
   }
-  fs::create_directories(staging, ec);
-  QF_CHECK(!ec, "cannot create staging directory", staging, ":", ec.message());
+  fs::create_directories(staging_dir_, ec);
+  QF_CHECK(!ec, "cannot create staging directory", staging_dir_, ":", ec.message());
+  const std::string marker_text = "staging of " + final_dir_ + "\n";
+  FileDescriptor marker = open_for_write(staging_dir_ + "/" + kMarkerName);
+  pwrite_full(marker, marker_text.data(), marker_text.size(), 0);
+  marker.close();
 }
 
-void StagedOutput::commit(const std::string& final_dir) {
-  const std::string staging = staging_dir_for(final_dir);
-  fsync_dir(staging);
+void StagedOutput::commit() {
+  const std::string marker = staging_dir_ + "/" + kMarkerName;
+  remove_file_noexcept(marker);
+  fsync_dir(staging_dir_);
+  complete_ = true;
+  const std::string finish_by_hand =
+      "the complete result is in " + staging_dir_ + "; move it into place yourself";
   std::error_code ec;
-  if (fs::exists(final_dir, ec)) {
-    QF_CHECK(fs::is_directory(final_dir, ec) && fs::is_empty(final_dir, ec), "output directory",
-             final_dir, "appeared and is not empty while the job ran; the result stays in",
-             staging);
-    fs::remove(final_dir, ec);
-    QF_CHECK(!ec, "cannot replace empty output directory", final_dir, ":", ec.message());
+  if (staging_dir_ == final_dir_ + "/" + kInsideName) {
+    // OUT is a mount point: move every entry up one level, then drop the empty staging dir.
+    for (const auto& entry : fs::directory_iterator(staging_dir_, ec)) {
+      const fs::path to = fs::path(final_dir_) / entry.path().filename();
+      fs::rename(entry.path(), to, ec);
+      QF_CHECK(!ec, "cannot move", entry.path().string(), "to", to.string(), ":", ec.message(),
+               ";", finish_by_hand);
+    }
+    QF_CHECK(!ec, "cannot list", staging_dir_, ":", ec.message(), ";", finish_by_hand);
+    fs::remove(staging_dir_, ec);
+    QF_CHECK(!ec, "cannot remove", staging_dir_, ":", ec.message());
+    fsync_dir(final_dir_);
+  } else {
+    if (fs::exists(final_dir_, ec)) {
+      QF_CHECK(fs::is_directory(final_dir_, ec) && fs::is_empty(final_dir_, ec),
+               "output directory", final_dir_, "appeared and is not empty while the job ran;",
+               finish_by_hand);
+      fs::remove(final_dir_, ec);
+      QF_CHECK(!ec, "cannot replace empty output directory", final_dir_, ":", ec.message(), ";",
+               finish_by_hand);
+    }
+    fs::rename(staging_dir_, final_dir_, ec);
+    QF_CHECK(!ec, "cannot rename", staging_dir_, "to", final_dir_, ":", ec.message(), ";",
+             finish_by_hand + " (mv " + staging_dir_ + " " + final_dir_ + ")");
+    fsync_parent_dir(final_dir_);
   }
-  formats::rename_file(staging, final_dir);
-  formats::fsync_parent_dir(final_dir);
+  lock_.release_and_remove();
 }
 
-void StagedOutput::discard(const std::string& final_dir) noexcept {
+void StagedOutput::discard() noexcept {
+  if (complete_) {
+    log_error("keeping ", staging_dir_, ": it holds the complete result; move it to ", final_dir_);
+    return;
+  }
   std::error_code ec;
-  fs::remove_all(staging_dir_for(final_dir), ec);
-  if (ec) log_error("cannot remove ", staging_dir_for(final_dir), ": ", ec.message());
+  fs::remove_all(staging_dir_, ec);
+  if (ec) log_error("cannot remove ", staging_dir_, ": ", ec.message());
+  lock_.release_and_remove();
 }
 
-void create_presized_shard(const std::string& path, const formats::SafetensorsLayout& layout) {
-  auto fd = formats::open_for_write(path);
-  formats::pwrite_full(fd, layout.header_bytes.data(), layout.header_bytes.size(), 0);
+void create_presized_shard(const std::string& path, const SafetensorsLayout& layout) {
+  auto fd = open_for_write(path);
+  pwrite_full(fd, layout.header_bytes.data(), layout.header_bytes.size(), 0);
   QF_SYS_CHECK(::ftruncate(fd.get(), static_cast<off_t>(layout.file_size)),
                "cannot size output shard", path, "to", layout.file_size, "bytes");
   fd.close();
 }
 
-formats::FileDescriptor open_for_pwrite(const std::string& path) {
+FileDescriptor open_for_pwrite(const std::string& path) {
   const int fd = ::open(path.c_str(), O_WRONLY);
   QF_SYS_CHECK(fd, "cannot open output shard", path, "for writing");
-  return formats::FileDescriptor(fd, path);
+  return FileDescriptor(fd, path);
 }
 
 void copy_file_into(const std::string& from_path, const std::string& to_dir,
@@ -102,8 +208,8 @@ void copy_file_into(const std::string& from_path, const std::string& to_dir,
   QF_CHECK(!ec, "cannot copy", from_path, "to", target.string(), ":", ec.message());
   const int fd = ::open(target.c_str(), O_RDONLY);
   QF_SYS_CHECK(fd, "cannot open", target.string(), "to fsync it");
-  formats::FileDescriptor owner(fd, target.string());
-  formats::fsync_file(owner);
+  FileDescriptor owner(fd, target.string());
+  fsync_file(owner);
 }
 
-}  // namespace qf::pipeline
+}  // namespace qf::formats

@@ -1,46 +1,69 @@
 // The output-directory protocol of every job that writes a checkpoint: all files are written
-// into `<out>.partial/`, and only a complete, fsynced result is renamed to `<out>`.
-// Owns: the refusal of non-empty outputs, the staging dir, the final rename. Does not own
-// what goes into the files, nor who writes them (ranks agree on that before calling commit).
+// into a staging directory, and only a complete, fsynced result is moved to `<out>`.
+// Owns: the refusal of non-empty outputs, the lock that makes one live run own an output, the
+// staging dir and its marker, the final move. Does not own what goes into the files, nor who
+// writes them (ranks agree on that before calling commit).
 #pragma once
 #include <string>
 
+#include "formats/file_lock.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 
-namespace qf::pipeline {
+namespace qf::formats {
 
+// Staging layout (STAGING below):
+//   OUT.partial/              beside OUT, renamed to OUT at the end (the usual case)
+//   OUT/.quantforge.partial/  inside OUT when OUT is a mount point (a rename cannot replace it);
+//                             its entries are renamed into OUT at the end
+//   STAGING.lock              flock()ed by the one live process (rank 0) owning this output;
+//                             names it (pid, host, since) so a second run can say who it is
+//   STAGING/.quantforge-staging   marker: this directory was made by quantforge for OUT (a
+//                             stale one is removed by the next run; a directory without it is
+//                             never deleted); removed just before the final move
 class StagedOutput {
  public:
   // Checks that `final_dir` does not exist or is an empty directory (else qf::Error: "output
-  // directory not empty", naming it), and that its parent exists and is writable. Does not
-  // create anything.
+  // directory not empty", naming it), and that the directory the staging goes into exists and
+  // is writable. Creates nothing.
   static void check_final_dir(const std::string& final_dir);
-
-  // The staging directory for `final_dir`: `<final_dir>.partial`.
+  // STAGING for `final_dir` (a pure function of the path and whether OUT is a mount point).
   static std::string staging_dir_for(const std::string& final_dir);
 
-  // Creates a fresh staging directory (removing a stale one left by a crashed run, with a
-  // warning). Call on one rank only.
-  static void create_staging(const std::string& final_dir);
+  // Rank 0, before anything is written: check_final_dir, then takes STAGING.lock (a live owner
+  // is an error naming it; a same-host owner that is exiting is waited for).
+  static StagedOutput claim(const std::string& final_dir);
 
-  // fsyncs the staging dir, renames it to `final_dir` (replacing an empty dir) and fsyncs the
-  // parent. Call on one rank only, after every rank has fsynced its files.
-  static void commit(const std::string& final_dir);
+  // Creates a fresh STAGING. A stale one with the marker (a crashed run) is removed with a
+  // warning; one without it (not made by quantforge, e.g. someone's --work) is refused.
+  void create_staging();
+  // fsyncs STAGING, removes the marker, moves STAGING to OUT (rename, or entry by entry into a
+  // mount point), fsyncs OUT and its parent, removes the lock file. If the move fails the
+  // complete result stays in STAGING and the qf::Error says how to finish by hand.
+  void commit();
+  // Removes STAGING and everything in it after a failure (logs errors), unless commit() found
+  // it complete; then it is kept and named.
+  void discard() noexcept;
 
-  // Removes the staging directory and everything in it (cleanup after a failure; logs errors).
-  static void discard(const std::string& final_dir) noexcept;
+  const std::string& final_dir() const { return final_dir_; }
+  const std::string& staging_dir() const { return staging_dir_; }
+
+ private:
+  StagedOutput(std::string final_dir, FileLock lock);
+  std::string final_dir_, staging_dir_;
+  FileLock lock_;
+  bool complete_ = false;  // commit() got past the fsync: never delete STAGING after that
 };
 
 // Creates `path` with the safetensors header of `layout` written and the data region sized
 // (zero-filled by ftruncate), so that several ranks can pwrite their tensors at the layout's
 // offsets. Call on one rank.
-void create_presized_shard(const std::string& path, const formats::SafetensorsLayout& layout);
+void create_presized_shard(const std::string& path, const SafetensorsLayout& layout);
 // Opens an existing file for pwrite (no O_CREAT, no O_TRUNC); errors name the file.
-formats::FileDescriptor open_for_pwrite(const std::string& path);
+FileDescriptor open_for_pwrite(const std::string& path);
 
 // Recursively copies a regular file, creating parent directories under `to_dir`, then fsyncs.
 void copy_file_into(const std::string& from_path, const std::string& to_dir,
                     const std::string& relative_path);
 
-}  // namespace qf::pipeline
+}  // namespace qf::formats

@@ -176,7 +176,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size());
     prov = provenance(options, *source);
-    if (!options.export_only) StagedOutput::check_final_dir(options.out_dir);
+    if (!options.export_only) formats::StagedOutput::check_final_dir(options.out_dir);
   });
   log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
            recipes().name(options.recipe), "), ", plan.tensors.size(), " source tensors, ",
