@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs every Debian package quantforge needs (when missing) and builds it into build/.
-# Usage: bash launch/setup.sh [--no-install] [--build-dir DIR] [--cpu-only]
+# Usage: bash launch/setup.sh [--no-install] [--no-build] [--build-dir DIR] [--cpu-only]
 # Safe to re-run: packages already present are not reinstalled, the build is incremental.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir="$repo/build"
 install=1
+build=1
 cuda_flag=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-install) install=0 ;;
+    --no-build) build=0 ;;
     --build-dir) build_dir=$2; shift ;;
     --cpu-only) cuda_flag="-DQF_CUDA=OFF" ;;
     -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
@@ -24,7 +26,8 @@ packages=(build-essential cmake ninja-build pkg-config python3 git
           libopenmpi-dev openmpi-bin libhdf5-dev libboost-program-options-dev
           catch2 nlohmann-json3-dev
           libpcre2-dev
-          slurmctld slurmd slurm-client munge)
+          slurmctld slurmd slurm-client munge
+          clang libclang-rt-14-dev clang-format)  # defences: sanitizers, libFuzzer, formatting
 if [ "$install" = 1 ]; then
   missing=()
   for p in "${packages[@]}"; do
@@ -40,6 +43,7 @@ if [ "$install" = 1 ]; then
   fi
 fi
 
+[ "$build" = 1 ] || exit 0
 # CUDA is optional: without nvcc the CPU backend is built (QF_CUDA=OFF).
 if [ -z "$cuda_flag" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH="/usr/local/cuda/bin:$PATH"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The standing defences CI runs after the main suite (launch/test.sh):
+#   1. defence build (clang, CPU backend, ASan + UBSan, libFuzzer coverage hooks): every CPU test
+#      of ctest (unit, mpi, e2e) under the sanitizers, then the fuzz targets (tests/fuzz) for
+#      FUZZ_SECONDS in total after replaying their regression inputs;
+#   2. TSan build of the threaded parts (store committer, async writer, NVFP4 worker pool,
+#      multi-threaded make-tiny, file locks) and a quantize run whose reader/committer threads
+#      race the job (prefetching readers, background commits).
+# Usage: bash launch/test_defences.sh [--fuzz-seconds N] [--only asan|fuzz|tsan]...
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+fuzz_seconds=210
+only=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fuzz-seconds) fuzz_seconds=$2; shift ;;
+    --only) only+=("$2"); shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "test_defences.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { [ ${#only[@]} -eq 0 ] && return 0; case " ${only[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+bash "$repo/launch/setup.sh" --no-build   # packages only (clang, compiler-rt, clang-format)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+jobs=$(nproc)
+start=$SECONDS
+stamp() { printf '[defences %4ds] %s\n' $((SECONDS - start)) "$*" >&2; }
+
+# Open MPI, HDF5 and hwloc keep allocations until exit and are not instrumented: their leaks
+# and races are not ours.
+supp="$repo/tests/sanitizers"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+if want asan || want fuzz; then
+  stamp "defence build (clang, ASan + UBSan + fuzzer hooks)"
+  CC=clang CXX=clang++ cmake -S "$repo" -B "$repo/build-defence" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DQF_CUDA=OFF -DQF_FUZZ=ON -DQF_BENCH=OFF "${launcher[@]}" >/dev/null
+  cmake --build "$repo/build-defence" -j "$jobs"
+fi
+if want asan; then
+  stamp "ctest under ASan + UBSan"
+  (cd "$repo/build-defence" && ctest --output-on-failure -LE gpu -j "$jobs")
+fi
+if want fuzz; then
+  stamp "fuzzing for ${fuzz_seconds}s"
+  ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" bash "$repo/tests/fuzz/run_fuzz.sh" \
+    "$repo/build-defence" "$repo/build-defence/quantforge" "$fuzz_seconds"
+fi
+if want tsan; then
+  stamp "TSan build of the threaded parts"
+  CC=clang CXX=clang++ cmake -S "$repo" -B "$repo/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DQF_CUDA=OFF -DQF_SANITIZE=thread -DQF_BENCH=OFF "${launcher[@]}" >/dev/null
+  tsan_tests=(test_store_committer test_async_writer test_quantize_weights_workers
+              test_make_tiny_threads test_file_lock test_parallel_for)
+  existing=()
+  for t in "${tsan_tests[@]}"; do [ -f "$repo/tests/unit/$t.cpp" ] && existing+=("$t"); done
+  cmake --build "$repo/build-tsan" -j "$jobs" --target quantforge "${existing[@]}"
+  export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
+  for t in "${existing[@]}"; do
+    stamp "TSan: $t"
+    QF_SOURCE_DIR="$repo" "$repo/build-tsan/tests/$t"
+  done
+  stamp "TSan: quantize with background commits, read-ahead and export threads"
+  QF_BIN="$repo/build-tsan/quantforge" bash "$repo/tests/sanitizers/tsan_quantize.sh"
+fi
+stamp "defences passed"
