@@ -73,11 +73,11 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
                        dist::Communicator& comm, const dist::OwnershipPlan& plan,
                        CalibrationSet set, CalibrationOptions options)
     : config_(config),
-      forward_config_(model::forward_config_from(config)),
       comm_(comm),
       set_(std::move(set)),
       options_(options),
-      exchange_(source, config_, forward_config_, comm, plan) {
+      exchange_(source, config_, comm, plan) {
+  config_.require_reference_forward();
   QF_CHECK(set_.n_samples >= 1 && set_.seq_len >= 1 &&
                static_cast<int64_t>(set_.token_ids.size()) == set_.n_tokens(),
            "calibration set", set_.source, "is malformed:", set_.n_samples, "x", set_.seq_len,
@@ -86,19 +86,18 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   QF_CHECK(!options_.cpu_bf16_linear_inputs || options_.backend == dist::ComputeBackend::kCpu,
            "BF16 linear inputs are an option of the CPU reference (the CUDA backend always uses "
            "them)");
-  forward_config_.bf16_linear_inputs = options_.cpu_bf16_linear_inputs;
   local_ = samples_of_rank(set_.n_samples, comm.rank(), comm.world_size());
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
   model::GlobalWeights globals;
   globals.embed = exchange_.fetch_embedding();
   run_on_all_ranks(comm_, "embedding the calibration tokens",
-                   [&] { hidden_ = model::embed_tokens(forward_config_, globals, local_tokens_); });
+                   [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
     run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
-      engine_ = make_cuda_calibration_engine(config_, forward_config_, exchange_,
-                                             std::move(hidden_), local_tokens_, set_.seq_len,
-                                             options_.batch_seqs, options_.device_comm);
+      engine_ =
+          make_cuda_calibration_engine(config_, exchange_, std::move(hidden_), local_tokens_,
+                                       set_.seq_len, options_.batch_seqs, options_.device_comm);
       engine_->set_record_histograms(options_.record_histograms);
       hidden_.clear();
     });
@@ -144,7 +143,7 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
     const std::string what = tag + " forward";
     run_on_all_ranks(comm_, what.c_str(), [&] {
       const int seq_len = set_.seq_len;
-      const int64_t token_floats = forward_config_.hc_mult * forward_config_.hidden_size;
+      const int64_t token_floats = config_.hc_mult * config_.hidden_size;
       for (int b = 0; b < local_.n_samples(); b += options_.batch_seqs) {
         const int n_seqs = std::min(options_.batch_seqs, local_.n_samples() - b);
         const int64_t first = int64_t{b} * seq_len, n_tokens = int64_t{n_seqs} * seq_len;
@@ -152,8 +151,8 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
                                        local_tokens_.begin() + first + n_tokens);
         std::vector<float> h(hidden_.begin() + first * token_floats,
                              hidden_.begin() + (first + n_tokens) * token_floats);
-        model::decoder_layer_forward(forward_config_, layer, weights, ids, n_seqs, seq_len, h,
-                                     &recorder);
+        model::decoder_layer_forward(config_, layer, weights, ids, n_seqs, seq_len, h, &recorder,
+                                     options_.cpu_bf16_linear_inputs);
         std::copy(h.begin(), h.end(), hidden_.begin() + first * token_floats);
       }
       // Checked here, inside the shared step, so that allreduce_amax never fails on one rank.

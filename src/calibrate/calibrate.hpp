@@ -7,18 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/calibration_data.hpp"
+#include "calibrate/calibration_engine.hpp"
+#include "calibrate/layer_weight_exchange.hpp"
 #include "dist/communicator.hpp"
+#include "dist/compute_backend.hpp"
 #include "dist/ownership_plan.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats/layer_record.hpp"
 #include "formats/rank_store.hpp"
-#include "model/config.hpp"
-#include "model/forward_config.hpp"
-#include "dist/compute_backend.hpp"
-#include "calibrate/calibration_data.hpp"
-#include "calibrate/calibration_engine.hpp"
-#include "calibrate/layer_weight_exchange.hpp"
 #include "formats/store_committer.hpp"
+#include "model/config.hpp"
 
 namespace qf::pipeline {
 
@@ -55,8 +54,9 @@ struct CalibrationOptions {
   // kCpu: the FP32 reference forward on the host. kCuda: calibration_engine.hpp's CUDA engine
   // (amax within ~1% of the reference: BF16 GEMM inputs).
   dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
-  // CPU backend only: round linear inputs to BF16 as the CUDA backend does (ForwardConfig::
-  // bf16_linear_inputs), to compare the two backends on equal terms.
+  // CPU backend only: round linear inputs to BF16 as the CUDA backend does
+  // (model::decoder_layer_forward's bf16_linear_inputs), to compare the two backends on equal
+  // terms.
   bool cpu_bf16_linear_inputs = false;
   // CUDA backend: also record input_hist (what --act-scale percentile/mse need; it costs a pass
   // over every linear input). The CPU backend always records it.
@@ -101,7 +101,6 @@ class Calibrator {
 
  private:
   const model::ModelConfig& config_;
-  model::ForwardConfig forward_config_;
   dist::Communicator& comm_;
   CalibrationSet set_;
   CalibrationOptions options_;

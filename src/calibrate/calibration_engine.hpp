@@ -13,9 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "model/config.hpp"
-#include "model/forward_config.hpp"
 #include "calibrate/layer_weight_exchange.hpp"
+#include "model/config.hpp"
 
 namespace qf::pipeline {
 
@@ -83,9 +82,9 @@ class CalibrationEngine {
 // stream while the engine lives: each layer's arena linears are broadcast on the device from
 // their owners (layer_arena.hpp), and the amax are all-reduced on the device.
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
-    const model::ModelConfig& config, const model::ForwardConfig& forward_config,
-    LayerWeightExchange& exchange, std::vector<float> hidden, std::vector<int64_t> token_ids,
-    int seq_len, int batch_seqs, dist::Communicator* device_comm = nullptr);
+    const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
+    std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
+    dist::Communicator* device_comm = nullptr);
 #endif
 
 }  // namespace qf::pipeline

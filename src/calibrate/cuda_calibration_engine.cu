@@ -214,14 +214,12 @@ gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBy
 
 class CudaCalibrationEngine final : public CalibrationEngine {
  public:
-  CudaCalibrationEngine(const model::ModelConfig& config, const model::ForwardConfig& fc,
-                        LayerWeightExchange& exchange, std::vector<float> hidden,
-                        std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
-                        dist::Communicator* device_comm)
+  CudaCalibrationEngine(const model::ModelConfig& config, LayerWeightExchange& exchange,
+                        std::vector<float> hidden, std::vector<int64_t> token_ids, int seq_len,
+                        int batch_seqs, dist::Communicator* device_comm)
       : config_(config),
-        fc_(fc),
         exchange_(exchange),
-        layer_(fc, stream_.get()),
+        layer_(config, stream_.get()),
         seq_len_(seq_len),
         batch_seqs_(batch_seqs),
         n_local_tokens_(static_cast<int64_t>(token_ids.size())) {
@@ -242,7 +240,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
       nccl->set_compute_stream(stream_.get());
       nccl_ = nccl;
     }
-    token_floats_ = fc.hc_mult * fc.hidden_size;
+    token_floats_ = config.hc_mult * config.hidden_size;
     QF_CHECK(static_cast<int64_t>(hidden.size()) == n_local_tokens_ * token_floats_,
              "CUDA calibration: hidden states do not match the token count");
     size_t free_bytes = 0, total_bytes = 0;
@@ -283,7 +281,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     times_.read_wait_seconds += seconds_since(start);
     if (prefetch_.valid()) prefetch_.wait();  // a stale read-ahead (resume jumped): drop it
     const ArenaLayout layout = layer_arena_layout(
-        layer, model::layer_weight_names(fc_, layer), exchange_.tensors(),
+        layer, model::layer_weight_names(config_, layer), exchange_.tensors(),
         config_.tie_word_embeddings, arena_weight_names(linear_names), exchange_.plan());
     weights_ = std::make_unique<gpu::DeviceLayerWeights>(upload_layer(
         exchange_, std::move(owned), layout, nccl_, staging_, stream_.get(), &host_layer_));
@@ -310,7 +308,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     }
     host_layer_ = HostLayer{};
     const auto compute_start = std::chrono::steady_clock::now();
-    const int n_exp = fc_.n_routed_experts;
+    const int n_exp = config_.n_routed_experts;
     const int n_slots = gpu::ObservationSlots::count(n_exp);
     amax_dev_.grow(n_slots);
     QF_CUDA_CHECK(cudaMemsetAsync(amax_dev_.get(), 0, n_slots * 4, stream_.get()), "amax clear");
@@ -387,7 +385,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
 
   std::vector<float> reduce_amax(int layer, const std::vector<std::string>& linear_names) override {
     QF_CHECK(nccl_, "reduce_amax: this engine has no device communicator");
-    const int n_slots = gpu::ObservationSlots::count(fc_.n_routed_experts);
+    const int n_slots = gpu::ObservationSlots::count(config_.n_routed_experts);
     const std::string what = "layer " + std::to_string(layer) + " input amax";
     // The slots hold non-negative float bit patterns (every NaN made positive, forward_ops.cuh),
     // which order as int32 exactly as the floats do: MAX of the bits is the float MAX, and a
@@ -420,14 +418,13 @@ class CudaCalibrationEngine final : public CalibrationEngine {
                              const std::vector<std::string>& linear_names, int layer) const {
     std::vector<float> amax(linear_names.size());
     for (size_t i = 0; i < linear_names.size(); ++i) {
-      const int slot = gpu::ObservationSlots::of(linear_names[i], layer, fc_.n_routed_experts);
+      const int slot = gpu::ObservationSlots::of(linear_names[i], layer, config_.n_routed_experts);
       std::memcpy(&amax[i], &bits[slot], 4);
     }
     return amax;
   }
 
   const model::ModelConfig& config_;
-  const model::ForwardConfig& fc_;
   LayerWeightExchange& exchange_;
   dist::NcclCommunicator* nccl_ = nullptr;  // --comm nccl: weights and amax on the device
   CudaStream stream_;
@@ -454,12 +451,10 @@ class CudaCalibrationEngine final : public CalibrationEngine {
 }  // namespace
 
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
-    const model::ModelConfig& config, const model::ForwardConfig& forward_config,
-    LayerWeightExchange& exchange, std::vector<float> hidden, std::vector<int64_t> token_ids,
-    int seq_len, int batch_seqs, dist::Communicator* device_comm) {
-  return std::make_unique<CudaCalibrationEngine>(config, forward_config, exchange,
-                                                 std::move(hidden), std::move(token_ids), seq_len,
-                                                 batch_seqs, device_comm);
+    const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
+    std::vector<int64_t> token_ids, int seq_len, int batch_seqs, dist::Communicator* device_comm) {
+  return std::make_unique<CudaCalibrationEngine>(
+      config, exchange, std::move(hidden), std::move(token_ids), seq_len, batch_seqs, device_comm);
 }
 
 }  // namespace qf::pipeline

@@ -22,12 +22,10 @@ dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tenso
 }
 
 LayerWeightExchange::LayerWeightExchange(const formats::CheckpointDir& source,
-                                         const model::ModelConfig& config,
-                                         const model::ForwardConfig& forward_config,
-                                         dist::Communicator& comm, const dist::OwnershipPlan& plan)
+                                         const model::ModelConfig& config, dist::Communicator& comm,
+                                         const dist::OwnershipPlan& plan)
     : source_(source),
       config_(config),
-      forward_config_(forward_config),
       comm_(comm),
       plan_(plan),
       tensors_(index_native_tensors(classify_native_tensors(source))) {
@@ -107,7 +105,7 @@ OwnedLayerBytes LayerWeightExchange::read_owned_layer(int layer) const {
   try {
     QF_CHECK(layer >= 0 && layer < config_.num_hidden_layers, "read_owned_layer: layer", layer,
              "is not a regular layer");
-    out.by_native = read_owned(model::layer_weight_names(forward_config_, layer), &out.n_bytes);
+    out.by_native = read_owned(model::layer_weight_names(config_, layer), &out.n_bytes);
   } catch (...) {
     out.error = std::current_exception();
   }
@@ -124,7 +122,7 @@ void LayerWeightExchange::fetch_layer_source(OwnedLayerBytes owned, const Source
     if (owned.error) std::rethrow_exception(owned.error);
   });
   stats_.n_bytes_read += owned.n_bytes;
-  for (const auto& name : model::layer_weight_names(forward_config_, owned.layer)) {
+  for (const auto& name : model::layer_weight_names(config_, owned.layer)) {
     const NativeTensor& t = tensors_.at(native_weight_name(name, config_.tie_word_embeddings));
     if (device_exchanged && device_exchanged->count(t.name)) {
       if (plan_.owner_of(t.name) != comm_.rank()) continue;
@@ -143,11 +141,11 @@ void LayerWeightExchange::fetch_layer_source(OwnedLayerBytes owned, const Source
 model::LayerWeights LayerWeightExchange::fetch_layer(int layer) {
   QF_CHECK(layer >= 0 && layer < config_.num_hidden_layers, "fetch_layer: layer", layer,
            "is not a regular layer (0 ..", config_.num_hidden_layers - 1, ")");
-  const std::vector<std::string> names = model::layer_weight_names(forward_config_, layer);
+  const std::vector<std::string> names = model::layer_weight_names(config_, layer);
   const std::string what = "layer " + std::to_string(layer) + " weights";
   model::LayerWeights weights;
   exchange(names, what.c_str(), [&](const model::WeightLoader& loader) {
-    weights = model::load_layer_weights(forward_config_, layer, loader);
+    weights = model::load_layer_weights(config_, layer, loader);
   });
   return weights;
 }
@@ -156,8 +154,8 @@ model::Tensor2D LayerWeightExchange::fetch_embedding() {
   const std::string name = "embed_tokens.weight";
   model::Tensor2D embed;
   exchange({name}, "embedding weights", [&](const model::WeightLoader& loader) {
-    embed.n_rows = forward_config_.vocab_size;
-    embed.n_cols = forward_config_.hidden_size;
+    embed.n_rows = config_.vocab_size;
+    embed.n_cols = config_.hidden_size;
     embed.data = loader(name, {embed.n_rows, embed.n_cols});
   });
   return embed;

@@ -15,7 +15,6 @@
 #include "dist/ownership_plan.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
-#include "model/forward_config.hpp"
 #include "model/layer_weights.hpp"
 #include "source/native_weight_loader.hpp"
 
@@ -63,8 +62,7 @@ class LayerWeightExchange {
   // source, config, communicator and plan must outlive this object. The plan must contain
   // every native tensor the forward needs (the weights, not their `.scale`s).
   LayerWeightExchange(const formats::CheckpointDir& source, const model::ModelConfig& config,
-                      const model::ForwardConfig& forward_config, dist::Communicator& comm,
-                      const dist::OwnershipPlan& plan);
+                      dist::Communicator& comm, const dist::OwnershipPlan& plan);
 
   // FP32 weights of regular layer `layer`.
   model::LayerWeights fetch_layer(int layer);
@@ -104,7 +102,6 @@ class LayerWeightExchange {
 
   const formats::CheckpointDir& source_;
   const model::ModelConfig& config_;
-  const model::ForwardConfig& forward_config_;
   dist::Communicator& comm_;
   const dist::OwnershipPlan& plan_;
   NativeTensorIndex tensors_;

@@ -157,7 +157,7 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   check_same_model(source, out);
   const model::ModelConfig config = model::ModelConfig::from_json(
       source.read_json("config.json"), options.source_dir + "/config.json");
-  const model::ForwardConfig fc = model::forward_config_from(config);
+  config.require_reference_forward();
   const bool tie = config.tie_word_embeddings;
 
   const Nvfp4ExportModules modules = read_nvfp4_export_modules(out);
@@ -193,17 +193,17 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   report.n_samples = set.n_samples;
   report.seq_len = set.seq_len;
   report.world_size = comm.world_size();
-  report.layer_sq_err.assign(fc.num_hidden_layers, 0.0);
-  report.layer_sq_ref.assign(fc.num_hidden_layers, 0.0);
+  report.layer_sq_err.assign(config.num_hidden_layers, 0.0);
+  report.layer_sq_ref.assign(config.num_hidden_layers, 0.0);
 
   // Model ends: the quantized model shares the source's unless one of them is an NVFP4 module.
   model::GlobalWeights g_source, g_quant_own;
   const model::GlobalWeights* g_quant = &g_source;
   std::vector<float> hidden_source, hidden_quant;
-  ModuleErrorRecorder recorder(fc, modules, options.quantize_activations);
+  ModuleErrorRecorder recorder(config, modules, options.quantize_activations);
   ActivationQuantizer quantizer(modules, options.quantize_activations);
   run_on_all_ranks(comm, "eval: loading the embedding, head and norms", [&] {
-    g_source = model::load_global_weights(fc, source_loader);
+    g_source = model::load_global_weights(config, source_loader);
     bool ends_quantized = false;
     for (const std::string& name : model::global_weight_names()) {
       const std::string native = native_weight_name(name, tie);
@@ -212,11 +212,11 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
       }
     }
     if (ends_quantized) {
-      g_quant_own = model::load_global_weights(fc, quant_loader);
+      g_quant_own = model::load_global_weights(config, quant_loader);
       g_quant = &g_quant_own;
     }
-    hidden_source = model::embed_tokens(fc, g_source, tokens);
-    hidden_quant = model::embed_tokens(fc, *g_quant, tokens);
+    hidden_source = model::embed_tokens(config, g_source, tokens);
+    hidden_quant = model::embed_tokens(config, *g_quant, tokens);
     g_source.embed = model::Tensor2D();  // 2 GB at V4 dimensions, not needed any more
     g_quant_own.embed = model::Tensor2D();
   });
@@ -225,9 +225,9 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   const double t_decode_ends = t_decode_source + t_decode_quant;
   t_decode_source = t_decode_quant = 0;
 
-  const int64_t token_floats = fc.hc_mult * fc.hidden_size;
+  const int64_t token_floats = config.hc_mult * config.hidden_size;
   const auto layers_start = std::chrono::steady_clock::now();
-  for (int layer = 0; layer < fc.num_hidden_layers; ++layer) {
+  for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
     double sums[2] = {0, 0};
     const std::string what = "eval: layer " + std::to_string(layer);
@@ -235,9 +235,9 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
       // Routed experts decoded on use, one at a time per model: a layer of V4-Flash holds 26 GB
       // of FP32 experts per model; an expert no token reached is never decoded.
       const model::LayerWeights ws =
-          model::load_layer_weights(fc, layer, source_loader, /*lazy_experts=*/true);
+          model::load_layer_weights(config, layer, source_loader, /*lazy_experts=*/true);
       const model::LayerWeights wq =
-          model::load_layer_weights(fc, layer, quant_loader, /*lazy_experts=*/true);
+          model::load_layer_weights(config, layer, quant_loader, /*lazy_experts=*/true);
       recorder.set_layer(&ws, &wq);
       for (int b = 0; b < local.n_samples(); b += options.batch) {
         const int n_seqs = std::min(options.batch, local.n_samples() - b);
@@ -249,7 +249,7 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
                                    hidden.begin() + (first + n) * token_floats);
           const auto forward_start = std::chrono::steady_clock::now();
           model::decoder_layer_forward(
-              fc, layer, which == 0 ? ws : wq, ids, n_seqs, set.seq_len, slice,
+              config, layer, which == 0 ? ws : wq, ids, n_seqs, set.seq_len, slice,
               which == 0 ? static_cast<model::LinearInputObserver*>(&recorder) : &quantizer);
           t_forward[which] += seconds_since(forward_start);
           std::copy(slice.begin(), slice.end(), hidden.begin() + first * token_floats);
@@ -257,15 +257,16 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
       }
       recorder.set_layer(nullptr, nullptr);
       log_debug("eval: layer ", layer, ": experts decoded: source ", ws.ffn.lazy->n_loads(),
-                ", quantized ", wq.ffn.lazy->n_loads(), " (of ", fc.n_routed_experts, ")");
+                ", quantized ", wq.ffn.lazy->n_loads(), " (of ", config.n_routed_experts, ")");
       sums[0] = sum_sq_diff(hidden_quant, hidden_source, &sums[1]);
     });
     comm.allreduce(sums, 2, dist::ElemType::kF64, dist::ReduceOp::kSum, what.c_str());
     report.layer_sq_err[layer] = sums[0];
     report.layer_sq_ref[layer] = sums[1];
     // Layers cost about the same (same tokens, same shapes): ETA from the mean so far.
-    const double eta = seconds_since(layers_start) / (layer + 1) * (fc.num_hidden_layers - layer - 1);
-    log_info("[", layer + 1, "/", fc.num_hidden_layers, "] layer ", layer,
+    const double eta =
+        seconds_since(layers_start) / (layer + 1) * (config.num_hidden_layers - layer - 1);
+    log_info("[", layer + 1, "/", config.num_hidden_layers, "] layer ", layer,
              ": hidden rel L2 (quantized vs source) ", report.layer_rel_l2(layer), " (",
              seconds_since(layer_start), " s; ETA ", ProgressMeter::format_seconds(eta),
              " + head)");
@@ -285,14 +286,14 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
         const std::vector<float> slice(hidden.begin() + first * token_floats,
                                        hidden.begin() + (first + n) * token_floats);
         const auto head_start = std::chrono::steady_clock::now();
-        const std::vector<float> fh = model::final_hidden(fc, g, slice);
+        const std::vector<float> fh = model::final_hidden(config, g, slice);
         logits[which] = model::final_logits(
-            fc, g, fh,
+            config, g, fh,
             which == 0 ? static_cast<model::LinearInputObserver*>(&recorder) : &quantizer);
         t_head += seconds_since(head_start);
       }
       const auto metrics_start = std::chrono::steady_clock::now();
-      add_logit_metrics(logits[0], logits[1], fc.vocab_size, ids, set.seq_len, logit_sums);
+      add_logit_metrics(logits[0], logits[1], config.vocab_size, ids, set.seq_len, logit_sums);
       t_metrics += seconds_since(metrics_start);
     }
   });

@@ -114,7 +114,7 @@ void ActivationQuantizer::transform_input(const std::string& linear_name, float*
 
 // ---- per-module error ---------------------------------------------------------------------------
 
-ModuleErrorRecorder::ModuleErrorRecorder(const model::ForwardConfig& config,
+ModuleErrorRecorder::ModuleErrorRecorder(const model::ModelConfig& config,
                                          const Nvfp4ExportModules& modules,
                                          bool quantize_activations)
     : config_(config),

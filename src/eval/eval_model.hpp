@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "formats/checkpoint_dir.hpp"
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
 
@@ -73,7 +73,7 @@ struct ModuleErrorSums {
 // module's. set_layer / set_globals name the weights the following calls use.
 class ModuleErrorRecorder : public model::LinearInputObserver {
  public:
-  ModuleErrorRecorder(const model::ForwardConfig& config, const Nvfp4ExportModules& modules,
+  ModuleErrorRecorder(const model::ModelConfig& config, const Nvfp4ExportModules& modules,
                       bool quantize_activations);
   void set_layer(const model::LayerWeights* source, const model::LayerWeights* quantized);
   void set_globals(const model::GlobalWeights* source, const model::GlobalWeights* quantized);
@@ -83,7 +83,7 @@ class ModuleErrorRecorder : public model::LinearInputObserver {
   double seconds() const { return seconds_; }  // spent in observe() (phase times)
 
  private:
-  const model::ForwardConfig& config_;
+  const model::ModelConfig& config_;
   const Nvfp4ExportModules& modules_;
   bool quantize_activations_;
   const model::LayerWeights *layer_source_ = nullptr, *layer_quantized_ = nullptr;

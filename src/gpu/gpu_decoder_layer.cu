@@ -52,8 +52,9 @@ int ObservationSlots::of(const std::string& linear_name, int layer, int n_expert
   QF_FAIL("the CUDA forward does not run linear", linear_name);
 }
 
-GpuDecoderLayer::GpuDecoderLayer(const model::ForwardConfig& config, cudaStream_t stream)
+GpuDecoderLayer::GpuDecoderLayer(const model::ModelConfig& config, cudaStream_t stream)
     : c_(config), stream_(stream), cublas_(stream), timer_(stream) {
+  c_.require_reference_forward();
   upload_rope(c_.rope_main, &rope_main_);
   upload_rope(c_.rope_compress, &rope_compress_);
   main_lane_.stream = stream_;
@@ -80,7 +81,7 @@ void GpuDecoderLayer::upload_rope(const ops::RopeParams& params, DeviceRope* out
 }
 
 const GpuDecoderLayer::DeviceRope& GpuDecoderLayer::rope_of_layer(int layer) const {
-  return c_.layer_types.at(layer) == model::AttentionKind::kSliding ? rope_main_ : rope_compress_;
+  return c_.attention_kind(layer) == model::AttentionKind::kSliding ? rope_main_ : rope_compress_;
 }
 
 uint64_t GpuDecoderLayer::workspace_bytes() const {
@@ -332,8 +333,8 @@ void GpuDecoderLayer::attention(const DeviceLayerWeights& w, int layer, int n_se
 // model::compressor_forward: pooled entries and their visibility (HCA causal, CSA indexer).
 void GpuDecoderLayer::compressed_entries(const DeviceLayerWeights& w, int layer, int n_seqs,
                                          int seq_len, int64_t* n_entries) {
-  const int64_t T = int64_t{n_seqs} * seq_len, hd = c_.head_dim, rate = c_.compress_rate(layer);
-  const bool csa = c_.layer_types.at(layer) == model::AttentionKind::kCompressedSparse;
+  const int64_t T = int64_t{n_seqs} * seq_len, hd = c_.head_dim, rate = c_.compress_ratio(layer);
+  const bool csa = c_.attention_kind(layer) == model::AttentionKind::kCompressedSparse;
   const int64_t width = csa ? 2 * hd : hd;
   const float eps = static_cast<float>(c_.rms_norm_eps);
   *n_entries = seq_len / rate;
@@ -423,7 +424,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
                           std::vector<int64_t>* expert_tokens) {
   const int64_t dim = c_.hidden_size, n_exp = c_.n_routed_experts, k = c_.num_experts_per_tok,
                 inter = c_.moe_intermediate_size, n_rows = n_tokens * k;
-  const bool hash = c_.mlp_layer_types.at(layer) == model::MoeKind::kHash;
+  const bool hash = c_.is_hash_layer(layer);
   const float limit = static_cast<float>(c_.swiglu_limit);
 
   timer_.mark("router + dispatch");

@@ -20,7 +20,7 @@
 #include "gpu/device_layer.hpp"
 #include "gpu/planned_gemm.hpp"
 #include "gpu/section_timer.hpp"
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 
 namespace qf::gpu {
 
@@ -49,7 +49,8 @@ struct ObservationSlots {
 
 class GpuDecoderLayer {
  public:
-  GpuDecoderLayer(const model::ForwardConfig& config, cudaStream_t stream);
+  // Keeps a copy of `config`; refuses what the kernels do not implement (scoring softmax).
+  GpuDecoderLayer(const model::ModelConfig& config, cudaStream_t stream);
 
   // Runs layer `layer` in place on hidden [n_seqs * seq_len, hc_mult, hidden_size] (device
   // FP32), positions 0..seq_len-1 in each sequence; token_ids [n_seqs * seq_len] (device) feed
@@ -98,7 +99,7 @@ class GpuDecoderLayer {
   const DeviceRope& rope_of_layer(int layer) const;
   void upload_rope(const ops::RopeParams& params, DeviceRope* out);
 
-  model::ForwardConfig c_;
+  model::ModelConfig c_;
   cudaStream_t stream_;
   int64_t* hist_ = nullptr;  // the current forward's histogram slots, or null
   CublasHandle cublas_;

@@ -20,9 +20,9 @@
 
 namespace qf::model {
 
-std::vector<float> attention_forward(const ForwardConfig& c, int layer, const AttentionWeights& w,
+std::vector<float> attention_forward(const ModelConfig& c, int layer, const AttentionWeights& w,
                                      const float* x, int n_seqs, int64_t seq_len,
-                                     LinearInputObserver* observer) {
+                                     LinearInputObserver* observer, bool bf16_linear_inputs) {
   const std::string p = "layers." + std::to_string(layer) + ".attn.";
   const int64_t n_tokens = n_seqs * seq_len, nh = c.num_attention_heads, hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -30,14 +30,14 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
 
   // q: wq_a -> q_norm (weighted) -> wq_b -> per-head unweighted RMSNorm -> RoPE.
   std::vector<float> q_residual =
-      linear_forward(p + "wq_a", x, n_tokens, w.wq_a, observer, c.bf16_linear_inputs);
+      linear_forward(p + "wq_a", x, n_tokens, w.wq_a, observer, bf16_linear_inputs);
   ops::rms_norm_rows(q_residual.data(), n_tokens, c.q_lora_rank, w.q_norm.data(), eps);
-  std::vector<float> q = linear_forward(p + "wq_b", q_residual.data(), n_tokens, w.wq_b, observer,
-                                        c.bf16_linear_inputs);
+  std::vector<float> q =
+      linear_forward(p + "wq_b", q_residual.data(), n_tokens, w.wq_b, observer, bf16_linear_inputs);
   ops::rms_norm_rows(q.data(), n_tokens * nh, hd, nullptr, eps);
   // kv: wkv -> kv_norm -> RoPE (one head, read as both K and V).
   std::vector<float> kv =
-      linear_forward(p + "wkv", x, n_tokens, w.wkv, observer, c.bf16_linear_inputs);
+      linear_forward(p + "wkv", x, n_tokens, w.wkv, observer, bf16_linear_inputs);
   ops::rms_norm_rows(kv.data(), n_tokens, hd, w.kv_norm.data(), eps);
   for (int64_t tok = 0; tok < n_tokens; ++tok) {
     const int64_t pos = tok % seq_len;
@@ -47,7 +47,8 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
 
   CompressedKv comp;
   if (w.has_compressor) {
-    comp = compressor_forward(c, layer, w, x, q_residual.data(), n_seqs, seq_len, observer);
+    comp = compressor_forward(c, layer, w, x, q_residual.data(), n_seqs, seq_len, observer,
+                              bf16_linear_inputs);
   }
   const float scale = static_cast<float>(std::pow(static_cast<double>(hd), -0.5));
   std::vector<float> attn(n_tokens * nh * hd);
@@ -75,13 +76,13 @@ std::vector<float> attention_forward(const ForwardConfig& c, int layer, const At
   if (observer != nullptr && observer->transforms_inputs()) {
     observer->transform_input(p + "wo_a", attn.data(), n_tokens * groups, group_in);
   }
-  if (c.bf16_linear_inputs) attn = round_to_bf16(attn.data(), static_cast<int64_t>(attn.size()));
+  if (bf16_linear_inputs) attn = round_to_bf16(attn.data(), static_cast<int64_t>(attn.size()));
   std::vector<float> low(n_tokens * groups * rank);
   for (int64_t g = 0; g < groups; ++g) {  // group g of every token against its rows of wo_a
     ops::matmul_rows_ref(attn.data() + g * group_in, groups * group_in, n_tokens,
                     w.wo_a.row(g * rank), rank, group_in, low.data() + g * rank, groups * rank);
   }
-  return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer, c.bf16_linear_inputs);
+  return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer, bf16_linear_inputs);
 }
 
 }  // namespace qf::model

@@ -34,22 +34,23 @@ std::vector<float> pool_sequence(const float* kv, const float* gate, int64_t seq
 
 }  // namespace
 
-CompressedKv compressor_forward(const ForwardConfig& c, int layer, const AttentionWeights& w,
+CompressedKv compressor_forward(const ModelConfig& c, int layer, const AttentionWeights& w,
                                 const float* x, const float* q_residual, int n_seqs,
-                                int64_t seq_len, LinearInputObserver* observer) {
+                                int64_t seq_len, LinearInputObserver* observer,
+                                bool bf16_linear_inputs) {
   QF_CHECK(w.has_compressor, "layer", layer, "has no compressor");
   const std::string p = "layers." + std::to_string(layer) + ".attn.";
-  const int64_t n_tokens = n_seqs * seq_len, hd = c.head_dim, rate = c.compress_rate(layer);
-  const bool csa = c.layer_types.at(layer) == AttentionKind::kCompressedSparse;
+  const int64_t n_tokens = n_seqs * seq_len, hd = c.head_dim, rate = c.compress_ratio(layer);
+  const bool csa = c.attention_kind(layer) == AttentionKind::kCompressedSparse;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const ops::RopeTable rope = ops::make_rope_table(c.rope_compress, hd, c.max_position_embeddings);
 
   CompressedKv out;
   out.n_entries = seq_len / rate;
   const std::vector<float> kv = linear_forward(p + "compressor.wkv", x, n_tokens, w.compressor.wkv,
-                                               observer, c.bf16_linear_inputs);
-  const std::vector<float> gate = linear_forward(
-      p + "compressor.wgate", x, n_tokens, w.compressor.wgate, observer, c.bf16_linear_inputs);
+                                               observer, bf16_linear_inputs);
+  const std::vector<float> gate = linear_forward(p + "compressor.wgate", x, n_tokens,
+                                                 w.compressor.wgate, observer, bf16_linear_inputs);
   const int64_t width = w.compressor.wkv.n_rows;
   QF_CHECK(width == (csa ? 2 * hd : hd), "layer", layer, "compressor width", width);
   out.entries.resize(n_seqs * out.n_entries * hd);
@@ -80,14 +81,14 @@ CompressedKv compressor_forward(const ForwardConfig& c, int layer, const Attenti
   const ops::RopeTable irope = ops::make_rope_table(c.rope_compress, hd, c.max_position_embeddings);
   QF_CHECK(irope.rope_dim <= ihd, "indexer head dim", ihd, "smaller than rope dim");
   const std::vector<float> ikv = linear_forward(p + "indexer.compressor.wkv", x, n_tokens,
-                                                iw.compressor.wkv, observer, c.bf16_linear_inputs);
+                                                iw.compressor.wkv, observer, bf16_linear_inputs);
   const std::vector<float> igate =
       linear_forward(p + "indexer.compressor.wgate", x, n_tokens, iw.compressor.wgate, observer,
-                     c.bf16_linear_inputs);
+                     bf16_linear_inputs);
   std::vector<float> iq = linear_forward(p + "indexer.wq_b", q_residual, n_tokens, iw.wq_b,
-                                         observer, c.bf16_linear_inputs);
+                                         observer, bf16_linear_inputs);
   std::vector<float> iweights = linear_forward(p + "indexer.weights_proj", x, n_tokens,
-                                               iw.weights_proj, observer, c.bf16_linear_inputs);
+                                               iw.weights_proj, observer, bf16_linear_inputs);
   const float weights_scaling = static_cast<float>(std::pow(static_cast<double>(inh), -0.5));
   for (float& v : iweights) v *= weights_scaling;
   for (int b = 0; b < n_seqs; ++b) {

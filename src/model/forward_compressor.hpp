@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "model/forward_config.hpp"
-#include "ops/rope.hpp"
+#include "model/config.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
+#include "ops/rope.hpp"
 
 namespace qf::model {
 
@@ -26,8 +26,9 @@ struct CompressedKv {
 //   CSA: those entries, further restricted to the indexer's top index_topk by score.
 // Observes attn.compressor.{wkv,wgate} and attn.indexer.{compressor.wkv,compressor.wgate,wq_b,
 // weights_proj} under "layers.<layer>.".
-CompressedKv compressor_forward(const ForwardConfig& config, int layer, const AttentionWeights& w,
+CompressedKv compressor_forward(const ModelConfig& config, int layer, const AttentionWeights& w,
                                 const float* x, const float* q_residual, int n_seqs,
-                                int64_t seq_len, LinearInputObserver* observer);
+                                int64_t seq_len, LinearInputObserver* observer,
+                                bool bf16_linear_inputs = false);
 
 }  // namespace qf::model

@@ -10,9 +10,10 @@
 
 namespace qf::model {
 
-void decoder_layer_forward(const ForwardConfig& c, int layer, const LayerWeights& w,
+void decoder_layer_forward(const ModelConfig& c, int layer, const LayerWeights& w,
                            const std::vector<int64_t>& token_ids, int n_seqs, int seq_len,
-                           std::vector<float>& hidden, LinearInputObserver* observer) {
+                           std::vector<float>& hidden, LinearInputObserver* observer,
+                           bool bf16_linear_inputs) {
   const int64_t n_tokens = static_cast<int64_t>(n_seqs) * seq_len, dim = c.hidden_size;
   QF_CHECK(n_seqs > 0 && seq_len > 0, "decoder_layer_forward: empty batch", n_seqs, "x", seq_len);
   QF_CHECK(static_cast<int64_t>(hidden.size()) == n_tokens * c.hc_mult * dim,
@@ -29,25 +30,14 @@ void decoder_layer_forward(const ForwardConfig& c, int layer, const LayerWeights
   hc_pre(c, w.hc_attn, hidden.data(), n_tokens, &mix, &x);
   ops::rms_norm_rows(x.data(), n_tokens, dim, w.attn_norm.data(), eps);
   const std::vector<float> attn_out =
-      attention_forward(c, layer, w.attn, x.data(), n_seqs, seq_len, observer);
+      attention_forward(c, layer, w.attn, x.data(), n_seqs, seq_len, observer, bf16_linear_inputs);
   ops::hc_post(mix, attn_out.data(), dim, hidden.data());
 
   hc_pre(c, w.hc_ffn, hidden.data(), n_tokens, &mix, &x);
   ops::rms_norm_rows(x.data(), n_tokens, dim, w.ffn_norm.data(), eps);
   const std::vector<float> ffn_out =
-      moe_forward(c, layer, w.ffn, x.data(), n_tokens, token_ids, observer);
+      moe_forward(c, layer, w.ffn, x.data(), n_tokens, token_ids, observer, bf16_linear_inputs);
   ops::hc_post(mix, ffn_out.data(), dim, hidden.data());
-}
-
-ForwardConfig forward_config_from(const ModelConfig& config) {
-  return ForwardConfig::from_json(config.to_json(), "ModelConfig");
-}
-
-void decoder_layer_forward(const ModelConfig& config, int layer, const LayerWeights& weights,
-                           const std::vector<int64_t>& token_ids, int n_seqs, int seq_len,
-                           std::vector<float>& hidden, LinearInputObserver* observer) {
-  decoder_layer_forward(forward_config_from(config), layer, weights, token_ids, n_seqs, seq_len,
-                        hidden, observer);
 }
 
 }  // namespace qf::model

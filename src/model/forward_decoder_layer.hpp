@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "model/config.hpp"
-#include "model/forward_config.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
 
@@ -15,17 +14,13 @@ namespace qf::model {
 // hidden: in/out [n_seqs * seq_len, hc_mult, hidden_size], sequence-major, positions
 // 0..seq_len-1 in each sequence (causal prefill, no padding, no cache). token_ids: one per token
 // (used by hash-routed layers). observer may be null.
-void decoder_layer_forward(const ForwardConfig& config, int layer, const LayerWeights& weights,
-                           const std::vector<int64_t>& token_ids, int n_seqs, int seq_len,
-                           std::vector<float>& hidden, LinearInputObserver* observer);
-
-// Same, for callers holding the project-wide ModelConfig (converted on every call; callers in a
-// loop should convert once with forward_config_from).
+// bf16_linear_inputs: round every linear's input to BF16 before its product (the router's and the
+// mHC mixes' excepted), as the CUDA backend does; the reference for comparing the two. An
+// argument, not a ModelConfig field: config.json describes the checkpoint, this is a choice of
+// the run (quantize --cpu-bf16-inputs), and it would otherwise ride along in every copy.
 void decoder_layer_forward(const ModelConfig& config, int layer, const LayerWeights& weights,
                            const std::vector<int64_t>& token_ids, int n_seqs, int seq_len,
-                           std::vector<float>& hidden, LinearInputObserver* observer);
-
-// ForwardConfig of a ModelConfig (parsed from its to_json(), so code-built configs work too).
-ForwardConfig forward_config_from(const ModelConfig& config);
+                           std::vector<float>& hidden, LinearInputObserver* observer,
+                           bool bf16_linear_inputs = false);
 
 }  // namespace qf::model

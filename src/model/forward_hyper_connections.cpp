@@ -29,7 +29,7 @@ std::vector<float> hc_mixes(const float* hidden, int64_t n_tokens, int64_t width
 
 }  // namespace
 
-void hc_pre(const ForwardConfig& c, const HyperConnectionWeights& w, const float* hidden,
+void hc_pre(const ModelConfig& c, const HyperConnectionWeights& w, const float* hidden,
             int64_t n_tokens, ops::HcMix* mix, std::vector<float>* collapsed) {
   const int64_t hc = c.hc_mult, dim = c.hidden_size;
   const float hc_eps = static_cast<float>(c.hc_eps);
@@ -70,7 +70,7 @@ void hc_pre(const ForwardConfig& c, const HyperConnectionWeights& w, const float
   });
 }
 
-std::vector<float> hc_head_collapse(const ForwardConfig& c, const GlobalWeights& g,
+std::vector<float> hc_head_collapse(const ModelConfig& c, const GlobalWeights& g,
                                     const float* hidden, int64_t n_tokens) {
   const int64_t hc = c.hc_mult, dim = c.hidden_size;
   const float hc_eps = static_cast<float>(c.hc_eps);

@@ -19,12 +19,12 @@
 
 namespace qf::model {
 
-Routing route_tokens(const ForwardConfig& c, int layer, const MoeWeights& w, const float* x,
+Routing route_tokens(const ModelConfig& c, int layer, const MoeWeights& w, const float* x,
                      int64_t n_tokens, const std::vector<int64_t>& token_ids,
                      LinearInputObserver* observer) {
   const std::string name = "layers." + std::to_string(layer) + ".ffn.gate";
   const int64_t n_exp = c.n_routed_experts, k = c.num_experts_per_tok;
-  const bool hash = c.mlp_layer_types.at(layer) == MoeKind::kHash;
+  const bool hash = c.is_hash_layer(layer);
   if (hash) {
     QF_CHECK(static_cast<int64_t>(token_ids.size()) == n_tokens, "layer", layer,
              "hash routing needs one token id per token:", token_ids.size(), "ids for", n_tokens,
@@ -74,10 +74,9 @@ std::vector<float> expert_forward(const std::string& name, const ExpertWeights& 
   return linear_forward(name + ".w2", gate.data(), n_rows, e.w2, observer, bf16_inputs);
 }
 
-std::vector<float> moe_forward(const ForwardConfig& c, int layer, const MoeWeights& w,
-                               const float* x, int64_t n_tokens,
-                               const std::vector<int64_t>& token_ids,
-                               LinearInputObserver* observer) {
+std::vector<float> moe_forward(const ModelConfig& c, int layer, const MoeWeights& w, const float* x,
+                               int64_t n_tokens, const std::vector<int64_t>& token_ids,
+                               LinearInputObserver* observer, bool bf16_linear_inputs) {
   const int64_t dim = c.hidden_size;
   const float limit = static_cast<float>(c.swiglu_limit);
   const std::string p = "layers." + std::to_string(layer) + ".ffn.";
@@ -105,8 +104,8 @@ std::vector<float> moe_forward(const ForwardConfig& c, int layer, const MoeWeigh
       std::copy(x + rows_token[i] * dim, x + (rows_token[i] + 1) * dim, rows.begin() + i * dim);
     }
     const std::vector<float> y =
-        expert_forward(p + "experts." + std::to_string(e), w.expert(e), rows.data(), n_rows,
-                       limit, observer, c.bf16_linear_inputs);
+        expert_forward(p + "experts." + std::to_string(e), w.expert(e), rows.data(), n_rows, limit,
+                       observer, bf16_linear_inputs);
     for (int64_t i = 0; i < n_rows; ++i) {
       const float weight = r.weights[rows_token[i] * r.top_k + rows_slot[i]];
       float* o = out.data() + rows_token[i] * dim;
@@ -114,7 +113,7 @@ std::vector<float> moe_forward(const ForwardConfig& c, int layer, const MoeWeigh
     }
   }
   const std::vector<float> shared = expert_forward(p + "shared_experts", w.shared, x, n_tokens,
-                                                   limit, observer, c.bf16_linear_inputs);
+                                                   limit, observer, bf16_linear_inputs);
   for (int64_t i = 0; i < n_tokens * dim; ++i) out[i] += shared[i];
   return out;
 }

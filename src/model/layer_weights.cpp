@@ -72,7 +72,7 @@ CompressorWeights load_compressor(const Source& loader, const std::string& prefi
 }
 
 HyperConnectionWeights load_hc(const Source& loader, const std::string& prefix,
-                               const ForwardConfig& c) {
+                               const ModelConfig& c) {
   const int64_t mix = (2 + c.hc_mult) * c.hc_mult;
   HyperConnectionWeights hc;
   hc.fn = load_2d(loader, prefix + "_fn", mix, c.hc_mult * c.hidden_size);
@@ -90,7 +90,7 @@ ExpertWeights load_expert(const Source& loader, const std::string& prefix, int64
   return e;
 }
 
-ExpertWeights load_expert(const Source& loader, const std::string& prefix, const ForwardConfig& c) {
+ExpertWeights load_expert(const Source& loader, const std::string& prefix, const ModelConfig& c) {
   return load_expert(loader, prefix, c.hidden_size, c.moe_intermediate_size);
 }
 
@@ -122,7 +122,7 @@ const ExpertWeights& MoeWeights::expert(int64_t e) const {
   return experts.at(static_cast<size_t>(e));
 }
 
-static LayerWeights load_layer(const ForwardConfig& c, int layer, const Source& loader) {
+static LayerWeights load_layer(const ModelConfig& c, int layer, const Source& loader) {
   QF_CHECK(layer >= 0 && layer < c.num_hidden_layers, "layer", layer, "out of range");
   const std::string p = "layers." + std::to_string(layer) + ".";
   const int64_t d = c.hidden_size;
@@ -144,8 +144,8 @@ static LayerWeights load_layer(const ForwardConfig& c, int layer, const Source& 
       load_2d(loader, p + "attn.wo_a.weight", c.o_groups * c.o_lora_rank, nh * hd / c.o_groups);
   a.wo_b = load_2d(loader, p + "attn.wo_b.weight", d, c.o_groups * c.o_lora_rank);
   a.sinks = load(loader, p + "attn.attn_sink", {nh});
-  const AttentionKind kind = c.layer_types.at(layer);
-  const int64_t rate = c.compress_rate(layer);
+  const AttentionKind kind = c.attention_kind(layer);
+  const int64_t rate = c.compress_ratio(layer);
   if (kind == AttentionKind::kHeavilyCompressed) {
     a.has_compressor = true;
     a.compressor = load_compressor(loader, p + "attn.compressor", hd, rate, hd, d);
@@ -164,7 +164,7 @@ static LayerWeights load_layer(const ForwardConfig& c, int layer, const Source& 
   MoeWeights& m = w.ffn;
   const int64_t n_exp = c.n_routed_experts;
   m.gate = load_2d(loader, p + "ffn.gate.weight", n_exp, d);
-  if (c.mlp_layer_types.at(layer) == MoeKind::kHash) {
+  if (c.is_hash_layer(layer)) {
     const std::vector<float> t =
         load(loader, p + "ffn.gate.tid2eid", {c.vocab_size, c.num_experts_per_tok});
     m.tid2eid.resize(t.size());
@@ -189,7 +189,7 @@ static LayerWeights load_layer(const ForwardConfig& c, int layer, const Source& 
   return w;
 }
 
-static GlobalWeights load_global(const ForwardConfig& c, const Source& loader) {
+static GlobalWeights load_global(const ModelConfig& c, const Source& loader) {
   GlobalWeights g;
   const int64_t d = c.hidden_size;
   g.embed = load_2d(loader, "embed_tokens.weight", c.vocab_size, d);
@@ -201,12 +201,12 @@ static GlobalWeights load_global(const ForwardConfig& c, const Source& loader) {
   return g;
 }
 
-LayerWeights load_layer_weights(const ForwardConfig& config, int layer, const WeightLoader& loader,
+LayerWeights load_layer_weights(const ModelConfig& config, int layer, const WeightLoader& loader,
                                 bool lazy_experts) {
   return load_layer(config, layer, Source{loader, false, lazy_experts});
 }
 
-GlobalWeights load_global_weights(const ForwardConfig& config, const WeightLoader& loader) {
+GlobalWeights load_global_weights(const ModelConfig& config, const WeightLoader& loader) {
   return load_global(config, Source{loader});
 }
 
@@ -218,14 +218,14 @@ static WeightLoader recording_loader(std::vector<std::string>* names) {
   };
 }
 
-std::vector<std::string> layer_weight_names(const ForwardConfig& config, int layer) {
+std::vector<std::string> layer_weight_names(const ModelConfig& config, int layer) {
   std::vector<std::string> names;
   load_layer(config, layer, Source{recording_loader(&names), true});
   return names;
 }
 
 std::vector<std::string> global_weight_names() {
-  ForwardConfig tiny;
+  ModelConfig tiny;
   tiny.vocab_size = tiny.hidden_size = tiny.hc_mult = 1;
   std::vector<std::string> names;
   load_global(tiny, Source{recording_loader(&names), true});

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 #include "model/forward_linear.hpp"
 
 namespace qf::model {
@@ -117,12 +117,12 @@ struct GlobalWeights {
 // lazy_experts: the routed experts are not loaded now but on first use, one at a time
 // (MoeWeights::lazy keeps a copy of the loader, so what it refers to must outlive the weights).
 // The values are the same either way.
-LayerWeights load_layer_weights(const ForwardConfig& config, int layer, const WeightLoader& loader,
+LayerWeights load_layer_weights(const ModelConfig& config, int layer, const WeightLoader& loader,
                                 bool lazy_experts = false);
-GlobalWeights load_global_weights(const ForwardConfig& config, const WeightLoader& loader);
+GlobalWeights load_global_weights(const ModelConfig& config, const WeightLoader& loader);
 
 // Every tensor name load_layer_weights / load_global_weights asks for, in call order.
-std::vector<std::string> layer_weight_names(const ForwardConfig& config, int layer);
+std::vector<std::string> layer_weight_names(const ModelConfig& config, int layer);
 std::vector<std::string> global_weight_names();
 
 }  // namespace qf::model

@@ -11,7 +11,7 @@
 
 namespace qf::model {
 
-std::vector<float> embed_tokens(const ForwardConfig& c, const GlobalWeights& g,
+std::vector<float> embed_tokens(const ModelConfig& c, const GlobalWeights& g,
                                 const std::vector<int64_t>& token_ids) {
   const int64_t dim = c.hidden_size, hc = c.hc_mult;
   std::vector<float> hidden(token_ids.size() * hc * dim);
@@ -26,7 +26,7 @@ std::vector<float> embed_tokens(const ForwardConfig& c, const GlobalWeights& g,
   return hidden;
 }
 
-std::vector<float> final_hidden(const ForwardConfig& c, const GlobalWeights& g,
+std::vector<float> final_hidden(const ModelConfig& c, const GlobalWeights& g,
                                 const std::vector<float>& hidden) {
   const int64_t n_tokens = static_cast<int64_t>(hidden.size()) / (c.hc_mult * c.hidden_size);
   std::vector<float> out = hc_head_collapse(c, g, hidden.data(), n_tokens);
@@ -35,14 +35,14 @@ std::vector<float> final_hidden(const ForwardConfig& c, const GlobalWeights& g,
   return out;
 }
 
-std::vector<float> final_logits(const ForwardConfig& c, const GlobalWeights& g,
+std::vector<float> final_logits(const ModelConfig& c, const GlobalWeights& g,
                                 const std::vector<float>& final_hidden_states,
                                 LinearInputObserver* observer) {
   const int64_t n_tokens = static_cast<int64_t>(final_hidden_states.size()) / c.hidden_size;
   return linear_forward("head", final_hidden_states.data(), n_tokens, g.head, observer);
 }
 
-ModelOutput model_forward(const ForwardConfig& c, const GlobalWeights& g,
+ModelOutput model_forward(const ModelConfig& c, const GlobalWeights& g,
                           const std::function<LayerWeights(int)>& layer_source,
                           const std::vector<int64_t>& token_ids, int n_seqs, int seq_len,
                           LinearInputObserver* observer) {

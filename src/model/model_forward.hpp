@@ -6,22 +6,22 @@
 #include <functional>
 #include <vector>
 
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
 
 namespace qf::model {
 
 // [n_tokens, hc_mult, hidden]: every stream starts as the token's embedding row.
-std::vector<float> embed_tokens(const ForwardConfig& config, const GlobalWeights& g,
+std::vector<float> embed_tokens(const ModelConfig& config, const GlobalWeights& g,
                                 const std::vector<int64_t>& token_ids);
 
 // norm(hc_head(hidden)): the model's last hidden state [n_tokens, hidden].
-std::vector<float> final_hidden(const ForwardConfig& config, const GlobalWeights& g,
+std::vector<float> final_hidden(const ModelConfig& config, const GlobalWeights& g,
                                 const std::vector<float>& hidden);
 
 // head(final_hidden) [n_tokens, vocab]; observes "head" with the final hidden state.
-std::vector<float> final_logits(const ForwardConfig& config, const GlobalWeights& g,
+std::vector<float> final_logits(const ModelConfig& config, const GlobalWeights& g,
                                 const std::vector<float>& final_hidden_states,
                                 LinearInputObserver* observer);
 
@@ -32,7 +32,7 @@ struct ModelOutput {
 
 // The whole model, one layer at a time: layer_source(l) supplies layer l's weights (loaded on
 // demand, dropped after use). token_ids: n_seqs sequences of seq_len, sequence-major.
-ModelOutput model_forward(const ForwardConfig& config, const GlobalWeights& g,
+ModelOutput model_forward(const ModelConfig& config, const GlobalWeights& g,
                           const std::function<LayerWeights(int)>& layer_source,
                           const std::vector<int64_t>& token_ids, int n_seqs, int seq_len,
                           LinearInputObserver* observer);

@@ -114,12 +114,12 @@ class TableBuilder {
   std::vector<ModelTensor> out_;
 };
 
-// Compressor of a CSA/HCA layer or of an indexer [M] Compressor.__init__: ratio 4 overlaps
-// (coff = 2). wkv/wgate are BF16 in the checkpoint ("wkv and wgate in the checkpoint is stored
-// in bf16" [M]; [H]), ape F32 [M][H], norm BF16 (RMSNorm "stored in bf16" [M]).
-void add_compressor(TableBuilder& b, const std::string& p, int ratio, int64_t head_dim,
-                    int64_t hidden) {
-  const int64_t coff = ratio == 4 ? 2 : 1;
+// Compressor of a CSA/HCA layer or of an indexer [M] Compressor.__init__: CSA (ratio 4)
+// overlaps (coff = 2). wkv/wgate are BF16 in the checkpoint ("wkv and wgate in the checkpoint is
+// stored in bf16" [M]; [H]), ape F32 [M][H], norm BF16 (RMSNorm "stored in bf16" [M]).
+void add_compressor(TableBuilder& b, const std::string& p, int ratio, bool overlap,
+                    int64_t head_dim, int64_t hidden) {
+  const int64_t coff = overlap ? 2 : 1;
   b.plain(p + ".wkv.weight", DType::kBF16, {coff * head_dim, hidden});
   b.plain(p + ".wgate.weight", DType::kBF16, {coff * head_dim, hidden});
   b.plain(p + ".ape", DType::kF32, {ratio, coff * head_dim});
@@ -140,16 +140,17 @@ void add_attention(TableBuilder& b, const ModelConfig& c, int layer, const std::
   b.fp8_linear(p + ".attn.wo_a", int64_t{c.o_groups} * c.o_lora_rank, q_dim / c.o_groups);
   b.fp8_linear(p + ".attn.wo_b", hidden, int64_t{c.o_groups} * c.o_lora_rank);
   b.plain(p + ".attn.attn_sink", DType::kF32, {c.num_attention_heads});  // F32 [M][V][H]
+  if (!c.has_compressor(layer)) return;
   const int ratio = c.compress_ratio(layer);
-  if (ratio == 0) return;
-  add_compressor(b, p + ".attn.compressor", ratio, c.head_dim, hidden);
-  if (ratio != 4) return;
+  const bool csa = c.has_indexer(layer);
+  add_compressor(b, p + ".attn.compressor", ratio, csa, c.head_dim, hidden);
+  if (!csa) return;
   // Indexer (CSA only) [M]: wq_b FP8 (default Linear dtype), weights_proj BF16 (explicit in
   // [M], BF16 in [H]), own compressor with index_head_dim.
   b.fp8_linear(p + ".attn.indexer.wq_b", int64_t{c.index_n_heads} * c.index_head_dim,
                c.q_lora_rank);
   b.plain(p + ".attn.indexer.weights_proj.weight", DType::kBF16, {c.index_n_heads, hidden});
-  add_compressor(b, p + ".attn.indexer.compressor", ratio, c.index_head_dim, hidden);
+  add_compressor(b, p + ".attn.indexer.compressor", ratio, true, c.index_head_dim, hidden);
 }
 
 void add_moe(TableBuilder& b, const ModelConfig& c, int layer, const std::string& p) {

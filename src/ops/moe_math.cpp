@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/check.hpp"
+
 namespace qf::ops {
 
 float router_score(ScoringFunc func, float logit) {
   if (func == ScoringFunc::kSigmoid) return 1.0f / (1.0f + std::exp(-logit));
+  if (func == ScoringFunc::kSoftmax) QF_FAIL("router scoring softmax is not implemented");
   const float softplus = logit > 20.0f ? logit : std::log1p(std::exp(logit));
   return std::sqrt(softplus);
 }

@@ -5,10 +5,12 @@
 
 namespace qf::ops {
 
-enum class ScoringFunc { kSqrtSoftplus, kSigmoid };
+// kSoftmax: a valid config.json value (DeepSeek model.py Gate normalises over the experts) that
+// the reference forward and the kernels do not implement; router_score refuses it.
+enum class ScoringFunc { kSqrtSoftplus, kSigmoid, kSoftmax };
 
 // Router score of one logit: sqrt(softplus(x)) (torch softplus: x above 20 passes through)
-// or sigmoid(x).
+// or sigmoid(x). Throws qf::Error for kSoftmax (not a per-logit function).
 float router_score(ScoringFunc func, float logit);
 
 // out[i] = silu(min(gate[i], limit)) * clamp(up[i], -limit, limit), in place into gate.

@@ -130,20 +130,20 @@ struct Reference {
 };
 
 Reference reference_calibration(const Source& source, const pipeline::CalibrationSet& set) {
-  const model::ForwardConfig fc = model::forward_config_from(source.config);
+  const model::ModelConfig& config = source.config;
   const pipeline::NativeTensorIndex index = pipeline::index_native_tensors(source.tensors);
   const model::WeightLoader loader =
       pipeline::make_native_weight_loader(source.dir, index, source.config.tie_word_embeddings);
   model::GlobalWeights globals;
-  globals.embed.n_rows = fc.vocab_size;
-  globals.embed.n_cols = fc.hidden_size;
-  globals.embed.data = loader("embed_tokens.weight", {fc.vocab_size, fc.hidden_size});
-  std::vector<float> hidden = model::embed_tokens(fc, globals, set.token_ids);
+  globals.embed.n_rows = config.vocab_size;
+  globals.embed.n_cols = config.hidden_size;
+  globals.embed.data = loader("embed_tokens.weight", {config.vocab_size, config.hidden_size});
+  std::vector<float> hidden = model::embed_tokens(config, globals, set.token_ids);
   Reference ref;
   for (int l = 0; l < source.config.num_hidden_layers; ++l) {
-    const model::LayerWeights w = model::load_layer_weights(fc, l, loader);
+    const model::LayerWeights w = model::load_layer_weights(config, l, loader);
     pipeline::HistogramRecorder recorder;
-    model::decoder_layer_forward(fc, l, w, set.token_ids, set.n_samples, set.seq_len, hidden,
+    model::decoder_layer_forward(config, l, w, set.token_ids, set.n_samples, set.seq_len, hidden,
                                  &recorder);
     ref.amax.push_back(recorder.amax_by_name());
     ref.hist.emplace_back();

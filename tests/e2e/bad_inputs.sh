@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Bad inputs for quantize (and dequant where the output side matters): corrupted safetensors
 # (header offsets overlapping / out of range, header length, truncation, unknown dtype, missing
-# tensor, wrong scale shape), NaN in an FP4 expert's UE8M0 scale and in an FP8 weight, an
-# unwritable output parent, a full file system (output and work store), a rank killed mid-run,
-# a corrupted or stale HDF5 work store. Every case must fail with a non-zero exit, a message
-# naming the file/tensor/rank, no OUT and no OUT.partial, and no half-written store files (every
-# layer-*.h5 under WORK is listed in its rank's manifest.json; no *.tmp.* file anywhere).
+# tensor, wrong scale shape), config.json values out of range (also for inspect and plan), NaN
+# in an FP4 expert's UE8M0 scale and in an FP8 weight, an unwritable output parent, a full file
+# system (output and work store), a rank killed mid-run, a corrupted or stale HDF5 work store.
+# Every case must fail with a non-zero exit, a message naming the file/tensor/rank, no OUT and no
+# OUT.partial, and no half-written store files (every layer-*.h5 under WORK is listed in its
+# rank's manifest.json; no *.tmp.* file anywhere).
 # Cases that need mount(2) (read-only and full tmpfs) print SKIP where mounting is not allowed.
 # Env: QF_BIN (quantforge), QF_SOURCE_DIR (repo root); mpirun must allow root/oversubscribe.
 set -euo pipefail
@@ -114,7 +115,49 @@ d=$(bad scale-shape); $edit "$d" transpose layers.1.ffn.experts.2.w1.scale
 qfail scale-shape "tensor layers.1.ffn.experts.2.w1.scale is F8_E8M0 [8, 96] but config.json implies" \
   --in "$d" "${A[@]}"
 
-# 2. NaN in the weights: a UE8M0 block scale 0xFF of an FP4 expert (recipe experts) and an E4M3
+# 2. config.json values out of range (issue 18 defect 3): inspect --check, plan --in and quantize
+#    each refuse the edited config within seconds, naming the file, the field, the value and the
+#    reason, and create nothing (no plan report, no OUT, no WORK).
+cfg_fail() {  # name fragment python-statement (edits `cfg`, the parsed config.json)
+  local name=cfg-$1 want=$2 d rc t0=$SECONDS cmd
+  d=$(bad "$name")
+  python3 - "$d/config.json" "$3" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+json.dump(cfg, open(sys.argv[1], "w"), indent=2)
+PY
+  for cmd in inspect plan; do
+    rc=0
+    if [ $cmd = inspect ]; then
+      timeout 20 "$qf" inspect --check --totals-only "$d" >"$tmp/log" 2>&1 || rc=$?
+    else
+      timeout 20 "$qf" plan --in "$d" --json "$tmp/$name.plan.json" >"$tmp/log" 2>&1 || rc=$?
+    fi
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] || { cat "$tmp/log" >&2; fail "$name: $cmd exit $rc"; }
+    expect_msg "$name $cmd" "$tmp/log" "$want"
+  done
+  [ ! -e "$tmp/$name.plan.json" ] || fail "$name: plan wrote its report"
+  qfail "$name" "$want" --in "$d" "${A[@]}"
+  [ $((SECONDS - t0)) -le 20 ] || fail "$name: refusals took $((SECONDS - t0)) s"
+}
+cfg_fail experts "config.json: n_routed_experts = 2000000000 exceeds the limit 65536" \
+  'cfg["n_routed_experts"] = 2000000000'
+cfg_fail mtp "config.json: num_nextn_predict_layers = 2147483647 exceeds the limit 64" \
+  'cfg["num_nextn_predict_layers"] = 2**31 - 1'
+cfg_fail sinkhorn "config.json: hc_sinkhorn_iters = 2147483647 exceeds the limit 1024" \
+  'cfg["hc_sinkhorn_iters"] = 2**31 - 1'
+cfg_fail ratio "config.json: compress_ratios[3] = 4294967300 must be 0, 4 or 128" \
+  'cfg["compress_ratios"][3] = 2**32 + 4'
+cfg_fail swiglu "config.json: swiglu_limit = -1 must be > 0" 'cfg["swiglu_limit"] = -1'
+cfg_fail rope-factor "config.json: rope_scaling.factor = 0 must be > 0" \
+  'cfg["rope_scaling"]["factor"] = 0'
+cfg_fail float-int "config.json: hidden_size = 256.0 must be an integer" \
+  'cfg["hidden_size"] = 256.0'
+cfg_fail negative "config.json: num_hidden_layers = -4 is below the minimum 1" \
+  'cfg["num_hidden_layers"] = -4'
+
+# 3. NaN in the weights: a UE8M0 block scale 0xFF of an FP4 expert (recipe experts) and an E4M3
 #    code 0x7F in an FP8 attention weight (recipe full). Stores committed before the refusal stay.
 d=$(bad nan-scale); $edit "$d" poke layers.2.ffn.experts.5.w2.scale 7 0xFF
 qfail nan-expert-scale "tensor layers.2.ffn.experts.5.w2.weight has|NaN/Inf" --in "$d" "${A[@]}"
@@ -122,7 +165,7 @@ d=$(bad nan-fp8); $edit "$d" poke layers.1.attn.wo_b.weight 100 0x7F
 qfail nan-fp8-weight "tensor layers.1.attn.wo_b.weight has 1 NaN/Inf" --in "$d" \
   --amax-file "$tmp/amax_full.json" --recipe full
 
-# 3. Output parent not writable. Root ignores mode bits, so the read-only case uses a read-only
+# 4. Output parent not writable. Root ignores mode bits, so the read-only case uses a read-only
 #    tmpfs then (SKIP if mounting is not allowed); a regular file where a directory is expected
 #    works everywhere.
 mkdir -p "$tmp/ro"; chmod 555 "$tmp/ro"
@@ -137,7 +180,7 @@ fi
 echo data >"$tmp/afile"
 qfail parent-is-a-file "output $tmp/afile/out" --in "$tmp/src" "${A[@]}" --out "$tmp/afile/out"
 
-# 4. ENOSPC: the output (6 MB) on a 2 MB tmpfs, for quantize and dequant; the work stores on a
+# 5. ENOSPC: the output (6 MB) on a 2 MB tmpfs, for quantize and dequant; the work stores on a
 #    1 MB tmpfs (layer files fill it; HDF5 used to segfault at exit after the failed close).
 mkdir -p "$tmp/small" "$tmp/smallw"
 if mount -t tmpfs -o size=2m tmpfs "$tmp/small" 2>/dev/null; then
@@ -159,7 +202,7 @@ else
   echo "SKIP: enospc-output, enospc-dequant, enospc-work: mount -t tmpfs is not permitted here"
 fi
 
-# 5. A rank killed (kill -9) during calibration: mpirun ends quickly, non-zero, naming the rank.
+# 6. A rank killed (kill -9) during calibration: mpirun ends quickly, non-zero, naming the rank.
 work=$tmp/kill.work out=$tmp/kill.out
 OMPI_MCA_odls_base_sigkill_timeout=1 timeout 60 mpirun -np 2 "$qf" quantize --log-level warn \
   --in "$tmp/src" --out "$out" --work "$work" --samples 32 --seq-len 256 >"$tmp/log" 2>&1 &
@@ -181,7 +224,7 @@ for _ in $(seq 50); do [ -z "$(rank_pids)" ] && break; sleep 0.1; done
 check_clean rank-dies "$out" "$work"
 echo "ok: rank-dies (exit $rc after ${dt} s) -> $(grep -m1 'exited on signal' "$tmp/log")"
 
-# 6. Work stores: a corrupted committed layer file, a corrupted manifest, a stale store.
+# 7. Work stores: a corrupted committed layer file, a corrupted manifest, a stale store.
 C=(--in "$tmp/src" --samples 4 --seq-len 64)
 mpirun -np 2 "$qf" quantize --log-level warn "${C[@]}" --out "$tmp/good" --work "$tmp/good.work"
 cp -r "$tmp/good.work" "$tmp/corrupt.work"

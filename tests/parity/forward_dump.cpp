@@ -20,7 +20,7 @@
 #include "core/check.hpp"
 #include "core/dtype.hpp"
 #include "formats/safetensors_reader.hpp"
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
@@ -144,8 +144,9 @@ int main(int argc, char** argv) {
   try {
     QF_CHECK(argc == 4, "usage: forward_dump <weights_dir> <tokens.json> <out.json>");
     const std::string dir = argv[1];
-    const ForwardConfig config =
-        ForwardConfig::from_json(read_json(dir + "/config.json"), dir + "/config.json");
+    const ModelConfig config =
+        ModelConfig::from_json(read_json(dir + "/config.json"), dir + "/config.json");
+    config.require_reference_forward();
     const nlohmann::json tok = read_json(argv[2]);
     const int n_seqs = tok.at("n_seqs").get<int>(), seq_len = tok.at("seq_len").get<int>();
     std::vector<int64_t> ids;
@@ -167,7 +168,7 @@ int main(int argc, char** argv) {
     for (int l = 0; l < config.num_hidden_layers; ++l) {
       const LayerWeights w = load_layer_weights(config, l, loader);
       decoder_layer_forward(config, l, w, ids, n_seqs, seq_len, hidden, &recorder);
-      layers.push_back({{"type", attention_kind_name(config.layer_types[l])},
+      layers.push_back({{"type", attention_kind_name(config.attention_kind(l))},
                         {"summary", summary(hidden)},
                         {"values", hidden}});
       std::cerr << "forward_dump: layer " << l << " done\n";

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
 
@@ -62,9 +62,7 @@ inline nlohmann::json small_config_json() {
       {"compress_rope_theta", 160000.0}};
 }
 
-inline ForwardConfig small_config() {
-  return ForwardConfig::from_json(small_config_json(), "test");
-}
+inline ModelConfig small_config() { return ModelConfig::from_json(small_config_json(), "test"); }
 
 inline bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;

@@ -164,7 +164,7 @@ TEST_CASE(
     "lazy experts: a layer gives the same bits as eager loading, decoding routed experts "
     "only",
     "[eval][forward]") {
-  const model::ForwardConfig c = model::test::small_config();
+  const model::ModelConfig c = model::test::small_config();
   const int unused = 5;  // the hash layer 0 never routes to expert 5
   const model::WeightLoader loader = model::test::random_loader(42, c.n_routed_experts, unused);
   const model::GlobalWeights g = model::load_global_weights(c, loader);

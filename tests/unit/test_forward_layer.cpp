@@ -28,7 +28,7 @@ std::vector<int64_t> tokens(int64_t n, uint32_t seed, int64_t vocab) {
 }
 
 // Runs layers [0, n_layers) from the embedding; returns the hidden streams.
-std::vector<float> run_layers(const ForwardConfig& c, const std::vector<LayerWeights>& layers,
+std::vector<float> run_layers(const ModelConfig& c, const std::vector<LayerWeights>& layers,
                               const GlobalWeights& g, const std::vector<int64_t>& ids, int n_seqs,
                               int seq_len, LinearInputObserver* obs) {
   std::vector<float> hidden = embed_tokens(c, g, ids);
@@ -46,7 +46,7 @@ std::string fixture_dir() {
 }
 
 struct Model {
-  ForwardConfig config = small_config();
+  ModelConfig config = small_config();
   GlobalWeights global;
   std::vector<LayerWeights> layers;
   explicit Model(int unused_expert = -1) {
@@ -61,15 +61,19 @@ struct Model {
 }  // namespace
 
 TEST_CASE("small config parses every layer type", "[forward]") {
-  const ForwardConfig c = small_config();
-  CHECK(c.layer_types[0] == AttentionKind::kSliding);
-  CHECK(c.layer_types[1] == AttentionKind::kCompressedSparse);
-  CHECK(c.layer_types[2] == AttentionKind::kHeavilyCompressed);
-  CHECK(c.compress_rate(1) == 4);
-  CHECK(c.compress_rate(2) == 8);
-  CHECK(c.rope_head_dim == 8);
+  const ModelConfig c = small_config();
+  CHECK(c.attention_kind(0) == AttentionKind::kSliding);
+  CHECK(c.attention_kind(1) == AttentionKind::kCompressedSparse);
+  CHECK(c.attention_kind(2) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.compress_ratio(1) == 4);
+  CHECK(c.compress_ratio(2) == 8);
+  CHECK(c.qk_rope_head_dim == 8);
   CHECK(c.rope_compress.rope_theta == 160000.0);
   CHECK(c.rope_main.rope_theta == 10000.0);
+  CHECK(&c.rope_for_layer(0) == &c.rope_main);
+  CHECK(&c.rope_for_layer(2) == &c.rope_compress);
+  CHECK(c.moe_kind(0) == MoeKind::kHash);
+  CHECK(c.moe_kind(1) == MoeKind::kTopK);
 }
 
 TEST_CASE("legacy native keys fold in as transformers does", "[forward]") {
@@ -77,20 +81,30 @@ TEST_CASE("legacy native keys fold in as transformers does", "[forward]") {
   j.erase("layer_types");
   j.erase("mlp_layer_types");
   j.erase("partial_rotary_factor");
+  j.erase("compress_rates");  // compress_ratios implies 4 / 128
   j["compress_ratios"] = {0, 4, 128};
   j["num_hash_layers"] = 1;
   j["qk_rope_head_dim"] = 16;
   j["rope_scaling"] = {
       {"type", "yarn"}, {"factor", 16}, {"original_max_position_embeddings", 65536}};
-  const ForwardConfig c = ForwardConfig::from_json(j, "legacy");
-  CHECK(c.layer_types[2] == AttentionKind::kHeavilyCompressed);
-  CHECK(c.mlp_layer_types[0] == MoeKind::kHash);
-  CHECK(c.mlp_layer_types[1] == MoeKind::kTopK);
-  CHECK(c.rope_head_dim == 16);
+  const ModelConfig c = ModelConfig::from_json(j, "legacy");
+  CHECK(c.attention_kind(2) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.compress_ratio(2) == 128);
+  CHECK(c.moe_kind(0) == MoeKind::kHash);
+  CHECK(c.moe_kind(1) == MoeKind::kTopK);
+  CHECK(c.qk_rope_head_dim == 16);
   CHECK(c.rope_main.rope_type == "default");
   CHECK(c.rope_compress.rope_type == "yarn");
   CHECK(c.rope_compress.attention_factor == 1.0);  // forced by DeepseekV4Config
   CHECK(c.rope_compress.rope_theta == 160000.0);
+  // compress_ratios spells ratio 128 for HCA: compress_rates saying otherwise is a contradiction.
+  j["compress_rates"] = {{"heavily_compressed_attention", 8}};
+  try {
+    ModelConfig::from_json(j, "legacy");
+    FAIL("compress_rates contradicting compress_ratios was accepted");
+  } catch (const qf::Error& e) {
+    CHECK(e.message().find("disagrees with compress_ratios") != std::string::npos);
+  }
 }
 
 TEST_CASE("weight names match the transformers save_pretrained fixture", "[forward]") {
@@ -98,7 +112,7 @@ TEST_CASE("weight names match the transformers save_pretrained fixture", "[forwa
   std::ifstream in(path);
   REQUIRE(in.good());
   const nlohmann::json fixture = nlohmann::json::parse(in);
-  const ForwardConfig c = ForwardConfig::from_json(fixture.at("config"), path);
+  const ModelConfig c = ModelConfig::from_json(fixture.at("config"), path);
   std::set<std::string> expected;
   for (const auto& [name, info] : fixture.at("tensors").items()) {
     expected.insert(name.rfind("model.", 0) == 0 ? name.substr(6) : name);
@@ -122,24 +136,34 @@ TEST_CASE("weight names match the transformers save_pretrained fixture", "[forwa
   for (int l = 0; l < c.num_hidden_layers; ++l) load_layer_weights(c, l, shape_check);
 }
 
-TEST_CASE("a ModelConfig converts to the same ForwardConfig", "[forward]") {
+TEST_CASE("the native and the transformers spelling give the same config", "[forward]") {
   std::ifstream in(fixture_dir() + "/transformers_v4_small_saved.json");
   REQUIRE(in.good());
-  const nlohmann::json j = nlohmann::json::parse(in).at("config");
-  const ForwardConfig a = forward_config_from(ModelConfig::from_json(j, "fixture"));
-  const ForwardConfig b = ForwardConfig::from_json(j, "fixture");
-  CHECK(a.layer_types == b.layer_types);
-  CHECK(a.mlp_layer_types == b.mlp_layer_types);
-  CHECK(a.rope_head_dim == b.rope_head_dim);
+  const nlohmann::json hf = nlohmann::json::parse(in).at("config");
+  nlohmann::json native = hf;
+  for (const char* key : {"layer_types", "mlp_layer_types", "compress_rates",
+                          "partial_rotary_factor", "rope_parameters"}) {
+    native.erase(key);
+  }
+  native["compress_ratios"] = {128, 128, 128, 4, 0};
+  native["num_hash_layers"] = 3;
+  const ModelConfig a = ModelConfig::from_json(hf, "hf");
+  const ModelConfig b = ModelConfig::from_json(native, "native");
+  CHECK(a.attention_kinds == b.attention_kinds);
+  CHECK(a.num_hash_layers == b.num_hash_layers);
+  CHECK(a.qk_rope_head_dim == b.qk_rope_head_dim);
+  CHECK(a.rope_main.rope_theta == b.rope_main.rope_theta);
   CHECK(a.rope_compress.rope_theta == b.rope_compress.rope_theta);
+  CHECK(a.rope_compress.partial_rotary_factor == b.rope_compress.partial_rotary_factor);
   CHECK(a.compress_rate_hca == b.compress_rate_hca);
   CHECK(a.index_topk == b.index_topk);
   CHECK(a.hidden_size == b.hidden_size);
+  CHECK(a.vocab_size == b.vocab_size);
 }
 
 TEST_CASE("layers are deterministic, batch-independent and causal", "[forward]") {
   const Model m;
-  const ForwardConfig& c = m.config;
+  const ModelConfig& c = m.config;
   const int L = 40;  // > sliding window 16, 10 CSA entries (> top-k 3), 5 HCA entries
   const auto a = tokens(L, 1, c.vocab_size), b = tokens(L, 2, c.vocab_size);
   const int64_t per_tok = c.hc_mult * c.hidden_size;
@@ -172,7 +196,7 @@ TEST_CASE("layers are deterministic, batch-independent and causal", "[forward]")
 
 TEST_CASE("the observer sees every linear of every layer", "[forward]") {
   const Model m;
-  const ForwardConfig& c = m.config;
+  const ModelConfig& c = m.config;
   const int L = 40, n_seqs = 2;
   const auto ids = tokens(L * n_seqs, 3, c.vocab_size);
   RecordingObserver obs;
@@ -217,7 +241,7 @@ TEST_CASE("the observer sees every linear of every layer", "[forward]") {
 
 TEST_CASE("an expert with no routed token is never observed", "[forward]") {
   const Model m(/*unused_expert=*/5);  // hash layer 0 never routes to expert 5
-  const ForwardConfig& c = m.config;
+  const ModelConfig& c = m.config;
   const auto ids = tokens(32, 4, c.vocab_size);
   RecordingObserver obs;
   std::vector<float> hidden = embed_tokens(c, m.global, ids);
@@ -229,7 +253,7 @@ TEST_CASE("an expert with no routed token is never observed", "[forward]") {
 
 TEST_CASE("whole model gives finite logits of the right shape", "[forward]") {
   const Model m;
-  const ForwardConfig& c = m.config;
+  const ModelConfig& c = m.config;
   const auto ids = tokens(2 * 24, 5, c.vocab_size);
   AmaxRecorder obs;
   const ModelOutput out = model_forward(

@@ -11,7 +11,7 @@
 #include "catch_compat.hpp"
 #include "forward_test_util.hpp"
 #include "kernels/forward/forward_ops.cuh"
-#include "model/forward_config.hpp"
+#include "model/config.hpp"
 #include "model/forward_hyper_connections.hpp"
 #include "model/forward_linear.hpp"
 #include "model/forward_moe.hpp"
@@ -247,7 +247,7 @@ TEST_CASE("swiglu_ref: ops::swiglu_clamped per row, outputs and amax", "[forward
 
 TEST_CASE("hc_pre_ref from the model's mixes equals model::hc_pre", "[forward_ops_ref]") {
   const int64_t hc = 4, dim = 24, n_tokens = 7;
-  model::ForwardConfig c;
+  model::ModelConfig c;
   c.hc_mult = hc;
   c.hidden_size = dim;
   c.hc_sinkhorn_iters = GENERATE(1, 20);

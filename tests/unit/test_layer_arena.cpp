@@ -182,14 +182,13 @@ TEST_CASE("layer_arena_layout on make-tiny: every linear, rank-count independent
   formats::test::TempDir dir;
   const formats::CheckpointDir source(tiny_checkpoint(dir));
   const model::ModelConfig config = model::preset_config("tiny");
-  const model::ForwardConfig fc = model::forward_config_from(config);
   const std::vector<NativeTensor> all = classify_native_tensors(source);
   const NativeTensorIndex tensors = index_native_tensors(all);
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     INFO("layer " << layer);
     const auto names = calib_linear_names(config, layer);
     const auto arena = arena_weight_names(names);
-    const auto forward = model::layer_weight_names(fc, layer);
+    const auto forward = model::layer_weight_names(config, layer);
     const ArenaLayout base = layer_arena_layout(layer, forward, tensors, config.tie_word_embeddings,
                                                 arena, source_ownership_plan(all, 1));
     std::set<std::string> placed;
@@ -225,10 +224,9 @@ TEST_CASE("layer_arena_layout on make-tiny: every linear, rank-count independent
 TEST_CASE("every arena linear of the real presets is a weight the forward loads", "[arena]") {
   for (const char* preset : {"tiny", "small", "v4-flash", "v4-pro"}) {
     const model::ModelConfig config = model::preset_config(preset);
-    const model::ForwardConfig fc = model::forward_config_from(config);
     for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
       std::set<std::string> loaded;
-      for (const auto& n : model::layer_weight_names(fc, layer)) {
+      for (const auto& n : model::layer_weight_names(config, layer)) {
         loaded.insert(native_weight_name(n, config.tie_word_embeddings));
       }
       size_t n_missing = 0;

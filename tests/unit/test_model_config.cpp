@@ -10,7 +10,7 @@
 #include "model/presets.hpp"
 
 using namespace qf;
-using model::AttnType;
+using model::AttentionKind;
 using model::ModelConfig;
 using nlohmann::json;
 
@@ -64,12 +64,12 @@ TEST_CASE("v4-flash layer schedule", "[model_config]") {
   const ModelConfig c = model::preset_config("v4-flash");
   CHECK(c.num_hidden_layers == 43);
   CHECK(c.n_layers_total() == 44);
-  CHECK(c.attn_type(0) == AttnType::kSliding);
-  CHECK(c.attn_type(1) == AttnType::kSliding);
-  CHECK(c.attn_type(2) == AttnType::kCsa);
-  CHECK(c.attn_type(3) == AttnType::kHca);
-  CHECK(c.attn_type(42) == AttnType::kCsa);
-  CHECK(c.attn_type(43) == AttnType::kSliding);  // mtp.0
+  CHECK(c.attention_kind(0) == AttentionKind::kSliding);
+  CHECK(c.attention_kind(1) == AttentionKind::kSliding);
+  CHECK(c.attention_kind(2) == AttentionKind::kCompressedSparse);
+  CHECK(c.attention_kind(3) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.attention_kind(42) == AttentionKind::kCompressedSparse);
+  CHECK(c.attention_kind(43) == AttentionKind::kSliding);  // mtp.0
   CHECK(c.has_indexer(2));
   CHECK_FALSE(c.has_indexer(3));
   CHECK(c.is_hash_layer(2));
@@ -78,9 +78,10 @@ TEST_CASE("v4-flash layer schedule", "[model_config]") {
   CHECK(c.layer_prefix(42) == "layers.42");
   CHECK(c.layer_prefix(43) == "mtp.0");
   CHECK(c.is_mtp_layer(43));
-  CHECK(c.rope_scaling.type == "yarn");
-  CHECK(c.rope_scaling.factor == 16.0);
-  CHECK(c.rope_scaling.original_max_position_embeddings == 65536);
+  CHECK(c.rope_compress.rope_type == "yarn");
+  CHECK(c.rope_compress.factor == 16.0);
+  CHECK(c.rope_compress.original_max_position_embeddings == 65536);
+  CHECK(c.rope_main.rope_type == "default");
   CHECK(c.qk_rope_head_dim == 64);
 }
 
@@ -88,16 +89,16 @@ TEST_CASE("v4-pro layer schedule: 31 HCA, 30 CSA, 3 hash layers", "[model_config
   const ModelConfig c = model::preset_config("v4-pro");
   int n_csa = 0, n_hca = 0, n_sliding = 0, n_hash = 0;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    n_csa += c.attn_type(l) == AttnType::kCsa;
-    n_hca += c.attn_type(l) == AttnType::kHca;
-    n_sliding += c.attn_type(l) == AttnType::kSliding;
+    n_csa += c.attention_kind(l) == AttentionKind::kCompressedSparse;
+    n_hca += c.attention_kind(l) == AttentionKind::kHeavilyCompressed;
+    n_sliding += c.attention_kind(l) == AttentionKind::kSliding;
     n_hash += c.is_hash_layer(l);
   }
   CHECK(n_csa == 30);
   CHECK(n_hca == 31);
   CHECK(n_sliding == 0);
   CHECK(n_hash == 3);
-  CHECK(c.attn_type(61) == AttnType::kSliding);
+  CHECK(c.attention_kind(61) == AttentionKind::kSliding);
   CHECK(c.o_groups == 16);
   CHECK(c.q_lora_rank == 1536);
   CHECK(c.routed_scaling_factor == 2.5);
@@ -105,10 +106,10 @@ TEST_CASE("v4-pro layer schedule: 31 HCA, 30 CSA, 3 hash layers", "[model_config
 
 TEST_CASE("tiny covers every layer type and hash routing", "[model_config]") {
   const ModelConfig c = model::preset_config("tiny");
-  CHECK(c.attn_type(0) == AttnType::kSliding);
-  CHECK(c.attn_type(1) == AttnType::kCsa);
-  CHECK(c.attn_type(2) == AttnType::kHca);
-  CHECK(c.attn_type(3) == AttnType::kCsa);
+  CHECK(c.attention_kind(0) == AttentionKind::kSliding);
+  CHECK(c.attention_kind(1) == AttentionKind::kCompressedSparse);
+  CHECK(c.attention_kind(2) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.attention_kind(3) == AttentionKind::kCompressedSparse);
   CHECK(c.is_hash_layer(0));
   CHECK(c.is_hash_layer(1));
   CHECK_FALSE(c.is_hash_layer(2));
@@ -134,9 +135,9 @@ TEST_CASE("transformers' save_pretrained spelling parses", "[model_config]") {
   const json& j = fixture["config"];
   const ModelConfig c = ModelConfig::from_json(j, "fixture config");
   CHECK(c.num_hidden_layers == 4);
-  CHECK(c.attn_type(0) == AttnType::kHca);
-  CHECK(c.attn_type(3) == AttnType::kCsa);
-  CHECK(c.attn_type(4) == AttnType::kSliding);  // MTP entry not in layer_types
+  CHECK(c.attention_kind(0) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.attention_kind(3) == AttentionKind::kCompressedSparse);
+  CHECK(c.attention_kind(4) == AttentionKind::kSliding);  // MTP entry not in layer_types
   CHECK(c.num_hash_layers == 3);
   CHECK(c.qk_rope_head_dim == 8);
   CHECK_FALSE(c.has_quantization_config());
@@ -147,26 +148,47 @@ TEST_CASE("transformers' save_pretrained spelling parses", "[model_config]") {
   CHECK_FALSE(out.contains("num_hash_layers"));
 }
 
-TEST_CASE("missing and ill-typed fields are rejected naming file and field", "[model_config]") {
+TEST_CASE("missing fields take transformers' DeepseekV4Config defaults", "[model_config]") {
   const json good = preset_file("tiny");
   json j = good;
-  j.erase("hidden_size");
-  check_rejected(j, "hidden_size");
+  // vocab_size was an error here and 129280 in the forward's copy before the configs were one.
+  j.erase("vocab_size");
+  CHECK(ModelConfig::from_json(j, "no-vocab.json").vocab_size == 129280);
   j = good;
+  j.erase("num_hash_layers");
+  CHECK(ModelConfig::from_json(j, "no-hash.json").num_hash_layers == 3);
+  j = good;
+  j.erase("compress_ratios");  // transformers' default schedule: 2 HCA, then HCA / CSA
+  const ModelConfig c = ModelConfig::from_json(j, "no-ratios.json");
+  CHECK(c.attention_kind(0) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.attention_kind(2) == AttentionKind::kHeavilyCompressed);
+  CHECK(c.attention_kind(3) == AttentionKind::kCompressedSparse);
+  CHECK(c.attention_kind(4) == AttentionKind::kSliding);  // mtp.0
+  j = good;
+  j.erase("model_type");
+  CHECK(ModelConfig::from_json(j, "no-type.json").model_type == "deepseek_v4");
+  const ModelConfig d = ModelConfig::from_json(json::object(), "empty.json");  // V4-Flash
+  CHECK(d.num_hidden_layers == 43);
+  CHECK(d.n_routed_experts == 256);
+  CHECK(d.hidden_size == 4096);
+  CHECK(d.qk_rope_head_dim == 64);
+  CHECK(d.num_nextn_predict_layers == 1);
+}
+
+TEST_CASE("ill-typed fields are rejected naming file and field", "[model_config]") {
+  const json good = preset_file("tiny");
+  json j = good;
   j["hidden_size"] = "256";
   check_rejected(j, "hidden_size");
   j = good;
   j["hidden_size"] = 256.5;
   check_rejected(j, "hidden_size");
   j = good;
+  j["hidden_size"] = 256.0;  // a float where an integer is expected
+  check_rejected(j, "hidden_size = 256.0 must be an integer");
+  j = good;
   j["norm_topk_prob"] = 1;
   check_rejected(j, "norm_topk_prob");
-  j = good;
-  j.erase("compress_ratios");
-  check_rejected(j, "compress_ratios");
-  j = good;
-  j.erase("num_hash_layers");
-  check_rejected(j, "num_hash_layers");
   j = good;
   j["compress_ratios"] = {0, 7, 128, 4, 0};
   check_rejected(j, "compress_ratios[1]");
@@ -176,6 +198,12 @@ TEST_CASE("missing and ill-typed fields are rejected naming file and field", "[m
   j = good;
   j["quantization_config"] = "fp8";
   check_rejected(j, "quantization_config");
+  j = good;
+  j["scoring_func"] = "relu";
+  check_rejected(j, "scoring_func");
+  j = good;
+  j["rope_scaling"]["type"] = "linear";
+  check_rejected(j, "rope_scaling.type");
 }
 
 TEST_CASE("inconsistent dimensions are rejected", "[model_config]") {

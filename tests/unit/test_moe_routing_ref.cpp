@@ -23,7 +23,7 @@ using namespace qf::kernels;
 namespace {
 
 constexpr int64_t kHidden = 16, kInter = 8, kExperts = 6, kTopK = 3, kVocab = 12;
-constexpr int kTopKLayer = 0, kHashLayer = 1;
+constexpr int kHashLayer = 0, kTopKLayer = 1;  // hash layers come first
 constexpr int kUnusedExpert = 4;  // never selected in either layer: an expert with zero rows
 
 model::Tensor2D random_tensor(int64_t n_rows, int64_t n_cols, std::mt19937& rng) {
@@ -44,15 +44,15 @@ model::ExpertWeights random_expert(std::mt19937& rng) {
   return e;
 }
 
-model::ForwardConfig tiny_config(ops::ScoringFunc scoring) {
-  model::ForwardConfig c;
+model::ModelConfig tiny_config(ops::ScoringFunc scoring) {
+  model::ModelConfig c;
   c.vocab_size = kVocab;
   c.hidden_size = kHidden;
   c.num_hidden_layers = 2;
   c.n_routed_experts = kExperts;
   c.num_experts_per_tok = kTopK;
   c.moe_intermediate_size = kInter;
-  c.mlp_layer_types = {model::MoeKind::kTopK, model::MoeKind::kHash};
+  c.num_hash_layers = 1;
   c.scoring_func = scoring;
   c.routed_scaling_factor = 1.5;
   c.swiglu_limit = 1.0;  // small enough that the clamp is active
@@ -103,12 +103,12 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-RouteParams route_params(const model::ForwardConfig& c, int layer, const model::MoeWeights& w,
+RouteParams route_params(const model::ModelConfig& c, int layer, const model::MoeWeights& w,
                          const std::vector<float>& logits, const std::vector<int64_t>& ids,
                          int64_t n_tokens) {
   RouteParams p;
   p.logits = logits.data();
-  const bool hash = c.mlp_layer_types.at(layer) == model::MoeKind::kHash;
+  const bool hash = c.is_hash_layer(layer);
   p.gate_bias = hash ? nullptr : w.gate_bias.data();
   p.tid2eid = hash ? w.tid2eid.data() : nullptr;
   p.token_ids = ids.data();
@@ -129,7 +129,7 @@ TEST_CASE("moe routing refs compose into model::moe_forward bit for bit", "[forw
   const int layer = GENERATE(kTopKLayer, kHashLayer);
   const int64_t n_tokens = GENERATE(int64_t{1}, int64_t{13}, int64_t{40});
   CAPTURE(static_cast<int>(scoring), layer, n_tokens);
-  const model::ForwardConfig c = tiny_config(scoring);
+  const model::ModelConfig c = tiny_config(scoring);
   const model::MoeWeights w = tiny_weights(7);
   const std::vector<float> x = random_x(n_tokens, static_cast<uint32_t>(n_tokens));
   const std::vector<int64_t> ids = token_ids(n_tokens);

@@ -138,7 +138,7 @@ TEST_CASE("router: sqrtsoftplus scores, bias only selects, hash table by token",
   CHECK(router_score(ScoringFunc::kSqrtSoftplus, 30.0f) == ApproxValue(std::sqrt(30.0)));
   CHECK(router_score(ScoringFunc::kSigmoid, 0.0f) == ApproxValue(0.5));
 
-  ForwardConfig c = qf::model::test::small_config();
+  ModelConfig c = qf::model::test::small_config();
   c.n_routed_experts = 4;
   c.num_experts_per_tok = 2;
   c.routed_scaling_factor = 1.5;
@@ -147,7 +147,7 @@ TEST_CASE("router: sqrtsoftplus scores, bias only selects, hash table by token",
   w.gate = {4, 4, {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}};  // logits = x
   w.gate_bias = {0, 0, 0, 5};  // expert 3 always selected although its score is lowest
   const std::vector<float> x = {3, 2, 1, -4};
-  c.mlp_layer_types = {MoeKind::kHash, MoeKind::kTopK, MoeKind::kTopK};
+  c.num_hash_layers = 1;  // layer 0 hash-routed, 1 and 2 top-k
   const Routing r = route_tokens(c, 1, w, x.data(), 1, {}, nullptr);
   CHECK(r.experts[0] == 3);
   CHECK(r.experts[1] == 0);
