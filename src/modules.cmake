@@ -51,8 +51,9 @@ qf_module(job src/job USES core formats model dist gpu recipe source calibrate q
 qf_module(dequant src/dequant USES core formats model dist gpu source)
 qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize)
 qf_module(eval src/eval USES core numerics formats ops model dist source calibrate report)
+qf_module(inspect src/inspect USES core formats model)
 
 # ---- everything: the command line, tests and benches link it ------------------------------
 add_library(qf_all INTERFACE)
 target_link_libraries(qf_all INTERFACE qf_job qf_dequant qf_validate qf_eval qf_synthetic
-                      qf_plan qf_tokenizer)
+                      qf_plan qf_tokenizer qf_inspect)

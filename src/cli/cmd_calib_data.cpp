@@ -1,20 +1,17 @@
 // `quantforge calib-data`: text datasets (JSONL) + a Hugging Face tokenizer.json -> the
 // input_ids safetensors that `quantize --calib` reads. Owns: options and their validation.
-// Does not own: tokenization or packing (src/tokenizer/).
+// Does not own: tokenization, packing or the file and its provenance (src/tokenizer/).
 #include <filesystem>
-#include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "core/check.hpp"
-#include "core/log.hpp"
-#include "tokenizer/text_calibration.hpp"
-#include "tokenizer/tokenizer.hpp"
+#include "tokenizer/calib_data.hpp"
 
 namespace qf::cli {
 
 int cmd_calib_data(const Args& args) {
+  const std::string packing_help = tokenizer::packings().help("how documents become samples:");
   po::options_description input("input");
   input.add_options()("tokenizer", po::value<std::string>()->required(),
                       "Hugging Face tokenizer.json (byte-level BPE, e.g. DeepSeek V3/V4)")(
@@ -29,9 +26,7 @@ int cmd_calib_data(const Args& args) {
       "samples", po::value<int64_t>()->default_value(0),
       "total samples; datasets without :N share what the counts leave (default: the sum of "
       "the counts; a dataset without a count then gives every sample it holds)")(
-      "packing", po::value<std::string>()->default_value("concat"),
-      "concat: documents joined (BOS before each) and cut into seq-len windows;\n"
-      "document: one document per sample, cut to seq-len, shorter ones skipped")(
+      "packing", po::value<std::string>()->default_value("concat"), packing_help.c_str())(
       "bos", "put BOS before every document (default)")("no-bos", "no BOS")(
       "bos-token", po::value<std::string>()->default_value(tokenizer::kDeepSeekBosToken),
       "BOS text, used when the post_processor does not name a single BOS id")(
@@ -59,14 +54,16 @@ int cmd_calib_data(const Args& args) {
   if (vm.count("bos") && vm.count("no-bos")) {
     throw UsageError{"give --bos or --no-bos, not both", "calib-data"};
   }
-  tokenizer::TextCalibrationOptions options;
+  tokenizer::CalibDataOptions run;
+  tokenizer::TextCalibrationOptions& options = run.text;
   options.seq_len = vm["seq-len"].as<int>();
   options.samples = vm["samples"].as<int64_t>();
   options.field = vm["field"].as<std::string>();
   if (options.seq_len < 1) throw UsageError{"--seq-len must be >= 1", "calib-data"};
   if (options.samples < 0) throw UsageError{"--samples must be >= 1", "calib-data"};
+  options.packing =
+      parse_enum_option(tokenizer::packings(), vm["packing"].as<std::string>(), "calib-data");
   try {
-    options.packing = tokenizer::parse_packing(vm["packing"].as<std::string>());
     for (const std::string& spec : vm["text"].as<std::vector<std::string>>()) {
       options.sources.push_back(tokenizer::parse_text_source(spec));
     }
@@ -74,45 +71,17 @@ int cmd_calib_data(const Args& args) {
   } catch (const Error& e) {
     throw UsageError{e.message(), "calib-data"};
   }
-  const std::string out = vm["out"].as<std::string>();
-  if (std::filesystem::exists(out) && !vm.count("force")) {
-    throw UsageError{"--out " + out + " exists (use --force to replace it)", "calib-data"};
+  run.out_path = vm["out"].as<std::string>();
+  if (std::filesystem::exists(run.out_path) && !vm.count("force")) {
+    throw UsageError{"--out " + run.out_path + " exists (use --force to replace it)", "calib-data"};
   }
   for (const auto& source : options.sources) {
     QF_CHECK(std::filesystem::is_regular_file(source.path), source.path + ": no such file");
   }
-
-  const std::string tokenizer_path = vm["tokenizer"].as<std::string>();
-  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
-  if (!vm.count("no-bos")) {
-    const std::string bos_token = vm["bos-token"].as<std::string>();
-    options.bos_id = tok.bos_id(bos_token);
-    QF_CHECK(options.bos_id.has_value(), tokenizer_path + ": no BOS id: the post_processor has",
-             "no single prefix token and there is no added token", "'" + bos_token + "'",
-             "(use --bos-token TEXT or --no-bos)");
-  }
-  log_info("calib-data: ", tokenizer_path, ": vocab ", tok.vocab_size(), ", ",
-           tok.model().n_merges(), " merges, ", tok.added_vocabulary().tokens().size(),
-           " added tokens, BOS ", options.bos_id ? std::to_string(*options.bos_id) : "off");
-
-  const tokenizer::TextCalibrationSet set = tokenizer::build_text_calibration(tok, options);
-  nlohmann::json provenance = {
-      {"tokenizer", tokenizer_path},
-      {"seq_len", set.seq_len},
-      {"n_samples", set.n_samples},
-      {"packing", tokenizer::packing_name(options.packing)},
-      {"bos_id", options.bos_id ? nlohmann::json(*options.bos_id) : nlohmann::json(nullptr)},
-      {"vocab_size", tok.vocab_size()},
-      {"sources", nlohmann::json::array()}};
-  for (const auto& s : set.sources) {
-    provenance["sources"].push_back({{"path", s.path},
-                                     {"samples", s.n_samples},
-                                     {"documents", s.n_documents},
-                                     {"tokens", s.n_tokens}});
-  }
-  tokenizer::write_calibration_tokens(
-      set, out, {{"format", "pt"}, {"quantforge.calib_data", provenance.dump()}});
-  log_info("calib-data: wrote ", out, ": input_ids [", set.n_samples, ", ", set.seq_len, "]");
+  run.tokenizer_path = vm["tokenizer"].as<std::string>();
+  run.bos = !vm.count("no-bos");
+  run.bos_token = vm["bos-token"].as<std::string>();
+  tokenizer::write_calib_data(run);
   return 0;
 }
 

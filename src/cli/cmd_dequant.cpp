@@ -1,11 +1,7 @@
-// `quantforge dequant`: native mixed DeepSeek V4 checkpoint -> exact BF16 checkpoint.
-#include <memory>
-
+// `quantforge dequant`: command line of the native -> BF16 conversion. Owns: options and their
+// validation. Does not own the job or its totals (dequant/).
 #include "cli/options.hpp"
-#include "core/log.hpp"
-#include "core/progress.hpp"
-#include "dist/mpi_communicator.hpp"
-#include "dist/mpi_env.hpp"
+#include "core/check.hpp"
 #include "dequant/dequant.hpp"
 
 namespace qf::cli {
@@ -15,13 +11,13 @@ int cmd_dequant(const Args& args) {
   std::string backend = "auto";
   pipeline::DequantOptions run;
   uint64_t chunk_mib = 64;
+  const std::string backend_help = dist::backend_choices().help("the conversion kernels:");
   options.add_options()  //
       ("in", po::value(&run.in_dir)->required(),
        "source checkpoint directory (native FP8/FP4 mixed, with index.json and config.json)")  //
       ("out", po::value(&run.out_dir)->required(),
        "output directory; must not exist or be empty (written as OUT.partial, then renamed)")  //
-      ("backend", po::value(&backend)->default_value("auto"),
-       "auto | cpu | cuda: the conversion kernels (auto = cuda when a GPU is visible)")  //
+      ("backend", po::value(&backend)->default_value("auto"), backend_help.c_str())            //
       ("chunk-mib", po::value(&chunk_mib)->default_value(64),
        "source MiB converted per step; bounds host (and device) memory per rank");
   add_common_options(options);
@@ -39,24 +35,11 @@ int cmd_dequant(const Args& args) {
           options, {}, args, vm)) {
     return 0;
   }
+  const auto backend_choice = parse_enum_option(dist::backend_choices(), backend, "dequant");
   QF_CHECK(chunk_mib >= 1 && chunk_mib <= 16384, "--chunk-mib must be in [1, 16384], got",
            chunk_mib);
   run.chunk_bytes = chunk_mib << 20;
-  run.backend = dist::resolve_backend(backend);
-  if (run.backend == dist::ComputeBackend::kCuda) dist::select_cuda_device(mpi_env().local_rank());
-  dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
-  const auto report = pipeline::run_dequant(run, comm);
-
-  // Totals over ranks for the summary line.
-  uint64_t totals[4] = {report.bytes_read, report.bytes_written, report.n_tensors_converted,
-                        report.n_tensors_copied};
-  comm.allreduce_counts(totals, 4, "dequant totals");
-  log_info("dequant: ", totals[2], " tensors converted, ", totals[3], " copied; read ",
-           ProgressMeter::format_bytes(double(totals[0])), ", wrote ",
-           ProgressMeter::format_bytes(double(totals[1])), " in ",
-           ProgressMeter::format_seconds(report.seconds), " (",
-           ProgressMeter::format_bytes(double(totals[0] + totals[1]) / report.seconds), "/s) -> ",
-           run.out_dir);
+  pipeline::run_dequant_world(run, backend_choice, mpi_env());
   return 0;
 }
 

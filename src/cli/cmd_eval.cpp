@@ -1,38 +1,12 @@
-// `quantforge eval --source SRC --out OUT`: what the NVFP4 export costs in accuracy against its
-// source (pipeline/eval), on any number of ranks. Owns: option parsing, the report file and the
-// table; the evaluation itself is pipeline/eval.
-#include <limits.h>
-#include <stdlib.h>
-
-#include <string>
-
+// `quantforge eval --source SRC --out OUT`: command line of the accuracy evaluation. Owns: the
+// options and their validation. Does not own the evaluation, the report file or the table
+// (eval/).
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "core/check.hpp"
-#include "core/log.hpp"
-#include "core/malloc_tuning.hpp"
-#include "dist/mpi_communicator.hpp"
-#include "dist/mpi_env.hpp"
-#include "dist/collective_step.hpp"
 #include "eval/eval.hpp"
-#include "report/quantization_report.hpp"
 
 namespace qf::cli {
-namespace {
-
-std::string real_dir_of(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  char buf[PATH_MAX];
-  return realpath(dir.c_str(), buf) ? std::string(buf) : dir;
-}
-
-std::string real_path(const std::string& path) {
-  char buf[PATH_MAX];
-  return realpath(path.c_str(), buf) ? std::string(buf) : path;
-}
-
-}  // namespace
 
 int cmd_eval(const Args& args) {
   pipeline::EvalOptions run;
@@ -88,27 +62,7 @@ int cmd_eval(const Args& args) {
            "--seed applies to the synthetic set "
            "only, not to --tokens");
   QF_CHECK(run.n_worst >= 0, "--worst must be >= 0");
-  if (run.report_path.empty()) run.report_path = pipeline::quantization_report_path(run.out_dir);
-  QF_CHECK(real_dir_of(run.report_path) != real_path(run.out_dir), "--report", run.report_path,
-           "is inside the export", run.out_dir,
-           "(that would break its checksums and file list); write it elsewhere");
-  dist::MpiCommunicator comm(mpi_env(), dist::CommunicatorOptions{});
-  // Experts are decoded into fresh 33.5 MB buffers over and over: reuse the freed ones (~17%
-  // less wall time on a 2-core probe at V4-Flash dimensions, same numbers, +16% peak memory).
-  keep_freed_memory_for_reuse();
-  const pipeline::EvalReport report = pipeline::run_eval(run, comm);
-  // On rank 0, as a collective step: a failed write stops every rank instead of leaving them
-  // waiting.
-  pipeline::run_on_root(comm, 0, "writing the report", [&] {
-    nlohmann::json doc = pipeline::read_quantization_report(run.report_path);
-    doc["eval"] = pipeline::eval_report_json(report);
-    pipeline::write_quantization_report(run.report_path, doc);
-    pipeline::print_eval_table(report);
-    log_info("eval: numbers merged into ", run.report_path, " (and ",
-             pipeline::quantization_report_text_path(run.report_path), "), ", report.seconds,
-             " s");
-  });
-  comm.barrier("eval done");
+  pipeline::run_eval_world(run, mpi_env());
   return 0;
 }
 

@@ -12,14 +12,8 @@
 namespace qf::cli {
 
 int cmd_make_tiny(const Args& args) {
-  std::string preset_help = "built-in config: ";
-  for (const auto& p : model::presets()) {
-    preset_help += std::string("\n  ") + p.name + ": " + p.description;
-  }
-  std::string format_help = "weight storage:";
-  for (const auto& f : model::weight_formats()) {
-    format_help += std::string("\n  ") + f.name + ": " + f.description;
-  }
+  const std::string preset_help = model::presets_help("built-in config:");
+  const std::string format_help = model::weight_formats().help("weight storage:");
 
   po::options_description input("input");
   input.add_options()("preset", po::value<std::string>()->default_value("tiny"),
@@ -49,11 +43,8 @@ int cmd_make_tiny(const Args& args) {
   }
 
   pipeline::MakeTinyOptions options;
-  try {
-    options.format = model::parse_weight_format(vm["format"].as<std::string>());
-  } catch (const Error& e) {
-    throw UsageError{"--format: " + e.message(), "make-tiny"};
-  }
+  options.format =
+      parse_enum_option(model::weight_formats(), vm["format"].as<std::string>(), "make-tiny");
   options.seed = vm["seed"].as<uint64_t>();
   options.n_shards = vm["shards"].as<int>();
   if (options.n_shards < 1) throw UsageError{"--shards must be >= 1", "make-tiny"};

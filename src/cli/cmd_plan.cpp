@@ -1,35 +1,30 @@
-// `quantforge plan`: command line of the dry run (pipeline/plan_report). Owns: options, picking
-// the tensor list (config table or a real checkpoint), validation before any file is written.
+// `quantforge plan`: command line of the dry run. Owns: options and their validation before any
+// file is read or written. Does not own the tensor list, the report or its files (plan/).
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "core/check.hpp"
-#include "formats/atomic_file.hpp"
-#include "formats/checkpoint_dir.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "plan/plan_report.hpp"
-#include "source/checkpoint_tensors.hpp"
+#include "plan/plan_run.hpp"
 
 namespace qf::cli {
+namespace {
 
-int cmd_plan(const Args& args) {
-  std::string recipe_help = "which weights become NVFP4:";
-  for (const auto& r : pipeline::recipes().entries()) {
-    recipe_help += std::string("\n  ") + r.name + ": " + r.help;
-  }
-  std::string format_help =
-      "source storage for --config/--preset (default: native when the "
-      "config has quantization_config, else bf16):";
-  for (const auto& f : model::weight_formats()) {
-    format_help += std::string("\n  ") + f.name + ": " + f.description;
-  }
+po::options_description plan_options() {
+  const std::string recipe_help = pipeline::recipes().help("which weights become NVFP4:");
+  const std::string format_help = model::weight_formats().help(
+      "source storage for --config/--preset (default: native when the config has "
+      "quantization_config, else bf16):");
+  const std::string gpu_help = pipeline::calibration_gpus().help(
+      "add the calibration compute time, from the forward's FLOPs and the rates of this GPU:");
+  const std::string preset_help = model::presets_help("built-in config:");
   const pipeline::PlanReportOptions defaults;
 
   po::options_description input("input (one of --config, --preset, --in)");
   input.add_options()("config", po::value<std::string>(), "config.json: plan without weights")(
-      "preset", po::value<std::string>(), "built-in config (tiny, small, v4-flash, v4-pro)")(
+      "preset", po::value<std::string>(), preset_help.c_str())(
       "in", po::value<std::string>(),
       "checkpoint directory: plan from its index and shard headers (config.json from the "
       "directory unless --config is given)")("format", po::value<std::string>(),
@@ -47,9 +42,7 @@ int cmd_plan(const Args& args) {
   calib.add_options()("samples", po::value<int>()->default_value(defaults.samples),
                       "calibration sequences")(
       "seq-len", po::value<int>()->default_value(defaults.seq_len), "tokens per sequence")(
-      "gpu", po::value<std::string>(),
-      "h100 | h200 | b200: add the calibration compute time, from the forward's FLOPs and the "
-      "rates measured on an H100 (scaled by BF16 / FP32 peak for b200)")(
+      "gpu", po::value<std::string>(), gpu_help.c_str())(
       "calib-tflops", po::value<double>(),
       "effective TFLOP/s per GPU of the calibration linears (instead of --gpu's)")(
       "calib-attn-tflops", po::value<double>(),
@@ -63,23 +56,11 @@ int cmd_plan(const Args& args) {
   po::options_description logging("logging");
   add_common_options(logging);
   all.add(logging);
+  return all;
+}
 
-  po::variables_map vm;
-  if (!parse_command_line(
-          "plan", "(--config FILE | --preset NAME | --in DIR) [--ranks N] [options]",
-          "Dry run, no weights needed: which rank owns which tensors (balanced by bytes within "
-          "every layer), bytes read and written per rank, peak host and GPU memory per rank for "
-          "layer-by-layer calibration, and the disk-bound time. The table goes to stdout.",
-          all, po::positional_options_description(), args, vm)) {
-    return 0;
-  }
-
-  const int n_inputs = static_cast<int>(vm.count("preset") + vm.count("in") +
-                                        (vm.count("config") && !vm.count("in") ? 1 : 0));
-  if (n_inputs != 1) throw UsageError{"give exactly one of --config, --preset, --in", "plan"};
-  if (vm.count("in") && vm.count("format")) {
-    throw UsageError{"--format applies to --config/--preset; --in reads the real storage", "plan"};
-  }
+// The disk, calibration and recipe settings of the report.
+pipeline::PlanReportOptions report_options(const po::variables_map& vm) {
   pipeline::PlanReportOptions options;
   options.world_size = vm["ranks"].as<int>();
   options.ranks_per_node = vm["ranks-per-node"].as<int>();
@@ -90,13 +71,10 @@ int cmd_plan(const Args& args) {
   options.with_owners = vm.count("owners") > 0;
   if (vm.count("gpu")) {
     options.gpu = vm["gpu"].as<std::string>();
-    try {
-      const auto rates = pipeline::gpu_calibration_rates(options.gpu);
-      options.calib_tflops = rates.linear_tflops;
-      options.calib_attention_tflops = rates.attention_tflops;
-    } catch (const Error& e) {
-      throw UsageError{"--gpu: " + e.message(), "plan"};
-    }
+    const auto rates = pipeline::gpu_calibration_rates(
+        parse_enum_option(pipeline::calibration_gpus(), options.gpu, "plan"));
+    options.calib_tflops = rates.linear_tflops;
+    options.calib_attention_tflops = rates.attention_tflops;
   }
   if (vm.count("calib-tflops")) {
     options.calib_tflops = vm["calib-tflops"].as<double>();
@@ -118,53 +96,47 @@ int cmd_plan(const Args& args) {
   if (options.samples < 1 || options.seq_len < 1) {
     throw UsageError{"--samples and --seq-len must be >= 1", "plan"};
   }
-  try {
-    options.recipe = pipeline::recipes().parse(vm["recipe"].as<std::string>());
-  } catch (const Error& e) {
-    throw UsageError{"--recipe: " + e.message(), "plan"};
+  options.recipe = parse_enum_option(pipeline::recipes(), vm["recipe"].as<std::string>(), "plan");
+  return options;
+}
+
+}  // namespace
+
+int cmd_plan(const Args& args) {
+  const po::options_description all = plan_options();
+  po::variables_map vm;
+  if (!parse_command_line(
+          "plan", "(--config FILE | --preset NAME | --in DIR) [--ranks N] [options]",
+          "Dry run, no weights needed: which rank owns which tensors (balanced by bytes within "
+          "every layer), bytes read and written per rank, peak host and GPU memory per rank for "
+          "layer-by-layer calibration, and the disk-bound time. The table goes to stdout.",
+          all, po::positional_options_description(), args, vm)) {
+    return 0;
   }
 
-  pipeline::PlanReport report;
-  if (vm.count("in")) {
-    const formats::CheckpointDir dir(vm["in"].as<std::string>());
-    const model::ModelConfig config =
-        vm.count("config") ? model::ModelConfig::load(vm["config"].as<std::string>())
-                           : model::ModelConfig::from_json(dir.read_json("config.json"),
-                                                           dir.dir() + "/config.json");
-    report = pipeline::build_plan_report(config, pipeline::checkpoint_dir_tensors(dir, config),
-                                         options, "checkpoint " + dir.dir());
-  } else {
-    model::ModelConfig config;
-    std::string label;
-    if (vm.count("preset")) {
-      try {
-        config = model::preset_config(vm["preset"].as<std::string>());
-      } catch (const Error& e) {
-        throw UsageError{"--preset: " + e.message(), "plan"};
-      }
-      label = "preset " + vm["preset"].as<std::string>();
-    } else {
-      label = vm["config"].as<std::string>();
-      config = model::ModelConfig::load(label);
-    }
-    model::WeightFormat format = model::config_weight_format(config);
-    if (vm.count("format")) {
-      try {
-        format = model::parse_weight_format(vm["format"].as<std::string>());
-      } catch (const Error& e) {
-        throw UsageError{"--format: " + e.message(), "plan"};
-      }
-    }
-    label += std::string(" (") + model::weight_format_name(format) + ")";
-    report = pipeline::build_plan_report(config, model::checkpoint_tensors(config, format), options,
-                                         label);
+  const int n_inputs = static_cast<int>(vm.count("preset") + vm.count("in") +
+                                        (vm.count("config") && !vm.count("in") ? 1 : 0));
+  if (n_inputs != 1) throw UsageError{"give exactly one of --config, --preset, --in", "plan"};
+  if (vm.count("in") && vm.count("format")) {
+    throw UsageError{"--format applies to --config/--preset; --in reads the real storage", "plan"};
   }
-  pipeline::print_plan_report(report, std::cout);
-  std::cout.flush();
-  if (vm.count("json")) {
-    formats::write_file_atomic(vm["json"].as<std::string>(),
-                               pipeline::plan_report_json(report).dump(2) + "\n");
+  pipeline::PlanRunOptions run;
+  run.report = report_options(vm);
+  if (vm.count("in")) run.checkpoint_dir = vm["in"].as<std::string>();
+  if (vm.count("config")) run.config_path = vm["config"].as<std::string>();
+  if (vm.count("preset")) {
+    run.preset = vm["preset"].as<std::string>();
+    try {
+      model::find_preset(run.preset);
+    } catch (const Error& e) {
+      throw UsageError{"--preset: " + e.message(), "plan"};
+    }
   }
+  if (vm.count("format")) {
+    run.format = parse_enum_option(model::weight_formats(), vm["format"].as<std::string>(), "plan");
+  }
+  if (vm.count("json")) run.json_path = vm["json"].as<std::string>();
+  pipeline::run_plan(run, std::cout);
   return 0;
 }
 

@@ -10,7 +10,7 @@ namespace qf::cli {
 void add_common_options(po::options_description& options) {
   options.add_options()("help,h", "print this help and exit")(
       "log-level", po::value<std::string>()->default_value("info"),
-      "debug | info | warn | error | quiet (messages go to stderr)");
+      log_levels().help("messages on stderr from this level up:").c_str());
 }
 
 bool parse_command_line(const std::string& command, const std::string& usage,
@@ -29,11 +29,7 @@ bool parse_command_line(const std::string& command, const std::string& usage,
   } catch (const po::error& e) {
     throw UsageError{e.what(), command};
   }
-  try {
-    set_log_level(parse_log_level(vm["log-level"].as<std::string>()));
-  } catch (const Error& e) {
-    throw UsageError{e.message(), command};
-  }
+  set_log_level(parse_enum_option(log_levels(), vm["log-level"].as<std::string>(), command));
   return true;
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "core/check.hpp"
+#include "core/enum_table.hpp"
 
 namespace qf::cli {
 
@@ -15,6 +17,18 @@ struct UsageError {
   std::string message;
   std::string command;
 };
+
+// The value named `name` of an enum option (the table's `what` names the option); an unknown
+// name is a UsageError naming the option, the name and every valid one.
+template <typename E>
+E parse_enum_option(const EnumTable<E>& table, const std::string& name,
+                    const std::string& command) {
+  try {
+    return table.parse(name);
+  } catch (const Error& e) {
+    throw UsageError{e.message(), command};
+  }
+}
 
 // Adds --help and --log-level to `options`.
 void add_common_options(po::options_description& options);

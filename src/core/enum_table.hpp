@@ -20,7 +20,7 @@ struct EnumEntry {
 template <typename E>
 class EnumTable {
  public:
-  // `what` names the option in errors ("recipe", "--backend").
+  // `what` names the option in errors ("--recipe", "--backend").
   EnumTable(const char* what, std::initializer_list<EnumEntry<E>> entries)
       : what_(what), entries_(entries) {}
 
@@ -49,12 +49,10 @@ class EnumTable {
     for (const auto& e : entries_) out += std::string(out.empty() ? "" : separator) + e.name;
     return out;
   }
-  // "a: help of a | b: help of b" (the text --help shows for the option).
-  std::string help() const {
-    std::string out;
-    for (const auto& e : entries_) {
-      out += std::string(out.empty() ? "" : " | ") + e.name + ": " + e.help;
-    }
+  // `intro`, then one "  name: help" line per value: the text --help shows for the option.
+  std::string help(const std::string& intro) const {
+    std::string out = intro;
+    for (const auto& e : entries_) out += std::string("\n  ") + e.name + ": " + e.help;
     return out;
   }
   const std::vector<EnumEntry<E>>& entries() const { return entries_; }

@@ -28,13 +28,14 @@ const char* level_tag(LogLevel level) {
 void set_log_level(LogLevel level) { g_level = level; }
 LogLevel log_level() { return g_level; }
 
-LogLevel parse_log_level(const std::string& name) {
-  if (name == "debug") return LogLevel::kDebug;
-  if (name == "info") return LogLevel::kInfo;
-  if (name == "warn") return LogLevel::kWarn;
-  if (name == "error") return LogLevel::kError;
-  if (name == "quiet") return LogLevel::kQuiet;
-  QF_FAIL("unknown log level '", name, "' (expected debug, info, warn, error or quiet)");
+const EnumTable<LogLevel>& log_levels() {
+  static const EnumTable<LogLevel> table(
+      "--log-level", {{"debug", LogLevel::kDebug, "also per-layer and per-rank details"},
+                      {"info", LogLevel::kInfo, "progress, results and summaries"},
+                      {"warn", LogLevel::kWarn, "warnings and errors only"},
+                      {"error", LogLevel::kError, "errors only"},
+                      {"quiet", LogLevel::kQuiet, "nothing"}});
+  return table;
 }
 
 void log_line(LogLevel level, bool all_ranks, const std::string& text) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/check.hpp"
+#include "core/enum_table.hpp"
 
 namespace qf {
 
@@ -11,8 +12,7 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kQuiet = 4 }
 
 void set_log_level(LogLevel level);
 LogLevel log_level();
-// Parses "debug|info|warn|error|quiet"; throws qf::Error naming the bad value.
-LogLevel parse_log_level(const std::string& name);
+const EnumTable<LogLevel>& log_levels();  // parse, name and --help of --log-level
 
 // Prints one line (already formatted) if `level` passes and this is rank 0, or `all_ranks`.
 void log_line(LogLevel level, bool all_ranks, const std::string& text);

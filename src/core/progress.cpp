@@ -38,15 +38,22 @@ void ProgressMeter::finish() {
   print(true);
 }
 
-std::string ProgressMeter::format_bytes(double n_bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB"};
+std::string ProgressMeter::format_bytes(double n_bytes, ByteUnits units) {
+  const bool binary = units == ByteUnits::kBinary;
+  const char* names[2][6] = {{"B", "KB", "MB", "GB", "TB", "PB"},
+                             {"B", "KiB", "MiB", "GiB", "TiB", "PiB"}};
+  const double base = binary ? 1024.0 : 1000.0;
   int unit = 0;
-  while (n_bytes >= 1000.0 && unit < 5) {
-    n_bytes /= 1000.0;
+  while (n_bytes >= base && unit < 5) {
+    n_bytes /= base;
     ++unit;
   }
   char text[32];
-  std::snprintf(text, sizeof(text), unit == 0 ? "%.0f %s" : "%.1f %s", n_bytes, units[unit]);
+  std::snprintf(text, sizeof(text),
+                unit == 0 ? "%.0f %s"
+                : binary  ? "%.2f %s"
+                          : "%.1f %s",
+                n_bytes, names[binary][unit]);
   return text;
 }
 

@@ -17,7 +17,10 @@ class ProgressMeter {
   void advance(uint64_t n_units);
   void finish();  // prints the final line once (also called by the destructor)
 
-  static std::string format_bytes(double n_bytes);    // "12.3 GB"
+  // The one byte formatter: kDecimal "12.3 GB" (powers of 1000, one decimal; rates, logs),
+  // kBinary "11.46 GiB" (powers of 1024, two decimals; checkpoint sizes in tables).
+  enum class ByteUnits { kDecimal, kBinary };
+  static std::string format_bytes(double n_bytes, ByteUnits units = ByteUnits::kDecimal);
   static std::string format_seconds(double seconds);  // "1h02m", "3m05s", "12.4s"
 
  private:

@@ -9,6 +9,10 @@
 #include "dist/communicator.hpp"
 #include "dist/compute_backend.hpp"
 
+namespace qf::dist {
+class MpiEnv;
+}
+
 namespace qf::pipeline {
 
 struct DequantOptions {
@@ -31,5 +35,11 @@ struct DequantReport {
 // of its source shard in source order (scale companions dropped), so the bytes do not depend
 // on the rank count. Each rank converts and pwrites the tensors the ownership plan gives it.
 DequantReport run_dequant(const DequantOptions& options, dist::Communicator& comm);
+
+// `quantforge dequant` over every rank of `mpi` (dequant_world.cpp): options.backend from
+// `backend` (each rank on GPU local_rank % count), run_dequant over a host communicator, then
+// the totals over ranks on rank 0. Collective: every rank calls it with the same arguments.
+void run_dequant_world(DequantOptions options, dist::BackendChoice backend,
+                       const dist::MpiEnv& mpi);
 
 }  // namespace qf::pipeline

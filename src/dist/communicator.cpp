@@ -9,6 +9,7 @@
 
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
+#include "core/enum_table.hpp"
 #include "core/progress.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
@@ -56,13 +57,18 @@ const char* elem_type_name(ElemType type) {
 
 const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::kSum ? "sum" : "max"; }
 
-const char* backend_name(Backend backend) { return backend == Backend::kMpi ? "mpi" : "nccl"; }
-
-Backend parse_backend(const std::string& name) {
-  if (name == "mpi") return Backend::kMpi;
-  if (name == "nccl") return Backend::kNccl;
-  QF_FAIL("unknown communication backend '" + name + "' (valid: mpi, nccl)");
+namespace {
+const EnumTable<Backend>& backends() {
+  static const EnumTable<Backend> table("communication backend",
+                                        {{"mpi", Backend::kMpi, "host buffers, MPI"},
+                                         {"nccl", Backend::kNccl, "device buffers, NCCL"}});
+  return table;
 }
+}  // namespace
+
+const char* backend_name(Backend backend) { return backends().name(backend); }
+
+Backend parse_backend(const std::string& name) { return backends().parse(name); }
 
 bool backend_available(Backend backend) {
 #ifdef QF_HAVE_CUDA

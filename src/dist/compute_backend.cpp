@@ -33,25 +33,54 @@ void select_cuda_device(int local_rank) {
 #endif
 }
 
-ComputeBackend resolve_backend(const std::string& name) {
-  if (name == "cpu") return ComputeBackend::kCpu;
-  if (name == "auto") return cuda_device_count() > 0 ? ComputeBackend::kCuda : ComputeBackend::kCpu;
-  if (name == "cuda") {
-#ifndef QF_HAVE_CUDA
-    QF_FAIL("--backend cuda: this quantforge was built without CUDA (QF_CUDA=OFF)");
-#endif
-    QF_CHECK(cuda_device_count() > 0, "--backend cuda: no CUDA device is visible");
-    return ComputeBackend::kCuda;
-  }
-  QF_FAIL("unknown backend '", name, "' (expected auto, cpu or cuda)");
+const EnumTable<BackendChoice>& backend_choices() {
+  static const EnumTable<BackendChoice> table(
+      "--backend",
+      {{"auto", BackendChoice::kAuto,
+        "cuda when this build has CUDA and a GPU is visible, else cpu"},
+       {"cpu", BackendChoice::kCpu, "the plain C++ reference on the host"},
+       {"cuda", BackendChoice::kCuda, "CUDA kernels on this rank's GPU (local rank % GPUs)"}});
+  return table;
 }
 
-Backend resolve_comm(const std::string& name, ComputeBackend backend, bool every_rank_own_gpu) {
-  QF_CHECK(name == "auto" || name == "mpi" || name == "nccl", "unknown --comm '" + name +
-           "' (expected auto, mpi or nccl)");
-  if (name == "mpi") return Backend::kMpi;
-  if (name == "auto") {
-    return backend == ComputeBackend::kCuda && every_rank_own_gpu && dist::backend_available(Backend::kNccl)
+ComputeBackend resolve_backend(BackendChoice choice) {
+  switch (choice) {
+    case BackendChoice::kCpu:
+      return ComputeBackend::kCpu;
+    case BackendChoice::kAuto:
+      return cuda_device_count() > 0 ? ComputeBackend::kCuda : ComputeBackend::kCpu;
+    case BackendChoice::kCuda:
+      break;
+  }
+#ifndef QF_HAVE_CUDA
+  QF_FAIL("--backend cuda: this quantforge was built without CUDA (QF_CUDA=OFF)");
+#endif
+  QF_CHECK(cuda_device_count() > 0, "--backend cuda: no CUDA device is visible");
+  return ComputeBackend::kCuda;
+}
+
+const char* backend_name(ComputeBackend backend) {
+  return backend_choices().name(backend == ComputeBackend::kCuda ? BackendChoice::kCuda
+                                                                 : BackendChoice::kCpu);
+}
+
+const EnumTable<CommChoice>& comm_choices() {
+  static const EnumTable<CommChoice> table(
+      "--comm",
+      {{"auto", CommChoice::kAuto,
+        "nccl for the cuda backend when every rank has its own GPU, else mpi"},
+       {"mpi", CommChoice::kMpi, "host buffers: owners broadcast, every rank uploads the layer"},
+       {"nccl", CommChoice::kNccl,
+        "each owner uploads its own linears and NCCL broadcasts them GPU to GPU, amax "
+        "all-reduced on the GPU (needs --backend cuda and one GPU per rank)"}});
+  return table;
+}
+
+Backend resolve_comm(CommChoice choice, ComputeBackend backend, bool every_rank_own_gpu) {
+  if (choice == CommChoice::kMpi) return Backend::kMpi;
+  if (choice == CommChoice::kAuto) {
+    return backend == ComputeBackend::kCuda && every_rank_own_gpu &&
+                   dist::backend_available(Backend::kNccl)
                ? Backend::kNccl
                : Backend::kMpi;
   }
@@ -64,7 +93,5 @@ Backend resolve_comm(const std::string& name, ComputeBackend backend, bool every
            "some host (NCCL refuses two ranks on one GPU); use --comm mpi or auto");
   return Backend::kNccl;
 }
-
-const char* backend_name(ComputeBackend backend) { return backend == ComputeBackend::kCuda ? "cuda" : "cpu"; }
 
 }  // namespace qf::dist

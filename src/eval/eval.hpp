@@ -12,6 +12,10 @@
 
 #include "dist/communicator.hpp"
 
+namespace qf::dist {
+class MpiEnv;
+}
+
 namespace qf::pipeline {
 
 // The synthetic held-out set's default seed. `quantize` calibrates on seed 0 by default, so the
@@ -73,5 +77,11 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm);
 nlohmann::json eval_report_json(const EvalReport& report);
 // The human-readable summary (stdout): the numbers, the layers, the worst modules.
 void print_eval_table(const EvalReport& report);
+
+// `quantforge eval` over every rank of `mpi` (eval_world.cpp): options.report_path defaults to
+// quantization_report_path(out_dir) and must not lie inside the export; run_eval over a host
+// communicator, then rank 0 merges the eval section into the report (keeping quantize's) and
+// prints the table. Collective: every rank calls it with the same options.
+void run_eval_world(EvalOptions options, const dist::MpiEnv& mpi);
 
 }  // namespace qf::pipeline

@@ -56,13 +56,14 @@ json producer() { return {{"name", "modelopt"}, {"version", "dsv4-nvfp4-experts"
 
 }  // namespace
 
-KvCache parse_kv_cache(const std::string& name) {
-  if (name == "none") return KvCache::kNone;
-  if (name == "fp8_cast") return KvCache::kFp8Cast;
-  QF_FAIL("unknown --kv-cache '", name, "' (expected none or fp8_cast)");
+const EnumTable<KvCache>& kv_caches() {
+  static const EnumTable<KvCache> table(
+      "--kv-cache", {{"none", KvCache::kNone, "no KV-cache quantization declared"},
+                     {"fp8_cast", KvCache::kFp8Cast,
+                      "declare an FP8 KV cache (no k/v scale tensors, as ModelOpt's "
+                      "constant-amax recipe)"}});
+  return table;
 }
-
-const char* kv_cache_name(KvCache kv) { return kv == KvCache::kFp8Cast ? "fp8_cast" : "none"; }
 
 json export_config_json(const json& source_config, const QuantizePlan& plan, KvCache kv) {
   json config = source_config;

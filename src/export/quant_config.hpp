@@ -4,13 +4,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/enum_table.hpp"
 #include "quantize/quantize_plan.hpp"
 
 namespace qf::pipeline {
 
 enum class KvCache { kNone, kFp8Cast };
-KvCache parse_kv_cache(const std::string& name);  // "none" | "fp8_cast"
-const char* kv_cache_name(KvCache kv);
+const EnumTable<KvCache>& kv_caches();  // parse, name and --help of --kv-cache
 
 // The source config.json with its quantization_config amended for the export.
 nlohmann::json export_config_json(const nlohmann::json& source_config, const QuantizePlan& plan,

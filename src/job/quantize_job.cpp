@@ -1,4 +1,4 @@
-// run_quantize: the phases of the main job (see quantize.hpp).
+// run_quantize: the phases of the main job (see quantize_job.hpp).
 #include "job/quantize_job.hpp"
 
 #include <chrono>
@@ -60,7 +60,7 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
   // the last bits, and a resume recomputes and compares records bit for bit. For the same
   // reason the CUDA batch size is too (cuBLAS picks kernels by shape).
   nlohmann::json run_options = {{"recipe", recipes().name(options.recipe)},
-                                {"kv_cache", kv_cache_name(options.kv)},
+                                {"kv_cache", kv_caches().name(options.kv)},
                                 {"backend", dist::backend_name(options.backend)}};
   if (options.backend == dist::ComputeBackend::kCuda && options.amax_file.empty()) {
     run_options["calib_batch"] = options.calib_batch;
@@ -134,25 +134,25 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   return report;
 }
 
-// Collective: sums the counts over ranks; rank 0 writes <OUT>.quantization_report.{json,txt}.
-// A new export drops an earlier report's eval section (it judged other bytes); a --shard
-// rebuild (same bytes) keeps it.
-void write_report(const QuantizeOptions& options, const QuantizeReport& report,
-                  const QuantizePlan& plan, const InputScales& scales, dist::Communicator& comm) {
+// Collective: sums the counts over ranks into report.totals; rank 0 writes
+// <OUT>.quantization_report.{json,txt}. A new export drops an earlier report's eval section (it
+// judged other bytes); a --shard rebuild (same bytes) keeps it.
+void write_report(const QuantizeOptions& options, QuantizeReport& report, const QuantizePlan& plan,
+                  const InputScales& scales, dist::Communicator& comm) {
   uint64_t counts[4] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
                         report.bytes_written};
   comm.allreduce_counts(counts, 4, "quantization report counts");
+  QuantizeReportTotals& totals = report.totals;
+  totals.n_targets_planned = plan.targets.size();
+  totals.n_targets = counts[0];
+  totals.n_blocks_lossless = counts[1];
+  totals.n_blocks_fallback = counts[2];
+  totals.bytes_written = counts[3];
   run_on_root(comm, 0, "writing the quantization report", [&] {
     const std::string path = quantization_report_path(options.out_dir);
     const nlohmann::json previous = read_quantization_report(path);
     nlohmann::json doc = {{"format", kQuantizationReportFormat}};
     if (!options.shard.empty() && previous.contains("eval")) doc["eval"] = previous["eval"];
-    QuantizeReportTotals totals;
-    totals.n_targets_planned = plan.targets.size();
-    totals.n_targets = counts[0];
-    totals.n_blocks_lossless = counts[1];
-    totals.n_blocks_fallback = counts[2];
-    totals.bytes_written = counts[3];
     doc["quantize"] = quantize_report_section(options, report, totals, scales.fallback_modules,
                                               comm.world_size(), previous);
     write_quantization_report(path, doc);

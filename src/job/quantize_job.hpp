@@ -40,6 +40,15 @@ struct QuantizeOptions {
   dist::Communicator* device_comm = nullptr;
 };
 
+// What quantize counted, summed over ranks (the report's one reduction; the summary reuses it).
+struct QuantizeReportTotals {
+  uint64_t n_targets_planned = 0;  // NVFP4 targets of the plan
+  uint64_t n_targets = 0;          // quantized in this invocation (all ranks)
+  uint64_t n_blocks_lossless = 0;
+  uint64_t n_blocks_fallback = 0;
+  uint64_t bytes_written = 0;
+};
+
 struct QuantizeReport {
   uint64_t n_targets = 0;  // quantized by this rank in this run
   uint64_t n_blocks_lossless = 0;
@@ -57,6 +66,7 @@ struct QuantizeReport {
   double store_commit_seconds = 0;   // committing them (in the background of the phases)
   double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
   uint64_t peak_device_bytes = 0;
+  QuantizeReportTotals totals;  // over all ranks, the same on every rank
 };
 
 QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm);

@@ -46,7 +46,7 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
           {"mode", mode},
           {"options",
            {{"recipe", recipes().name(options.recipe)},
-            {"kv_cache", kv_cache_name(options.kv)},
+            {"kv_cache", kv_caches().name(options.kv)},
             {"backend", dist::backend_name(options.backend)},
             {"act_scale", act_scale_name(options.act_scale)},
             {"shard", path_or_null(options.shard)},

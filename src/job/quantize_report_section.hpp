@@ -10,15 +10,6 @@
 
 namespace qf::pipeline {
 
-// What quantize counted, summed over ranks.
-struct QuantizeReportTotals {
-  uint64_t n_targets_planned = 0;  // NVFP4 targets of the plan
-  uint64_t n_targets = 0;          // quantized in this invocation (all ranks)
-  uint64_t n_blocks_lossless = 0;
-  uint64_t n_blocks_fallback = 0;
-  uint64_t bytes_written = 0;
-};
-
 // quantize's section. `previous`: the report already at the path (for --export-only, which
 // quantizes nothing, the lossless-cast counts are carried over from it when it has them).
 nlohmann::json quantize_report_section(const QuantizeOptions& options, const QuantizeReport& rank0,

@@ -23,6 +23,12 @@ const std::vector<Preset>& presets() {
   return table;
 }
 
+std::string presets_help(const std::string& intro) {
+  std::string out = intro;
+  for (const auto& p : presets()) out += std::string("\n  ") + p.name + ": " + p.description;
+  return out;
+}
+
 const Preset& find_preset(const std::string& name) {
   std::string names;
   for (const auto& preset : presets()) {

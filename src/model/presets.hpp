@@ -15,6 +15,8 @@ struct Preset {
 };
 
 const std::vector<Preset>& presets();
+// `intro`, then one "  name: description" line per preset (the --help text of --preset).
+std::string presets_help(const std::string& intro);
 // Throws qf::Error listing the available names.
 const Preset& find_preset(const std::string& name);
 ModelConfig preset_config(const std::string& name);

@@ -201,29 +201,13 @@ void add_hc_head(TableBuilder& b, const ModelConfig& c, const std::string& prefi
 
 }  // namespace
 
-const std::vector<WeightFormatInfo>& weight_formats() {
-  static const std::vector<WeightFormatInfo> table = {
-      {"native", WeightFormat::kNative,
-       "as released: FP8 E4M3 + 128x128 UE8M0 scales, FP4 E2M1 experts + per-32 UE8M0 scales"},
-      {"bf16", WeightFormat::kBf16, "same names, quantized weights as BF16, no .scale tensors"},
-  };
+const EnumTable<WeightFormat>& weight_formats() {
+  static const EnumTable<WeightFormat> table(
+      "--format",
+      {{"native", WeightFormat::kNative,
+        "as released: FP8 E4M3 + 128x128 UE8M0 scales, FP4 E2M1 experts + per-32 UE8M0 scales"},
+       {"bf16", WeightFormat::kBf16, "same names, quantized weights as BF16, no .scale tensors"}});
   return table;
-}
-
-const char* weight_format_name(WeightFormat format) {
-  for (const auto& info : weight_formats()) {
-    if (info.format == format) return info.name;
-  }
-  return "?";
-}
-
-WeightFormat parse_weight_format(const std::string& name) {
-  std::string valid;
-  for (const auto& info : weight_formats()) {
-    if (name == info.name) return info.format;
-    valid += std::string(valid.empty() ? "" : " | ") + info.name;
-  }
-  QF_FAIL("unknown weight format", "'" + name + "';", "expected", valid);
 }
 
 const char* tensor_role_name(TensorRole role) {

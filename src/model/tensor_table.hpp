@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_table.hpp"
 #include "formats/tensor_spec.hpp"
 #include "model/config.hpp"
 
@@ -17,15 +18,7 @@ enum class WeightFormat {
   kBf16,    // same names; FP8/FP4 weights as BF16 [out, in]; no `.scale`; the rest unchanged
 };
 
-// {name, value, description}: the one table behind --format parsing, help and validation.
-struct WeightFormatInfo {
-  const char* name;
-  WeightFormat format;
-  const char* description;
-};
-const std::vector<WeightFormatInfo>& weight_formats();
-const char* weight_format_name(WeightFormat format);
-WeightFormat parse_weight_format(const std::string& name);  // throws listing the valid names
+const EnumTable<WeightFormat>& weight_formats();  // parse, name and --help of --format
 
 enum class TensorRole {
   kFp8Weight,  // F8_E4M3 [out, in]

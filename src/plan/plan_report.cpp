@@ -202,12 +202,20 @@ PlanReport build_plan_report(const model::ModelConfig& config,
   return report;
 }
 
-CalibrationRates gpu_calibration_rates(const std::string& gpu) {
+const EnumTable<CalibrationGpu>& calibration_gpus() {
+  static const EnumTable<CalibrationGpu> table(
+      "--gpu", {{"h100", CalibrationGpu::kH100, "rates measured on an H100 SXM"},
+                {"h200", CalibrationGpu::kH200, "as h100 (same chip; faster memory not credited)"},
+                {"b200", CalibrationGpu::kB200,
+                 "h100's scaled by BF16 (linears) and FP32 (attention) peak"}});
+  return table;
+}
+
+CalibrationRates gpu_calibration_rates(CalibrationGpu gpu) {
   const CalibrationRates h100{kMeasuredH100LinearTflops, kMeasuredH100AttentionTflops};
-  if (gpu == "h100" || gpu == "h200") return h100;
+  if (gpu != CalibrationGpu::kB200) return h100;
   // B200: 2.25 PFLOP/s dense BF16 vs 989 TFLOP/s; ~80 vs 67 TFLOP/s FP32.
-  if (gpu == "b200") return {h100.linear_tflops * 2250.0 / 989.0, h100.attention_tflops * 80.0 / 67.0};
-  QF_FAIL("unknown GPU", gpu, "(known: h100, h200, b200)");
+  return {h100.linear_tflops * 2250.0 / 989.0, h100.attention_tflops * 80.0 / 67.0};
 }
 
 }  // namespace qf::pipeline

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_table.hpp"
 #include "dist/ownership_plan.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
@@ -38,11 +39,13 @@ struct PlanReportOptions {
 struct CalibrationRates {
   double linear_tflops = 0, attention_tflops = 0;
 };
+// The GPUs `plan --gpu` knows.
+enum class CalibrationGpu { kH100, kH200, kB200 };
+const EnumTable<CalibrationGpu>& calibration_gpus();  // parse, name and --help of --gpu
 // Measured on an H100 SXM (bench/RESULTS.md, benchmark 2a: steady-state layer of 2 V4-Flash
 // layers, 2 x 4096 tokens per batch); other GPUs scaled by dense BF16 peak (linears) and FP32
-// peak (attention). Names: h100, h200 (same chip, faster memory: not credited), b200.
-// Throws listing the names for an unknown GPU.
-CalibrationRates gpu_calibration_rates(const std::string& gpu);
+// peak (attention); h200 is the same chip (its faster memory is not credited).
+CalibrationRates gpu_calibration_rates(CalibrationGpu gpu);
 
 struct RankReport {
   int rank = 0;

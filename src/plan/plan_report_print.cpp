@@ -2,10 +2,10 @@
 // and as JSON. Owns: presentation only; every number comes from build_plan_report().
 #include <algorithm>
 #include <cinttypes>
-#include <cstdarg>
 #include <cstdio>
 #include <string>
 
+#include "core/strings.hpp"
 #include "plan/plan_report.hpp"
 
 namespace qf::pipeline {
@@ -28,16 +28,6 @@ Unit mem_unit(uint64_t n_bytes) {
   return {"KiB", 1024.0};
 }
 
-std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* format, ...) {
-  char buffer[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buffer, sizeof(buffer), format, args);
-  va_end(args);
-  return buffer;
-}
-
 std::string layer_label(int layer) { return layer < 0 ? "global" : std::to_string(layer); }
 
 }  // namespace
@@ -50,33 +40,36 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
   const Unit ram = mem_unit(mem.gpu_bytes);
   out << "plan: " << report.source << ", " << opt.world_size << " ranks (" << opt.ranks_per_node
       << " per node), recipe " << recipes().name(opt.recipe) << "\n";
-  out << fmt("source: %" PRIu64 " tensors, %.2f %s, %.4g G params (%.4g G without MTP)\n",
-             report.n_src_tensors, report.src_bytes / io.n_bytes, io.name, report.src_params / 1e9,
-             (report.src_params - report.src_params_mtp) / 1e9);
-  out << fmt("output: %" PRIu64 " tensors, %.2f %s (%" PRIu64 " linears -> NVFP4)\n",
-             report.n_out_tensors, report.out_bytes / io.n_bytes, io.name, report.n_nvfp4);
-  out << fmt("ownership: %zu owner groups (largest %.3f %s), max/mean - 1 = %.3f%% over totals",
-             bal.n_groups, bal.max_group_bytes / io.n_bytes, io.name, 100.0 * bal.imbalance);
+  out << str_printf("source: %" PRIu64 " tensors, %.2f %s, %.4g G params (%.4g G without MTP)\n",
+                    report.n_src_tensors, report.src_bytes / io.n_bytes, io.name,
+                    report.src_params / 1e9, (report.src_params - report.src_params_mtp) / 1e9);
+  out << str_printf("output: %" PRIu64 " tensors, %.2f %s (%" PRIu64 " linears -> NVFP4)\n",
+                    report.n_out_tensors, report.out_bytes / io.n_bytes, io.name, report.n_nvfp4);
+  out << str_printf(
+      "ownership: %zu owner groups (largest %.3f %s), max/mean - 1 = %.3f%% over totals",
+      bal.n_groups, bal.max_group_bytes / io.n_bytes, io.name, 100.0 * bal.imbalance);
   if (bal.worst_layer >= 0) {
-    out << fmt(", worst layer %d: %.2f%%", bal.worst_layer, 100.0 * bal.worst_layer_imbalance);
+    out << str_printf(", worst layer %d: %.2f%%", bal.worst_layer,
+                      100.0 * bal.worst_layer_imbalance);
   }
-  out << fmt("; fingerprint %016" PRIx64 "\n\n", report.fingerprint);
+  out << str_printf("; fingerprint %016" PRIx64 "\n\n", report.fingerprint);
 
   auto unit = [](const char* what, const Unit& u) { return std::string(what) + " " + u.name; };
-  out << fmt("%-5s %7s %7s %8s %8s %8s %9s %9s %8s %6s\n", "rank", "tensors", "nvfp4",
-             unit("src", io).c_str(), unit("out", io).c_str(), unit("read", io).c_str(),
-             unit("write", io).c_str(), unit("host", ram).c_str(), unit("gpu", ram).c_str(),
-             "I/O s");
+  out << str_printf("%-5s %7s %7s %8s %8s %8s %9s %9s %8s %6s\n", "rank", "tensors", "nvfp4",
+                    unit("src", io).c_str(), unit("out", io).c_str(), unit("read", io).c_str(),
+                    unit("write", io).c_str(), unit("host", ram).c_str(), unit("gpu", ram).c_str(),
+                    "I/O s");
   auto row = [&](const std::string& label, const RankReport& r, const std::string& host) {
-    out << fmt("%-5s %7" PRIu64 " %7" PRIu64 " %8.2f %8.2f %8.2f %9.2f %9s %8.2f %6.1f\n",
-               label.c_str(), r.n_tensors, r.n_nvfp4, r.src_bytes / io.n_bytes,
-               r.out_bytes / io.n_bytes, r.read_bytes / io.n_bytes, r.write_bytes / io.n_bytes,
-               host.c_str(), r.gpu_peak_bytes / ram.n_bytes, r.io_seconds);
+    out << str_printf("%-5s %7" PRIu64 " %7" PRIu64 " %8.2f %8.2f %8.2f %9.2f %9s %8.2f %6.1f\n",
+                      label.c_str(), r.n_tensors, r.n_nvfp4, r.src_bytes / io.n_bytes,
+                      r.out_bytes / io.n_bytes, r.read_bytes / io.n_bytes,
+                      r.write_bytes / io.n_bytes, host.c_str(), r.gpu_peak_bytes / ram.n_bytes,
+                      r.io_seconds);
   };
   RankReport total;
   uint64_t max_host = 0;
   for (const RankReport& r : report.ranks) {
-    row(std::to_string(r.rank), r, fmt("%.2f", r.host_peak_bytes / ram.n_bytes));
+    row(std::to_string(r.rank), r, str_printf("%.2f", r.host_peak_bytes / ram.n_bytes));
     total.n_tensors += r.n_tensors;
     total.n_nvfp4 += r.n_nvfp4;
     total.src_bytes += r.src_bytes;
@@ -87,15 +80,15 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
   }
   total.gpu_peak_bytes = mem.gpu_bytes;
   total.io_seconds = report.job_seconds;
-  row("total", total, fmt("max %.2f", max_host / ram.n_bytes));
-  out << fmt(
+  row("total", total, str_printf("max %.2f", max_host / ram.n_bytes));
+  out << str_printf(
       "\njob time, disk-bound = max over ranks = %.1f s (%.1f min), slowest rank %d;\n"
       "  disk %.1f GB/s read, %.1f GB/s write per node (inputs), shared by %d ranks\n",
       report.job_seconds, report.job_seconds / 60, report.slowest_rank, opt.read_gbps,
       opt.write_gbps, opt.ranks_per_node);
 
   if (opt.calib_tflops > 0) {
-    out << fmt(
+    out << str_printf(
         "calibration compute: %.3g PFLOP (%d x %d tokens) at %.0f TFLOP/s (linears) and %.1f "
         "TFLOP/s (attention core) per GPU (%s) = %.1f s;\n"
         "projected job time = disk-bound + compute (no overlap credited) = %.1f s (%.1f min)\n",
@@ -114,25 +107,26 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
       << "  job     = max_r time_r (disk only; calibration compute and interconnect excluded)\n"
       << "  host_r  = max over layers of (r's source bytes in the layer + their NVFP4 output)\n"
       << "  gpu     = W + D + A + S + amax (calibration, layer by layer, same on every rank):\n";
-  out << fmt("    W    %9.3f %s  largest layer (%s) in source precision, held by every rank\n",
-             mem.layer_weights_bytes / ram.n_bytes, ram.name,
-             layer_label(mem.layer_weights_layer).c_str());
-  out << fmt("    D    %9.3f %s  largest FP8/FP4 owner group dequantized to BF16 (%s)\n",
-             mem.dequant_bytes / ram.n_bytes, ram.name,
-             mem.dequant_group.empty() ? "none" : mem.dequant_group.c_str());
-  out << fmt(
+  out << str_printf(
+      "    W    %9.3f %s  largest layer (%s) in source precision, held by every rank\n",
+      mem.layer_weights_bytes / ram.n_bytes, ram.name,
+      layer_label(mem.layer_weights_layer).c_str());
+  out << str_printf("    D    %9.3f %s  largest FP8/FP4 owner group dequantized to BF16 (%s)\n",
+                    mem.dequant_bytes / ram.n_bytes, ram.name,
+                    mem.dequant_group.empty() ? "none" : mem.dequant_group.c_str());
+  out << str_printf(
       "    A    %9.3f %s  residual in+out: 2 x T_r x hidden x hc_mult x 2 B,\n"
       "                        T_r = ceil(samples/R) x seq_len = ceil(%d/%d) x %d = %" PRIu64
       " tokens\n",
       mem.activation_bytes / ram.n_bytes, ram.name, opt.samples, opt.world_size, opt.seq_len,
       mem.tokens_per_rank);
-  out << fmt(
+  out << str_printf(
       "    S    %9.3f %s  one sequence: seq_len x (heads x head_dim + head_dim\n"
       "                        + top_k x (hidden + 2 x moe_inter)) x 2 B + seq_len x top_k"
       " x 8 B\n",
       mem.sequence_bytes / ram.n_bytes, ram.name);
-  out << fmt("    amax %9.3f %s  8 B per NVFP4 linear (input and weight amax)\n",
-             mem.amax_bytes / ram.n_bytes, ram.name);
+  out << str_printf("    amax %9.3f %s  8 B per NVFP4 linear (input and weight amax)\n",
+                    mem.amax_bytes / ram.n_bytes, ram.name);
 }
 
 nlohmann::json plan_report_json(const PlanReport& report) {
@@ -159,7 +153,7 @@ nlohmann::json plan_report_json(const PlanReport& report) {
                   {"imbalance", bal.imbalance},
                   {"worst_layer", bal.worst_layer},
                   {"worst_layer_imbalance", bal.worst_layer_imbalance},
-                  {"fingerprint", fmt("%016" PRIx64, report.fingerprint)}};
+                  {"fingerprint", str_printf("%016" PRIx64, report.fingerprint)}};
   j["memory"] = {{"layer_weights_bytes", mem.layer_weights_bytes},
                  {"layer_weights_layer", mem.layer_weights_layer},
                  {"dequant_bytes", mem.dequant_bytes},

@@ -31,38 +31,37 @@ double squared_error(double v, float clip) {
 
 }  // namespace
 
+const EnumTable<ActScaleMethod::Kind>& act_scale_methods() {
+  static const EnumTable<ActScaleMethod::Kind> table(
+      "--act-scale",
+      {{"max", ActScaleMethod::kMax, "the calibrated max |x| (as ModelOpt)"},
+       {"percentile", ActScaleMethod::kPercentile,
+        "the P-th percentile of |x| (percentile:P, 0 < P <= 100; default 99.99)"},
+       {"mse", ActScaleMethod::kMse, "minimises a modelled NVFP4 activation error"}});
+  return table;
+}
+
 ActScaleMethod parse_act_scale(const std::string& text) {
+  const size_t colon = text.find(':');
   ActScaleMethod m;
-  if (text == "max") return m;
-  if (text == "mse") {
-    m.kind = ActScaleMethod::kMse;
-    return m;
-  }
-  if (text.rfind("percentile", 0) == 0) {
-    m.kind = ActScaleMethod::kPercentile;
-    if (text.size() == std::string("percentile").size()) return m;
-    QF_CHECK(text[10] == ':', "--act-scale", text, ": expected percentile or percentile:P");
-    char* end = nullptr;
-    const std::string p = text.substr(11);
-    m.percentile = std::strtod(p.c_str(), &end);
-    QF_CHECK(!p.empty() && end && *end == '\0' && m.percentile > 0 && m.percentile <= 100,
-             "--act-scale", text, ": P must be a number in (0, 100]");
-    return m;
-  }
-  QF_FAIL("--act-scale", text, ": expected max, percentile[:P] or mse");
+  m.kind = act_scale_methods().parse(text.substr(0, colon));
+  if (colon == std::string::npos) return m;
+  QF_CHECK(m.kind == ActScaleMethod::kPercentile, "--act-scale", text,
+           ": only percentile takes :P");
+  char* end = nullptr;
+  const std::string p = text.substr(colon + 1);
+  m.percentile = std::strtod(p.c_str(), &end);
+  QF_CHECK(!p.empty() && end && *end == '\0' && m.percentile > 0 && m.percentile <= 100,
+           "--act-scale", text, ": P must be a number in (0, 100]");
+  return m;
 }
 
 std::string act_scale_name(const ActScaleMethod& method) {
-  switch (method.kind) {
-    case ActScaleMethod::kMax: return "max";
-    case ActScaleMethod::kMse: return "mse";
-    case ActScaleMethod::kPercentile: {
-      char text[64];
-      std::snprintf(text, sizeof(text), "percentile:%.10g", method.percentile);
-      return text;
-    }
-  }
-  return "max";
+  const std::string name = act_scale_methods().name(method.kind);
+  if (method.kind != ActScaleMethod::kPercentile) return name;
+  char p[32];
+  std::snprintf(p, sizeof(p), ":%.10g", method.percentile);
+  return name + p;
 }
 
 float percentile_clip(const std::vector<int64_t>& hist, float amax, double percentile) {

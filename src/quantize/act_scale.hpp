@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_table.hpp"
+
 namespace qf::pipeline {
 
 struct ActScaleMethod {
@@ -16,7 +18,10 @@ struct ActScaleMethod {
   bool needs_histogram() const { return kind != kMax; }
 };
 
-// "max" | "percentile" | "percentile:P" (0 < P <= 100) | "mse"; throws naming the text.
+// The method names of --act-scale (its help, and the name part of parse_act_scale).
+const EnumTable<ActScaleMethod::Kind>& act_scale_methods();
+// METHOD or percentile:P (0 < P <= 100): the method through act_scale_methods(), the :P suffix
+// here; throws naming --act-scale and the text.
 ActScaleMethod parse_act_scale(const std::string& text);
 // Canonical text ("max", "percentile:99.99", "mse"): the run's provenance.
 std::string act_scale_name(const ActScaleMethod& method);

@@ -7,7 +7,7 @@ namespace qf::pipeline {
 
 const EnumTable<Recipe>& recipes() {
   static const EnumTable<Recipe> table(
-      "recipe",
+      "--recipe",
       {{"experts", Recipe::kExperts,
         "routed experts -> NVFP4 W4A4, everything else copied (the published V4 NVFP4 layout)"},
        {"full", Recipe::kFull, "every FP8/FP4 linear of the main layers -> NVFP4 W4A4"}});

@@ -140,7 +140,7 @@ MakeTinyResult make_tiny(const MakeTinyOptions& options) {
   GenerateOptions generate;
   generate.n_threads = generator_threads();
   log_info("make-tiny: ", tensors.size(), " tensors, ", mib(model::total_bytes(tensors)), ", ",
-           model::weight_format_name(options.format), " format, seed ", options.seed, ", ",
+           model::weight_formats().name(options.format), " format, seed ", options.seed, ", ",
            n_shards, " shards, ", generate.n_threads, " threads -> ", out.string());
   // Shard lines would break a live bar: on a terminal they are debug lines.
   const LogLevel shard_line_level = ::isatty(STDERR_FILENO) ? LogLevel::kDebug : LogLevel::kInfo;

@@ -94,8 +94,8 @@ std::vector<int64_t> read_source(const Tokenizer& tok, const TextCalibrationOpti
       detail += ", " + std::to_string(stats.n_short_documents) + " shorter than --seq-len";
     }
     QF_FAIL(path + ": yields only", stats.n_samples, "samples of", seq_len,
-            "tokens (" + detail + ", packing", std::string(packing_name(options.packing)) + ") but",
-            wanted, "were asked for");
+            "tokens (" + detail + ", packing",
+            std::string(packings().name(options.packing)) + ") but", wanted, "were asked for");
   }
   QF_CHECK(stats.n_samples > 0, path + ": yields no sample of", seq_len, "tokens (",
            stats.n_documents, "documents,", stats.n_tokens, "tokens)");
@@ -127,14 +127,13 @@ TextSource parse_text_source(const std::string& spec) {
   return source;
 }
 
-Packing parse_packing(const std::string& name) {
-  if (name == "concat") return Packing::kConcat;
-  if (name == "document") return Packing::kDocument;
-  QF_FAIL("unknown packing", "'" + name + "'", "(expected concat or document)");
-}
-
-const char* packing_name(Packing packing) {
-  return packing == Packing::kConcat ? "concat" : "document";
+const EnumTable<Packing>& packings() {
+  static const EnumTable<Packing> table(
+      "--packing", {{"concat", Packing::kConcat,
+                     "documents joined (BOS before each) and cut into seq-len windows"},
+                    {"document", Packing::kDocument,
+                     "one document per sample, cut to seq-len, shorter ones skipped"}});
+  return table;
 }
 
 std::vector<int64_t> resolve_sample_counts(const std::vector<TextSource>& sources,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_table.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace qf::tokenizer {
@@ -29,8 +30,7 @@ TextSource parse_text_source(const std::string& spec);
 //   kDocument  one document per sample: [BOS] + ids cut to seq_len; documents shorter than
 //              seq_len are skipped (and counted).
 enum class Packing { kConcat, kDocument };
-Packing parse_packing(const std::string& name);  // "concat" | "document"
-const char* packing_name(Packing packing);
+const EnumTable<Packing>& packings();  // parse, name and --help of --packing
 
 struct TextCalibrationOptions {
   std::vector<TextSource> sources;

@@ -105,4 +105,15 @@ ValidateReport validate_export(const ValidateOptions& options);
 void print_validate_report(const ValidateReport& report, std::ostream& out, size_t max_tensors,
                            int max_listed_failures);
 
+// `quantforge validate` (validate_run.cpp): validate_export, its report on `out`, the full
+// report as JSON to json_path when set, and with work_dir the work stores' checksums
+// (verify_work.hpp). Throws qf::Error with the summary when any check failed.
+struct ValidateRunOptions {
+  ValidateOptions checks;
+  size_t max_tensors = 20;  // per-tensor rows printed, worst first (0 = all)
+  std::string json_path;    // "": no JSON
+  std::string work_dir;     // "": stores not checked
+};
+void run_validate(const ValidateRunOptions& options, std::ostream& out);
+
 }  // namespace qf::pipeline

@@ -221,7 +221,7 @@ grep -q -- "--comm nccl needs --backend cuda" "$tmp/log" || fail "--comm refusal
 [ ! -e "$tmp/nc" ] && [ ! -e "$tmp/wnc" ] || fail "refused --comm left files"
 q --in "$tmp/src" --out "$tmp/nc" --work "$tmp/wnc" --amax-file "$tmp/amax.json" --comm gloo \
   2>"$tmp/log" && fail "--comm gloo should be refused"
-grep -q "expected auto, mpi or nccl" "$tmp/log" || fail "unknown --comm unclear: $(cat "$tmp/log")"
+grep -qF -- "unknown --comm 'gloo'; expected auto | mpi | nccl" "$tmp/log" || fail "unknown --comm unclear: $(cat "$tmp/log")"
 q --in "$tmp/src" --out "$tmp/again-mpi" --work "$tmp/work1" --amax-file "$tmp/amax.json" --resume \
   --comm mpi
 diff -r "$tmp/out1" "$tmp/again-mpi" >/dev/null || fail "resume with --comm mpi differs"

@@ -55,7 +55,7 @@ TEST_CASE("plan adds calibration compute when given a GPU rate", "[flops][plan]"
   const double expected = model::model_flops_per_token(c, 1024) * 64 * 1024 / (8 * 100e12);
   CHECK(with_gpu.calib_compute_seconds == Approx(expected).epsilon(1e-12));
   CHECK(with_gpu.total_seconds == Approx(with_gpu.job_seconds + expected).epsilon(1e-12));
-  CHECK_THROWS(pipeline::gpu_calibration_rates("tpu"));
+  CHECK_THROWS(pipeline::calibration_gpus().parse("tpu"));
   // Separate attention rate: only the attention term moves.
   o.calib_attention_tflops = 10;
   const auto split = pipeline::build_plan_report(c, tensors, o, "test");
@@ -66,8 +66,8 @@ TEST_CASE("plan adds calibration compute when given a GPU rate", "[flops][plan]"
   const double tokens = 64.0 * 1024;
   CHECK(split.calib_compute_seconds ==
         Approx(expected + tokens * attention * (1 / 10e12 - 1 / 100e12) / 8).epsilon(1e-9));
-  const auto b200 = pipeline::gpu_calibration_rates("b200");
-  const auto h100 = pipeline::gpu_calibration_rates("h100");
+  const auto b200 = pipeline::gpu_calibration_rates(pipeline::CalibrationGpu::kB200);
+  const auto h100 = pipeline::gpu_calibration_rates(pipeline::CalibrationGpu::kH100);
   CHECK(b200.linear_tflops > 2 * h100.linear_tflops);
   CHECK(h100.linear_tflops > 0);
   CHECK(h100.attention_tflops > 0);

@@ -84,7 +84,7 @@ std::vector<uint8_t> generate_all(const std::vector<model::ModelTensor>& tensors
 
 TEST_CASE("make-tiny output is byte-identical for 1 and 4 threads", "[make_tiny]") {
   for (const WeightFormat format : {WeightFormat::kNative, WeightFormat::kBf16}) {
-    INFO("format " << model::weight_format_name(format));
+    INFO("format " << model::weight_formats().name(format));
     TempDir tmp;
     {
       ThreadsEnv env("1");

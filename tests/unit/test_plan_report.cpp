@@ -65,7 +65,7 @@ TEST_CASE("plan totals equal the tensor table for every preset and rank count", 
   const std::string preset = GENERATE("tiny", "small", "v4-flash", "v4-pro");
   const int world_size = GENERATE(1, 3, 8);
   const WeightFormat format = GENERATE(WeightFormat::kNative, WeightFormat::kBf16);
-  INFO(preset << " ranks " << world_size << " " << model::weight_format_name(format));
+  INFO(preset << " ranks " << world_size << " " << model::weight_formats().name(format));
   const model::ModelConfig config = model::preset_config(preset);
   const auto table = model::checkpoint_tensors(config, format);
   const PlanReport report = report_for(preset, world_size, Recipe::kExperts, format);

@@ -1,0 +1,112 @@
+// print_quantize_summary (see quantize_summary.hpp).
+#include "job/quantize_summary.hpp"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+#include "core/log.hpp"
+#include "core/progress.hpp"
+
+namespace qf::pipeline {
+namespace {
+
+// This rank's figures of the per-rank table, in the allgather's order.
+constexpr int kN = 6;
+enum Figure { kRead, kWritten, kPeakDevice, kPeakHost, kCalibTokens, kCommSeconds };
+
+// Time per phase (rank 0's clock; every phase ends in a collective, so ranks agree to within a
+// step), the background store commits and the calibration throughput.
+void log_phases(const QuantizeReport& r, const std::vector<double>& all, int world_size) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "  %-13s %10s", "phase", "time");
+  log_info(buf);
+  const std::pair<const char*, double> phases[] = {{"calibration", r.calib_seconds},
+                                                   {"quantization", r.quant_seconds},
+                                                   {"export", r.export_seconds},
+                                                   {"total", r.seconds}};
+  for (const auto& [name, seconds] : phases) {
+    std::snprintf(buf, sizeof(buf), "  %-13s %10s", name,
+                  ProgressMeter::format_seconds(seconds).c_str());
+    log_info(buf);
+  }
+  if (r.store_bytes_written > 0) {
+    // Commits run on a background thread: only the wait is part of the phases above.
+    std::snprintf(buf, sizeof(buf),
+                  "  work store: %s committed in %s in the background, phases waited %s (rank 0)",
+                  ProgressMeter::format_bytes(double(r.store_bytes_written)).c_str(),
+                  ProgressMeter::format_seconds(r.store_commit_seconds).c_str(),
+                  ProgressMeter::format_seconds(r.store_commit_wait_seconds).c_str());
+    log_info(buf);
+  }
+  double tokens = 0;
+  for (int k = 0; k < world_size; ++k) tokens += all[kN * k + kCalibTokens];
+  if (r.calib_seconds > 0 && tokens > 0) {
+    // Token-layers: one token through one layer (tokens/s of the model = this / n_layers).
+    std::snprintf(buf, sizeof(buf), "  calibration: %.0f token-layers/s (all ranks, with I/O)",
+                  tokens / r.calib_seconds);
+    log_info(buf);
+    if (r.calib_forward_seconds > 0) {
+      std::snprintf(buf, sizeof(buf),
+                    "  calibration forward alone: %.0f token-layers/s, %.1f TFLOP/s (rank 0)",
+                    all[kCalibTokens] / r.calib_forward_seconds,
+                    r.calib_flops / r.calib_forward_seconds / 1e12);
+      log_info(buf);
+    }
+  }
+}
+
+void log_ranks(const std::vector<double>& all, int world_size) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "  %-5s %12s %12s %14s %14s %10s", "rank", "read", "written",
+                "peak GPU mem", "peak host mem", "comm");
+  log_info(buf);
+  for (int k = 0; k < world_size; ++k) {
+    const double* v = &all[kN * size_t(k)];
+    std::snprintf(buf, sizeof(buf), "  %-5d %12s %12s %14s %14s %9.2fs", k,
+                  ProgressMeter::format_bytes(v[kRead]).c_str(),
+                  ProgressMeter::format_bytes(v[kWritten]).c_str(),
+                  v[kPeakDevice] > 0 ? ProgressMeter::format_bytes(v[kPeakDevice]).c_str() : "-",
+                  ProgressMeter::format_bytes(v[kPeakHost]).c_str(), v[kCommSeconds]);
+    log_info(buf);
+  }
+}
+
+}  // namespace
+
+void print_quantize_summary(const QuantizeReport& r, const QuantizeOptions& options,
+                            dist::Communicator& comm, dist::Communicator* device_comm) {
+  const QuantizeReportTotals& t = r.totals;
+  log_info("quantize: ", t.n_targets, " tensors quantized in this run (lossless MXFP4 blocks ",
+           t.n_blocks_lossless, ", fallback blocks ", t.n_blocks_fallback, "), ",
+           r.n_fallback_experts, " uncalibrated experts, wrote ",
+           ProgressMeter::format_bytes(double(t.bytes_written)), " in ",
+           ProgressMeter::format_seconds(r.seconds), " -> ", options.out_dir);
+  // Communication so far (Communicator::stats()), before the summary's own collective.
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const dist::CommStats host_stats = comm.stats();
+  const dist::CommStats device_stats = device_comm ? device_comm->stats() : dist::CommStats{};
+  const double mine[kN] = {
+      double(r.bytes_read),        double(r.bytes_written),
+      double(r.peak_device_bytes), double(usage.ru_maxrss) * 1024.0,
+      double(r.calib_tokens),      host_stats.seconds() + device_stats.seconds()};
+  std::vector<double> all(kN * size_t(comm.world_size()));
+  comm.allgather(mine, all.data(), sizeof(mine), "quantize summary");
+  if (comm.rank() != 0) return;
+  log_info("summary (", comm.world_size(), " rank(s), backend ",
+           dist::backend_name(options.backend), ")");
+  log_phases(r, all, comm.world_size());
+  // rank 0's communication per operation kind, host (MPI) and device (NCCL) communicator.
+  log_info("  communication (rank 0, ", dist::backend_name(comm.backend()),
+           "): ", host_stats.describe(r.seconds));
+  if (device_comm) {
+    log_info("  communication (rank 0, ", dist::backend_name(device_comm->backend()),
+             "): ", device_stats.describe(r.seconds));
+  }
+  log_ranks(all, comm.world_size());
+}
+
+}  // namespace qf::pipeline

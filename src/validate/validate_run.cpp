@@ -1,0 +1,35 @@
+// run_validate: the checks, the report on stdout and in JSON, the work stores (see validate.hpp).
+#include <ostream>
+
+#include "core/check.hpp"
+#include "formats/atomic_file.hpp"
+#include "validate/validate.hpp"
+#include "validate/verify_work.hpp"
+
+namespace qf::pipeline {
+
+void run_validate(const ValidateRunOptions& options, std::ostream& out) {
+  const ValidateOptions& checks = options.checks;
+  QF_CHECK(checks.max_listed_failures >= 0, "--failures must be >= 0, got",
+           checks.max_listed_failures);
+  const ValidateReport report = validate_export(checks);
+  print_validate_report(report, out, options.max_tensors, checks.max_listed_failures);
+  out.flush();
+  if (!options.json_path.empty()) {
+    formats::write_file_atomic(options.json_path, report.to_json().dump(2) + "\n");
+  }
+  bool work_ok = true;
+  if (!options.work_dir.empty()) {
+    const WorkCheck work = verify_work_stores(options.work_dir);
+    work_ok = work.problems.empty();
+    out << "work stores " << options.work_dir << ": " << work.world_size << " rank(s), "
+        << work.n_files << " committed files, " << (work_ok ? "all checksums match" : "PROBLEMS:")
+        << "\n";
+    for (const auto& line : work.problems) out << "  " << line << "\n";
+    out.flush();
+  }
+  if (!report.passed()) QF_FAIL(report.summary());
+  QF_CHECK(work_ok, "validate: the work stores in", options.work_dir, "are damaged (listed above)");
+}
+
+}  // namespace qf::pipeline
