@@ -11,6 +11,7 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/progress.hpp"
 #include "dist/ownership_plan.hpp"
 #include "formats/atomic_file.hpp"
@@ -94,6 +95,7 @@ void stage_output_files(const DequantPlan& plan, const std::string& out_dir) {
 // Rank 0 after every rank has written and fsynced: index, config, other files, final rename.
 void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source,
                    const std::string& out_dir) {
+  QF_NVTX_RANGE("dequant: commit");
   const std::string staging = StagedOutput::staging_dir_for(out_dir);
   formats::ShardIndex index;
   uint64_t total_size = 0;
@@ -228,6 +230,7 @@ class TensorStreamer {
 // Every rank: converts the tensors it owns. Returns the per-rank report.
 DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDir& source,
                             const DequantOptions& options, int rank) {
+  QF_NVTX_RANGE("dequant: convert");
   DequantReport report;
   const std::string staging = StagedOutput::staging_dir_for(options.out_dir);
   uint64_t owned_out_bytes = 0;
@@ -269,6 +272,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
 }  // namespace
 
 DequantReport run_dequant(const DequantOptions& options, dist::Communicator& comm) {
+  QF_NVTX_RANGE("dequant");
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<formats::CheckpointDir> source;
   DequantPlan plan;
