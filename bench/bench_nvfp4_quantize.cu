@@ -13,6 +13,7 @@
 #include "bench/bench_util.cuh"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
+#include "core/int_math.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 
 using namespace qf;
@@ -51,7 +52,7 @@ __global__ void fill_bytes_kernel(uint8_t* p, int64_t n, uint32_t seed, uint32_t
   if (i < n) p[i] = static_cast<uint8_t>(lo + hash32(i, seed) % span);
 }
 
-unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>(qf::ceil_div(n, 256)); }
 
 // Mean seconds per call over `iterations` after one warm-up (default stream).
 double time_op(const std::function<void()>& op, int iterations) {

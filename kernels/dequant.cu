@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "core/check.hpp"
 #include "kernels/dequant.cuh"
+#include "kernels/launch_util.cuh"
 
 namespace qf::kernels {
 
@@ -23,19 +23,9 @@ constexpr int64_t kMaxItems = 0x7FFFFFFF;  // 32-bit grid-stride index, with roo
 static_assert(kFp4WordsPerGroup * 4 * 2 == kFp4GroupCols, "FP4 word/group mismatch");
 static_assert(kFp8TileCols % kFp8VecElems == 0, "an FP8 vector must not straddle two tiles");
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool is_aligned(const void* p, uintptr_t n_bytes) {
-  return reinterpret_cast<uintptr_t>(p) % n_bytes == 0;
-}
-
 // Enough CTAs to fill the device a few times over; the kernels grid-stride over the rest.
 unsigned stride_grid(int64_t n_items) {
-  int device = 0, n_sms = 0;
-  QF_CUDA_CHECK(cudaGetDevice(&device), "dequant grid");
-  QF_CUDA_CHECK(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device),
-                "dequant grid");
-  const int64_t n_ctas = std::min<int64_t>(ceil_div(n_items, kThreads), 16LL * n_sms);
+  const int64_t n_ctas = std::min<int64_t>(ceil_div(n_items, kThreads), 16LL * device_sm_count());
   return static_cast<unsigned>(std::max<int64_t>(1, n_ctas));
 }
 
@@ -49,10 +39,9 @@ __device__ __forceinline__ uint32_t pack_bf16x2(uint32_t lo, uint32_t hi) {
 
 }  // namespace
 
-// ---- FP8 E4M3 x 128x128-tile scale
-// ---------------------------------------------------------------- Thread step v covers codes [8v,
-// 8v + 8) of the flat tensor, all in one row and one tile because n_cols % 8 == 0 and 128 % 8 == 0.
-// lut[c] = e4m3_to_bf16(c) (exact) in shared memory.
+// ---- FP8 E4M3 x 128x128-tile scale -------------------------------------------------------------
+// Thread step v covers codes [8v, 8v + 8) of the flat tensor, all in one row and one tile because
+// n_cols % 8 == 0 and 128 % 8 == 0. lut[c] = e4m3_to_bf16(c) (exact) in shared memory.
 template <bool kScaleE8m0>
 static __global__ void fp8_block_dequant_vec_kernel(const uint2* __restrict__ codes,
                                                     const void* __restrict__ scale,
@@ -119,6 +108,7 @@ static __global__ void fp8_block_dequant_scalar_kernel(const uint8_t* __restrict
 }
 
 void launch_fp8_block_dequant(const Fp8BlockDequantParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_fp8_block_dequant");
   fp8_block_dequant_check(p);
   const int64_t n_elems = p.n_rows * p.n_cols;
   if (n_elems == 0) return;
@@ -158,12 +148,11 @@ void launch_fp8_block_dequant(const Fp8BlockDequantParams& p, cudaStream_t strea
   QF_KERNEL_CHECK();
 }
 
-// ---- FP4 E2M1 x per-32 UE8M0 scale
-// ---------------------------------------------------------------- Thread step w covers packed
-// bytes [4w, 4w + 4) = elements [8w, 8w + 8). Because n_cols % 32 == 0 the scale groups tile the
-// flat tensor, so the group of word w is w / 4 and its scale is scale[w / 4] in the row-major
-// [n_rows, n_cols/32] layout. lut[byte] holds the two decoded BF16 codes of a byte (low nibble in
-// the low half, which is also the output order).
+// ---- FP4 E2M1 x per-32 UE8M0 scale -------------------------------------------------------------
+// Thread step w covers packed bytes [4w, 4w + 4) = elements [8w, 8w + 8). Because n_cols % 32 == 0
+// the scale groups tile the flat tensor, so the group of word w is w / 4 and its scale is scale[w /
+// 4] in the row-major [n_rows, n_cols/32] layout. lut[byte] holds the two decoded BF16 codes of a
+// byte (low nibble in the low half, which is also the output order).
 static __global__ void fp4_block_dequant_kernel(const uint32_t* __restrict__ packed,
                                                 const uint8_t* __restrict__ scale,
                                                 uint4* __restrict__ out, uint32_t n_words) {
@@ -202,11 +191,12 @@ static __global__ void fp4_block_dequant_kernel(const uint32_t* __restrict__ pac
 }
 
 void launch_fp4_block_dequant(const Fp4BlockDequantParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_fp4_block_dequant");
   fp4_block_dequant_check(p);
   const int64_t n_elems = p.n_rows * p.n_cols;
   if (n_elems == 0) return;
-  QF_CHECK(is_aligned(p.packed, sizeof(uint32_t)) && is_aligned(p.out, sizeof(uint4)),
-           "FP4 block dequant: packed must be 4-byte and out 16-byte aligned");
+  QF_CHECK_ALIGNED(p.packed, sizeof(uint32_t), "FP4 block dequant");
+  QF_CHECK_ALIGNED(p.out, sizeof(uint4), "FP4 block dequant");
   const int64_t n_words = n_elems / kFp4VecElems;
   QF_CHECK(n_words <= kMaxItems, "FP4 block dequant:", p.n_rows, "x", p.n_cols,
            "is too large for one launch; split the rows");

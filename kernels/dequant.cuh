@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "core/dtype.hpp"
+#include "core/int_math.hpp"
 #include "numerics/block_dequant.hpp"
 
 #ifdef QF_HAVE_CUDA
@@ -49,10 +50,10 @@ struct Fp4BlockDequantParams {
 };
 
 inline int64_t fp8_block_scale_rows(int64_t n_rows) {
-  return (n_rows + numerics::kFp8TileRows - 1) / numerics::kFp8TileRows;
+  return ceil_div(n_rows, numerics::kFp8TileRows);
 }
 inline int64_t fp8_block_scale_cols(int64_t n_cols) {
-  return (n_cols + numerics::kFp8TileCols - 1) / numerics::kFp8TileCols;
+  return ceil_div(n_cols, numerics::kFp8TileCols);
 }
 
 // Shape and pointer checks shared by the references and the launchers (QF_CHECK with values).

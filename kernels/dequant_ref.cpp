@@ -20,8 +20,7 @@ void fp8_block_dequant_check(const Fp8BlockDequantParams& p) {
 void fp4_block_dequant_check(const Fp4BlockDequantParams& p) {
   QF_CHECK(p.n_rows >= 0 && p.n_cols >= 0, "FP4 block dequant shape", p.n_rows, "x", p.n_cols,
            "is negative");
-  QF_CHECK(p.n_cols % kFp4GroupCols == 0, "FP4 block dequant needs n_cols % 32 == 0, got n_cols",
-           p.n_cols);
+  QF_CHECK_MULTIPLE_OF(p.n_cols, kFp4GroupCols, "FP4 block dequant");
   if (p.n_rows == 0 || p.n_cols == 0) return;
   QF_CHECK(p.packed != nullptr && p.scale != nullptr && p.out != nullptr,
            "FP4 block dequant: null pointer for a", p.n_rows, "x", p.n_cols, "tensor");

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "core/check.hpp"
+#include "kernels/launch_util.cuh"
 #include "kernels/nvfp4_quantize.cuh"
 
 namespace qf::kernels {
@@ -19,15 +19,11 @@ constexpr int kThreads = 256;
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
 static_assert(sizeof(unsigned long long) == sizeof(uint64_t), "counter type");
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Grid size for n_items threads of kThreads each, checked against the 2^31 - 1 CTA limit.
 unsigned grid_for(int64_t n_items) {
   const int64_t n_ctas = std::max<int64_t>(1, ceil_div(n_items, kThreads));
   QF_CHECK(n_ctas <= 0x7FFFFFFF, "tensor too large for one launch:", n_items, "threads");
   return static_cast<unsigned>(n_ctas);
-}
-bool is_aligned(const void* p, uintptr_t n_bytes) {
-  return reinterpret_cast<uintptr_t>(p) % n_bytes == 0;
 }
 unsigned long long* as_ull(uint64_t* p) { return reinterpret_cast<unsigned long long*>(p); }
 
@@ -35,10 +31,8 @@ unsigned long long* as_ull(uint64_t* p) { return reinterpret_cast<unsigned long 
 // small tensors.
 template <typename Kernel>
 unsigned resident_grid(Kernel kernel, int64_t n_items) {
-  int device = 0, n_sms = 0, per_sm = 0;
-  QF_CUDA_CHECK(cudaGetDevice(&device), "resident grid");
-  QF_CUDA_CHECK(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device),
-                "resident grid");
+  const int n_sms = device_sm_count();
+  int per_sm = 0;
   QF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0),
                 "resident grid");
   return static_cast<unsigned>(std::max<int64_t>(
@@ -47,12 +41,8 @@ unsigned resident_grid(Kernel kernel, int64_t n_items) {
 
 // Grid for grid-stride reductions: enough CTAs to fill the device, no more.
 unsigned reduction_grid(int64_t n_items) {
-  int device = 0, n_sms = 0;
-  QF_CUDA_CHECK(cudaGetDevice(&device), "reduction grid");
-  QF_CUDA_CHECK(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device),
-                "reduction grid");
-  return static_cast<unsigned>(
-      std::max<int64_t>(1, std::min<int64_t>(ceil_div(n_items, kThreads), 8LL * n_sms)));
+  return static_cast<unsigned>(std::max<int64_t>(
+      1, std::min<int64_t>(ceil_div(n_items, kThreads), 8LL * device_sm_count())));
 }
 
 // Block-wide sums of each n[i]; thread 0 adds the non-zero totals into counters[i], so one
@@ -383,11 +373,12 @@ __global__ void __launch_bounds__(kThreads) mxfp4_to_nvfp4_kernel(
 // ---- launchers ----------------------------------------------------------------------------------
 
 void launch_nvfp4_amax(const Nvfp4AmaxParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_nvfp4_amax");
   QF_CHECK(p.dtype == DType::kBF16 || p.dtype == DType::kF32, "nvfp4 amax: dtype",
            dtype_name(p.dtype), "is not BF16 or F32");
   QF_CHECK(p.n_elems >= 0 && p.amax && p.n_nonfinite && (p.x || p.n_elems == 0),
            "nvfp4 amax: bad params, n_elems", p.n_elems);
-  QF_CHECK(is_aligned(p.x, 16), "nvfp4 amax: input not 16-byte aligned");
+  QF_CHECK_ALIGNED(p.x, 16, "nvfp4 amax");
   if (!p.accumulate) {
     QF_CUDA_CHECK(cudaMemsetAsync(p.amax, 0, sizeof(float), stream), "nvfp4 amax reset");
     QF_CUDA_CHECK(cudaMemsetAsync(p.n_nonfinite, 0, sizeof(uint64_t), stream), "nvfp4 amax reset");
@@ -409,17 +400,19 @@ void launch_nvfp4_amax(const Nvfp4AmaxParams& p, cudaStream_t stream) {
 
 void launch_nvfp4_scale_2(const float* amax, float* scale_2, Nvfp4ScaleDivision division,
                           cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_nvfp4_scale_2");
   QF_CHECK(amax && scale_2, "nvfp4 scale_2: null pointer");
   nvfp4_scale_2_kernel<<<1, 1, 0, stream>>>(amax, scale_2, division);
   QF_KERNEL_CHECK();
 }
 
 void launch_nvfp4_quantize(const Nvfp4QuantizeParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_nvfp4_quantize");
   nvfp4_check_shape(p.n_rows, p.n_cols, p.layout);
   QF_CHECK(p.scale_2 && p.n_nonfinite && (p.n_rows * p.n_cols == 0 || (p.x && p.packed && p.scale)),
            "nvfp4 quantize: null pointer");
-  QF_CHECK(is_aligned(p.x, 16) && is_aligned(p.packed, 8), "nvfp4 quantize: x needs 16-byte and",
-           "packed 8-byte alignment");
+  QF_CHECK_ALIGNED(p.x, 16, "nvfp4 quantize");
+  QF_CHECK_ALIGNED(p.packed, 8, "nvfp4 quantize");
   QF_CUDA_CHECK(cudaMemsetAsync(p.n_nonfinite, 0, sizeof(uint64_t), stream), "nvfp4 quantize");
   const int64_t n_blocks = p.n_rows * (p.n_cols / kNvfp4BlockSize);
   if (n_blocks == 0) return;
@@ -430,11 +423,12 @@ void launch_nvfp4_quantize(const Nvfp4QuantizeParams& p, cudaStream_t stream) {
 }
 
 void launch_nvfp4_dequantize(const Nvfp4DequantizeParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_nvfp4_dequantize");
   nvfp4_check_shape(p.n_rows, p.n_cols, p.layout);
   QF_CHECK(p.scale_2 && (p.n_rows * p.n_cols == 0 || (p.packed && p.scale && p.y)),
            "nvfp4 dequantize: null pointer");
-  QF_CHECK(is_aligned(p.packed, 8) && is_aligned(p.y, 16),
-           "nvfp4 dequantize: packed needs 8-byte and y 16-byte alignment");
+  QF_CHECK_ALIGNED(p.packed, 8, "nvfp4 dequantize");
+  QF_CHECK_ALIGNED(p.y, 16, "nvfp4 dequantize");
   const int64_t n_blocks = p.n_rows * (p.n_cols / kNvfp4BlockSize);
   if (n_blocks == 0) return;
   nvfp4_dequantize_kernel<<<grid_for(n_blocks), kThreads, 0, stream>>>(
@@ -444,9 +438,10 @@ void launch_nvfp4_dequantize(const Nvfp4DequantizeParams& p, cudaStream_t stream
 }
 
 void launch_mxfp4_e8m0_max(const Mxfp4E8m0MaxParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_mxfp4_e8m0_max");
   QF_CHECK(p.n_scales >= 0 && p.e8m0_max && (p.e8m0 || p.n_scales == 0),
            "mxfp4 e8m0 max: bad params, n_scales", p.n_scales);
-  QF_CHECK(is_aligned(p.e8m0, 16), "mxfp4 e8m0 max: scales not 16-byte aligned");
+  QF_CHECK_ALIGNED(p.e8m0, 16, "mxfp4 e8m0 max");
   if (!p.accumulate) {
     QF_CUDA_CHECK(cudaMemsetAsync(p.e8m0_max, 0, sizeof(uint32_t), stream), "mxfp4 e8m0 max");
   }
@@ -457,12 +452,14 @@ void launch_mxfp4_e8m0_max(const Mxfp4E8m0MaxParams& p, cudaStream_t stream) {
 }
 
 void launch_mxfp4_to_nvfp4(const Mxfp4ToNvfp4Params& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_mxfp4_to_nvfp4");
   mxfp4_check_shape(p.n_rows, p.n_cols);
   QF_CHECK(p.e8m0_max && p.out_scale_2 && p.counts &&
                (p.n_rows * p.n_cols == 0 || (p.packed && p.e8m0 && p.out_packed && p.out_scale)),
            "mxfp4 -> nvfp4: null pointer");
-  QF_CHECK(is_aligned(p.packed, 16) && is_aligned(p.out_packed, 16) && is_aligned(p.out_scale, 2),
-           "mxfp4 -> nvfp4: packed tensors need 16-byte and out_scale 2-byte alignment");
+  QF_CHECK_ALIGNED(p.packed, 16, "mxfp4 -> nvfp4");
+  QF_CHECK_ALIGNED(p.out_packed, 16, "mxfp4 -> nvfp4");
+  QF_CHECK_ALIGNED(p.out_scale, 2, "mxfp4 -> nvfp4");
   QF_CUDA_CHECK(cudaMemsetAsync(p.counts, 0, kMxfp4CountSlots * sizeof(uint64_t), stream),
                 "mxfp4 -> nvfp4");
   const int64_t n_blocks32 = p.n_rows * (p.n_cols / kMxfp4BlockSize);

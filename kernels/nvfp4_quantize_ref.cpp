@@ -12,14 +12,14 @@ using namespace qf::numerics;
 
 void nvfp4_check_shape(int64_t n_rows, int64_t n_cols, Nvfp4ScaleLayout layout) {
   QF_CHECK(n_rows >= 0 && n_cols >= 0, "NVFP4 shape", n_rows, "x", n_cols, "is negative");
-  QF_CHECK(n_cols % kNvfp4BlockSize == 0, "NVFP4 needs n_cols % 16 == 0, got n_cols", n_cols);
+  QF_CHECK_MULTIPLE_OF(n_cols, kNvfp4BlockSize, "NVFP4");
   QF_CHECK(layout == Nvfp4ScaleLayout::kLinear, "unsupported NVFP4 scale layout",
            static_cast<int>(layout));
 }
 
 void mxfp4_check_shape(int64_t n_rows, int64_t n_cols) {
   QF_CHECK(n_rows >= 0 && n_cols >= 0, "MXFP4 shape", n_rows, "x", n_cols, "is negative");
-  QF_CHECK(n_cols % kMxfp4BlockSize == 0, "MXFP4 needs n_cols % 32 == 0, got n_cols", n_cols);
+  QF_CHECK_MULTIPLE_OF(n_cols, kMxfp4BlockSize, "MXFP4");
 }
 
 // ---- amax ---------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ endif()
 # ---- math: the CPU reference ops and the CUDA kernels that must match them ---------------------
 qf_module(ops src/ops USES core numerics)
 qf_module(kernels kernels USES core numerics)
-qf_module(forward_kernels kernels/forward USES core numerics ops)
+# forward_kernels uses kernels for kernels/launch_util.cuh only.
+qf_module(forward_kernels kernels/forward USES core numerics ops kernels)
 if(QF_CUDA)
   set_target_properties(qf_kernels qf_forward_kernels PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
 endif()

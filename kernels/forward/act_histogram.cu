@@ -9,8 +9,8 @@
 #include <climits>
 #include <cstdint>
 
-#include "core/check.hpp"
 #include "kernels/forward/act_histogram.cuh"
+#include "kernels/launch_util.cuh"
 
 namespace qf::kernels {
 namespace {
@@ -78,6 +78,7 @@ __global__ void act_hist_kernel(ActHistParams p, int64_t rows_per_block) {
 }  // namespace
 
 void launch_act_hist(const ActHistParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_act_hist");
   QF_CHECK(p.n_rows >= 0 && p.n_cols >= 0 && p.n_cols <= INT_MAX, "act_hist shape", p.n_rows, "x",
            p.n_cols);
   if (p.n_rows == 0 || p.n_cols == 0) return;
@@ -85,9 +86,8 @@ void launch_act_hist(const ActHistParams& p, cudaStream_t stream) {
   QF_CHECK(p.segment_offsets == nullptr || (p.n_segments > 0 && p.n_segments <= INT_MAX),
            "act_hist: segment_offsets with", p.n_segments, "segments");
   const int64_t rows_per_block = std::max<int64_t>(1, kHistValuesPerBlock / p.n_cols);
-  const int64_t n_blocks = (p.n_rows + rows_per_block - 1) / rows_per_block;
-  QF_CHECK(n_blocks <= INT_MAX, "act_hist grid of", n_blocks, "blocks");
-  act_hist_kernel<<<static_cast<unsigned>(n_blocks), kHistThreads, 0, stream>>>(p, rows_per_block);
+  const unsigned grid = grid_x(ceil_div(p.n_rows, rows_per_block), "act_hist");
+  act_hist_kernel<<<grid, kHistThreads, 0, stream>>>(p, rows_per_block);
   QF_KERNEL_CHECK();
 }
 

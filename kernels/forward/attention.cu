@@ -8,23 +8,11 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/check.hpp"
 #include "kernels/forward/attention.cuh"
+#include "kernels/launch_util.cuh"
 
 namespace qf::kernels {
 namespace {
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
-int max_dynamic_smem() {
-  int device = 0, bytes = 0;
-  QF_CUDA_CHECK(cudaGetDevice(&device), "get device");
-  QF_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-                "smem attribute");
-  return bytes;
-}
 
 // ---- cp.async helpers (16-byte copies; src_bytes 0 zero-fills) ---------------------------------
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
@@ -599,15 +587,18 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- launchers ----------------------------------------------------------------------------------
 void launch_sink_attention(const SinkAttentionParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_sink_attention");
   QF_CHECK(p.n_seqs >= 0 && p.seq_len >= 0 && p.n_heads > 0 && p.window >= 0 && p.n_entries >= 0,
            "sink attention: bad shape");
-  QF_CHECK(p.head_dim > 0 && p.head_dim % 4 == 0 && p.head_dim <= 512, "sink attention: head_dim",
-           p.head_dim, "must be a multiple of 4 and <= 512");
+  QF_CHECK(p.head_dim > 0 && p.head_dim <= 512, "sink attention: head_dim", p.head_dim,
+           "must be in (0, 512]");
+  QF_CHECK_MULTIPLE_OF(p.head_dim, 4, "sink attention");
   QF_CHECK(p.n_entries == 0 || (p.compressed != nullptr && p.visible != nullptr),
            "sink attention: entries without compressed / visible");
-  QF_CHECK(aligned16(p.q) && aligned16(p.kv) && aligned16(p.out) &&
-               (p.n_entries == 0 || aligned16(p.compressed)),
-           "sink attention: q, kv, compressed and out must be 16-byte aligned");
+  QF_CHECK_ALIGNED(p.q, 16, "sink attention");
+  QF_CHECK_ALIGNED(p.kv, 16, "sink attention");
+  QF_CHECK_ALIGNED(p.out, 16, "sink attention");
+  if (p.n_entries > 0) QF_CHECK_ALIGNED(p.compressed, 16, "sink attention");
   QF_CHECK(p.n_seqs * p.seq_len * p.n_heads * p.head_dim < (int64_t{1} << 40) &&
                p.seq_len < (1 << 30) && p.n_entries < (1 << 30),
            "sink attention: sizes out of range");
@@ -630,8 +621,8 @@ void launch_sink_attention(const SinkAttentionParams& p, cudaStream_t stream) {
   g.tiles_per_seq = static_cast<int>(ceil_div(p.seq_len, g.tile_queries));
   g.scale = p.scale;
   const size_t smem = sink_smem_bytes(g.D, g.E);
-  QF_CHECK(smem <= static_cast<size_t>(max_dynamic_smem()), "sink attention: head_dim", g.D, "with",
-           g.E, "entries needs", smem, "bytes of shared memory");
+  QF_CHECK(smem <= static_cast<size_t>(device_max_dynamic_smem()), "sink attention: head_dim", g.D,
+           "with", g.E, "entries needs", smem, "bytes of shared memory");
   QF_CHECK(p.n_seqs * g.tiles_per_seq < (int64_t{1} << 31) && n_groups < 65536,
            "sink attention: grid too large");
   const dim3 grid(static_cast<unsigned>(p.n_seqs * g.tiles_per_seq),
@@ -651,6 +642,7 @@ void launch_sink_attention(const SinkAttentionParams& p, cudaStream_t stream) {
 }
 
 void launch_compress_pool(const CompressPoolParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_compress_pool");
   QF_CHECK(p.n_seqs >= 0 && p.seq_len >= 0 && p.rate > 0 && p.head_dim > 0,
            "compress pool: bad shape");
   QF_CHECK(p.rope_dim >= 0 && p.rope_dim % 2 == 0 && p.rope_dim <= p.head_dim &&
@@ -668,6 +660,7 @@ void launch_compress_pool(const CompressPoolParams& p, cudaStream_t stream) {
 }
 
 void launch_causal_visibility(const CausalVisibilityParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_causal_visibility");
   QF_CHECK(p.n_seqs >= 0 && p.seq_len >= 0 && p.n_entries >= 0 && p.rate > 0,
            "causal visibility: bad shape");
   const int64_t n = p.n_seqs * p.seq_len * p.n_entries;
@@ -678,13 +671,15 @@ void launch_causal_visibility(const CausalVisibilityParams& p, cudaStream_t stre
 }
 
 void launch_indexer_select(const IndexerSelectParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_indexer_select");
   QF_CHECK(p.n_seqs >= 0 && p.seq_len >= 0 && p.n_entries >= 0 && p.n_heads > 0 && p.rate > 0 &&
                p.top_k >= 0,
            "indexer select: bad shape");
-  QF_CHECK(p.head_dim > 0 && p.head_dim % 4 == 0 && p.head_dim <= 256, "indexer select: head_dim",
-           p.head_dim, "must be a multiple of 4 and <= 256");
-  QF_CHECK(aligned16(p.q) && aligned16(p.keys),
-           "indexer select: q and keys must be 16-byte aligned");
+  QF_CHECK(p.head_dim > 0 && p.head_dim <= 256, "indexer select: head_dim", p.head_dim,
+           "must be in (0, 256]");
+  QF_CHECK_MULTIPLE_OF(p.head_dim, 4, "indexer select");
+  QF_CHECK_ALIGNED(p.q, 16, "indexer select");
+  QF_CHECK_ALIGNED(p.keys, 16, "indexer select");
   QF_CHECK(p.seq_len < (1 << 30) && p.n_entries < (1 << 30) && p.n_heads < (1 << 20),
            "indexer select: sizes out of range");
   if (p.n_seqs == 0 || p.seq_len == 0 || p.n_entries == 0) return;
@@ -714,8 +709,8 @@ void launch_indexer_select(const IndexerSelectParams& p, cudaStream_t stream) {
   QF_KERNEL_CHECK();
 
   const size_t topk_smem = static_cast<size_t>(p.n_entries) * sizeof(uint32_t);
-  QF_CHECK(topk_smem <= static_cast<size_t>(max_dynamic_smem()), "indexer select:", p.n_entries,
-           "entries do not fit in shared memory");
+  QF_CHECK(topk_smem <= static_cast<size_t>(device_max_dynamic_smem()),
+           "indexer select:", p.n_entries, "entries do not fit in shared memory");
   QF_CUDA_CHECK(
       cudaFuncSetAttribute(indexer_topk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(topk_smem)),

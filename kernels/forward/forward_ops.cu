@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "core/check.hpp"
 #include "kernels/forward/forward_ops.cuh"
+#include "kernels/launch_util.cuh"
 #include "numerics/bf16.hpp"
 
 namespace qf::kernels {
@@ -25,21 +25,10 @@ constexpr int kThreads = 256;
 constexpr int64_t kBlockRowCols = 2048;
 constexpr int kMaxHc = 8;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool is_aligned(const void* p, uintptr_t n_bytes) {
-  return reinterpret_cast<uintptr_t>(p) % n_bytes == 0;
-}
-
 // Threads for a one-block-per-item kernel with n_items parallel items: 32..kThreads.
 int block_threads(int64_t n_items) {
   return static_cast<int>(
-      std::min<int64_t>(kThreads, std::max<int64_t>(32, ceil_div(n_items, 32) * 32)));
-}
-
-unsigned checked_grid(int64_t n_blocks) {
-  QF_CHECK(n_blocks > 0 && n_blocks <= INT_MAX, "grid of", n_blocks, "blocks");
-  return static_cast<unsigned>(n_blocks);
+      std::min<int64_t>(kThreads, std::max<int64_t>(32, round_up(n_items, 32))));
 }
 
 // fn(integral_constant<int, kGroup>, integral_constant<bool, kVec>) for a row kernel.
@@ -238,6 +227,7 @@ static __global__ void rms_norm_kernel(const float* x, float* out, const float* 
 }
 
 void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_rms_norm");
   QF_CHECK(p.n_rows >= 0 && p.n_cols >= 0, "rms_norm shape", p.n_rows, "x", p.n_cols);
   if (p.n_rows == 0 || p.n_cols == 0) return;
   QF_CHECK(p.x != nullptr && p.out != nullptr, "rms_norm needs x and out");
@@ -249,7 +239,7 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
     constexpr int kGroup = decltype(group)::value;
     constexpr bool kVec = decltype(v)::value;
     constexpr int kCache = kGroup == 32 ? kWarpCache : kBlockCache;
-    const unsigned grid = checked_grid(ceil_div(p.n_rows, kThreads / kGroup));
+    const unsigned grid = grid_x(ceil_div(p.n_rows, kThreads / kGroup), "rms_norm");
     if (kVec && p.n_cols / 4 <= static_cast<int64_t>(kGroup) * kCache) {
       rms_norm_kernel<kGroup, kVec, kVec ? kCache : 0>
           <<<grid, kThreads, 0, stream>>>(p.x, p.out, p.weight, p.n_rows, p.n_cols, p.eps);
@@ -304,6 +294,7 @@ static __global__ void rope_kernel(float* x, int64_t n_vecs, int64_t dim, int64_
 }
 
 void launch_rope(const RopeParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_rope");
   QF_CHECK(p.n_rows >= 0 && p.n_vecs >= 0 && p.dim >= 0, "rope shape", p.n_rows, "x", p.n_vecs, "x",
            p.dim);
   QF_CHECK(p.rope_dim > 0 && p.rope_dim % 2 == 0 && p.rope_dim <= p.dim, "rope_dim", p.rope_dim,
@@ -316,7 +307,7 @@ void launch_rope(const RopeParams& p, cudaStream_t stream) {
   const int threads = block_threads(p.n_vecs * n_pairs);
   const size_t smem = 2 * static_cast<size_t>(n_pairs) * sizeof(float);
   QF_CHECK(smem <= 48 * 1024, "rope_dim", p.rope_dim, "too large");
-  const unsigned grid = checked_grid(p.n_rows);
+  const unsigned grid = grid_x(p.n_rows, "rope");
   if (vec2) {
     rope_kernel<true><<<grid, threads, smem, stream>>>(p.x, p.n_vecs, p.dim, n_pairs, p.inv_freq,
                                                        p.attention_scaling, p.period,
@@ -362,6 +353,7 @@ static __global__ void amax_cast_kernel(const float* __restrict__ x, int64_t n_r
 }
 
 void launch_amax_cast(const AmaxCastParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_amax_cast");
   QF_CHECK(p.n_rows >= 0 && p.n_cols >= 0, "amax_cast shape", p.n_rows, "x", p.n_cols);
   if (p.n_rows == 0 || p.n_cols == 0 || (p.amax_bits == nullptr && p.out_bf16 == nullptr)) return;
   QF_CHECK(p.x != nullptr, "amax_cast needs x");
@@ -369,7 +361,7 @@ void launch_amax_cast(const AmaxCastParams& p, cudaStream_t stream) {
                    (p.out_bf16 == nullptr || is_aligned(p.out_bf16, 8));
   dispatch_rows(p.n_cols, vec, [&](auto group, auto v) {
     constexpr int kGroup = decltype(group)::value;
-    const unsigned grid = checked_grid(ceil_div(p.n_rows, kThreads / kGroup));
+    const unsigned grid = grid_x(ceil_div(p.n_rows, kThreads / kGroup), "amax_cast");
     amax_cast_kernel<kGroup, decltype(v)::value><<<grid, kThreads, 0, stream>>>(
         p.x, p.n_rows, p.n_cols, p.row_slot, p.amax_bits, p.out_bf16);
   });
@@ -425,6 +417,7 @@ static __global__ void swiglu_kernel(const float* __restrict__ gate_up, int64_t 
 }
 
 void launch_swiglu(const SwigluParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_swiglu");
   QF_CHECK(p.n_rows >= 0 && p.inter >= 0, "swiglu shape", p.n_rows, "x", p.inter);
   if (p.n_rows == 0 || p.inter == 0) return;
   QF_CHECK(p.gate_up != nullptr, "swiglu needs gate_up");
@@ -435,7 +428,7 @@ void launch_swiglu(const SwigluParams& p, cudaStream_t stream) {
                    (p.out_bf16 == nullptr || is_aligned(p.out_bf16, 8));
   dispatch_rows(p.inter, vec, [&](auto group, auto v) {
     constexpr int kGroup = decltype(group)::value;
-    const unsigned grid = checked_grid(ceil_div(p.n_rows, kThreads / kGroup));
+    const unsigned grid = grid_x(ceil_div(p.n_rows, kThreads / kGroup), "swiglu");
     swiglu_kernel<kGroup, decltype(v)::value><<<grid, kThreads, 0, stream>>>(
         p.gate_up, p.n_rows, p.inter, p.limit, p.out, p.out_bf16, p.row_slot, p.amax_bits);
   });
@@ -559,6 +552,7 @@ static __global__ void hc_collapse_kernel(const float* __restrict__ hidden,
 }
 
 void launch_hc_pre(const HcPreParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_hc_pre");
   QF_CHECK(p.n_tokens >= 0 && p.dim >= 0 && p.sinkhorn_iters >= 0, "hc_pre shape", p.n_tokens,
            "tokens, dim", p.dim, "iters", p.sinkhorn_iters);
   QF_CHECK(p.hc >= 1 && p.hc <= kMaxHc, "hc_mult", p.hc, "not in [1,", kMaxHc, "]");
@@ -571,17 +565,19 @@ void launch_hc_pre(const HcPreParams& p, cudaStream_t stream) {
   dispatch_hc(p.hc, [&](auto hc) {
     constexpr int kHc = decltype(hc)::value;
     constexpr int kMixThreads = 128;
-    hc_mix_kernel<kHc><<<checked_grid(ceil_div(p.n_tokens, kMixThreads)), kMixThreads, 0, stream>>>(
-        p.mixes, p.base, p.scale, p.n_tokens, p.sinkhorn_iters, p.hc_eps, p.pre, p.post, p.comb);
+    hc_mix_kernel<kHc>
+        <<<grid_x(ceil_div(p.n_tokens, kMixThreads), "hc_pre"), kMixThreads, 0, stream>>>(
+            p.mixes, p.base, p.scale, p.n_tokens, p.sinkhorn_iters, p.hc_eps, p.pre, p.post,
+            p.comb);
     QF_KERNEL_CHECK();
     if (p.collapsed == nullptr || p.dim == 0) return;
     const int threads = block_threads(vec ? p.dim / 4 : p.dim);
     if (vec) {
-      hc_collapse_kernel<kHc, true>
-          <<<checked_grid(p.n_tokens), threads, 0, stream>>>(p.hidden, p.pre, p.dim, p.collapsed);
+      hc_collapse_kernel<kHc, true><<<grid_x(p.n_tokens, "hc_pre"), threads, 0, stream>>>(
+          p.hidden, p.pre, p.dim, p.collapsed);
     } else {
-      hc_collapse_kernel<kHc, false>
-          <<<checked_grid(p.n_tokens), threads, 0, stream>>>(p.hidden, p.pre, p.dim, p.collapsed);
+      hc_collapse_kernel<kHc, false><<<grid_x(p.n_tokens, "hc_pre"), threads, 0, stream>>>(
+          p.hidden, p.pre, p.dim, p.collapsed);
     }
     QF_KERNEL_CHECK();
   });
@@ -642,6 +638,7 @@ static __global__ void hc_post_kernel(const float* __restrict__ post,
 }
 
 void launch_hc_post(const HcPostParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_hc_post");
   QF_CHECK(p.n_tokens >= 0 && p.dim >= 0, "hc_post shape", p.n_tokens, "tokens, dim", p.dim);
   QF_CHECK(p.hc >= 1 && p.hc <= kMaxHc, "hc_mult", p.hc, "not in [1,", kMaxHc, "]");
   if (p.n_tokens == 0 || p.dim == 0) return;
@@ -652,10 +649,10 @@ void launch_hc_post(const HcPostParams& p, cudaStream_t stream) {
   dispatch_hc(p.hc, [&](auto hc) {
     constexpr int kHc = decltype(hc)::value;
     if (vec) {
-      hc_post_kernel<kHc, true><<<checked_grid(p.n_tokens), threads, 0, stream>>>(
+      hc_post_kernel<kHc, true><<<grid_x(p.n_tokens, "hc_post"), threads, 0, stream>>>(
           p.post, p.comb, p.block_out, p.hidden, p.dim);
     } else {
-      hc_post_kernel<kHc, false><<<checked_grid(p.n_tokens), threads, 0, stream>>>(
+      hc_post_kernel<kHc, false><<<grid_x(p.n_tokens, "hc_post"), threads, 0, stream>>>(
           p.post, p.comb, p.block_out, p.hidden, p.dim);
     }
   });

@@ -10,8 +10,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/check.hpp"
 #include "kernels/forward/moe_routing.cuh"
+#include "kernels/launch_util.cuh"
 #include "numerics/bf16.hpp"
 #include "numerics/block_dequant.hpp"
 
@@ -38,17 +38,11 @@ constexpr int kGatherThreads = 256;
 constexpr int kCombineThreads = 256;
 constexpr int kCombineMaxTopK = 8;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-bool is_aligned(const void* p, uintptr_t n_bytes) {
-  return reinterpret_cast<uintptr_t>(p) % n_bytes == 0;
-}
-
 // Assignments per dispatch chunk (one warp each): at least kDispatchMinChunk, a multiple of the
 // warp, and few enough chunks that the single-block scan stays short.
 int64_t dispatch_chunk(int64_t n_assign) {
   const int64_t chunk = std::max(kDispatchMinChunk, ceil_div(n_assign, kDispatchMaxChunks));
-  return ceil_div(chunk, kWarp) * kWarp;
+  return round_up(chunk, kWarp);
 }
 
 // ops::router_score with the device libm (expf/log1pf may differ from glibc by an ulp).
@@ -394,6 +388,7 @@ static __global__ void moe_combine_kernel(MoeCombineParams p) {
 // ---- launchers ----------------------------------------------------------------------------------
 
 void launch_route(const RouteParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_route");
   QF_CHECK(p.n_tokens >= 0 && p.n_experts > 0 && p.n_experts <= kRouteMaxExperts,
            "route: n_experts", p.n_experts, "outside [1,", kRouteMaxExperts, "]");
   QF_CHECK(p.top_k > 0 && p.top_k <= kRouteMaxTopK && p.top_k <= p.n_experts, "route: top_k",
@@ -404,9 +399,8 @@ void launch_route(const RouteParams& p, cudaStream_t stream) {
       p.tid2eid == nullptr || (p.token_ids != nullptr && p.error_flag != nullptr && p.vocab > 0),
       "route: hash routing needs token_ids, vocab and error_flag");
   if (p.n_tokens == 0) return;
-  const int64_t n_blocks = ceil_div(p.n_tokens, kRouteWarps);
-  QF_CHECK(n_blocks <= INT_MAX, "route: too many tokens", p.n_tokens);
-  route_kernel<<<static_cast<unsigned>(n_blocks), kRouteWarps * kWarp, 0, stream>>>(p);
+  const unsigned grid = grid_x(ceil_div(p.n_tokens, kRouteWarps), "route");
+  route_kernel<<<grid, kRouteWarps * kWarp, 0, stream>>>(p);
   QF_KERNEL_CHECK();
 }
 
@@ -418,6 +412,7 @@ size_t moe_dispatch_workspace_bytes(const MoeDispatchParams& p) {
 }
 
 void launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_moe_dispatch");
   QF_CHECK(p.n_experts > 0 && p.n_experts <= kDispatchMaxExperts, "moe dispatch: n_experts",
            p.n_experts, "outside [1,", kDispatchMaxExperts, "]");
   QF_CHECK(p.n_tokens >= 0 && p.top_k > 0, "moe dispatch: n_tokens", p.n_tokens, "top_k", p.top_k);
@@ -440,7 +435,7 @@ void launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream) {
                                                                               counts);
     QF_KERNEL_CHECK();
   }
-  const int scan_threads = static_cast<int>(ceil_div(p.n_experts, kWarp) * kWarp);
+  const int scan_threads = static_cast<int>(round_up(p.n_experts, kWarp));
   dispatch_scan_kernel<<<1, scan_threads, 0, stream>>>(p, n_chunks, counts);
   QF_KERNEL_CHECK();
   if (n_chunks > 0) {
@@ -451,6 +446,7 @@ void launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream) {
 }
 
 void launch_moe_gather(const MoeGatherParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_moe_gather");
   QF_CHECK(p.n_rows >= 0 && p.dim > 0 && p.n_experts > 0, "moe gather: n_rows", p.n_rows, "dim",
            p.dim, "n_experts", p.n_experts);
   QF_CHECK(p.n_rows <= INT_MAX, "moe gather: too many rows", p.n_rows);
@@ -469,6 +465,7 @@ void launch_moe_gather(const MoeGatherParams& p, cudaStream_t stream) {
 }
 
 void launch_moe_combine(const MoeCombineParams& p, cudaStream_t stream) {
+  QF_NVTX_RANGE("launch_moe_combine");
   QF_CHECK(p.n_tokens >= 0 && p.dim > 0 && p.top_k > 0 && p.top_k <= kCombineMaxTopK,
            "moe combine: n_tokens", p.n_tokens, "dim", p.dim, "top_k", p.top_k);
   QF_CHECK(p.n_tokens <= INT_MAX, "moe combine: too many tokens", p.n_tokens);

@@ -1,5 +1,6 @@
-// CPU references of the MoE routing kernels (moe_routing.cuh): plain loops over host pointers that
-// restate model::route_tokens (after its gate GEMM) and model::moe_forward's dispatch / combine
+// CPU references of the MoE routing kernels (moe_routing.cuh): plain loops over host pointers.
+// Routing is ops::TokenRouter, the math model::route_tokens runs after its gate GEMM (only the
+// hash-table error policy is the kernels' own); dispatch / combine restate model::moe_forward's
 // order, so the kernels have one spec. Does not own: the expert MLPs (model::expert_forward).
 #include <algorithm>
 #include <cstdint>
@@ -36,13 +37,10 @@ void route_ref(const RouteParams& p) {
   const bool hash = p.tid2eid != nullptr;
   QF_CHECK(!hash || (p.token_ids != nullptr && p.error_flag != nullptr),
            "route_ref: hash routing needs token_ids and error_flag");
-  const ops::ScoringFunc func = to_model(p.scoring);
   const int64_t n_exp = p.n_experts, k = p.top_k;
-  std::vector<float> score(n_exp), biased(n_exp);
-  std::vector<int32_t> order(n_exp);
+  ops::TokenRouter router(to_model(p.scoring), n_exp, k, p.routed_scaling);
   for (int64_t t = 0; t < p.n_tokens; ++t) {
-    for (int64_t e = 0; e < n_exp; ++e)
-      score[e] = ops::router_score(func, p.logits[t * n_exp + e]);
+    router.score(p.logits + t * n_exp);
     int32_t* sel = p.experts + t * k;
     float* weight = p.weights + t * k;
     if (hash) {
@@ -62,17 +60,9 @@ void route_ref(const RouteParams& p) {
       }
       for (int64_t s = 0; s < k; ++s) sel[s] = p.tid2eid[id * k + s];
     } else {
-      for (int64_t e = 0; e < n_exp; ++e)
-        biased[e] = score[e] + (p.gate_bias != nullptr ? p.gate_bias[e] : 0.0f);
-      std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-        return biased[a] > biased[b] || (biased[a] == biased[b] && a < b);
-      });
-      std::copy(order.begin(), order.begin() + k, sel);
+      router.select_top_k(p.gate_bias, sel);
     }
-    float sum = 0.0f;
-    for (int64_t s = 0; s < k; ++s) sum += score[sel[s]];
-    for (int64_t s = 0; s < k; ++s) weight[s] = score[sel[s]] / (sum + 1e-20f) * p.routed_scaling;
+    router.weigh(sel, weight);
   }
 }
 

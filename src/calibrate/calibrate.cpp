@@ -12,6 +12,7 @@
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/progress.hpp"
 #include "core/strings.hpp"
 #include "model/forward_decoder_layer.hpp"
@@ -95,9 +96,9 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
     run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
-      engine_ =
-          make_cuda_calibration_engine(config_, exchange_, std::move(hidden_), local_tokens_,
-                                       set_.seq_len, options_.batch_seqs, options_.device_comm);
+      engine_ = make_cuda_calibration_engine(config_, exchange_, std::move(hidden_), local_tokens_,
+                                             set_.seq_len, options_.batch_seqs,
+                                             options_.device_comm, options_.layer_policy);
       engine_->set_record_histograms(options_.record_histograms);
       hidden_.clear();
     });
@@ -212,6 +213,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
 
 CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
                                     dist::Communicator& comm) {
+  QF_NVTX_RANGE("calibrate");
   const auto start = std::chrono::steady_clock::now();
   const int n_layers = calibrator.n_layers();
   CalibrationRunStats stats;

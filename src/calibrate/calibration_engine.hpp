@@ -1,9 +1,9 @@
 // The compute side of one calibration layer, behind one interface so the Calibrator's layer
 // loop, record format and resume stay the same for every backend. The CPU engine is the
-// reference forward inside Calibrator itself; the CUDA engine (calibrate_cuda.cu) keeps the
-// hidden states on the GPU, streams each layer's weights in source precision (reading layer
-// l+1 while layer l computes; with an NCCL communicator, broadcast device to device from their
-// owners) and runs gpu::GpuDecoderLayer.
+// reference forward inside Calibrator itself; the CUDA engine (cuda_calibration_engine.cu)
+// keeps the hidden states on the GPU, streams each layer's weights in source precision (reading
+// layer l+1 while layer l computes; with an NCCL communicator, broadcast device to device from
+// their owners) and runs gpu::GpuDecoderLayer.
 // Owns: the engine contract and its timing counters. Does not own: reductions over ranks or
 // the calib record.
 #pragma once
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "calibrate/layer_weight_exchange.hpp"
+#include "gpu/gpu_decoder_layer.hpp"
 #include "model/config.hpp"
 
 namespace qf::pipeline {
@@ -80,11 +81,12 @@ class CalibrationEngine {
 // device_comm: null = weights and amax go through the exchange's host communicator (MPI);
 // else an NCCL communicator on this device (outliving the engine), ordered with the engine's
 // stream while the engine lives: each layer's arena linears are broadcast on the device from
-// their owners (layer_arena.hpp), and the amax are all-reduced on the device.
+// their owners (layer_arena.hpp), and the amax are all-reduced on the device. layer_policy: the
+// GPU layer's memory and profiling choices (the caller's options).
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
     const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
     std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
-    dist::Communicator* device_comm = nullptr);
+    dist::Communicator* device_comm = nullptr, gpu::DecoderLayerPolicy layer_policy = {});
 #endif
 
 }  // namespace qf::pipeline

@@ -1,6 +1,8 @@
 // The CUDA calibration engine (calibration_engine.hpp): device-resident hidden states, layer
 // weights streamed in source precision with a one-layer read-ahead (over MPI, or broadcast on
-// the device by NCCL into the layer_arena.hpp layout), gpu::GpuDecoderLayer.
+// the device by NCCL into the layer_arena.hpp layout), gpu::GpuDecoderLayer. Owns the
+// calibration side of it (which bytes, which rank, which collective, the statistics); the device
+// staging and uploads are gpu/layer_upload.hpp's.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,10 +17,13 @@
 #include "core/cuda_raii.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/strings.hpp"
 #include "dist/nccl_communicator.hpp"
 #include "gpu/device_layer.hpp"
 #include "gpu/gpu_decoder_layer.hpp"
+#include "gpu/hidden_states.hpp"
+#include "gpu/layer_upload.hpp"
 #include "numerics/act_hist_bins.hpp"
 #include "calibrate/calibration_engine.hpp"
 #include "dist/collective_step.hpp"
@@ -72,18 +77,100 @@ void upload_small(gpu::DeviceLayerWeights& w, const std::string& key, const Nati
   const std::vector<float> values = decode_source_tensor(t, bytes.data(), bytes.size(),
                                                          logical_shape(t));
   if (ends_with(key, "gate.tid2eid")) {
-    std::vector<int32_t> ids(values.begin(), values.end());
-    w.tid2eid.grow(ids.size());
-    QF_CUDA_CHECK(cudaMemcpy(w.tid2eid.get(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice),
-                  "upload of", t.name);
+    gpu::upload_tid2eid(w, std::vector<int32_t>(values.begin(), values.end()), t.name);
     return;
   }
-  gpu::DeviceSmallTensor& small = w.small[key];
-  small.shape = logical_shape(t);
-  small.values.grow(values.size());
-  QF_CUDA_CHECK(cudaMemcpy(small.values.get(), values.data(), values.size() * 4,
-                           cudaMemcpyHostToDevice),
-                "upload of", t.name);
+  gpu::upload_small_tensor(w, key, logical_shape(t), values, t.name);
+}
+
+// Receives layer `owned.layer` through the exchange (collective): small tensors are uploaded as
+// they arrive; the arena linears' bytes this rank holds (all of them with the MPI exchange, its
+// own with NCCL: device_exchange) are returned by checkpoint name. A sink error is kept in
+// *sink_error, to be raised on every rank: the host broadcasts must go on meanwhile.
+std::map<std::string, std::vector<uint8_t>> receive_layer(
+    LayerWeightExchange& exchange, OwnedLayerBytes owned, const ArenaLayout& layout,
+    bool device_exchange, gpu::DeviceLayerWeights& w, std::exception_ptr* sink_error) {
+  const std::string prefix = "layers." + std::to_string(owned.layer) + ".";
+  std::set<std::string> in_arena, on_device;  // on_device (NCCL): not broadcast on the host
+  for (const ArenaSlot& s : layout.slots) {
+    in_arena.insert(s.tensor->name);
+    if (device_exchange) on_device.insert(s.tensor->name);
+  }
+  std::map<std::string, std::vector<uint8_t>> linear_bytes;
+  exchange.fetch_layer_source(
+      std::move(owned),
+      [&](const std::string& forward_name, const NativeTensor& t, std::vector<uint8_t> bytes) {
+        if (*sink_error) return;
+        try {
+          if (in_arena.count(t.name)) {
+            linear_bytes[t.name] = std::move(bytes);
+            return;
+          }
+          QF_CHECK(forward_name.compare(0, prefix.size(), prefix) == 0, "tensor", forward_name,
+                   "is not in layer", w.layer);
+          upload_small(w, forward_name.substr(prefix.size()), t, bytes);
+        } catch (...) {
+          *sink_error = std::current_exception();
+        }
+      },
+      device_exchange ? &on_device : nullptr);
+  return linear_bytes;
+}
+
+// Stages the arena bytes this rank fills from its host (the whole arena with MPI, its own runs
+// with NCCL) in read_source_bytes' layout (the stored bytes, then the block kinds' scale bytes)
+// and enqueues their upload into w.arena.
+void stage_arena(const ArenaLayout& layout,
+                 const std::map<std::string, std::vector<uint8_t>>& linear_bytes,
+                 bool device_exchange, int rank, gpu::ArenaStaging& staging,
+                 gpu::DeviceLayerWeights& w, cudaStream_t stream, const std::string& what) {
+  std::vector<gpu::ArenaByteRange> local;
+  if (!device_exchange) {
+    if (layout.n_bytes > 0) local.push_back({0, layout.n_bytes});
+  } else {
+    for (const ArenaRun& run : layout.runs) {
+      if (run.owner == rank) local.push_back({run.begin, run.end});
+    }
+  }
+  staging.begin(w, layout.n_bytes, std::move(local));
+  for (const ArenaSlot& s : layout.slots) {
+    if (device_exchange && s.owner != rank) continue;
+    const auto it = linear_bytes.find(s.tensor->name);
+    QF_CHECK(it != linear_bytes.end(), what + ": no bytes of", s.tensor->name, "on rank", rank);
+    const std::vector<uint8_t>& bytes = it->second;
+    QF_CHECK(bytes.size() == s.n_stored + s.n_scale, "tensor", s.tensor->name, "has", bytes.size(),
+             "source bytes, expected", s.n_stored + s.n_scale);
+    staging.place(s.offset, bytes.data(), s.n_stored, what + ": " + s.tensor->name);
+    if (s.n_scale) {
+      staging.place(s.scale_offset, bytes.data() + s.n_stored, s.n_scale,
+                    what + ": " + s.tensor->name);
+    }
+  }
+  staging.upload(w, stream, what);
+}
+
+// Binds every arena linear of w, and moves the linears' host bytes this rank holds into *host
+// (for the layer-bytes hook).
+void bind_linears(const ArenaLayout& layout, gpu::DeviceLayerWeights& w,
+                  std::map<std::string, std::vector<uint8_t>>& linear_bytes, HostLayer* host) {
+  host->by_weight.clear();
+  host->weight_of_scale.clear();
+  for (const ArenaSlot& s : layout.slots) {
+    gpu::ArenaLinear a;
+    a.storage = storage_of(*s.tensor);
+    a.scale_dtype = s.tensor->scale.dtype;
+    a.n_rows = s.tensor->n_rows;
+    a.n_cols = s.tensor->n_cols;
+    a.offset = s.offset;
+    a.n_stored = s.n_stored;
+    a.scale_offset = s.scale_offset;
+    a.n_scale = s.n_scale;
+    gpu::bind_arena_linear(w, s.key, a);
+    auto it = linear_bytes.find(s.tensor->name);
+    if (it == linear_bytes.end()) continue;
+    if (!s.tensor->scale_name.empty()) host->weight_of_scale[s.tensor->scale_name] = s.tensor->name;
+    host->by_weight[s.tensor->name] = HostLinear{std::move(it->second), s.n_stored};
+  }
 }
 
 // Exchanges layer `owned.layer` (collective) into device weights laid out as `layout`. Small
@@ -97,92 +184,27 @@ void upload_small(gpu::DeviceLayerWeights& w, const std::string& key, const Nati
 // rank holds are moved into *host.
 gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBytes owned,
                                      const ArenaLayout& layout, dist::Communicator* device_comm,
-                                     PinnedBuffer& staging, cudaStream_t stream, HostLayer* host) {
+                                     gpu::ArenaStaging& staging, cudaStream_t stream,
+                                     HostLayer* host) {
   static std::atomic<uint64_t> next_id{1};
   gpu::DeviceLayerWeights w;
   w.layer = owned.layer;
   w.id = next_id++;
   dist::Communicator& comm = exchange.comm();
-  const std::string prefix = "layers." + std::to_string(owned.layer) + ".";
   const std::string what = "layer " + std::to_string(owned.layer) + " weights";
-  std::map<std::string, const ArenaSlot*> slot_of;  // native weight name -> slot
-  std::set<std::string> on_device;                  // NCCL: not broadcast on the host
-  for (const ArenaSlot& s : layout.slots) {
-    slot_of[s.tensor->name] = &s;
-    if (device_comm) on_device.insert(s.tensor->name);
-  }
-  // The arena linears' bytes this rank holds (all of them with MPI, its own with NCCL). A sink
-  // error is kept and raised on every rank below: the host broadcasts must go on meanwhile.
-  std::map<std::string, std::vector<uint8_t>> linear_bytes;
   std::exception_ptr sink_error;
-  exchange.fetch_layer_source(
-      std::move(owned),
-      [&](const std::string& forward_name, const NativeTensor& t, std::vector<uint8_t> bytes) {
-        if (sink_error) return;
-        try {
-          if (slot_of.count(t.name)) {
-            linear_bytes[t.name] = std::move(bytes);
-            return;
-          }
-          QF_CHECK(forward_name.compare(0, prefix.size(), prefix) == 0, "tensor", forward_name,
-                   "is not in layer", w.layer);
-          upload_small(w, forward_name.substr(prefix.size()), t, bytes);
-        } catch (...) {
-          sink_error = std::current_exception();
-        }
-      },
-      device_comm ? &on_device : nullptr);
-
-  // Byte ranges of the arena this rank fills from its host: the whole arena (MPI) or its own
-  // runs (NCCL), packed back to back in the staging buffer.
-  std::vector<ArenaRun> local;
-  if (!device_comm) {
-    if (layout.n_bytes > 0) local.push_back({0, layout.n_bytes, comm.rank()});
-  } else {
-    for (const ArenaRun& run : layout.runs) {
-      if (run.owner == comm.rank()) local.push_back(run);
-    }
-  }
+  std::map<std::string, std::vector<uint8_t>> linear_bytes =
+      receive_layer(exchange, std::move(owned), layout, device_comm != nullptr, w, &sink_error);
   run_on_all_ranks(comm, (what + " upload").c_str(), [&] {
+    QF_NVTX_RANGE(what + " upload");
     if (sink_error) std::rethrow_exception(sink_error);
-    uint64_t n_staged = 0;
-    for (const ArenaRun& run : local) n_staged += run.end - run.begin;
-    staging.grow(n_staged);
-    w.arena.grow(layout.n_bytes);
-    w.arena_bytes = layout.n_bytes;
-    size_t run = 0;
-    uint64_t run_staging = 0;  // staging offset of local[run]
-    for (const ArenaSlot& s : layout.slots) {
-      if (device_comm && s.owner != comm.rank()) continue;
-      while (run < local.size() && s.offset >= local[run].end) {
-        run_staging += local[run].end - local[run].begin;
-        ++run;
-      }
-      QF_CHECK(run < local.size() && s.end() <= local[run].end, what + ":", s.tensor->name,
-               "lies outside this rank's arena runs");
-      // Arena offset -> staging address.
-      auto at = [&](uint64_t offset) { return staging.get() + run_staging + (offset - local[run].begin); };
-      const auto it = linear_bytes.find(s.tensor->name);
-      QF_CHECK(it != linear_bytes.end(), what + ": no bytes of", s.tensor->name, "on rank",
-               comm.rank());
-      const std::vector<uint8_t>& bytes = it->second;
-      QF_CHECK(bytes.size() == s.n_stored + s.n_scale, "tensor", s.tensor->name, "has",
-               bytes.size(), "source bytes, expected", s.n_stored + s.n_scale);
-      // read_source_bytes' layout: the stored bytes, then (block kinds) the scale bytes.
-      std::memcpy(at(s.offset), bytes.data(), s.n_stored);
-      if (s.n_scale) std::memcpy(at(s.scale_offset), bytes.data() + s.n_stored, s.n_scale);
-    }
-    run_staging = 0;
-    for (const ArenaRun& r : local) {
-      QF_CUDA_CHECK(cudaMemcpyAsync(w.arena.get() + r.begin, staging.get() + run_staging,
-                                    r.end - r.begin, cudaMemcpyHostToDevice, stream),
-                    what, "upload (", r.end - r.begin, "bytes)");
-      run_staging += r.end - r.begin;
-    }
+    stage_arena(layout, linear_bytes, device_comm != nullptr, comm.rank(), staging, w, stream,
+                what);
   });
   if (device_comm) {
     // Every rank got here (the step above succeeded everywhere): safe to enter NCCL. Ordered
     // after the uploads on `stream` and before the forward by the communicator's events.
+    QF_NVTX_RANGE(what + " broadcast");
     std::vector<dist::Communicator::BroadcastPart> parts;
     for (const ArenaRun& run : layout.runs) {
       parts.push_back({w.arena.get() + run.begin, run.end - run.begin, run.owner});
@@ -193,22 +215,7 @@ gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBy
   run_on_all_ranks(comm, what.c_str(), [&] {
     QF_CUDA_CHECK(cudaStreamSynchronize(stream), what, "upload");
   });
-  host->by_weight.clear();
-  host->weight_of_scale.clear();
-  for (const ArenaSlot& s : layout.slots) {
-    gpu::DeviceLinear lin;
-    lin.storage = storage_of(*s.tensor);
-    if (lin.storage == gpu::LinearStorage::kFp8Block) lin.scale_dtype = s.tensor->scale.dtype;
-    lin.n_rows = s.tensor->n_rows;
-    lin.n_cols = s.tensor->n_cols;
-    lin.data = w.arena.get() + s.offset;
-    lin.scale = s.n_scale ? w.arena.get() + s.scale_offset : nullptr;
-    w.linears[s.key] = lin;
-    auto it = linear_bytes.find(s.tensor->name);
-    if (it == linear_bytes.end()) continue;
-    if (!s.tensor->scale_name.empty()) host->weight_of_scale[s.tensor->scale_name] = s.tensor->name;
-    host->by_weight[s.tensor->name] = HostLinear{std::move(it->second), s.n_stored};
-  }
+  bind_linears(layout, w, linear_bytes, host);
   return w;
 }
 
@@ -216,10 +223,11 @@ class CudaCalibrationEngine final : public CalibrationEngine {
  public:
   CudaCalibrationEngine(const model::ModelConfig& config, LayerWeightExchange& exchange,
                         std::vector<float> hidden, std::vector<int64_t> token_ids, int seq_len,
-                        int batch_seqs, dist::Communicator* device_comm)
+                        int batch_seqs, dist::Communicator* device_comm,
+                        gpu::DecoderLayerPolicy layer_policy)
       : config_(config),
         exchange_(exchange),
-        layer_(config, stream_.get()),
+        layer_(config, stream_.get(), layer_policy),
         seq_len_(seq_len),
         batch_seqs_(batch_seqs),
         n_local_tokens_(static_cast<int64_t>(token_ids.size())) {
@@ -240,31 +248,16 @@ class CudaCalibrationEngine final : public CalibrationEngine {
       nccl->set_compute_stream(stream_.get());
       nccl_ = nccl;
     }
-    token_floats_ = config.hc_mult * config.hidden_size;
-    QF_CHECK(static_cast<int64_t>(hidden.size()) == n_local_tokens_ * token_floats_,
+    const int64_t token_floats = int64_t{config.hc_mult} * config.hidden_size;
+    QF_CHECK(static_cast<int64_t>(hidden.size()) == n_local_tokens_ * token_floats,
              "CUDA calibration: hidden states do not match the token count");
-    size_t free_bytes = 0, total_bytes = 0;
-    QF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-    const uint64_t hidden_bytes = hidden.size() * sizeof(float);
-    // Resident when the hidden states take at most a quarter of the GPU; otherwise they stay
-    // on the host and each batch is copied in and out.
-    resident_ = hidden_bytes <= total_bytes / 4;
     if (n_local_tokens_ > 0) {
       tokens_dev_.grow(token_ids.size());
       QF_CUDA_CHECK(cudaMemcpy(tokens_dev_.get(), token_ids.data(), token_ids.size() * 8,
                                cudaMemcpyHostToDevice),
                     "token ids upload");
-      if (resident_) {
-        hidden_dev_.grow(hidden.size());
-        QF_CUDA_CHECK(cudaMemcpy(hidden_dev_.get(), hidden.data(), hidden_bytes,
-                                 cudaMemcpyHostToDevice),
-                      "hidden states upload (", hidden_bytes, "bytes)");
-      } else {
-        hidden_host_ = std::move(hidden);
-        log_info("calibrate (cuda): hidden states (", hidden_bytes >> 20,
-                 " MiB) stay on the host; each batch is copied to the GPU");
-      }
     }
+    hidden_ = std::make_unique<gpu::DeviceHiddenStates>(std::move(hidden), token_floats);
   }
 
   ~CudaCalibrationEngine() override {
@@ -273,11 +266,10 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   }
 
   void fetch_layer(int layer, const std::vector<std::string>& linear_names) override {
+    QF_NVTX_RANGE("layer " + std::to_string(layer) + " fetch");
     const auto start = std::chrono::steady_clock::now();
     weights_.reset();  // one layer of weights on the GPU at a time
-    OwnedLayerBytes owned = (prefetch_.valid() && prefetch_layer_ == layer)
-                                ? prefetch_.get()
-                                : exchange_.read_owned_layer(layer);
+    OwnedLayerBytes owned = read_owned(layer);
     times_.read_wait_seconds += seconds_since(start);
     if (prefetch_.valid()) prefetch_.wait();  // a stale read-ahead (resume jumped): drop it
     const ArenaLayout layout = layer_arena_layout(
@@ -296,7 +288,6 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   LayerStatistics compute_layer(int layer, const std::vector<std::string>& linear_names) override {
     QF_CHECK(weights_ && weights_->layer == layer, "compute_layer(", layer,
              "): the layer's weights were not fetched");
-    const gpu::DeviceLayerWeights& w = *weights_;
     // The hook (NVFP4 of this rank's targets from the host copy, on its own streams) runs
     // beside the forward and is joined before returning, so its errors still surface inside
     // this step; if the forward throws, the future's destructor waits for the hook first.
@@ -308,72 +299,19 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     }
     host_layer_ = HostLayer{};
     const auto compute_start = std::chrono::steady_clock::now();
-    const int n_exp = config_.n_routed_experts;
-    const int n_slots = gpu::ObservationSlots::count(n_exp);
-    amax_dev_.grow(n_slots);
-    QF_CUDA_CHECK(cudaMemsetAsync(amax_dev_.get(), 0, n_slots * 4, stream_.get()), "amax clear");
-    const int64_t n_hist = record_histograms_ ? int64_t{n_slots} * numerics::kActHistBins : 0;
-    if (record_histograms_) {
-      hist_dev_.grow(n_hist);
-      QF_CUDA_CHECK(cudaMemsetAsync(hist_dev_.get(), 0, n_hist * 8, stream_.get()),
-                    "histogram clear");
-    }
     LayerStatistics stats;
-    stats.expert_tokens.assign(n_exp, 0);
-    const int64_t n_samples = n_local_tokens_ / seq_len_;
-    for (int64_t b = 0; b < n_samples; b += batch_seqs_) {
-      const int n_seqs = static_cast<int>(std::min<int64_t>(batch_seqs_, n_samples - b));
-      const int64_t first = b * seq_len_, n_tokens = int64_t{n_seqs} * seq_len_;
-      float* hidden = nullptr;
-      if (resident_) {
-        hidden = hidden_dev_.get() + first * token_floats_;
-      } else {
-        batch_dev_.grow(n_tokens * token_floats_);
-        hidden = batch_dev_.get();
-        QF_CUDA_CHECK(cudaMemcpyAsync(hidden, hidden_host_.data() + first * token_floats_,
-                                      n_tokens * token_floats_ * 4, cudaMemcpyHostToDevice,
-                                      stream_.get()),
-                      "hidden batch upload");
-      }
-      layer_.forward(w, layer, hidden, tokens_dev_.get() + first, n_seqs, seq_len_,
-                     amax_dev_.get(), &stats.expert_tokens,
-                     record_histograms_ ? hist_dev_.get() : nullptr);
-      if (!resident_) {
-        QF_CUDA_CHECK(cudaMemcpyAsync(hidden_host_.data() + first * token_floats_, hidden,
-                                      n_tokens * token_floats_ * 4, cudaMemcpyDeviceToHost,
-                                      stream_.get()),
-                      "hidden batch download");
-      }
-      times_.n_tokens += n_tokens;
-    }
-    std::vector<uint32_t> bits(n_slots);
-    if (!nccl_) {  // NCCL: they stay on the device for reduce_amax
-      QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
-                                    cudaMemcpyDeviceToHost, stream_.get()),
-                    "amax download");
-    }
-    QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "forward");
-    if (!nccl_) stats.amax = amax_of(bits, linear_names, layer);
-    if (record_histograms_) {
-      std::vector<int64_t> slots(static_cast<size_t>(n_hist));
-      QF_CUDA_CHECK(cudaMemcpyAsync(slots.data(), hist_dev_.get(), n_hist * 8,
-                                    cudaMemcpyDeviceToHost, stream_.get()),
-                    "histogram download");
-      QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "histogram download");
-      constexpr int64_t kBins = numerics::kActHistBins;
-      stats.hist.resize(linear_names.size() * kBins);
-      for (size_t i = 0; i < linear_names.size(); ++i) {
-        const int slot = gpu::ObservationSlots::of(linear_names[i], layer, n_exp);
-        std::copy(slots.begin() + slot * kBins, slots.begin() + (slot + 1) * kBins,
-                  stats.hist.begin() + static_cast<int64_t>(i) * kBins);
-      }
+    {
+      QF_NVTX_RANGE("layer " + std::to_string(layer) + " forward");
+      stats = forward_samples(layer, linear_names);
     }
     size_t free_bytes = 0, total_bytes = 0;
     QF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-    times_.peak_device_bytes = std::max<uint64_t>(times_.peak_device_bytes, total_bytes - free_bytes);
+    times_.peak_device_bytes =
+        std::max<uint64_t>(times_.peak_device_bytes, total_bytes - free_bytes);
     times_.compute_seconds += seconds_since(compute_start);
     layer_.report_profile("layer " + std::to_string(layer) + " forward");
     if (hook_done.valid()) {
+      QF_NVTX_RANGE("layer " + std::to_string(layer) + " hook wait");
       const auto hook_wait_start = std::chrono::steady_clock::now();
       hook_done.get();
       times_.hook_seconds += seconds_since(hook_wait_start);
@@ -387,6 +325,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     QF_CHECK(nccl_, "reduce_amax: this engine has no device communicator");
     const int n_slots = gpu::ObservationSlots::count(config_.n_routed_experts);
     const std::string what = "layer " + std::to_string(layer) + " input amax";
+    QF_NVTX_RANGE(what + " all-reduce");
     // The slots hold non-negative float bit patterns (every NaN made positive, forward_ops.cuh),
     // which order as int32 exactly as the floats do: MAX of the bits is the float MAX, and a
     // NaN/Inf on any rank survives to the check below on every rank.
@@ -413,6 +352,74 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   void set_record_histograms(bool on) override { record_histograms_ = on; }
 
  private:
+  // This rank's bytes of `layer`: the read-ahead's if it read this layer, else read now.
+  OwnedLayerBytes read_owned(int layer) {
+    QF_NVTX_RANGE("layer " + std::to_string(layer) + " read wait");
+    return (prefetch_.valid() && prefetch_layer_ == layer) ? prefetch_.get()
+                                                           : exchange_.read_owned_layer(layer);
+  }
+
+  // The fetched layer over this rank's samples, batch by batch (hidden states updated in place),
+  // and its statistics: the amax (unless they stay on the device for reduce_amax), the expert
+  // token counts and, when recording, the histograms.
+  LayerStatistics forward_samples(int layer, const std::vector<std::string>& linear_names) {
+    const int n_exp = config_.n_routed_experts;
+    const int n_slots = gpu::ObservationSlots::count(n_exp);
+    amax_dev_.grow(n_slots);
+    QF_CUDA_CHECK(cudaMemsetAsync(amax_dev_.get(), 0, n_slots * 4, stream_.get()), "amax clear");
+    const int64_t n_hist = record_histograms_ ? int64_t{n_slots} * numerics::kActHistBins : 0;
+    if (record_histograms_) {
+      hist_dev_.grow(n_hist);
+      QF_CUDA_CHECK(cudaMemsetAsync(hist_dev_.get(), 0, n_hist * 8, stream_.get()),
+                    "histogram clear");
+    }
+    LayerStatistics stats;
+    stats.expert_tokens.assign(n_exp, 0);
+    const int64_t n_samples = n_local_tokens_ / seq_len_;
+    for (int64_t b = 0; b < n_samples; b += batch_seqs_) {
+      const int n_seqs = static_cast<int>(std::min<int64_t>(batch_seqs_, n_samples - b));
+      forward_batch(layer, b * seq_len_, n_seqs, &stats.expert_tokens);
+    }
+    std::vector<uint32_t> bits(n_slots);
+    if (!nccl_) {  // NCCL: they stay on the device for reduce_amax
+      QF_CUDA_CHECK(cudaMemcpyAsync(bits.data(), amax_dev_.get(), n_slots * 4,
+                                    cudaMemcpyDeviceToHost, stream_.get()),
+                    "amax download");
+    }
+    QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "forward");
+    if (!nccl_) stats.amax = amax_of(bits, linear_names, layer);
+    if (record_histograms_) stats.hist = download_histograms(layer, linear_names, n_hist);
+    return stats;
+  }
+
+  // One batch of n_seqs samples starting at token `first` through the layer.
+  void forward_batch(int layer, int64_t first, int n_seqs, std::vector<int64_t>* expert_tokens) {
+    const int64_t n_tokens = int64_t{n_seqs} * seq_len_;
+    float* hidden = hidden_->batch_in(first, n_tokens, stream_.get());
+    layer_.forward(*weights_, layer, hidden, tokens_dev_.get() + first, n_seqs, seq_len_,
+                   amax_dev_.get(), expert_tokens, record_histograms_ ? hist_dev_.get() : nullptr);
+    hidden_->batch_out(first, n_tokens, stream_.get());
+    times_.n_tokens += n_tokens;
+  }
+
+  // The histograms of `linear_names` (calib order, [n linears, kActHistBins]) from the slots.
+  std::vector<int64_t> download_histograms(int layer, const std::vector<std::string>& linear_names,
+                                           int64_t n_hist) {
+    std::vector<int64_t> slots(static_cast<size_t>(n_hist));
+    QF_CUDA_CHECK(cudaMemcpyAsync(slots.data(), hist_dev_.get(), n_hist * 8, cudaMemcpyDeviceToHost,
+                                  stream_.get()),
+                  "histogram download");
+    QF_CUDA_CHECK(cudaStreamSynchronize(stream_.get()), "layer", layer, "histogram download");
+    constexpr int64_t kBins = numerics::kActHistBins;
+    std::vector<int64_t> hist(linear_names.size() * kBins);
+    for (size_t i = 0; i < linear_names.size(); ++i) {
+      const int slot = gpu::ObservationSlots::of(linear_names[i], layer, config_.n_routed_experts);
+      std::copy(slots.begin() + slot * kBins, slots.begin() + (slot + 1) * kBins,
+                hist.begin() + static_cast<int64_t>(i) * kBins);
+    }
+    return hist;
+  }
+
   // The amax of `linear_names` (calib order) from the downloaded slot bits.
   std::vector<float> amax_of(const std::vector<uint32_t>& bits,
                              const std::vector<std::string>& linear_names, int layer) const {
@@ -431,15 +438,12 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   gpu::GpuDecoderLayer layer_;
   int seq_len_, batch_seqs_;
   int64_t n_local_tokens_;
-  int64_t token_floats_ = 0;
-  bool resident_ = true;
-  DeviceBuffer<float> hidden_dev_, batch_dev_;
-  std::vector<float> hidden_host_;
+  std::unique_ptr<gpu::DeviceHiddenStates> hidden_;  // this rank's samples, between layers
   DeviceBuffer<int64_t> tokens_dev_;
   DeviceBuffer<uint32_t> amax_dev_;
   bool record_histograms_ = false;
   DeviceBuffer<int64_t> hist_dev_;  // [ObservationSlots::count, kActHistBins] when recording
-  PinnedBuffer staging_;
+  gpu::ArenaStaging staging_;
   std::unique_ptr<gpu::DeviceLayerWeights> weights_;
   HostLayer host_layer_;
   LayerBytesHook hook_;
@@ -452,9 +456,11 @@ class CudaCalibrationEngine final : public CalibrationEngine {
 
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
     const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
-    std::vector<int64_t> token_ids, int seq_len, int batch_seqs, dist::Communicator* device_comm) {
-  return std::make_unique<CudaCalibrationEngine>(
-      config, exchange, std::move(hidden), std::move(token_ids), seq_len, batch_seqs, device_comm);
+    std::vector<int64_t> token_ids, int seq_len, int batch_seqs, dist::Communicator* device_comm,
+    gpu::DecoderLayerPolicy layer_policy) {
+  return std::make_unique<CudaCalibrationEngine>(config, exchange, std::move(hidden),
+                                                 std::move(token_ids), seq_len, batch_seqs,
+                                                 device_comm, layer_policy);
 }
 
 }  // namespace qf::pipeline

@@ -3,7 +3,8 @@
 // the tensor specs and the ownership plan, so every rank computes the same layout without
 // communicating, and the NCCL exchange broadcasts every range from its owner straight into
 // every rank's arena. Owns: the arena rule (which linears, their order, alignment, owner
-// runs). Does not own: moving the bytes (calibrate_cuda.cu), the plan, the name mapping.
+// runs). Does not own: moving the bytes (cuda_calibration_engine.cu, gpu/layer_upload.hpp), the
+// plan, the name mapping.
 #pragma once
 #include <cstdint>
 #include <set>

@@ -1,6 +1,7 @@
 // The one family of error macros (QF_*) and the exception they throw.
 // Owns: qf::Error and message formatting. Does not own: logging policy or MPI_Abort (cli/main).
 #pragma once
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -67,6 +68,16 @@ std::string join_message(const Args&... args) {
                         ::qf::join_message(__VA_ARGS__));          \
     }                                                              \
   } while (0)
+
+// Launcher operand checks (kernels/launch_util.cuh): fail naming the operand, its value and
+// `what` (the launcher), e.g. QF_CHECK_ALIGNED(p.x, 16, "rms_norm") for a 16-byte vector load
+// (null passes), QF_CHECK_MULTIPLE_OF(p.n_cols, 32, "fp4 dequant").
+#define QF_CHECK_ALIGNED(ptr, n_bytes, what)                                        \
+  QF_CHECK(reinterpret_cast<uintptr_t>(ptr) % (n_bytes) == 0, what, ":", #ptr, "(", \
+           static_cast<const void*>(ptr), ") is not", (n_bytes), "-byte aligned")
+#define QF_CHECK_MULTIPLE_OF(value, divisor, what)                                            \
+  QF_CHECK((value) % (divisor) == 0, what, ":", #value, "=", (value), "is not a multiple of", \
+           (divisor))
 
 // Unconditional failure with a message (unknown enum value, unreachable branch on bad input).
 #define QF_FAIL(...) \

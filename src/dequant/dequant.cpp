@@ -12,6 +12,7 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/progress.hpp"
 #include "dist/ownership_plan.hpp"
 #include "formats/atomic_file.hpp"
@@ -93,6 +94,7 @@ void stage_output_files(const DequantPlan& plan, formats::StagedOutput& staged) 
 // Rank 0 after every rank has written and fsynced: index, config, other files, final rename.
 void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source,
                    formats::StagedOutput& staged) {
+  QF_NVTX_RANGE("dequant: commit");
   const std::string& staging = staged.staging_dir();
   formats::ShardIndex index;
   uint64_t total_size = 0;
@@ -227,6 +229,7 @@ class TensorStreamer {
 // Every rank: converts the tensors it owns. Returns the per-rank report.
 DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDir& source,
                             const DequantOptions& options, int rank) {
+  QF_NVTX_RANGE("dequant: convert");
   DequantReport report;
   const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
   uint64_t owned_out_bytes = 0;
@@ -268,6 +271,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
 }  // namespace
 
 DequantReport run_dequant(const DequantOptions& options, dist::Communicator& comm) {
+  QF_NVTX_RANGE("dequant");
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<formats::CheckpointDir> source;
   DequantPlan plan;

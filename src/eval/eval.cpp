@@ -11,6 +11,7 @@
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
 #include "formats/checkpoint_dir.hpp"
@@ -147,6 +148,7 @@ void check_same_model(const formats::CheckpointDir& source, const formats::Check
 }  // namespace
 
 EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
+  QF_NVTX_RANGE("eval");
   const auto start = std::chrono::steady_clock::now();
   QF_CHECK(options.seq_len >= 2, "eval: --seq-len must be >= 2 (perplexity needs a next token)");
   QF_CHECK(options.batch >= 1, "eval: --batch must be >= 1");

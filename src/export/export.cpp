@@ -18,6 +18,7 @@
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
 #include "formats/atomic_file.hpp"
@@ -227,6 +228,7 @@ void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& dige
 
 void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
             const ExportOptions& options, formats::StagedOutput& staged) {
+  QF_NVTX_RANGE("quantize job: commit");
   const std::string& staging = staged.staging_dir();
   output_index(plan).write(staging + "/" + formats::kShardIndexFileName);
   for (const auto& file : plan.other_files) {
@@ -250,6 +252,7 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
 ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                const InputScales& scales, const ExportOptions& options,
                                dist::Communicator& comm) {
+  QF_NVTX_RANGE("quantize job: export");
   QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
@@ -322,6 +325,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
 ExportReport export_one_shard(const QuantizePlan& plan, const formats::CheckpointDir& source,
                               const InputScales& scales, const ExportOptions& options,
                               const std::string& shard_file, dist::Communicator& comm) {
+  QF_NVTX_RANGE("quantize job: export one shard");
   size_t shard = plan.shards.size();
   for (size_t s = 0; s < plan.shards.size(); ++s) {
     if (plan.shards[s].file == shard_file) shard = s;

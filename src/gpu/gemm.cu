@@ -4,6 +4,8 @@
 
 #include <limits>
 
+#include "core/nvtx.hpp"
+
 namespace qf::gpu {
 namespace {
 
@@ -17,6 +19,7 @@ int as_int(int64_t v, const char* what) {
 
 void gemm_bf16(const CublasHandle& h, const uint16_t* x, int64_t ldx, const uint16_t* w, float* y,
                int64_t ldy, int64_t m, int64_t n, int64_t k) {
+  QF_NVTX_RANGE("gemm_bf16");
   if (m == 0) return;
   const float one = 1.0f, zero = 0.0f;
   QF_CUBLAS_CHECK(cublasGemmEx(h.get(), CUBLAS_OP_T, CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
@@ -28,6 +31,7 @@ void gemm_bf16(const CublasHandle& h, const uint16_t* x, int64_t ldx, const uint
 
 void gemm_f32(const CublasHandle& h, const float* x, const float* w, float* y, int64_t m,
               int64_t n, int64_t k) {
+  QF_NVTX_RANGE("gemm_f32");
   if (m == 0) return;
   const float one = 1.0f, zero = 0.0f;
   QF_CUBLAS_CHECK(cublasSgemm(h.get(), CUBLAS_OP_T, CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
@@ -38,6 +42,7 @@ void gemm_f32(const CublasHandle& h, const float* x, const float* w, float* y, i
 
 void gemm_bf16_grouped(const CublasHandle& h, const uint16_t* x, const uint16_t* w, float* y,
                        int64_t m, int64_t n, int64_t k, int64_t groups) {
+  QF_NVTX_RANGE("gemm_bf16_grouped");
   if (m == 0) return;
   const float one = 1.0f, zero = 0.0f;
   QF_CUBLAS_CHECK(
@@ -50,6 +55,7 @@ void gemm_bf16_grouped(const CublasHandle& h, const uint16_t* x, const uint16_t*
 }
 
 void scale_f32(const CublasHandle& h, float* x, int64_t n, float alpha) {
+  QF_NVTX_RANGE("scale_f32");
   if (n == 0) return;
   QF_CUBLAS_CHECK(cublasSscal(h.get(), as_int(n, "n"), &alpha, x, 1), "scale of", n, "floats");
 }

@@ -5,6 +5,7 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "gpu/gemm.hpp"
 
 namespace qf::gpu {
@@ -102,6 +103,7 @@ const PlannedGemm::Plan& PlannedGemm::plan_for(const Key& key) {
 void PlannedGemm::bf16(const CublasHandle& fallback, const uint16_t* x, int64_t ldx,
                        const uint16_t* w, float* y, int64_t ldy, int64_t m, int64_t n,
                        int64_t k) {
+  QF_NVTX_RANGE("planned_gemm_bf16");
   if (m == 0) return;
   const bool ok_layout = aligned(x) && aligned(w) && aligned(y) && (ldx * 2) % kAlignment == 0 &&
                          (k * 2) % kAlignment == 0 && (ldy * 4) % kAlignment == 0;

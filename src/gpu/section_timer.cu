@@ -3,17 +3,14 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
 
 namespace qf::gpu {
 
-SectionTimer::SectionTimer(cudaStream_t stream) : stream_(stream) {
-  const char* env = std::getenv("QF_PROFILE");
-  enabled_ = env != nullptr && env[0] != '\0' && env[0] != '0';
-}
+SectionTimer::SectionTimer(cudaStream_t stream, bool enabled)
+    : enabled_(enabled), stream_(stream) {}
 
 SectionTimer::~SectionTimer() {
   for (cudaEvent_t e : pool_) cudaEventDestroy(e);

@@ -1,7 +1,8 @@
-// Optional GPU time per named section of a stream's work (QF_PROFILE=1 in the environment):
-// mark(name) closes the previous section and opens `name`; flush() waits, adds the elapsed
-// times to per-name totals; report() logs them. Disabled, every call is a no-op.
-// Owns: timing events and totals. Does not own the stream.
+// Optional GPU time per named section of a stream's work (enabled by the owner, e.g.
+// DecoderLayerPolicy::profile_sections, which the job sets from QF_PROFILE=1): mark(name) closes
+// the previous section and opens `name`; flush() waits, adds the elapsed times to per-name
+// totals; report() logs them. Disabled, every call is a no-op.
+// Owns: timing events and totals. Does not own the stream or the decision to time.
 #pragma once
 #ifdef QF_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -15,7 +16,7 @@ namespace qf::gpu {
 
 class SectionTimer {
  public:
-  explicit SectionTimer(cudaStream_t stream);
+  SectionTimer(cudaStream_t stream, bool enabled);
   ~SectionTimer();
   SectionTimer(const SectionTimer&) = delete;
   SectionTimer& operator=(const SectionTimer&) = delete;

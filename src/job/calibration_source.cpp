@@ -1,10 +1,14 @@
 // The two calibration sources (see calibration_source.hpp).
 #include "job/calibration_source.hpp"
 
+#include <cstdlib>
+#include <string>
+
 #include "quantize/quantize_weights.hpp"
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "calibrate/calibrate.hpp"
 #include "calibrate/calibration_data.hpp"
 #include "quantize/input_scales.hpp"
@@ -13,6 +17,19 @@
 namespace qf::pipeline {
 namespace {
 
+// The CUDA layer's policy from the environment, read here at the top of the job only (kept for
+// backward compatibility, docs/CUDA_BACKEND.md): QF_EXPERT_CACHE=0 turns the per-layer BF16
+// expert cache off; QF_PROFILE=1 (any value but empty or starting with 0) logs GPU time per
+// section of each layer.
+gpu::DecoderLayerPolicy decoder_layer_policy_from_env() {
+  gpu::DecoderLayerPolicy policy;
+  const char* cache = std::getenv("QF_EXPERT_CACHE");
+  policy.expert_cache = cache == nullptr || std::string(cache) != "0";
+  const char* profile = std::getenv("QF_PROFILE");
+  policy.profile_sections = profile != nullptr && profile[0] != '\0' && profile[0] != '0';
+  return policy;
+}
+
 class AmaxFileSource final : public CalibrationSource {
  public:
   AmaxFileSource(const QuantizePlan& plan, const std::string& path)
@@ -20,6 +37,7 @@ class AmaxFileSource final : public CalibrationSource {
     log_info("calibration: input amax imported from ", path, " (", amax_.size(), " modules)");
   }
   void run(StoreCommitter& store) override {
+    QF_NVTX_RANGE("calibrate (amax file)");
     for (int layer = 0; layer < plan_.config.num_hidden_layers; ++layer) {
       if (store.has_layer(layer, formats::kStageCalib)) continue;
       store.submit(calib_record_from_amax(plan_, layer, amax_), formats::kStageCalib);
@@ -37,11 +55,11 @@ class ForwardSource final : public CalibrationSource {
   ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
                 const QuantizeOptions& options, dist::Communicator& comm, StoreCommitter& store)
       : comm_(comm),
-        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options),
-                    CalibrationOptions{options.calib_batch, options.backend,
-                                       options.cpu_bf16_linear_inputs,
-                                       options.act_scale.needs_histogram(),
-                                       options.device_comm}) {
+        calibrator_(
+            plan.config, source, comm, plan.ownership, load_set(plan, options),
+            CalibrationOptions{options.calib_batch, options.backend, options.cpu_bf16_linear_inputs,
+                               options.act_scale.needs_histogram(), options.device_comm,
+                               decoder_layer_policy_from_env()}) {
     if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The

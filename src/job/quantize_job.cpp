@@ -9,6 +9,7 @@
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/progress.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
@@ -106,6 +107,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   report.n_blocks_lossless += cost.fused.n_blocks_lossless;
   report.n_blocks_fallback += cost.fused.n_blocks_fallback;
   phase_start = std::chrono::steady_clock::now();
+  QF_NVTX_RANGE("quantize job: quantize");  // the layer loop and the last store commits
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
   gpu::Nvfp4OpsPool ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
@@ -164,6 +166,7 @@ void write_report(const QuantizeOptions& options, QuantizeReport& report, const 
 }  // namespace
 
 QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+  QF_NVTX_RANGE("quantize job");
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;

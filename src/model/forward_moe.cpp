@@ -36,30 +36,18 @@ Routing route_tokens(const ModelConfig& c, int layer, const MoeWeights& w, const
   r.top_k = k;
   r.experts.resize(n_tokens * k);
   r.weights.resize(n_tokens * k);
-  std::vector<float> score(n_exp), biased(n_exp);
-  std::vector<int32_t> order(n_exp);
+  ops::TokenRouter router(c.scoring_func, n_exp, k, static_cast<float>(c.routed_scaling_factor));
   for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t e = 0; e < n_exp; ++e)
-      score[e] = ops::router_score(c.scoring_func, logits[t * n_exp + e]);
+    router.score(logits.data() + t * n_exp);
     int32_t* sel = r.experts.data() + t * k;
     if (hash) {
       const int64_t id = token_ids[t];
       QF_CHECK(id >= 0 && id < c.vocab_size, "token id", id, "outside the vocabulary");
       for (int64_t s = 0; s < k; ++s) sel[s] = w.tid2eid[id * k + s];
     } else {
-      for (int64_t e = 0; e < n_exp; ++e) biased[e] = score[e] + w.gate_bias[e];
-      std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-        return biased[a] > biased[b] || (biased[a] == biased[b] && a < b);
-      });
-      std::copy(order.begin(), order.begin() + k, sel);
+      router.select_top_k(w.gate_bias.data(), sel);
     }
-    float sum = 0.0f;
-    for (int64_t s = 0; s < k; ++s) sum += score[sel[s]];
-    for (int64_t s = 0; s < k; ++s) {
-      r.weights[t * k + s] =
-          score[sel[s]] / (sum + 1e-20f) * static_cast<float>(c.routed_scaling_factor);
-    }
+    router.weigh(sel, r.weights.data() + t * k);
   }
   return r;
 }

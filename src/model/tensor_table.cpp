@@ -15,13 +15,12 @@
 #include "model/tensor_table.hpp"
 
 #include "core/check.hpp"
+#include "core/int_math.hpp"
 
 namespace qf::model {
 namespace {
 
 using formats::TensorSpec;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 class TableBuilder {
  public:

@@ -32,6 +32,7 @@
 #include <map>
 
 #include "core/check.hpp"
+#include "core/int_math.hpp"
 #include "core/log.hpp"
 
 namespace qf::pipeline {
@@ -48,8 +49,6 @@ namespace {
 bool is_low_precision_weight(model::TensorRole role) {
   return role == model::TensorRole::kFp8Weight || role == model::TensorRole::kFp4Weight;
 }
-
-uint64_t ceil_div_u64(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
@@ -140,7 +139,7 @@ PlanReport build_plan_report(const model::ModelConfig& config,
   const uint64_t top_k = static_cast<uint64_t>(config.num_experts_per_tok);
   const uint64_t q_dim =
       static_cast<uint64_t>(config.num_attention_heads) * static_cast<uint64_t>(config.head_dim);
-  mem.tokens_per_rank = ceil_div_u64(static_cast<uint64_t>(opt.samples), n_ranks) * seq;
+  mem.tokens_per_rank = static_cast<uint64_t>(ceil_div(opt.samples, n_ranks)) * seq;
   mem.activation_bytes = 2 * mem.tokens_per_rank * hidden * config.hc_mult * 2;
   mem.sequence_bytes =
       seq * (q_dim + config.head_dim + top_k * (hidden + 2 * config.moe_intermediate_size)) * 2 +

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/check.hpp"
+#include "core/int_math.hpp"
 #include "formats/tensor_spec.hpp"
 
 namespace qf::pipeline {
@@ -25,8 +26,6 @@ std::string scale_name_for(const std::string& weight_name) {
   if (!ends_with(weight_name, ".weight")) return "";
   return weight_name.substr(0, weight_name.size() - 7) + ".scale";
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void classify_fp8(const std::string& dir, NativeTensor& t) {
   const auto& shape = t.stored.shape;

@@ -11,6 +11,7 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
 #include "validate/validate_context.hpp"
@@ -184,6 +185,7 @@ Context::Context(const ValidateOptions& opts) : options(opts), source(opts.sourc
 }  // namespace validate_detail
 
 ValidateReport validate_export(const ValidateOptions& options) {
+  QF_NVTX_RANGE("validate");
   using namespace validate_detail;
   QF_CHECK(!options.source_dir.empty() && !options.out_dir.empty(),
            "validate needs a source and an output directory");

@@ -40,7 +40,7 @@ fail() {  # fail EXPECTED_TEXT ARGS...: must exit non-zero, print EXPECTED_TEXT,
   if ls | grep -q '\.tmp\.'; then echo "FAIL: temp file left" >&2; exit 1; fi
 }
 printf '{"text": "ok"}\n{"text": oops}\n' > broken.jsonl
-fail "broken.jsonl:2: not valid JSON" --text broken.jsonl:5 --seq-len 2 --out bad.safetensors
+fail "broken.jsonl:2: invalid JSON" --text broken.jsonl:5 --seq-len 2 --out bad.safetensors
 fail "yields only" --text a.jsonl:50 --seq-len 6 --out bad.safetensors
 fail "exists" --text a.jsonl:1 --seq-len 6 --out tokens.safetensors
 fail "add up" --text a.jsonl:1 --text b.jsonl:1 --samples 3 --seq-len 6 --out bad.safetensors

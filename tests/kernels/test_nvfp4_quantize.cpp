@@ -15,6 +15,7 @@
 
 #include "catch_compat.hpp"
 #include "core/check.hpp"
+#include "core/int_math.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 #include "tests/nvfp4_test_util.hpp"
 
@@ -231,7 +232,7 @@ TEST_CASE("nvfp4 quantize: every finite BF16 under many block scales, bit-exact"
     }
   }
   const int64_t n_cols = 4096, n = static_cast<int64_t>(x.size());
-  const int64_t n_rows = (n + n_cols - 1) / n_cols;
+  const int64_t n_rows = qf::ceil_div(n, n_cols);
   x.resize(static_cast<size_t>(n_rows * n_cols), 0);  // zero blocks pad the last row
   const size_t n_elems = x.size();
 
