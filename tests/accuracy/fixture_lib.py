@@ -452,6 +452,18 @@ def write_native(out_dir, entries, config, max_shard_bytes):
             "bytes": sum(x["bytes"] for x in files)}
 
 
+def read_tensor(path, name):
+    """(dtype, shape, raw bytes) of one tensor of a safetensors file."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        if name not in header:
+            raise FixtureError(f"{path}: no tensor {name}")
+        b, e = header[name]["data_offsets"]
+        f.seek(8 + n + b)
+        return header[name]["dtype"], header[name]["shape"], f.read(e - b)
+
+
 def table_of_dir(ckpt):
     """{name: (dtype, shape)} of a sharded checkpoint, via its index."""
     idx = json.load(open(os.path.join(ckpt, "model.safetensors.index.json")))

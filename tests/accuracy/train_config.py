@@ -17,14 +17,14 @@ REAL = dict(
         n_routed_experts=32, num_experts_per_tok=4, moe_intermediate_size=128,
         sliding_window=128, hc_mult=4),
     seq_len=512,
-    corpus_bytes=120 << 20,     # text read from site-packages (train + held-out)
-    tokenizer_bytes=40 << 20,   # the BPE is trained on this much of the training text
+    corpus_bytes=80 << 20,      # text read from site-packages (train + held-out)
+    tokenizer_bytes=24 << 20,   # the BPE is trained on this much of the training text
     heldout_permille=25,        # ~2.5% of the files are held out
     calib_bytes=3 << 20,        # training documents written to calib.jsonl
     heldout_jsonl_bytes=4 << 20,
     batch=32, lr=2e-3, min_lr_ratio=0.1, warmup_steps=60, weight_decay=0.1,
     betas=(0.9, 0.95), grad_clip=1.0, bias_update=1e-3,
-    eval_windows=64, minutes=5.0, post_reserve_s=75.0, max_shard_bytes=14 << 20,
+    eval_windows=64, minutes=5.0, post_reserve_s=60.0, max_shard_bytes=14 << 20,
 )
 
 SMOKE = dict(
@@ -40,7 +40,7 @@ SMOKE = dict(
     calib_bytes=256 << 10, heldout_jsonl_bytes=256 << 10,
     batch=8, lr=3e-3, min_lr_ratio=0.1, warmup_steps=5, weight_decay=0.1,
     betas=(0.9, 0.95), grad_clip=1.0, bias_update=1e-3,
-    eval_windows=8, minutes=0.5, post_reserve_s=12.0, max_shard_bytes=1 << 20,
+    eval_windows=8, minutes=1.0, post_reserve_s=12.0, max_shard_bytes=1 << 20, smoke_steps=40,
 )
 
 PRESETS = {"real": REAL, "smoke": SMOKE}
