@@ -128,7 +128,7 @@ def _fast_experts_forward(self, hidden_states, top_k_index, top_k_weights):
         return self._qf_stock_forward(hidden_states, top_k_index, top_k_weights)
     if self._qf_load is not None:
         self._qf_load += counts_t
-    x = hidden_states.index_select(0, order // k)
+    x = hidden_states[order // k]  # advanced indexing: its backward is deterministic if asked
     ys, start = [], 0
     for e, c in enumerate(counts):
         if c:
@@ -138,7 +138,7 @@ def _fast_experts_forward(self, hidden_states, top_k_index, top_k_weights):
     y = torch.cat(ys, 0)
     inv = torch.empty_like(order)
     inv[order] = torch.arange(order.numel(), device=order.device)
-    y = y.index_select(0, inv).view(T, k, H).float()
+    y = y[inv].view(T, k, H).float()
     return (y * top_k_weights.reshape(T, k, 1).float()).sum(1).to(hidden_states.dtype)
 
 

@@ -306,6 +306,8 @@ def run(args, P, minutes, rep):
                                  loss_ema=ema, nonfinite_steps=nonfinite, curve=curve,
                                  schedule="steps" if steps_mode else "time", optimizer=kind,
                                  batch=P["batch"], peak_lr=P["lr"], expert_load=load,
+                                 balanced_routers=len(balancer.items),
+                                 router_calls_seen=balancer.seen,
                                  epochs=round(tokens / max(1, train_gpu.numel()), 3))
         log(f"  trained {step} steps, {tokens / 1e6:.1f} M tokens in {el:.0f} s "
             f"({tokens / el / 1e3:.0f}k tok/s); expert load per layer (min/max share): "
