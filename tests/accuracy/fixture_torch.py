@@ -62,6 +62,11 @@ def encode_stream(tok, texts, chunk=512):
     for i in range(0, len(texts), chunk):
         batch = texts[i:i + chunk]
         encs = fast(batch) if fast else tok.encode_batch(batch)
+        if fast and any(e.ids[:1] != [0] for e in encs):  # no post-processor on the fast path?
+            fast = None
+            encs = tok.encode_batch(batch)
+        if any(e.ids[:1] != [0] for e in encs):
+            raise fl.FixtureError("tokenizer output does not start with BOS (id 0)")
         parts += [np.asarray(e.ids, dtype=np.int32) for e in encs]
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 

@@ -2,7 +2,7 @@
 # Issue 20: accuracy of quantforge's NVFP4 exports on a trained DeepSeek V4 fixture, on the GPU
 # machine (one H100/H200, torch + transformers + tokenizers), from the repo root:
 #   bash tests/accuracy/run_accuracy.sh BIN_DIR OUT_DIR [--keep-fixture | --keep-fixture-tar]
-#        [--budget 530] [--fixture-dir DIR] [--no-smoke] [--calib "32 128 512"] ...
+#        [--budget 520] [--fixture-dir DIR] [--no-smoke] [--calib "32 128 512"] ...
 # BIN_DIR holds quantforge (CUDA build). Smoke fixture, real fixture (trained within the
 # budget), calib-data, quantize x {experts, full} x act-scale/sample counts, quantforge eval
 # (W4A4, W4A16 once per recipe) and torch_eval_export.py; OUT_DIR gets accuracy.json,

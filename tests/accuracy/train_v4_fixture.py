@@ -86,8 +86,14 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, ~30 s: API check")
     ap.add_argument("--steps", type=int, help="exact step count (step-based schedule)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--batch", type=int, help="override the preset's batch (windows per step)")
+    ap.add_argument("--eval-windows", type=int, help="override the held-out windows evaluated")
     args = ap.parse_args()
     P = dict(train_config.PRESETS["smoke" if args.smoke else "real"])
+    if args.batch:
+        P["batch"] = args.batch
+    if args.eval_windows:
+        P["eval_windows"] = args.eval_windows
     minutes = args.minutes if args.minutes is not None else P["minutes"]
     if args.smoke and args.steps is None:
         args.steps = P["smoke_steps"]  # an API check: bounded, time-independent
@@ -229,7 +235,8 @@ def run(args, P, minutes, rep):
 
     with rep.phase("determinism"):
         g = torch.Generator().manual_seed(args.seed + 3)
-        batches = [train_gpu[torch.randint(0, len(train_gpu), (P["batch"],), generator=g)]
+        nb = min(P["batch"], 8)  # cheap: the question is only whether the kernels repeat
+        batches = [train_gpu[torch.randint(0, len(train_gpu), (nb,), generator=g)]
                    for _ in range(3)]
         init = {k: v.detach().clone() for k, v in model.state_dict().items()}
         runs = []
@@ -243,7 +250,7 @@ def run(args, P, minutes, rep):
         model.load_state_dict(init)
         del init
         same = runs[0][:2] == runs[1][:2]
-        rep.d["determinism"] = dict(bitwise_identical=same, losses=[r[0] for r in runs],
+        rep.d["determinism"] = dict(bitwise_identical=same, losses=[r[0] for r in runs], batch=nb,
                                     step_seconds=[round(r[2] / 3, 3) for r in runs])
         log(f"  two 3-step runs from one state: {'bitwise identical' if same else 'DIFFER'} "
             f"(losses {runs[0][0]} / {runs[1][0]}), {runs[1][2] / 3:.3f} s/step")
