@@ -34,8 +34,9 @@ def jload(path):
 
 class Task:
     def __init__(self, name, lane, cmd, est, deps=(), timeout=600, env=None, kind=None,
-                 warn_rcs=()):
+                 warn_rcs=(), then=None):
         self.name, self.lane, self.cmd, self.est, self.deps = name, lane, cmd, est, list(deps)
+        self.then = then  # (kind, default s) of the step that must follow for this one to count
         self.warn_rcs = warn_rcs  # exit codes meaning "done, with problems listed
         self.timeout, self.env, self.kind = timeout, env or {}, kind or lane
         self.status, self.rc, self.seconds, self.proc, self.start, self.note = \
@@ -110,8 +111,10 @@ class Runner:
         t.proc.wait()
 
     def estimate(self, t):
-        m = self.measured.get(t.kind)
-        return max(m) * 1.15 if m else t.est
+        def of(kind, default):
+            m = self.measured.get(kind)
+            return max(m) * 1.15 if m else default
+        return of(t.kind, t.est) + (of(*t.then) if t.then else 0.0)
 
     def run_one(self, t):
         """Sequential step (smoke, fixture, calib-data)."""
@@ -249,6 +252,8 @@ def main():
                     "for the real fixture (e.g. '--steps 800' or '--batch 16')")
     ap.add_argument("--backend", default="cuda")
     ap.add_argument("--calib", default="32 128 512", help="calibration sample counts")
+    ap.add_argument("--calib-batch", type=int, default=16,
+                    help="quantize --calib-batch (sequences per calibration forward)")
     ap.add_argument("--eval-samples", type=int, default=16)
     ap.add_argument("--eval-workers", type=int, default=2)
     ap.add_argument("--torch-device", default="cuda")
@@ -358,8 +363,8 @@ def measure(R, a, qf, py, fix):
             qf, "quantize", "--in", fix, "--out", os.path.join(rd, "out"), "--work",
             os.path.join(rd, "work"), "--recipe", recipe, "--backend", a.backend, "--calib",
             os.path.join(data, f"calib_{n}.safetensors"), "--samples", str(n), "--seq-len",
-            str(seq), "--act-scale", act], 30, timeout=240, env={"QF_THREADS": "4"},
-            kind="quantize"))
+            str(seq), "--act-scale", act, "--calib-batch", str(a.calib_batch)], 30,
+            timeout=240, env={"QF_THREADS": "4"}, kind="quantize", then=("eval", 60)))
         sims = ["W4A4"] + (["W4A16"] if act == "max" and n == mid else [])
         for sim in sims:
             cmd = [qf, "eval", "--source", fix, "--out", os.path.join(rd, "out"), "--tokens", evt,

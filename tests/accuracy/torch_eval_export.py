@@ -108,10 +108,8 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
-    import transformers
     rep = {"format": "qf-torch-eval/1", "source": args.source, "export": args.export,
-           "tokens_file": args.tokens, "versions": {"torch": torch.__version__,
-                                                    "transformers": transformers.__version__},
+           "tokens_file": args.tokens, "versions": {"torch": torch.__version__},
            "device": args.device, "status": "running"}
 
     def save():
@@ -122,6 +120,8 @@ def main():
         os.replace(args.json + ".tmp", args.json)
 
     try:
+        import transformers
+        rep["versions"]["transformers"] = transformers.__version__
         tokens = load_tokens(args.tokens, args.samples, args.seq_len)
         n, L = tokens.shape
         rep["tokens"] = {"samples": n, "seq_len": L, "positions": n * L,
