@@ -264,7 +264,7 @@ def run(args, P, minutes, rep):
             train_s = 20.0
         loaders = ft.expert_load_tracking(model, True)
         g = torch.Generator().manual_seed(args.seed + 4)
-        perm, pos, step, tokens, nonfinite, curve = None, 0, 0, 0, 0, []
+        perm, pos, step, tokens, nonfinite, curve, lv = None, 0, 0, 0, 0, [], float("nan")
         t_start, last_log, ema = time.time(), time.time(), None
         log(f"  {'%d steps' % args.steps if steps_mode else '%.0f s' % train_s} of training, "
             f"batch {P['batch']} x {S}, {len(train_gpu)} windows, AdamW ({kind}) peak lr "
@@ -280,7 +280,16 @@ def run(args, P, minutes, rep):
                 perm, pos = torch.randperm(len(train_gpu), generator=g).to(dev), 0
             ids = train_gpu[perm[pos:pos + P["batch"]]]
             pos += P["batch"]
-            lv, gn = train_step(opt, ids, lr)
+            try:
+                lv, gn = train_step(opt, ids, lr)
+            except torch.cuda.OutOfMemoryError:
+                if P["batch"] <= 4:
+                    raise
+                opt.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                P["batch"] //= 2
+                rep.problem(f"out of GPU memory at step {step}: batch halved to {P['batch']}")
+                continue
             if gn is None:
                 nonfinite += 1
                 rep.problem(f"step {step}: non-finite loss {lv}, step skipped")
