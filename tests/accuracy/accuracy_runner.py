@@ -300,6 +300,8 @@ def prepare_fixture(R, a, qf, py):
     R.run_one(t)
     rep = jload(os.path.join(fix, "fixture_report.json")) or {}
     R.doc["fixture"] = summarize_fixture(fix, rep)
+    log("fixture: " + ", ".join(f"{k} {v}" for k, v in R.doc["fixture"].items()
+                                if k not in ("dir", "seconds")))
     shutil.copy(os.path.join(fix, "fixture_report.json"), a.out) if rep else None
     if t.rc not in (0, 3):
         log("no fixture: stopping")
