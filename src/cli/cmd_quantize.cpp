@@ -98,7 +98,7 @@ void print_summary(const pipeline::QuantizeReport& r, dist::ComputeBackend backe
 
 int cmd_quantize(const Args& args) {
   pipeline::QuantizeOptions run;
-  std::string recipe, kv, backend, act_scale;
+  std::string recipe, kv, backend, act_scale, expert_weights;
   std::string comm_name;  // --comm
   po::options_description input("input"), calib("calibration"), quant("quantization"),
       output("output and resume");
@@ -128,6 +128,8 @@ int cmd_quantize(const Args& args) {
       ("recipe", po::value(&recipe)->default_value("experts"),
        "experts: routed experts -> NVFP4, the rest copied (published V4 NVFP4 checkpoints; vLLM, "
        "SGLang) | full: every FP8/FP4 linear -> NVFP4 (generic ModelOpt loaders)")  //
+      ("expert-weights", po::value(&expert_weights)->default_value("cast"),
+       pipeline::expert_weights_modes().help().c_str())  //
       ("kv-cache", po::value(&kv)->default_value("none"),
        "none | fp8_cast: declare an FP8 KV cache (no k/v scale tensors, as ModelOpt's "
        "constant-amax recipe)")  //
@@ -174,6 +176,7 @@ int cmd_quantize(const Args& args) {
     return 0;
   }
   run.recipe = pipeline::recipes().parse(recipe);
+  run.expert_weights = pipeline::expert_weights_modes().parse(expert_weights);
   run.kv = pipeline::parse_kv_cache(kv);
   run.act_scale = pipeline::parse_act_scale(act_scale);
   run.backend = dist::resolve_backend(backend);
