@@ -137,8 +137,8 @@ void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const 
   p.n_nonfinite = &n_nonfinite;
   ops.nvfp4_quantize(p);
   add_nvfp4(record, t, std::move(packed), std::move(scale), scale_2);
-  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", source_kind_name(t),
-          " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", source_kind_name(t), " -> NVFP4, amax ",
+          amax, ", weight_scale_2 ", scale_2);
 }
 
 }  // namespace

@@ -182,9 +182,8 @@ void check_hf_quant_config(Context& ctx, const json& qc) {
     const json& have = hf["quantforge"]["expert_weights"];
     if (!have.is_string() || !expert_weights_modes().contains(have.get<std::string>()) ||
         have == expert_weights_modes().name(ExpertWeights::kCast)) {
-      check.fail("hf_quant_config.json quantforge.expert_weights is", have.dump(),
-                 "; expected", expert_weights_modes().name(ExpertWeights::kRequantize),
-                 "or no key (cast)");
+      check.fail("hf_quant_config.json quantforge.expert_weights is", have.dump(), "; expected",
+                 expert_weights_modes().name(ExpertWeights::kRequantize), "or no key (cast)");
     } else {
       check.pass();
     }

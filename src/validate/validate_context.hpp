@@ -15,9 +15,9 @@
 #include "formats/safetensors_reader.hpp"
 #include "formats/shard_index.hpp"
 #include "model/config.hpp"
-#include "source/native_tensors.hpp"
 #include "quantize/expert_weights.hpp"
 #include "recipe/recipe.hpp"
+#include "source/native_tensors.hpp"
 #include "validate/validate.hpp"
 
 namespace qf::pipeline::validate_detail {
@@ -85,8 +85,8 @@ struct Context {
   // leaves it to check_quantized to infer from the weight_scale_2 values.
   bool expert_weights_known = false;
   ExpertWeights expert_weights = ExpertWeights::kCast;
-  std::string expert_weights_text;  // for the report; "" when OUT has no FP4-source target
-  std::map<std::string, Target> targets;                        // by source weight name
+  std::string expert_weights_text;        // for the report; "" when OUT has no FP4-source target
+  std::map<std::string, Target> targets;  // by source weight name
   std::map<std::string, std::vector<ExpectedTensor>> expected;  // by shard file, source order
   OutputDir out;
   std::map<std::string, std::unique_ptr<CheckRecorder>> checks;

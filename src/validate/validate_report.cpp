@@ -95,8 +95,8 @@ void print_validate_report(const ValidateReport& report, std::ostream& out, size
                            int max_listed_failures) {
   out << "validate: " << report.out_dir << " against " << report.source_dir << " (recipe "
       << report.recipe
-      << (report.expert_weights.empty() ? "" : ", expert weights " + report.expert_weights)
-      << "), " << fixed("%.1f", report.seconds) << " s\n\n";
+      << (report.expert_weights.empty() ? "" : ", expert weights " + report.expert_weights) << "), "
+      << fixed("%.1f", report.seconds) << " s\n\n";
   out << pad("check", 16) << pad("pass", 9, true) << pad("fail", 9, true) << pad("skip", 9, true)
       << "  result  rule\n";
   for (const auto& c : report.checks) {

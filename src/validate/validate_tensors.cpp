@@ -321,10 +321,10 @@ void check_global_scale(CheckRecorder& global, const Target& target, const Targe
   if (cast ? cast_ok : amax_ok) {
     global.pass();
   } else if (cast) {
-    global.fail(target.module + ": weight_scale_2", r.weight_scale_2,
-                "but the lossless cast's 2^(k_max-8), k_max shared with the pair, is", cast_want,
-                amax_ok ? "(it follows amax/2688: an export mixing cast and requantized experts)"
-                        : "");
+    global.fail(
+        target.module + ": weight_scale_2", r.weight_scale_2,
+        "but the lossless cast's 2^(k_max-8), k_max shared with the pair, is", cast_want,
+        amax_ok ? "(it follows amax/2688: an export mixing cast and requantized experts)" : "");
   } else {
     global.fail(target.module + ": weight_scale_2", r.weight_scale_2, "but weight amax",
                 std::max(r.source_amax, pair ? pair->source_amax : 0.0f),
@@ -366,8 +366,7 @@ std::vector<TensorAccuracy> check_quantized(Context& ctx,
     if (targets[i]->source->kind != StorageKind::kFp4Block) continue;
     any_fp4 = true;
     const TargetResult* pair = pair_result(*targets[i]);
-    if (ctx.expert_weights_known || !results[i].values_checked ||
-        (pair && !pair->values_checked)) {
+    if (ctx.expert_weights_known || !results[i].values_checked || (pair && !pair->values_checked)) {
       continue;
     }
     const bool cast = numerics::float_to_bits(cast_scale_2(results[i], pair)) ==

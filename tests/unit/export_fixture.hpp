@@ -23,8 +23,8 @@
 #include "formats/shard_index.hpp"
 #include "kernels/dequant.cuh"
 #include "kernels/nvfp4_quantize.cuh"
-#include "numerics/codecs.hpp"
 #include "model/presets.hpp"
+#include "numerics/codecs.hpp"
 #include "synthetic/make_tiny.hpp"
 
 namespace qf::test {

@@ -42,7 +42,8 @@ Bf16Weight dequantize_fp4(const formats::CheckpointDir& source, const NativeTens
   return w;
 }
 
-const formats::StoredTensor& tensor_of(const formats::LayerRecord& record, const std::string& name) {
+const formats::StoredTensor& tensor_of(const formats::LayerRecord& record,
+                                       const std::string& name) {
   const auto* t = record.find_tensor(name);
   INFO(name);
   REQUIRE(t != nullptr);
@@ -77,9 +78,10 @@ TEST_CASE("--expert-weights: one table for the parser, the names and the help", 
   CHECK(build_quantize_plan(source, Recipe::kExperts, 1).expert_weights == ExpertWeights::kCast);
 }
 
-TEST_CASE("--expert-weights requantize: FP4 experts are their BF16 values quantized with the "
-          "pair's amax",
-          "[quantize]") {
+TEST_CASE(
+    "--expert-weights requantize: FP4 experts are their BF16 values quantized with the "
+    "pair's amax",
+    "[quantize]") {
   const LogLevel saved_level = log_level();
   set_log_level(LogLevel::kWarn);
   formats::test::TempDir dir;

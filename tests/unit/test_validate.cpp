@@ -365,7 +365,8 @@ TEST_CASE("validate: requantized FP4 experts", "[validate]") {
   SECTION("the cast export declared requantize") {
     const std::string cast_out = copy_of_export(tmp);
     test::edit_json(cast_out + "/hf_quant_config.json", [](nlohmann::json& j) {
-      j["quantforge"] = {{"version", "test"}, {"recipe", "experts"}, {"expert_weights", "requantize"}};
+      j["quantforge"] = {
+          {"version", "test"}, {"recipe", "experts"}, {"expert_weights", "requantize"}};
     });
     const auto report = validate(cast_out);
     require_failure(report, pipeline::kCheckGlobalScale, "mixing cast and requantized");
