@@ -11,7 +11,7 @@ namespace {
 // What the command line fills: the job's options and the enum options' names.
 struct QuantizeArgs {
   pipeline::QuantizeOptions run;
-  std::string recipe, kv, backend, comm, act_scale;
+  std::string recipe, kv, backend, comm, act_scale, expert_weights;
 };
 
 po::options_description quantize_options(QuantizeArgs& a) {
@@ -52,8 +52,12 @@ po::options_description quantize_options(QuantizeArgs& a) {
       pipeline::act_scale_methods().help("activation input_scale = clip / 2688 with clip:") +
       "\npercentile and mse use |x| histograms recorded during calibration (either backend; not "
       "with --amax-file)";
+  const std::string expert_weights_help =
+      pipeline::expert_weights_modes().help("FP4 routed experts of the source:");
   quant.add_options()                                                                  //
       ("recipe", po::value(&a.recipe)->default_value("experts"), recipe_help.c_str())  //
+      ("expert-weights", po::value(&a.expert_weights)->default_value("cast"),
+       expert_weights_help.c_str())                                                    //
       ("kv-cache", po::value(&a.kv)->default_value("none"), kv_help.c_str())           //
       ("backend", po::value(&a.backend)->default_value("auto"), backend_help.c_str())  //
       ("comm", po::value(&a.comm)->default_value("auto"), comm_help.c_str())           //
@@ -95,6 +99,8 @@ int cmd_quantize(const Args& args) {
     return 0;
   }
   run.recipe = parse_enum_option(pipeline::recipes(), a.recipe, "quantize");
+  run.expert_weights =
+      parse_enum_option(pipeline::expert_weights_modes(), a.expert_weights, "quantize");
   run.kv = parse_enum_option(pipeline::kv_caches(), a.kv, "quantize");
   const auto backend = parse_enum_option(dist::backend_choices(), a.backend, "quantize");
   const auto comm = parse_enum_option(dist::comm_choices(), a.comm, "quantize");

@@ -4,6 +4,7 @@
 #include "export/quant_config.hpp"
 
 #include "core/check.hpp"
+#include "quantize/expert_weights.hpp"
 
 #ifndef QF_VERSION
 #define QF_VERSION "dev"
@@ -98,6 +99,11 @@ json export_config_json(const json& source_config, const QuantizePlan& plan, KvC
 }
 
 json hf_quant_config_json(const QuantizePlan& plan, KvCache kv) {
+  json quantforge = {{"version", QF_VERSION}, {"recipe", recipes().name(plan.recipe)}};
+  // Absent means the default lossless cast (exports before the option have no such key).
+  if (plan.expert_weights != ExpertWeights::kCast) {
+    quantforge["expert_weights"] = expert_weights_modes().name(plan.expert_weights);
+  }
   return {{"producer", producer()},
           {"quantization",
            {{"quant_algo", "MIXED_PRECISION"},
@@ -105,7 +111,7 @@ json hf_quant_config_json(const QuantizePlan& plan, KvCache kv) {
             {"group_size", 16},
             {"quantized_layers", quantized_layers(plan)},
             {"exclude_modules", exclude_modules(plan)}}},
-          {"quantforge", {{"version", QF_VERSION}, {"recipe", recipes().name(plan.recipe)}}}};
+          {"quantforge", quantforge}};
 }
 
 }  // namespace qf::pipeline

@@ -14,6 +14,9 @@ class CpuNvfp4Ops final : public Nvfp4Ops {
   void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) override {
     kernels::fp8_block_dequant_ref(p);
   }
+  void fp4_block_dequant(const kernels::Fp4BlockDequantParams& p) override {
+    kernels::fp4_block_dequant_ref(p);
+  }
   void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) override { kernels::nvfp4_amax_ref(p); }
   void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) override {
     kernels::nvfp4_quantize_ref(p);

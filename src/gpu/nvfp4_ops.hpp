@@ -18,6 +18,7 @@ class Nvfp4Ops {
  public:
   virtual ~Nvfp4Ops() = default;
   virtual void fp8_block_dequant(const kernels::Fp8BlockDequantParams& p) = 0;
+  virtual void fp4_block_dequant(const kernels::Fp4BlockDequantParams& p) = 0;
   virtual void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) = 0;
   virtual void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) = 0;
   virtual void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) = 0;

@@ -29,6 +29,18 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
     download(p.out, out, n * 2);
   }
 
+  void fp4_block_dequant(const kernels::Fp4BlockDequantParams& p) override {
+    bind();
+    kernels::fp4_block_dequant_check(p);
+    const uint64_t n = uint64_t(p.n_rows * p.n_cols);
+    uint8_t* packed = upload(in_a_, p.packed, n / 2);
+    uint8_t* scale = upload(in_b_, p.scale, n / 32);
+    out_a_.grow(n * 2);
+    auto* out = reinterpret_cast<uint16_t*>(out_a_.get());
+    kernels::launch_fp4_block_dequant({packed, scale, p.n_rows, p.n_cols, out}, stream_.get());
+    download(p.out, out, n * 2);
+  }
+
   void nvfp4_amax(const kernels::Nvfp4AmaxParams& p) override {
     bind();
     const uint64_t n_bytes = uint64_t(p.n_elems) * (p.dtype == DType::kF32 ? 4 : 2);

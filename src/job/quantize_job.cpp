@@ -72,6 +72,11 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
   if (options.act_scale.needs_histogram()) {
     run_options["act_scale"] = act_scale_name(options.act_scale);
   }
+  // The expert weights' arithmetic (lossless cast or requantization): only when not the default
+  // cast, for the same reason. A resume with the other value is refused like any option here.
+  if (options.expert_weights != ExpertWeights::kCast) {
+    run_options["expert_weights"] = expert_weights_modes().name(options.expert_weights);
+  }
   return {
       {"tool", std::string("quantforge ") + QF_VERSION},
       {"options", run_options},
@@ -177,13 +182,14 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
            "needs activation histograms, which an --amax-file does not have");
   run_on_all_ranks(comm, "reading and planning the source", [&] {
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
-    plan = build_quantize_plan(*source, options.recipe, comm.world_size());
+    plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
     prov = provenance(options, *source);
     if (!options.export_only) formats::StagedOutput::check_final_dir(options.out_dir);
   });
   log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
-           recipes().name(options.recipe), "), ", plan.tensors.size(), " source tensors, ",
-           comm.world_size(), " rank(s)");
+           recipes().name(options.recipe), ", expert weights ",
+           expert_weights_modes().name(options.expert_weights), "), ", plan.tensors.size(),
+           " source tensors, ", comm.world_size(), " rank(s)");
 
   QuantizeReport report;
   int store_world_size = comm.world_size();
@@ -208,7 +214,8 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
       store_world_size = store.world_size();
       if (store_world_size != comm.world_size()) {
         // Who owned what is the stores' business: the plan of the run that wrote them.
-        plan = build_quantize_plan(*source, options.recipe, store_world_size);
+        plan = build_quantize_plan(*source, options.recipe, store_world_size,
+                                   options.expert_weights);
       }
       for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
         QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,

@@ -10,6 +10,7 @@
 #include "dist/compute_backend.hpp"
 #include "plan/plan_report.hpp"
 #include "export/quant_config.hpp"
+#include "quantize/expert_weights.hpp"
 
 namespace qf::pipeline {
 
@@ -18,6 +19,7 @@ struct QuantizeOptions {
   std::string out_dir;
   std::string work_dir;
   Recipe recipe = Recipe::kExperts;
+  ExpertWeights expert_weights = ExpertWeights::kCast;  // FP4 experts: lossless cast or requantize
   KvCache kv = KvCache::kNone;
   dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
   bool resume = false;       // continue a run whose stores exist in work_dir

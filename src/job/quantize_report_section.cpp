@@ -46,6 +46,7 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
           {"mode", mode},
           {"options",
            {{"recipe", recipes().name(options.recipe)},
+            {"expert_weights", expert_weights_modes().name(options.expert_weights)},
             {"kv_cache", kv_caches().name(options.kv)},
             {"backend", dist::backend_name(options.backend)},
             {"act_scale", act_scale_name(options.act_scale)},

@@ -52,9 +52,10 @@ std::vector<std::string> QuantizePlan::targets_of_layer(int layer) const {
 }
 
 QuantizePlan build_quantize_plan(const formats::CheckpointDir& source, Recipe recipe,
-                                 int world_size) {
+                                 int world_size, ExpertWeights expert_weights) {
   QuantizePlan plan;
   plan.recipe = recipe;
+  plan.expert_weights = expert_weights;
   const std::string config_path = source.dir() + "/config.json";
   plan.config = model::ModelConfig::from_json(source.read_json("config.json"), config_path);
   const auto table =

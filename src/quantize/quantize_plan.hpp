@@ -11,6 +11,7 @@
 #include "formats/checkpoint_dir.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "model/config.hpp"
+#include "quantize/expert_weights.hpp"
 #include "recipe/recipe.hpp"
 #include "source/native_tensors.hpp"
 
@@ -33,6 +34,7 @@ struct OutputShard {
 struct QuantizePlan {
   model::ModelConfig config;
   Recipe recipe = Recipe::kExperts;
+  ExpertWeights expert_weights = ExpertWeights::kCast;  // how FP4 expert targets are quantized
   std::vector<NativeTensor> tensors;           // source weights/plain tensors (scales folded in)
   std::map<std::string, size_t> tensor_index;  // name -> index into tensors
   std::set<std::string> targets;               // `<p>.weight` names that become NVFP4
@@ -50,8 +52,10 @@ struct QuantizePlan {
 };
 
 // Checks the source against the tensor table of its own config.json (every name, dtype and
-// shape; a mismatch is an error naming the tensor), then plans. Deterministic from the source.
+// shape; a mismatch is an error naming the tensor), then plans. Deterministic from the source
+// and the arguments.
 QuantizePlan build_quantize_plan(const formats::CheckpointDir& source, Recipe recipe,
-                                 int world_size);
+                                 int world_size,
+                                 ExpertWeights expert_weights = ExpertWeights::kCast);
 
 }  // namespace qf::pipeline

@@ -18,7 +18,14 @@
 namespace qf::pipeline {
 namespace {
 
-// BF16 bits of a target's weight, exactly dequantized (FP8) or as stored (BF16).
+const char* source_kind_name(const NativeTensor& t) {
+  return t.kind == StorageKind::kFp8Block   ? "FP8"
+         : t.kind == StorageKind::kFp4Block ? "MXFP4"
+                                            : dtype_name(t.stored.dtype);
+}
+
+// BF16 bits of a target's weight, exactly dequantized (FP8, MXFP4: the value times its scale,
+// rounded once to BF16 as ModelOpt's `MXFP4QTensor.dequantize(dtype=bfloat16)`) or as stored.
 std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTensor& t,
                                      gpu::Nvfp4Ops& ops) {
   std::vector<uint16_t> bf16(size_t(t.n_rows * t.n_cols));
@@ -27,6 +34,9 @@ std::vector<uint16_t> weight_as_bf16(const TensorBytes& bytes_of, const NativeTe
     const auto scales = bytes_of(t.scale_name);
     ops.fp8_block_dequant(
         {codes.data(), scales.data(), t.scale.dtype, t.n_rows, t.n_cols, bf16.data()});
+  } else if (t.kind == StorageKind::kFp4Block) {
+    const auto scales = bytes_of(t.scale_name);
+    ops.fp4_block_dequant({codes.data(), scales.data(), t.n_rows, t.n_cols, bf16.data()});
   } else {
     QF_CHECK(t.kind == StorageKind::kPlain && t.stored.dtype == DType::kBF16, "tensor", t.name,
              "is", dtype_name(t.stored.dtype), "; NVFP4 targets must be FP8, FP4 or BF16");
@@ -93,7 +103,9 @@ void cast_fp4(const QuantizePlan& plan, const TensorBytes& bytes_of, const Nativ
           " blocks exact, weight_scale_2 ", scale_2);
 }
 
-// FP8 or BF16 sources: exact BF16 values, weight amax (max over the w1/w3 pair), ModelOpt NVFP4.
+// FP8 or BF16 sources, and FP4 experts under --expert-weights requantize (ModelOpt's
+// `_quantize_weight_nvfp4`): exact BF16 values, weight amax (max over the w1/w3 pair),
+// ModelOpt NVFP4.
 void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const NativeTensor& t,
                    formats::LayerRecord& record, gpu::Nvfp4Ops& ops) {
   const auto bf16 = weight_as_bf16(bytes_of, t, ops);
@@ -125,8 +137,8 @@ void quantize_bf16(const QuantizePlan& plan, const TensorBytes& bytes_of, const 
   p.n_nonfinite = &n_nonfinite;
   ops.nvfp4_quantize(p);
   add_nvfp4(record, t, std::move(packed), std::move(scale), scale_2);
-  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", dtype_name(t.stored.dtype),
-          " -> NVFP4, amax ", amax, ", weight_scale_2 ", scale_2);
+  log_all(t.name, " [", t.n_rows, ", ", t.n_cols, "] ", source_kind_name(t), " -> NVFP4, amax ",
+          amax, ", weight_scale_2 ", scale_2);
 }
 
 }  // namespace
@@ -162,7 +174,7 @@ formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const Tens
     for (size_t i = next++; i < owned.size() && !failed; i = next++) {
       try {
         const NativeTensor& t = plan.tensor(owned[i]);
-        if (t.kind == StorageKind::kFp4Block) {
+        if (t.kind == StorageKind::kFp4Block && plan.expert_weights == ExpertWeights::kCast) {
           cast_fp4(plan, bytes_of, t, parts[i], &worker_stats[worker], ops.at(worker));
         } else {
           quantize_bf16(plan, bytes_of, t, parts[i], ops.at(worker));

@@ -1,7 +1,8 @@
 // Quantizes the NVFP4 targets a rank owns in one layer into a "quant" LayerRecord: packed
 // E2M1 codes, E4M3 block scales and weight_scale_2 per target (input_scale comes later, at
 // export, from the calibration records). Owns: the per-source-format paths (lossless MXFP4
-// cast for FP4 experts; exact dequant + ModelOpt NVFP4 for FP8/BF16) and w1/w3 sharing.
+// cast for FP4 experts, or with --expert-weights requantize their exact BF16 dequant + ModelOpt
+// NVFP4 like FP8/BF16 weights) and w1/w3 sharing.
 #pragma once
 #include <cstdint>
 #include <memory>

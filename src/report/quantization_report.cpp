@@ -48,6 +48,9 @@ std::string quantize_text(const json& q) {
   t += line("  recipe                %s, kv-cache %s, backend %s, act-scale %s",
             str(o.value("recipe", json())).c_str(), str(o.value("kv_cache", json())).c_str(),
             str(o.value("backend", json())).c_str(), str(o.value("act_scale", json())).c_str());
+  if (o.contains("expert_weights")) {  // reports before --expert-weights lack it
+    t += line("  expert weights        %s", str(o["expert_weights"]).c_str());
+  }
   const json& c = o.value("calibration", json::object());
   if (!c.value("amax_file", json()).is_null()) {
     t += line("  calibration           amax file %s", str(c["amax_file"]).c_str());

@@ -159,7 +159,8 @@ const CheckInfo kChecks[] = {
     {kCheckLayout, "each output shard: its source shard's outputs, in source order"},
     {kCheckCopies, "copied tensors byte-identical to the source"},
     {kCheckScales, "weight_scale / weight_scale_2 / input_scale finite and > 0"},
-    {kCheckGlobalScale, "weight_scale_2 = amax/2688 (FP8/BF16) or 2^(k_max-8) (FP4)"},
+    {kCheckGlobalScale,
+     "weight_scale_2 = amax/2688 (FP8/BF16, requantized FP4) or 2^(k_max-8) (FP4 cast)"},
     {kCheckPairScales, "w1/w3 pairs: equal weight_scale_2 and input_scale"},
     {kCheckAccuracy, "every element within the NVFP4 error bound of the source"},
     {kCheckLossless, "lossless-cast MXFP4 blocks decode bit-exactly"},
@@ -195,6 +196,7 @@ ValidateReport validate_export(const ValidateOptions& options) {
   Context ctx(options);
   open_output_dir(ctx);
   detect_recipe(ctx);
+  detect_expert_weights(ctx);
   plan_expected_outputs(ctx);
   log_info("validate: ", ctx.source_tensors.size(), " source tensors, ", ctx.targets.size(),
            " NVFP4 targets (recipe ", ctx.recipe_text, "), ", ctx.out.shards.size(),
@@ -222,6 +224,7 @@ ValidateReport validate_export(const ValidateOptions& options) {
   report.source_dir = options.source_dir;
   report.out_dir = options.out_dir;
   report.recipe = ctx.recipe_text;
+  report.expert_weights = ctx.expert_weights_text;
   for (const auto& info : kChecks) report.checks.push_back(ctx.check(info.name).result());
   std::sort(tensors.begin(), tensors.end(),
             [](const TensorAccuracy& a, const TensorAccuracy& b) { return a.name < b.name; });

@@ -59,7 +59,10 @@ struct CheckResult {
 // midpoint between its scale code and the next (else "block scale below amax/6"), which is what
 // bounds |x| - 6s. weight_scale_2 itself is pinned by the global-scale check, so a scale that is
 // too coarse cannot hide behind a loose bound. Lossless-cast blocks (FP4 source, e8m0 != 0,
-// k >= k_max - 17, k <= 125; numerics/mxfp4_to_nvfp4.hpp) must decode to x exactly (-0 == +0).
+// k >= k_max - 17, k <= 125; numerics/mxfp4_to_nvfp4.hpp) must decode to x exactly (-0 == +0),
+// unless the export's FP4 experts are requantized (--expert-weights requantize, declared in
+// hf_quant_config.json's quantforge block or inferred from weight_scale_2): then their
+// weight_scale_2 follows the amax/2688 rule and only the bound applies.
 //
 // Accuracy of one NVFP4 linear against the exact dequantization of its source weight.
 // Relative errors are |decoded - source| / (amax of the source's 16-element block), so that a
@@ -85,6 +88,8 @@ struct ValidateReport {
   std::string source_dir;
   std::string out_dir;
   std::string recipe;                   // "experts", "full", or "unknown" (config.json unreadable)
+  std::string expert_weights;           // "cast", "requantize" (maybe "... (inferred ...)"); ""
+                                        // when no target has an FP4 source
   std::vector<CheckResult> checks;      // kCheck* order
   std::vector<TensorAccuracy> tensors;  // sorted by name
   double seconds = 0;

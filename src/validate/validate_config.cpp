@@ -175,6 +175,19 @@ void check_hf_quant_config(Context& ctx, const json& qc) {
     const json recipe = recipes().name(ctx.recipe);
     expect_key(check, "hf_quant_config.json quantforge", hf["quantforge"], "recipe", &recipe);
   }
+  // ... and, when it names the expert weights' arithmetic, a known one other than the default
+  // (the cast is written as no key at all).
+  if (hf.contains("quantforge") && hf["quantforge"].is_object() &&
+      hf["quantforge"].contains("expert_weights")) {
+    const json& have = hf["quantforge"]["expert_weights"];
+    if (!have.is_string() || !expert_weights_modes().contains(have.get<std::string>()) ||
+        have == expert_weights_modes().name(ExpertWeights::kCast)) {
+      check.fail("hf_quant_config.json quantforge.expert_weights is", have.dump(), "; expected",
+                 expert_weights_modes().name(ExpertWeights::kRequantize), "or no key (cast)");
+    } else {
+      check.pass();
+    }
+  }
 }
 
 }  // namespace
@@ -202,6 +215,20 @@ void detect_recipe(Context& ctx) {
     }
   }
   ctx.recipe_text = std::string(recipes().name(ctx.recipe)) + " (inferred from tensors)";
+}
+
+void detect_expert_weights(Context& ctx) {
+  json hf;
+  std::string error;
+  if (!read_json(ctx.out.dir + "/hf_quant_config.json", &hf, &error) || !hf.is_object() ||
+      !hf.contains("quantforge") || !hf["quantforge"].is_object()) {
+    return;  // not quantforge's (or unreadable: check_configs says so); inferred from the tensors
+  }
+  const json& have = hf["quantforge"].value("expert_weights", json("cast"));
+  if (have.is_string() && expert_weights_modes().contains(have.get<std::string>())) {
+    ctx.expert_weights = expert_weights_modes().parse(have.get<std::string>());
+    ctx.expert_weights_known = true;
+  }
 }
 
 void check_configs(Context& ctx) {

@@ -15,8 +15,9 @@
 #include "formats/safetensors_reader.hpp"
 #include "formats/shard_index.hpp"
 #include "model/config.hpp"
-#include "source/native_tensors.hpp"
+#include "quantize/expert_weights.hpp"
 #include "recipe/recipe.hpp"
+#include "source/native_tensors.hpp"
 #include "validate/validate.hpp"
 
 namespace qf::pipeline::validate_detail {
@@ -79,7 +80,13 @@ struct Context {
   bool recipe_known = false;  // from OUT's config.json; else inferred from OUT's tensors
   std::string recipe_text = "unknown";
   Recipe recipe = Recipe::kExperts;
-  std::map<std::string, Target> targets;                        // by source weight name
+  // How OUT declares its FP4 expert weights were made: hf_quant_config.json's quantforge block
+  // ("expert_weights", absent = cast); unknown (no quantforge block, e.g. ModelOpt's own export)
+  // leaves it to check_quantized to infer from the weight_scale_2 values.
+  bool expert_weights_known = false;
+  ExpertWeights expert_weights = ExpertWeights::kCast;
+  std::string expert_weights_text;        // for the report; "" when OUT has no FP4-source target
+  std::map<std::string, Target> targets;  // by source weight name
   std::map<std::string, std::vector<ExpectedTensor>> expected;  // by shard file, source order
   OutputDir out;
   std::map<std::string, std::unique_ptr<CheckRecorder>> checks;
@@ -91,6 +98,7 @@ struct Context {
 // ---- steps (each in its own file) ------------------------------------------------------------
 void open_output_dir(Context& ctx);        // validate_inventory.cpp
 void detect_recipe(Context& ctx);          // validate_config.cpp: from OUT's config.json
+void detect_expert_weights(Context& ctx);  // validate_config.cpp: from hf_quant_config.json
 void plan_expected_outputs(Context& ctx);  // validate_inventory.cpp: targets and outputs
 void check_index(Context& ctx);            // validate_inventory.cpp
 void check_inventory(Context& ctx);        // validate_inventory.cpp (inventory + layout)

@@ -45,8 +45,8 @@ std::vector<std::string> ValidateReport::failed_checks() const {
 
 std::string ValidateReport::summary() const {
   const auto failed = failed_checks();
-  std::string text =
-      "validate " + out_dir + " against " + source_dir + " (recipe " + recipe + "): ";
+  std::string text = "validate " + out_dir + " against " + source_dir + " (recipe " + recipe +
+                     (expert_weights.empty() ? "" : ", expert weights " + expert_weights) + "): ";
   if (failed.empty()) return text + "PASS, " + std::to_string(checks.size()) + " checks";
   text += "FAIL, " + std::to_string(failed.size()) + " of " + std::to_string(checks.size()) +
           " checks failed:";
@@ -59,6 +59,7 @@ nlohmann::json ValidateReport::to_json() const {
   nlohmann::json out = {{"source", source_dir},
                         {"out", out_dir},
                         {"recipe", recipe},
+                        {"expert_weights", expert_weights},
                         {"passed", passed()},
                         {"seconds", seconds},
                         {"checks", nlohmann::json::array()},
@@ -93,7 +94,9 @@ nlohmann::json ValidateReport::to_json() const {
 void print_validate_report(const ValidateReport& report, std::ostream& out, size_t max_tensors,
                            int max_listed_failures) {
   out << "validate: " << report.out_dir << " against " << report.source_dir << " (recipe "
-      << report.recipe << "), " << fixed("%.1f", report.seconds) << " s\n\n";
+      << report.recipe
+      << (report.expert_weights.empty() ? "" : ", expert weights " + report.expert_weights) << "), "
+      << fixed("%.1f", report.seconds) << " s\n\n";
   out << pad("check", 16) << pad("pass", 9, true) << pad("fail", 9, true) << pad("skip", 9, true)
       << "  result  rule\n";
   for (const auto& c : report.checks) {

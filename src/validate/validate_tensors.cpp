@@ -1,6 +1,7 @@
 // validate: the values of every quantized linear. Scales finite and > 0, weight_scale_2 by its
 // rule, w1/w3 pairs equal, every element within the NVFP4 error bound of the exact source value,
-// lossless-cast MXFP4 blocks bit-exact. Streams rows; memory is one row chunk per thread.
+// lossless-cast MXFP4 blocks bit-exact (FP4 experts cast, not requantized). Streams rows; memory
+// is one row chunk per thread.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,6 +32,7 @@ struct TargetResult {
   float source_amax = 0;
   uint32_t e8m0_max = 0;  // FP4 source: largest UE8M0 byte
   TensorAccuracy accuracy;
+  std::string first_inexact;  // FP4 source: the first lossless-window block not decoded exactly
 };
 
 bool positive_finite(float x) { return numerics::is_finite_float(x) && x > 0.0f; }
@@ -278,15 +280,59 @@ TargetResult check_target(Context& ctx, const Target& target) {
     }
     accuracy.fail_text(text);
   }
-  if (is_fp4) {
-    if (acc.n_exact_blocks == acc.n_lossless_blocks) {
-      lossless.pass();
-    } else {
-      lossless.fail(t.name + ":", acc.n_lossless_blocks - acc.n_exact_blocks, "of",
-                    acc.n_lossless_blocks, "lossless-cast blocks not bit-exact;", first_inexact);
-    }
-  }
+  // The lossless verdict waits for the export's expert-weights mode (check_quantized).
+  res.first_inexact = first_inexact;
   return res;
+}
+
+// FP4 source, 2^(k_max - 8) with k_max shared by the pair: the lossless cast's weight_scale_2.
+float cast_scale_2(const TargetResult& r, const TargetResult* pair) {
+  int k_max = numerics::mxfp4_k_max(r.e8m0_max);
+  if (pair) k_max = std::max(k_max, numerics::mxfp4_k_max(pair->e8m0_max));
+  return numerics::mxfp4_nvfp4_scale_2(k_max);
+}
+
+// amax / 2688 with amax the max over the pair: true division (torch on CPU) or times 1/2688 (on
+// CUDA); an all-zero weight may use any finite positive scale.
+bool amax_rule_holds(const TargetResult& r, const TargetResult* pair, float* want) {
+  const float amax = std::max(r.source_amax, pair ? pair->source_amax : 0.0f);
+  const float a = numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kTrueDivide);
+  const float b =
+      numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kReciprocalMultiply);
+  const uint32_t have = numerics::float_to_bits(r.weight_scale_2);
+  *want = a;
+  return amax == 0.0f || have == numerics::float_to_bits(a) || have == numerics::float_to_bits(b);
+}
+
+// One target's weight_scale_2 against its rule: the lossless cast's (`cast`) or amax/2688. A
+// failure says when the value follows the other rule (an export mixing the two).
+void check_global_scale(CheckRecorder& global, const Target& target, const TargetResult& r,
+                        const TargetResult* pair, bool cast) {
+  if (!r.values_checked || (pair && !pair->values_checked)) {
+    global.skip();
+    return;
+  }
+  const bool is_fp4 = target.source->kind == StorageKind::kFp4Block;
+  const uint32_t have = numerics::float_to_bits(r.weight_scale_2);
+  float amax_want = 0;
+  const bool amax_ok = amax_rule_holds(r, pair, &amax_want);
+  const float cast_want = is_fp4 ? cast_scale_2(r, pair) : 0.0f;
+  const bool cast_ok = is_fp4 && have == numerics::float_to_bits(cast_want);
+  if (cast ? cast_ok : amax_ok) {
+    global.pass();
+  } else if (cast) {
+    global.fail(
+        target.module + ": weight_scale_2", r.weight_scale_2,
+        "but the lossless cast's 2^(k_max-8), k_max shared with the pair, is", cast_want,
+        amax_ok ? "(it follows amax/2688: an export mixing cast and requantized experts)" : "");
+  } else {
+    global.fail(target.module + ": weight_scale_2", r.weight_scale_2, "but weight amax",
+                std::max(r.source_amax, pair ? pair->source_amax : 0.0f),
+                pair ? "(max over the w1/w3 pair)" : "", "gives amax/2688 =", amax_want,
+                cast_ok ? "(it follows the lossless cast's 2^(k_max-8): an export mixing cast "
+                          "and requantized experts)"
+                        : "");
+  }
 }
 
 }  // namespace
@@ -309,44 +355,59 @@ std::vector<TensorAccuracy> check_quantized(Context& ctx,
   std::map<std::string, const TargetResult*> by_name;
   for (size_t i = 0; i < targets.size(); ++i) by_name[targets[i]->source->name] = &results[i];
 
-  // weight_scale_2 rule (EXPORT_FORMAT.md): FP4 sources 2^(k_max - 8) with k_max shared by the
-  // pair; FP8/BF16 sources amax / 2688 with amax the max over the pair, either float32 rounding
-  // of the division (true division as torch on CPU, or times 1/2688 as on CUDA); an all-zero
-  // weight may use any finite positive scale.
+  // The FP4 experts' mode: as OUT declares it, else the one the first checked FP4 target (by
+  // name) follows; every other FP4 target must follow the same. A cast scale 2^(k_max-8) is never
+  // also amax/2688 (amax = E2M1 value * 2^k, and 2688 = 21 * 2^7), so the two cannot be confused.
+  const auto pair_result = [&](const Target& target) -> const TargetResult* {
+    return target.pair_weight.empty() ? nullptr : by_name.at(target.pair_weight);
+  };
+  bool any_fp4 = false;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i]->source->kind != StorageKind::kFp4Block) continue;
+    any_fp4 = true;
+    const TargetResult* pair = pair_result(*targets[i]);
+    if (ctx.expert_weights_known || !results[i].values_checked || (pair && !pair->values_checked)) {
+      continue;
+    }
+    const bool cast = numerics::float_to_bits(cast_scale_2(results[i], pair)) ==
+                      numerics::float_to_bits(results[i].weight_scale_2);
+    ctx.expert_weights = cast ? ExpertWeights::kCast : ExpertWeights::kRequantize;
+    ctx.expert_weights_known = true;
+    ctx.expert_weights_text = std::string(expert_weights_modes().name(ctx.expert_weights)) +
+                              " (inferred from " + targets[i]->module + ".weight_scale_2)";
+  }
+  if (any_fp4 && ctx.expert_weights_text.empty() && ctx.expert_weights_known) {
+    ctx.expert_weights_text = expert_weights_modes().name(ctx.expert_weights);
+  }
+  const bool fp4_cast = ctx.expert_weights == ExpertWeights::kCast;
+  auto& lossless = ctx.check(kCheckLossless);
+  if (any_fp4 && !fp4_cast) {
+    lossless.set_note("FP4 experts requantized (--expert-weights requantize): no lossless cast");
+  }
+
+  // weight_scale_2 rule (EXPORT_FORMAT.md): FP4 sources cast: 2^(k_max - 8) with k_max shared by
+  // the pair; FP8/BF16 sources and requantized FP4 sources: amax / 2688 with amax the max over
+  // the pair (amax_rule_holds).
   auto& global = ctx.check(kCheckGlobalScale);
   auto& pairs = ctx.check(kCheckPairScales);
   for (size_t i = 0; i < targets.size(); ++i) {
     const Target& target = *targets[i];
-    const TargetResult& r = results[i];
-    const TargetResult* pair =
-        target.pair_weight.empty() ? nullptr : by_name.at(target.pair_weight);
-    if (!r.values_checked || (pair && !pair->values_checked)) {
-      global.skip();
-    } else if (target.source->kind == StorageKind::kFp4Block) {
-      int k_max = numerics::mxfp4_k_max(r.e8m0_max);
-      if (pair) k_max = std::max(k_max, numerics::mxfp4_k_max(pair->e8m0_max));
-      const float want = numerics::mxfp4_nvfp4_scale_2(k_max);
-      if (numerics::float_to_bits(want) == numerics::float_to_bits(r.weight_scale_2)) {
-        global.pass();
+    TargetResult& r = results[i];
+    const TargetResult* pair = pair_result(target);
+    const bool is_fp4 = target.source->kind == StorageKind::kFp4Block;
+    if (is_fp4 && !fp4_cast) {  // requantized: no block is meant to be kept exactly
+      r.accuracy.n_lossless_blocks = r.accuracy.n_exact_blocks = 0;
+    } else if (is_fp4 && r.values_checked) {  // unchecked ones were counted as skipped
+      if (r.accuracy.n_exact_blocks == r.accuracy.n_lossless_blocks) {
+        lossless.pass();
       } else {
-        global.fail(target.module + ": weight_scale_2", r.weight_scale_2, "but k_max", k_max,
-                    "(shared with the pair) gives 2^(k_max-8) =", want);
-      }
-    } else {
-      const float amax = std::max(r.source_amax, pair ? pair->source_amax : 0.0f);
-      const float a =
-          numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kTrueDivide);
-      const float b =
-          numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kReciprocalMultiply);
-      const uint32_t have = numerics::float_to_bits(r.weight_scale_2);
-      if (amax == 0.0f || have == numerics::float_to_bits(a) ||
-          have == numerics::float_to_bits(b)) {
-        global.pass();
-      } else {
-        global.fail(target.module + ": weight_scale_2", r.weight_scale_2, "but weight amax", amax,
-                    pair ? "(max over the w1/w3 pair)" : "", "gives amax/2688 =", a);
+        lossless.fail(target.source->name + ":",
+                      r.accuracy.n_lossless_blocks - r.accuracy.n_exact_blocks, "of",
+                      r.accuracy.n_lossless_blocks, "lossless-cast blocks not bit-exact;",
+                      r.first_inexact);
       }
     }
+    check_global_scale(global, target, r, pair, is_fp4 && fp4_cast);
     // Each pair once, from its w1.
     if (!pair || target.source->name > target.pair_weight) continue;
     if (!r.scalars_valid || !pair->scalars_valid) {

@@ -8,7 +8,9 @@
 #   transformers), cuda (quantize --backend cuda vs cpu; --comm nccl vs mpi), export (quantize +
 #   vLLM-style loader), kbench (kernel benchmarks), job (bench_quantize_job.sh), hf (bench_calib_vs_transformers.sh),
 #   multi (issue 10 on a multi-GPU machine: bench_multi_rank.sh with 1, 2, 4, 8 ranks up to the
-#   GPU count; QF_MULTI_FLASH=0 skips its real-size scaling run).
+#   GPU count; QF_MULTI_FLASH=0 skips its real-size scaling run), modelopt (issue 23: exports
+#   against NVIDIA ModelOpt's own DS-V4 exporter, assembled into .device/modelopt beforehand by
+#   tests/parity/modelopt/assemble.sh).
 set -uo pipefail
 bin=$PWD/.device/bin
 out=${OUT:-/tmp/qf-gpu-out}
@@ -24,7 +26,7 @@ rm -rf "$work"; mkdir -p "$work"
 status=0
 summary="$out/summary.txt"
 : >"$summary"
-sections=${QF_GPU_SECTIONS:-tests torch cuda export kbench}
+sections=${QF_GPU_SECTIONS:-tests torch cuda export kbench modelopt}
 want() { case " $sections " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 step() {  # name, command...
   local name=$1; shift
@@ -90,7 +92,16 @@ want cuda && step hist_cuda_vs_cpu bash tests/parity/check_hist_cuda_vs_cpu.sh "
   "$work/hist-cuda-vs-cpu"
 want cuda && step e2e_act_scale env QF_BIN="$bin/quantforge" bash tests/e2e/act_scale.sh
 
-# 8. Benchmarks (numbers only).
+# 8. ModelOpt's own DS-V4 exporter (examples/deepseek/deepseek_v4/quantize_to_nvfp4.py at the
+#    commit pinned in tests/parity/modelopt/assemble.sh) as the oracle: --recipe experts vs its
+#    --cast_mxfp4_to_nvfp4, --expert-weights requantize vs its default path, --recipe full vs
+#    NVFP4QTensor.quantize; every tensor, the index and the configs; deliberate differences
+#    whitelisted (docs/EXPORT_FORMAT.md "Conformance with ModelOpt"). Findings in modelopt.json.
+want modelopt && step modelopt_parity python3 tests/parity/check_vs_modelopt.py \
+  --bin "$bin/quantforge" --modelopt "$PWD/.device/modelopt" --work "$work/modelopt" \
+  --json "$out/modelopt.json"
+
+# 9. Benchmarks (numbers only).
 if want kbench; then
   for b in bench_dequant bench_nvfp4_quantize bench_attention bench_expert_gemm; do
     [ -x "$bin/$b" ] && step "$b" "$bin/$b"
@@ -102,7 +113,7 @@ want job && step bench_quantize_job bash bench/bench_quantize_job.sh "$bin/quant
 want hf && step bench_calib_vs_transformers bash bench/bench_calib_vs_transformers.sh \
   "$bin/quantforge" /tmp/qf-bench
 
-# 9. Several GPUs of one node (issue 10): the NCCL communicator test with one rank per GPU, then
+# 10. Several GPUs of one node (issue 10): the NCCL communicator test with one rank per GPU, then
 #    quantize with N = 1, 2, 4, 8 ranks (up to the GPU count, one GPU each, --comm auto = nccl):
 #    exports and input amax identical to N=1, time per phase, communication share; kill -9 of
 #    one rank + --resume. First on make-tiny small (the checks, ~1 min), then on

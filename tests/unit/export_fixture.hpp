@@ -2,6 +2,8 @@
 // kernels' reference functions (not the production exporter), plus helpers that corrupt a copy.
 // Owns: test scaffolding only (header-only: every tests/unit/*.cpp is its own test binary).
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -19,8 +21,10 @@
 #include "formats/safetensors_reader.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/shard_index.hpp"
+#include "kernels/dequant.cuh"
 #include "kernels/nvfp4_quantize.cuh"
 #include "model/presets.hpp"
+#include "numerics/codecs.hpp"
 #include "synthetic/make_tiny.hpp"
 
 namespace qf::test {
@@ -114,9 +118,26 @@ inline void write_experts_configs(const std::string& src, const std::string& out
   formats::write_file_atomic(out + "/hf_quant_config.json", hf.dump(2) + "\n");
 }
 
+// How build_experts_export makes the routed experts: the lossless MXFP4 -> NVFP4 cast, or
+// requantized (--expert-weights requantize): the BF16 dequantization quantized to NVFP4 with
+// weight_scale_2 = max |x| over the w1/w3 pair / 2688.
+enum class FixtureExperts { kCast, kRequantize };
+
+// BF16 dequantization of one FP4 weight and its max |x|.
+inline std::vector<uint16_t> fixture_fp4_to_bf16(const std::vector<uint8_t>& packed,
+                                                 const std::vector<uint8_t>& e8m0, int64_t n_rows,
+                                                 int64_t n_cols, float* amax) {
+  std::vector<uint16_t> bf16(size_t(n_rows * n_cols));
+  kernels::fp4_block_dequant_ref({packed.data(), e8m0.data(), n_rows, n_cols, bf16.data()});
+  for (const uint16_t b : bf16) *amax = std::max(*amax, std::fabs(numerics::bf16_to_float(b)));
+  return bf16;
+}
+
 // The experts-recipe export of `src` into `out` (created): routed experts of regular layers cast
-// losslessly MXFP4 -> NVFP4 with k_max shared by w1/w3, input_scale = 3/2688, the rest copied.
-inline void build_experts_export(const std::string& src, const std::string& out) {
+// losslessly MXFP4 -> NVFP4 with k_max shared by w1/w3 (or requantized, see FixtureExperts),
+// input_scale = 3/2688, the rest copied.
+inline void build_experts_export(const std::string& src, const std::string& out,
+                                 FixtureExperts experts = FixtureExperts::kCast) {
   std::filesystem::create_directories(out);
   formats::CheckpointDir source(src);
   const int n_layers = formats::read_json_file(src + "/config.json")["num_hidden_layers"];
@@ -157,19 +178,39 @@ inline void build_experts_export(const std::string& src, const std::string& out)
       if (pair) pair_max = e8m0_max(read(p.substr(0, p.size() - 3) + pair + ".scale"));
       std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(n_rows * n_cols / 16));
       float scale_2 = 0;
-      uint64_t counts[kernels::kMxfp4CountSlots] = {};
-      kernels::Mxfp4ToNvfp4Params params;
-      params.packed = packed.data();
-      params.e8m0 = e8m0.data();
-      params.n_rows = n_rows;
-      params.n_cols = n_cols;
-      params.e8m0_max = &self_max;
-      params.e8m0_max_pair = pair ? &pair_max : nullptr;
-      params.out_packed = out_packed.data();
-      params.out_scale = out_scale.data();
-      params.out_scale_2 = &scale_2;
-      params.counts = counts;
-      kernels::mxfp4_to_nvfp4_ref(params);
+      if (experts == FixtureExperts::kRequantize) {
+        float amax = 0;
+        const auto bf16 = fixture_fp4_to_bf16(packed, e8m0, n_rows, n_cols, &amax);
+        if (pair) {
+          const std::string q = p.substr(0, p.size() - 3) + pair;
+          fixture_fp4_to_bf16(read(q + ".weight"), read(q + ".scale"), n_rows, n_cols, &amax);
+        }
+        scale_2 = amax / 2688.0f;
+        uint64_t n_nonfinite = 0;
+        kernels::Nvfp4QuantizeParams q;
+        q.x = bf16.data();
+        q.n_rows = n_rows;
+        q.n_cols = n_cols;
+        q.scale_2 = &scale_2;
+        q.packed = out_packed.data();
+        q.scale = out_scale.data();
+        q.n_nonfinite = &n_nonfinite;
+        kernels::nvfp4_quantize_ref(q);
+      } else {
+        uint64_t counts[kernels::kMxfp4CountSlots] = {};
+        kernels::Mxfp4ToNvfp4Params params;
+        params.packed = packed.data();
+        params.e8m0 = e8m0.data();
+        params.n_rows = n_rows;
+        params.n_cols = n_cols;
+        params.e8m0_max = &self_max;
+        params.e8m0_max_pair = pair ? &pair_max : nullptr;
+        params.out_packed = out_packed.data();
+        params.out_scale = out_scale.data();
+        params.out_scale_2 = &scale_2;
+        params.counts = counts;
+        kernels::mxfp4_to_nvfp4_ref(params);
+      }
       const float input_scale = kFixtureInputAmax / 2688.0f;
       std::vector<uint8_t> s2(4), in(4);
       std::memcpy(s2.data(), &scale_2, 4);

@@ -250,31 +250,34 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
   gpu::Nvfp4OpsPool ops(dist::ComputeBackend::kCpu, 3);  // bytes_of is called from 3 workers at once
   for (const Recipe recipe : {Recipe::kExperts, Recipe::kFull}) {
     for (const int world : {1, 2, 3}) {
-      const QuantizePlan plan = build_quantize_plan(source, recipe, world);
-      std::map<std::string, std::string> weight_of_scale;
-      for (const auto& t : plan.tensors) {
-        if (!t.scale_name.empty()) weight_of_scale[t.scale_name] = t.name;
-      }
-      for (int layer = 0; layer < plan.config.num_hidden_layers; ++layer) {
-        const std::set<std::string> arena =
-            arena_weight_names(calib_linear_names(plan.config, layer));
-        for (int rank = 0; rank < world; ++rank) {
-          std::atomic<size_t> n_asked{0}, n_foreign{0}, n_outside_arena{0};
-          const TensorBytes bytes_of = [&](const std::string& name) {
-            const auto w = weight_of_scale.find(name);
-            const std::string weight = w == weight_of_scale.end() ? name : w->second;
-            ++n_asked;
-            n_foreign += plan.ownership.owner_of(weight) == rank ? 0 : 1;
-            n_outside_arena += arena.count(weight) ? 0 : 1;
-            return source.read_tensor(name);
-          };
-          QuantizeStats stats;
-          quantize_owned_targets(plan, bytes_of, layer, rank, &stats, ops);
-          INFO(recipes().name(recipe) << " world " << world << " layer " << layer << " rank "
-                                   << rank);
-          CHECK(n_foreign == 0);
-          CHECK(n_outside_arena == 0);
-          if (stats.n_targets > 0) CHECK(n_asked > 0);
+      // requantize reads the w1/w3 sibling's weight too (its amax), not only its scale.
+      for (const ExpertWeights mode : {ExpertWeights::kCast, ExpertWeights::kRequantize}) {
+        const QuantizePlan plan = build_quantize_plan(source, recipe, world, mode);
+        std::map<std::string, std::string> weight_of_scale;
+        for (const auto& t : plan.tensors) {
+          if (!t.scale_name.empty()) weight_of_scale[t.scale_name] = t.name;
+        }
+        for (int layer = 0; layer < plan.config.num_hidden_layers; ++layer) {
+          const std::set<std::string> arena =
+              arena_weight_names(calib_linear_names(plan.config, layer));
+          for (int rank = 0; rank < world; ++rank) {
+            std::atomic<size_t> n_asked{0}, n_foreign{0}, n_outside_arena{0};
+            const TensorBytes bytes_of = [&](const std::string& name) {
+              const auto w = weight_of_scale.find(name);
+              const std::string weight = w == weight_of_scale.end() ? name : w->second;
+              ++n_asked;
+              n_foreign += plan.ownership.owner_of(weight) == rank ? 0 : 1;
+              n_outside_arena += arena.count(weight) ? 0 : 1;
+              return source.read_tensor(name);
+            };
+            QuantizeStats stats;
+            quantize_owned_targets(plan, bytes_of, layer, rank, &stats, ops);
+            INFO(recipes().name(recipe) << " " << expert_weights_modes().name(mode) << " world "
+                                        << world << " layer " << layer << " rank " << rank);
+            CHECK(n_foreign == 0);
+            CHECK(n_outside_arena == 0);
+            if (stats.n_targets > 0) CHECK(n_asked > 0);
+          }
         }
       }
     }

@@ -1,6 +1,6 @@
 // quantize_owned_targets with several workers (Nvfp4OpsPool): the record is the one a single
-// worker makes, byte for byte and in the same order, for every layer, rank and recipe; an
-// error in one target stops the layer and names that target.
+// worker makes, byte for byte and in the same order, for every layer, rank, recipe and
+// --expert-weights mode; an error in one target stops the layer and names that target.
 #include <atomic>
 #include <string>
 
@@ -34,20 +34,23 @@ TEST_CASE("quantize_owned_targets: any number of workers gives the same record",
   REQUIRE(four.size() == 4);
   for (const Recipe recipe : {Recipe::kExperts, Recipe::kFull}) {
     for (const int world : {1, 2}) {
-      const QuantizePlan plan = build_quantize_plan(source, recipe, world);
-      for (int layer = 0; layer < plan.config.num_hidden_layers; ++layer) {
-        for (int rank = 0; rank < world; ++rank) {
-          QuantizeStats s1, s4;
-          const auto r1 = quantize_owned_targets(plan, source, layer, rank, &s1, one);
-          const auto r4 = quantize_owned_targets(plan, source, layer, rank, &s4, four);
-          INFO(recipes().name(recipe) << " world " << world << " layer " << layer << " rank "
-                                   << rank);
-          CHECK(r1 == r4);  // tensors in the same order, same bytes; same i64 cast counts
-          CHECK(s1.n_targets == s4.n_targets);
-          CHECK(s1.n_blocks_lossless == s4.n_blocks_lossless);
-          CHECK(s1.n_blocks_fallback == s4.n_blocks_fallback);
-          CHECK(s1.bytes_read == s4.bytes_read);
-          if (s1.n_targets > 0) CHECK(!r4.tensors.empty());
+      for (const ExpertWeights mode : {ExpertWeights::kCast, ExpertWeights::kRequantize}) {
+        const QuantizePlan plan = build_quantize_plan(source, recipe, world, mode);
+        for (int layer = 0; layer < plan.config.num_hidden_layers; ++layer) {
+          for (int rank = 0; rank < world; ++rank) {
+            QuantizeStats s1, s4;
+            const auto r1 = quantize_owned_targets(plan, source, layer, rank, &s1, one);
+            const auto r4 = quantize_owned_targets(plan, source, layer, rank, &s4, four);
+            INFO(recipes().name(recipe) << " world " << world << " expert weights "
+                                        << expert_weights_modes().name(mode) << " layer " << layer
+                                        << " rank " << rank);
+            CHECK(r1 == r4);  // tensors in the same order, same bytes; same i64 cast counts
+            CHECK(s1.n_targets == s4.n_targets);
+            CHECK(s1.n_blocks_lossless == s4.n_blocks_lossless);
+            CHECK(s1.n_blocks_fallback == s4.n_blocks_fallback);
+            CHECK(s1.bytes_read == s4.bytes_read);
+            if (s1.n_targets > 0) CHECK(!r4.tensors.empty());
+          }
         }
       }
     }

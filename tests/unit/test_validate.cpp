@@ -95,6 +95,8 @@ TEST_CASE("validate: the reference export passes every check", "[validate]") {
   }
   CHECK(report.check(pipeline::kCheckPairScales).n_pass == 4 * 8);
   CHECK(report.check(pipeline::kCheckChecksums).note.find("absent") != std::string::npos);
+  // No quantforge block in the fixture's hf_quant_config.json: the mode comes from the values.
+  CHECK(report.expert_weights.rfind("cast (inferred from ", 0) == 0);
   for (const auto& t : report.tensors) {
     CHECK(t.source == "FP4");
     CHECK(t.n_lossless_blocks == t.n_elems / 32);  // tiny's scales all lie in the window
@@ -306,6 +308,91 @@ TEST_CASE("validate: configs, other files, checksums", "[validate]") {
     report = validate(out);
     require_failure(report, pipeline::kCheckChecksums, first);
     CHECK(failed(report) == std::set<std::string>{"checksums"});
+  }
+}
+
+// --expert-weights requantize: FP4 experts are not lossless casts. Their weight_scale_2 follows
+// the amax/2688 rule, every element the accuracy bound, and no block is meant to be exact. The
+// mode is the one hf_quant_config.json's quantforge block declares (absent key = cast), or, for
+// an export without that block (ModelOpt's own), the one the weight_scale_2 values follow.
+TEST_CASE("validate: requantized FP4 experts", "[validate]") {
+  TempDir tmp;
+  const std::string out = tmp.file("requantized");
+  test::build_experts_export(fixture().src, out, test::FixtureExperts::kRequantize);
+  const auto declare = [&](const nlohmann::json* expert_weights) {
+    test::edit_json(out + "/hf_quant_config.json", [&](nlohmann::json& j) {
+      j["quantforge"] = {{"version", "test"}, {"recipe", "experts"}};
+      if (expert_weights) j["quantforge"]["expert_weights"] = *expert_weights;
+    });
+  };
+  const auto check_requantized_report = [](const ValidateReport& report) {
+    INFO(printed(report));
+    REQUIRE(report.passed());
+    CHECK(report.check(pipeline::kCheckGlobalScale).n_pass == 4 * 8 * 3);
+    CHECK(report.check(pipeline::kCheckPairScales).n_pass == 4 * 8);
+    CHECK(report.check(pipeline::kCheckAccuracy).n_pass == 4 * 8 * 3);
+    const auto& lossless = report.check(pipeline::kCheckLossless);
+    CHECK(lossless.n_pass + lossless.n_fail + lossless.n_skip == 0);
+    CHECK(lossless.note.find("requantized") != std::string::npos);
+    for (const auto& t : report.tensors) {
+      CHECK(t.n_lossless_blocks == 0);
+      CHECK(t.worst_rel > 0.0);  // lossy, unlike the cast of the same source
+    }
+  };
+  SECTION("declared requantize") {
+    const nlohmann::json requantize = "requantize";
+    declare(&requantize);
+    const auto report = validate(out);
+    check_requantized_report(report);
+    CHECK(report.expert_weights == "requantize");
+    CHECK(report.summary().find("expert weights requantize") != std::string::npos);
+    CHECK(report.to_json()["expert_weights"] == "requantize");
+  }
+  SECTION("undeclared (no quantforge block): inferred from weight_scale_2") {
+    const auto report = validate(out);
+    check_requantized_report(report);
+    CHECK(report.expert_weights.rfind("requantize (inferred from layers.0.ffn.experts.0.w1", 0) ==
+          0);
+  }
+  SECTION("declared cast (a quantforge block without the key) but requantized") {
+    declare(nullptr);
+    const auto report = validate(out);
+    require_failure(report, pipeline::kCheckGlobalScale, "mixing cast and requantized");
+    CHECK(failed(report).count("global-scale"));
+    CHECK(failed(report).count("lossless"));  // the cast's exact blocks are not there
+    CHECK(report.expert_weights == "cast");
+  }
+  SECTION("the cast export declared requantize") {
+    const std::string cast_out = copy_of_export(tmp);
+    test::edit_json(cast_out + "/hf_quant_config.json", [](nlohmann::json& j) {
+      j["quantforge"] = {
+          {"version", "test"}, {"recipe", "experts"}, {"expert_weights", "requantize"}};
+    });
+    const auto report = validate(cast_out);
+    require_failure(report, pipeline::kCheckGlobalScale, "mixing cast and requantized");
+    CHECK(failed(report) == std::set<std::string>{"global-scale"});
+  }
+  SECTION("an unknown or explicit-default expert_weights value") {
+    for (const nlohmann::json& value : {nlohmann::json("bogus"), nlohmann::json("cast")}) {
+      declare(&value);
+      const auto report = validate(out);
+      INFO(value.dump());
+      require_failure(report, pipeline::kCheckHfQuantConfig, "expert_weights");
+    }
+  }
+  SECTION("undeclared and mixed: one pair cast, the rest requantized") {
+    const std::string cast_out = copy_of_export(tmp);
+    // layers.3 sorts last: the first FP4 target (layers.0...) decides "requantize".
+    for (const std::string w : {"layers.3.ffn.experts.7.w1", "layers.3.ffn.experts.7.w3"}) {
+      for (const char* suffix : {".weight", ".weight_scale", ".weight_scale_2"}) {
+        const auto bytes = test::read_out_tensor(cast_out, w + suffix);
+        test::patch_tensor(out, w + suffix, 0, bytes);
+      }
+    }
+    const auto report = validate(out);
+    require_failure(report, pipeline::kCheckGlobalScale, "follows the lossless cast");
+    CHECK(report.check(pipeline::kCheckGlobalScale).n_fail == 2);
+    CHECK(failed(report) == std::set<std::string>{"global-scale"});
   }
 }
 

@@ -1,0 +1,1 @@
+# quantforge stand-in (tests/parity/modelopt/assemble.sh): an empty package marker.
