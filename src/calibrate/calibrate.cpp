@@ -63,8 +63,8 @@ std::vector<std::string> calib_linear_names(const model::ModelConfig& config, in
   std::vector<std::string> names;
   for (const auto& t : model::checkpoint_tensors(config, model::WeightFormat::kNative)) {
     if (t.layer != layer || t.is_mtp || t.spec.shape.size() != 2) continue;
-    if (!ends_with(t.spec.name, ".weight")) continue;
-    names.push_back(t.spec.name.substr(0, t.spec.name.size() - std::string(".weight").size()));
+    if (!ends_with(t.spec.name, model::kWeightSuffix)) continue;
+    names.push_back(strip_suffix(t.spec.name, model::kWeightSuffix));
   }
   return names;
 }

@@ -13,11 +13,13 @@
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/forward_linear.hpp"
 #include "model/model_forward.hpp"
+#include "model/tensor_table.hpp"
 #include "calibrate/calibration_data.hpp"
 #include "dist/collective_step.hpp"
 #include "eval/eval_model.hpp"
@@ -207,7 +209,8 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
     bool ends_quantized = false;
     for (const std::string& name : model::global_weight_names()) {
       const std::string native = native_weight_name(name, tie);
-      if (native.size() > 7 && modules.contains(native.substr(0, native.size() - 7))) {
+      if (native != model::kWeightSuffix && ends_with(native, model::kWeightSuffix) &&
+          modules.contains(strip_suffix(native, model::kWeightSuffix))) {
         ends_quantized = true;
       }
     }

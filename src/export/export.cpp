@@ -20,12 +20,14 @@
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store.hpp"
 #include "formats/shard_index.hpp"
 #include "model/forward_linear.hpp"
+#include "model/tensor_table.hpp"
 #include "formats/async_writer.hpp"
 #include "dist/collective_step.hpp"
 #include "formats/staged_output.hpp"
@@ -180,7 +182,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
 // The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out) {
   if (plan.tensor_index.count(out.source_name)) return out.source_name;
-  return out.source_name.substr(0, out.source_name.size() - 6) + ".weight";
+  return strip_suffix(out.source_name, model::kScaleSuffix) + model::kWeightSuffix;
 }
 
 std::vector<Job> jobs_where(const QuantizePlan& plan, const std::function<bool(const Job&)>& keep) {
@@ -215,14 +217,14 @@ formats::ShardIndex output_index(const QuantizePlan& plan) {
   return index;
 }
 
-// quantforge_checksums.json: {shard file: XXH64 hex} (verified by `validate`).
+// formats::kChecksumsFileName: {shard file: XXH64 hex} (verified by `validate`).
 void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& digests,
                      const std::string& dir) {
   nlohmann::json sums = nlohmann::json::object();
   for (size_t s = 0; s < plan.shards.size(); ++s) {
     sums[plan.shards[s].file] = formats::checksum_hex(digests[s]);
   }
-  formats::write_file_atomic(dir + "/quantforge_checksums.json", sums.dump(2) + "\n");
+  formats::write_file_atomic(dir + "/" + formats::kChecksumsFileName, sums.dump(2) + "\n");
 }
 
 void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
@@ -231,7 +233,7 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
   output_index(plan).write(staging + "/" + formats::kShardIndexFileName);
   for (const auto& file : plan.other_files) {
     if (file == "config.json" || file == "hf_quant_config.json" ||
-        file == "quantforge_checksums.json") {
+        file == formats::kChecksumsFileName) {
       continue;
     }
     formats::copy_file_into(source.dir() + "/" + file, staging, file);
@@ -346,7 +348,7 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
       const uint64_t digest = formats::checksum_file(temp).digest;
       formats::rename_file(temp, final_path);
       formats::fsync_parent_dir(final_path);
-      const std::string sums_path = options.out_dir + "/quantforge_checksums.json";
+      const std::string sums_path = options.out_dir + "/" + formats::kChecksumsFileName;
       auto sums = formats::read_json_file(sums_path);
       sums[shard_file] = formats::checksum_hex(digest);
       formats::write_file_atomic(sums_path, sums.dump(2) + "\n");

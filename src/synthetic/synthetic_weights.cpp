@@ -72,7 +72,7 @@ ValueKind value_kind(const ModelTensor& t) {
   if (ends_with(n, ".ape")) return ValueKind::kApe;
   if (ends_with(n, ".gate.bias")) return ValueKind::kGateBias;
   const std::string leaf = n.substr(n.rfind('.') + 1);
-  if (leaf.rfind("hc_", 0) == 0) {
+  if (starts_with(leaf, "hc_")) {
     if (ends_with(leaf, "_fn")) return ValueKind::kHcFn;
     if (ends_with(leaf, "_base")) return ValueKind::kHcBase;
     return ValueKind::kHcScale;

@@ -13,6 +13,8 @@
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
+#include "model/tensor_table.hpp"
 #include "validate/validate_context.hpp"
 
 namespace qf::pipeline {
@@ -116,11 +118,11 @@ uint64_t first_difference(uint64_t n_bytes,
 }
 
 bool is_weight_name(const std::string& name) {
-  return name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+  return ends_with(name, model::kWeightSuffix) && name != model::kWeightSuffix;
 }
 
 std::string module_of_weight(const std::string& weight_name) {
-  return is_weight_name(weight_name) ? weight_name.substr(0, weight_name.size() - 7) : weight_name;
+  return is_weight_name(weight_name) ? strip_suffix(weight_name, model::kWeightSuffix) : weight_name;
 }
 
 bool wildcard_match(const std::string& pattern, const std::string& text) {

@@ -16,6 +16,7 @@
 
 #include "catch_compat.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "formats/rank_store.hpp"
@@ -246,10 +247,10 @@ TEST_CASE("calib record layout: names, sizes, w1 == w3, token totals", "[mpi][ca
     // Every NVFP4 target of the `full` recipe (which includes the `experts` one) is there.
     for (const auto& t : table) {
       if (t.layer != l || !pipeline::is_nvfp4_target(t, pipeline::Recipe::kFull)) continue;
-      const std::string module = t.spec.name.substr(0, t.spec.name.size() - 7);
+      const std::string module = strip_suffix(t.spec.name, model::kWeightSuffix);
       CHECK(name_set.count(module) == 1);
     }
-    for (const auto& name : names) CHECK(name.rfind("layers." + std::to_string(l) + ".", 0) == 0);
+    for (const auto& name : names) CHECK(starts_with(name, "layers." + std::to_string(l) + "."));
     const std::vector<float>& amax = record.f32.at("input_amax");
     CHECK(amax.size() == names.size());
     const std::vector<int64_t>& tokens = record.i64.at("expert_tokens");
