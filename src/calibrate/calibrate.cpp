@@ -90,11 +90,11 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
   model::GlobalWeights globals;
   globals.embed = exchange_.fetch_embedding();
-  run_on_all_ranks(comm_, "embedding the calibration tokens",
-                   [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
+  dist::run_on_all_ranks(comm_, "embedding the calibration tokens",
+                         [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
-    run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
+    dist::run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
       engine_ =
           make_cuda_calibration_engine(config_, exchange_, std::move(hidden_), local_tokens_,
                                        set_.seq_len, options_.batch_seqs, options_.device_comm);
@@ -122,7 +122,7 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   if (engine_) {
     engine_->fetch_layer(layer, names);
     const std::string what = tag + " forward (cuda)";
-    run_on_all_ranks(comm_, what.c_str(), [&] {
+    dist::run_on_all_ranks(comm_, what.c_str(), [&] {
       LayerStatistics stats = engine_->compute_layer(layer, names);
       for (size_t i = 0; i < stats.amax.size(); ++i) {  // empty when reduced on the device
         QF_CHECK(std::isfinite(stats.amax[i]), tag + ": input amax of", names[i], "is",
@@ -141,7 +141,7 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   if (!engine_) {
     const model::LayerWeights weights = exchange_.fetch_layer(layer);
     const std::string what = tag + " forward";
-    run_on_all_ranks(comm_, what.c_str(), [&] {
+    dist::run_on_all_ranks(comm_, what.c_str(), [&] {
       const int seq_len = set_.seq_len;
       const int64_t token_floats = config_.hc_mult * config_.hidden_size;
       for (int b = 0; b < local_.n_samples(); b += options_.batch_seqs) {
@@ -204,13 +204,13 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
 
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
                                     dist::Communicator& comm) {
-  StoreCommitter committer(store);
+  formats::StoreCommitter committer(store);
   const CalibrationRunStats stats = run_calibration(calibrator, committer, comm);
-  run_on_all_ranks(comm, "committing calibration records", [&] { committer.drain(); });
+  dist::run_on_all_ranks(comm, "committing calibration records", [&] { committer.drain(); });
   return stats;
 }
 
-CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
+CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
                                     dist::Communicator& comm) {
   const auto start = std::chrono::steady_clock::now();
   const int n_layers = calibrator.n_layers();
@@ -231,12 +231,12 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& stor
     const auto layer_start = std::chrono::steady_clock::now();
     const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
     const EngineTimes times_before = calibrator.engine_times();
-    const StoreCommitter::Stats commits_before = store.stats();
+    const formats::StoreCommitter::Stats commits_before = store.stats();
     formats::LayerRecord record = calibrator.calibrate_layer(layer);
     bool recomputed = false;
     const std::string what = "layer " + std::to_string(layer) + " calib commit";
     // Queued for the background commit; a failed earlier commit is rethrown here, inside the step.
-    run_on_all_ranks(comm, what.c_str(), [&] {
+    dist::run_on_all_ranks(comm, what.c_str(), [&] {
       if (!store.has_layer(layer, formats::kStageCalib)) {
         store.submit(std::move(record), formats::kStageCalib);
         return;
@@ -271,7 +271,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& stor
     if (calibrator.backend() == dist::ComputeBackend::kCuda) {
       const EngineTimes t = calibrator.engine_times();
       const double forward = t.compute_seconds - times_before.compute_seconds;
-      const StoreCommitter::Stats commits = store.stats();
+      const formats::StoreCommitter::Stats commits = store.stats();
       char line[320];
       std::snprintf(line, sizeof(line),
                     "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit beyond "

@@ -128,7 +128,7 @@ struct CalibrationRunStats {
 // inputs or a nondeterministic forward, and stops the run). If every rank's store holds every
 // layer, nothing is recomputed. One progress line per layer on rank 0.
 // This form leaves the last commits in flight: the caller drains `store` (in a collective step).
-CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
+CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
                                     dist::Communicator& comm);
 // The same on a bare store, drained before returning.
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,

@@ -204,7 +204,7 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   std::vector<float> hidden_source, hidden_quant;
   ModuleErrorRecorder recorder(config, modules, options.quantize_activations);
   ActivationQuantizer quantizer(modules, options.quantize_activations);
-  run_on_all_ranks(comm, "eval: loading the embedding, head and norms", [&] {
+  dist::run_on_all_ranks(comm, "eval: loading the embedding, head and norms", [&] {
     g_source = model::load_global_weights(config, source_loader);
     bool ends_quantized = false;
     for (const std::string& name : model::global_weight_names()) {
@@ -234,7 +234,7 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
     const auto layer_start = std::chrono::steady_clock::now();
     double sums[2] = {0, 0};
     const std::string what = "eval: layer " + std::to_string(layer);
-    run_on_all_ranks(comm, what.c_str(), [&] {
+    dist::run_on_all_ranks(comm, what.c_str(), [&] {
       // Routed experts decoded on use, one at a time per model: a layer of V4-Flash holds 26 GB
       // of FP32 experts per model; an expert no token reached is never decoded.
       const model::LayerWeights ws =
@@ -276,7 +276,7 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   }
 
   LogitSums logit_sums;
-  run_on_all_ranks(comm, "eval: final norm, head and next-token metrics", [&] {
+  dist::run_on_all_ranks(comm, "eval: final norm, head and next-token metrics", [&] {
     recorder.set_globals(&g_source, g_quant);
     for (int b = 0; b < local.n_samples(); b += options.batch) {
       const int n_seqs = std::min(options.batch, local.n_samples() - b);

@@ -113,7 +113,7 @@ class QuantRecordReader {
 };
 
 // Copies [src, src + n_bytes) to `offset` of `fd` through the writer's buffers.
-void submit_bytes(AsyncWriter& writer, const formats::FileDescriptor& fd, uint64_t offset,
+void submit_bytes(formats::AsyncWriter& writer, const formats::FileDescriptor& fd, uint64_t offset,
                   const uint8_t* src, uint64_t n_bytes) {
   for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
     const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
@@ -145,7 +145,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   ProgressMeter progress(progress_label, total, "B");
   QuantRecordReader records(work_dir, std::move(record_order));
   ExportReport report;
-  AsyncWriter writer(kWriteBuffers);
+  formats::AsyncWriter writer(kWriteBuffers);
   for (const auto& job : jobs) {
     const auto& out = *job.out;
     const auto& fd = files.at(job.shard);
@@ -256,14 +256,14 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
   std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
-  run_on_root(comm, 0, "preparing the output directory", [&] {
+  dist::run_on_root(comm, 0, "preparing the output directory", [&] {
     staged.emplace(formats::StagedOutput::claim(options.out_dir));
     stage_files(plan, *staged);
   });
   ExportReport report;
   double write_seconds = 0, fsync_seconds = 0;  // this rank's, for the breakdown line
   try {
-    run_on_all_ranks(comm, "writing output tensors", [&] {
+    dist::run_on_all_ranks(comm, "writing output tensors", [&] {
       const auto write_start = std::chrono::steady_clock::now();
       auto jobs = jobs_where(plan, [&](const Job& job) { return job.owner == comm.rank(); });
       std::map<size_t, formats::FileDescriptor> files;
@@ -287,7 +287,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
     // rank 0 gathers them.
     std::vector<uint64_t> digests(plan.shards.size(), 0);
     const auto checksum_start = std::chrono::steady_clock::now();
-    run_on_all_ranks(comm, "checksumming output shards", [&] {
+    dist::run_on_all_ranks(comm, "checksumming output shards", [&] {
       const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
       std::vector<size_t> mine;
       for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
@@ -310,7 +310,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
                     write_seconds, fsync_seconds, seconds_since(checksum_start));
       log_info(line);
     }
-    run_on_root(comm, 0, "writing index and configs", [&] {
+    dist::run_on_root(comm, 0, "writing index and configs", [&] {
       write_checksums(plan, digests, staged->staging_dir());
       finish(plan, source, options, *staged);
     });
@@ -330,7 +330,7 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
   }
   QF_CHECK(shard < plan.shards.size(), "--shard: no output shard named", shard_file);
   ExportReport report;
-  run_on_root(comm, 0, "rebuilding one shard", [&] {
+  dist::run_on_root(comm, 0, "rebuilding one shard", [&] {
     const std::string final_path = options.out_dir + "/" + shard_file;
     QF_CHECK(formats::ShardIndex::read(options.out_dir + "/" + formats::kShardIndexFileName)
                      .weight_map.size() == output_index(plan).weight_map.size(),

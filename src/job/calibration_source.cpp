@@ -19,7 +19,7 @@ class AmaxFileSource final : public CalibrationSource {
       : plan_(plan), amax_(read_amax_file(path)) {
     log_info("calibration: input amax imported from ", path, " (", amax_.size(), " modules)");
   }
-  void run(StoreCommitter& store) override {
+  void run(formats::StoreCommitter& store) override {
     for (int layer = 0; layer < plan_.config.num_hidden_layers; ++layer) {
       if (store.has_layer(layer, formats::kStageCalib)) continue;
       store.submit(calib_record_from_amax(plan_, layer, amax_), formats::kStageCalib);
@@ -35,13 +35,13 @@ class AmaxFileSource final : public CalibrationSource {
 class ForwardSource final : public CalibrationSource {
  public:
   ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                const QuantizeOptions& options, dist::Communicator& comm, StoreCommitter& store)
+                const QuantizeOptions& options, dist::Communicator& comm,
+                formats::StoreCommitter& store)
       : comm_(comm),
-        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options),
-                    CalibrationOptions{options.calib_batch, options.backend,
-                                       options.cpu_bf16_linear_inputs,
-                                       options.act_scale.needs_histogram(),
-                                       options.device_comm}) {
+        calibrator_(
+            plan.config, source, comm, plan.ownership, load_set(plan, options),
+            CalibrationOptions{options.calib_batch, options.backend, options.cpu_bf16_linear_inputs,
+                               options.act_scale.needs_histogram(), options.device_comm}) {
     if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The
@@ -56,7 +56,7 @@ class ForwardSource final : public CalibrationSource {
       store.submit(std::move(record), formats::kStageQuant);
     });
   }
-  void run(StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
+  void run(formats::StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
   CalibrationCost cost() const override {
     const EngineTimes t = calibrator_.engine_times();
     return {calibrator_.exchange_stats().n_bytes_read, t.n_tokens, t.compute_seconds,
@@ -86,7 +86,7 @@ std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& p
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
-                                                           StoreCommitter& store) {
+                                                           formats::StoreCommitter& store) {
   if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
   return std::make_unique<ForwardSource>(plan, source, options, comm, store);
 }

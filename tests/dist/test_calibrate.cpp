@@ -73,7 +73,7 @@ SharedTempDir& temp_dir() {
 // A tiny checkpoint in `format`, written once by rank 0.
 std::string tiny_checkpoint(model::WeightFormat format) {
   const std::string dir = temp_dir().file(model::weight_formats().name(format));
-  pipeline::run_on_root(comm(), 0, "make-tiny", [&] {
+  dist::run_on_root(comm(), 0, "make-tiny", [&] {
     if (std::filesystem::exists(dir)) return;
     pipeline::MakeTinyOptions options;
     options.config = model::preset_config("tiny");
