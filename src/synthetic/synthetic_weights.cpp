@@ -8,9 +8,9 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
-#include <thread>
 
 #include "core/check.hpp"
+#include "core/parallel.hpp"
 #include "core/strings.hpp"
 #include "numerics/codecs.hpp"
 
@@ -398,18 +398,28 @@ class UnitPipeline {
         max_units_(options.max_units_in_flight > 0 ? options.max_units_in_flight
                                                    : 2 * options.n_threads),
         max_bytes_(options.max_bytes_in_flight),
+        n_workers_(std::min(units_.size(), static_cast<size_t>(options.n_threads))),
         done_(units_.size()),
-        bytes_(units_.size()) {
-    const size_t n_workers = std::min(units_.size(), static_cast<size_t>(options.n_threads));
-    try {
-      for (size_t w = 0; w < n_workers; ++w) workers_.emplace_back([this] { work(); });
-    } catch (...) {
-      stop_and_join();
-      throw;
-    }
+        bytes_(units_.size()) {}
+
+  // Worker 0 (the calling thread) sinks the units in order while the others generate them.
+  // When the sink throws, the generators finish their unit and exit before it is rethrown.
+  void run(const TensorSink& sink) {
+    parallel_workers(int64_t(n_workers_) + 1, [&](int64_t worker) {
+      if (worker > 0) return work();
+      try {
+        drain(sink);
+      } catch (...) {
+        stop();
+        throw;
+      }
+      stop();
+    });
+    if (error_) std::rethrow_exception(error_);
   }
-  // Also the unwinding path when the sink throws: workers finish their unit and exit.
-  ~UnitPipeline() { stop_and_join(); }
+
+ private:
+  struct Cancelled {};
 
   void drain(const TensorSink& sink) {
     for (size_t u = 0; u < units_.size(); ++u) {
@@ -432,12 +442,7 @@ class UnitPipeline {
       }
       room_.notify_all();
     }
-    stop_and_join();
-    if (error_) std::rethrow_exception(error_);
   }
-
- private:
-  struct Cancelled {};
 
   bool may_claim() const {
     return units_in_flight_ == 0 || (units_in_flight_ < max_units_ &&
@@ -488,15 +493,12 @@ class UnitPipeline {
     }
   }
 
-  void stop_and_join() {
+  void stop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
     }
     room_.notify_all();
-    for (auto& w : workers_) {
-      if (w.joinable()) w.join();
-    }
   }
 
   const model::ModelConfig& config_;
@@ -506,8 +508,9 @@ class UnitPipeline {
   const std::vector<Unit> units_;
   const int64_t max_units_;
   const uint64_t max_bytes_;
+  const size_t n_workers_;  // generators (besides the calling thread, which sinks)
 
-  std::mutex mutex_;                   // guards everything below but workers_
+  std::mutex mutex_;                   // guards everything below
   std::condition_variable room_;       // a unit was sunk, or stop: workers may claim
   std::condition_variable unit_done_;  // a unit is ready, or an error: the caller may go on
   size_t next_ = 0;                    // next unit to claim
@@ -517,7 +520,6 @@ class UnitPipeline {
   std::vector<std::vector<std::vector<uint8_t>>> bytes_;  // per unit, per tensor
   std::exception_ptr error_;
   std::atomic<bool> stop_{false};  // also read, unlocked, between strips
-  std::vector<std::thread> workers_;
 };
 
 }  // namespace
@@ -530,8 +532,7 @@ void generate_tensors(const model::ModelConfig& config, model::WeightFormat form
     SyntheticWeights weights(config, format, seed);
     return generate_inline(weights, tensors, sink);
   }
-  UnitPipeline pipeline(config, format, seed, tensors, options);
-  pipeline.drain(sink);
+  UnitPipeline(config, format, seed, tensors, options).run(sink);
 }
 
 }  // namespace qf::pipeline
