@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -14,9 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/act_histogram.hpp"
+#include "calibrate/calibrate.hpp"
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/strings.hpp"
+#include "dist/collective_step.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "formats/rank_store.hpp"
@@ -24,13 +27,11 @@
 #include "model/model_forward.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "calibrate/act_histogram.hpp"
-#include "calibrate/calibrate.hpp"
-#include "dist/collective_step.hpp"
-#include "synthetic/make_tiny.hpp"
 #include "plan/plan_report.hpp"
+#include "synthetic/make_tiny.hpp"
 
 using namespace qf;
+using qf::test::same_bits;
 
 namespace {
 
@@ -170,8 +171,6 @@ std::vector<std::string> split_lines(const std::string& text) {
   }
   return lines;
 }
-
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
 
 // Mismatches between a record and the reference of its layer (0 = bit-identical).
 int count_mismatches(const formats::LayerRecord& record, const Reference& ref) {
