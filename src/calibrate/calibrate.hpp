@@ -100,6 +100,14 @@ class Calibrator {
   }
 
  private:
+  // One layer's statistics on this rank (amax, expert tokens, histograms when recorded), from
+  // the CUDA engine (amax already MAX-reduced when the engine reduces on the device) or from the
+  // CPU reference forward over this rank's samples. Every failure is a collective step's.
+  LayerStatistics forward_layer_cuda(int layer, const std::vector<std::string>& names,
+                                     const std::string& tag, bool with_hist);
+  LayerStatistics forward_layer_cpu(int layer, const std::vector<std::string>& names,
+                                    const std::string& tag);
+
   const model::ModelConfig& config_;
   dist::Communicator& comm_;
   CalibrationSet set_;
