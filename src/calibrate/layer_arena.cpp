@@ -32,8 +32,7 @@ ArenaLayout layer_arena_layout(int layer, const std::vector<std::string>& forwar
   for (const auto& forward_name : forward_names) {
     const std::string native = native_weight_name(forward_name, tie_word_embeddings);
     if (!arena_weights.count(native)) continue;
-    QF_CHECK(starts_with(forward_name, prefix), "tensor", forward_name,
-             "is not in layer", layer);
+    QF_CHECK(starts_with(forward_name, prefix), "tensor", forward_name, "is not in layer", layer);
     QF_CHECK(placed.insert(native).second, "layer", layer, ": the forward asks for", native,
              "twice");
     const auto it = tensors.find(native);

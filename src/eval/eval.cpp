@@ -8,21 +8,21 @@
 #include <limits>
 #include <memory>
 
+#include "calibrate/calibration_data.hpp"
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
 #include "core/strings.hpp"
+#include "dist/collective_step.hpp"
+#include "eval/eval_model.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/forward_linear.hpp"
 #include "model/model_forward.hpp"
 #include "model/tensor_table.hpp"
-#include "calibrate/calibration_data.hpp"
-#include "dist/collective_step.hpp"
-#include "eval/eval_model.hpp"
 #include "source/native_tensors.hpp"
 #include "source/native_weight_loader.hpp"
 

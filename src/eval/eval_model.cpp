@@ -8,13 +8,13 @@
 #include "core/check.hpp"
 #include "core/parallel.hpp"
 #include "core/strings.hpp"
+#include "eval/nvfp4_export_tensors.hpp"
+#include "eval/nvfp4_fake_quant.hpp"
 #include "formats/tensor_spec.hpp"
 #include "model/forward_linear.hpp"
 #include "model/tensor_table.hpp"
 #include "ops/matmul.hpp"
 #include "source/native_weight_loader.hpp"
-#include "eval/nvfp4_export_tensors.hpp"
-#include "eval/nvfp4_fake_quant.hpp"
 
 namespace qf::pipeline {
 namespace {

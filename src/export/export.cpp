@@ -11,8 +11,8 @@
 #include <functional>
 #include <future>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <tuple>
 
 #include "core/check.hpp"
@@ -21,16 +21,16 @@
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
 #include "core/strings.hpp"
+#include "dist/collective_step.hpp"
+#include "formats/async_writer.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store.hpp"
 #include "formats/shard_index.hpp"
+#include "formats/staged_output.hpp"
 #include "model/forward_linear.hpp"
 #include "model/tensor_table.hpp"
-#include "formats/async_writer.hpp"
-#include "dist/collective_step.hpp"
-#include "formats/staged_output.hpp"
 
 namespace qf::pipeline {
 namespace {

@@ -90,8 +90,9 @@ QuantizePlan build_quantize_plan(const formats::CheckpointDir& source, Recipe re
     QF_CHECK(t.n_cols % 16 == 0, "tensor", t.name, "has", t.n_cols,
              "input columns, not a multiple of the NVFP4 block (16)");
     const std::string p = QuantizePlan::module_of(t.name);
-    shard.tensors.push_back(
-        {{p + model::kWeightSuffix, DType::kU8, {t.n_rows, t.n_cols / 2}}, OutputKind::kNvfp4Weight, t.name});
+    shard.tensors.push_back({{p + model::kWeightSuffix, DType::kU8, {t.n_rows, t.n_cols / 2}},
+                             OutputKind::kNvfp4Weight,
+                             t.name});
     shard.tensors.push_back({{p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16}},
                              OutputKind::kNvfp4Scale,
                              t.name});

@@ -43,7 +43,8 @@ void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, std::vector<
   const std::string p = QuantizePlan::module_of(t.name);
   QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
            "got weight_scale_2", scale_2, "; it must be finite and > 0");
-  record.tensors.push_back({p + model::kWeightSuffix, DType::kU8, {t.n_rows, t.n_cols / 2}, std::move(packed)});
+  record.tensors.push_back(
+      {p + model::kWeightSuffix, DType::kU8, {t.n_rows, t.n_cols / 2}, std::move(packed)});
   record.tensors.push_back(
       {p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16}, std::move(scale)});
   std::vector<uint8_t> scale_2_bytes(4);

@@ -113,7 +113,8 @@ bool is_weight_name(const std::string& name) {
 }
 
 std::string module_of_weight(const std::string& weight_name) {
-  return is_weight_name(weight_name) ? strip_suffix(weight_name, model::kWeightSuffix) : weight_name;
+  return is_weight_name(weight_name) ? strip_suffix(weight_name, model::kWeightSuffix)
+                                     : weight_name;
 }
 
 bool wildcard_match(const std::string& pattern, const std::string& text) {

@@ -140,8 +140,8 @@ inline void build_experts_export(const std::string& src, const std::string& out)
       const std::string& name = info.name;
       std::smatch m;
       const std::string weight = strip_suffix(name, model::kScaleSuffix) + model::kWeightSuffix;
-      if (ends_with(name, model::kScaleSuffix) &&
-          std::regex_match(weight, m, expert) && std::stoi(m[1]) < n_layers) {
+      if (ends_with(name, model::kScaleSuffix) && std::regex_match(weight, m, expert) &&
+          std::stoi(m[1]) < n_layers) {
         continue;  // the .scale of a quantized expert is dropped
       }
       if (!std::regex_match(name, m, expert) || std::stoi(m[1]) >= n_layers) {
@@ -156,7 +156,8 @@ inline void build_experts_export(const std::string& src, const std::string& out)
       const int64_t n_rows = info.shape[0], n_cols = info.shape[1] * 2;
       uint32_t self_max = e8m0_max(e8m0), pair_max = 0;
       const char* pair = m[2] == "1" ? ".w3" : m[2] == "3" ? ".w1" : nullptr;
-      if (pair) pair_max = e8m0_max(read(strip_suffix(p, ".w" + m[2].str()) + pair + model::kScaleSuffix));
+      if (pair)
+        pair_max = e8m0_max(read(strip_suffix(p, ".w" + m[2].str()) + pair + model::kScaleSuffix));
       std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(n_rows * n_cols / 16));
       float scale_2 = 0;
       uint64_t counts[kernels::kMxfp4CountSlots] = {};
