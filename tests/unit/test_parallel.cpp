@@ -51,14 +51,17 @@ TEST_CASE("parallel_for_each gives every item to one worker below n_workers", "[
 }
 
 TEST_CASE("parallel_for_each stops handing out items after an exception", "[parallel]") {
+  // Far more items than the other worker can run while the failing one throws (a stop that did
+  // not work would run them all, in about a second).
+  const int64_t n_items = int64_t{1} << 26;
   std::atomic<int64_t> n_done{0};
-  CHECK_THROWS_AS(parallel_for_each(100000, 2,
+  CHECK_THROWS_AS(parallel_for_each(n_items, 2,
                                     [&](int64_t, int64_t item) {
                                       if (item == 10) throw std::runtime_error("item 10");
                                       ++n_done;
                                     }),
                   std::runtime_error);
-  CHECK(n_done < 100000 - 1);
+  CHECK(n_done < n_items - 1);
 }
 
 TEST_CASE("parallel_workers runs every worker at once, worker 0 on the caller", "[parallel]") {
