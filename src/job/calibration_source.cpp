@@ -38,10 +38,11 @@ class ForwardSource final : public CalibrationSource {
                 const QuantizeOptions& options, dist::Communicator& comm,
                 formats::StoreCommitter& store)
       : comm_(comm),
-        calibrator_(
-            plan.config, source, comm, plan.ownership, load_set(plan, options),
-            CalibrationOptions{options.calib_batch, options.backend, options.cpu_bf16_linear_inputs,
-                               options.act_scale.needs_histogram(), options.device_comm}) {
+        calibrator_(plan.config, source, comm, plan.ownership, load_set(plan, options),
+                    CalibrationOptions{options.calib_batch, options.backend,
+                                       options.cpu_bf16_linear_inputs,
+                                       options.act_scale.needs_histogram(),
+                                       options.device_comm}) {
     if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The
