@@ -64,8 +64,8 @@ std::vector<std::string> calib_linear_names(const model::ModelConfig& config, in
   std::vector<std::string> names;
   for (const auto& t : model::checkpoint_tensors(config, model::WeightFormat::kNative)) {
     if (t.layer != layer || t.is_mtp || t.spec.shape.size() != 2) continue;
-    if (!ends_with(t.spec.name, ".weight")) continue;
-    names.push_back(t.spec.name.substr(0, t.spec.name.size() - std::string(".weight").size()));
+    if (!ends_with(t.spec.name, model::kWeightSuffix)) continue;
+    names.push_back(strip_suffix(t.spec.name, model::kWeightSuffix));
   }
   return names;
 }
@@ -91,11 +91,11 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
   model::GlobalWeights globals;
   globals.embed = exchange_.fetch_embedding();
-  run_on_all_ranks(comm_, "embedding the calibration tokens",
-                   [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
+  dist::run_on_all_ranks(comm_, "embedding the calibration tokens",
+                         [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
-    run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
+    dist::run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
       engine_ = make_cuda_calibration_engine(config_, exchange_, std::move(hidden_), local_tokens_,
                                              set_.seq_len, options_.batch_seqs,
                                              options_.device_comm, options_.layer_policy);
@@ -108,6 +108,68 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   }
 }
 
+LayerStatistics Calibrator::forward_layer_cuda(int layer, const std::vector<std::string>& names,
+                                               const std::string& tag, bool with_hist) {
+  LayerStatistics stats;
+  engine_->fetch_layer(layer, names);
+  const std::string what = tag + " forward (cuda)";
+  dist::run_on_all_ranks(comm_, what.c_str(), [&] {
+    stats = engine_->compute_layer(layer, names);
+    for (size_t i = 0; i < stats.amax.size(); ++i) {  // empty when reduced on the device
+      QF_CHECK(std::isfinite(stats.amax[i]), tag + ": input amax of", names[i], "is", stats.amax[i],
+               "(NaN/Inf activations)");
+    }
+    QF_CHECK(stats.hist.size() == (with_hist ? names.size() * kActHistBins : 0), tag + ": the CUDA",
+             "engine returned", stats.hist.size(), "histogram counts for", names.size(), "linears");
+  });
+  // NCCL: all-reduced on the device, outside the step above (it succeeded on every rank).
+  if (engine_->amax_on_device()) stats.amax = engine_->reduce_amax(layer, names);
+  return stats;
+}
+
+LayerStatistics Calibrator::forward_layer_cpu(int layer, const std::vector<std::string>& names,
+                                              const std::string& tag) {
+  HistogramRecorder recorder;
+  const model::LayerWeights weights = exchange_.fetch_layer(layer);
+  const std::string what = tag + " forward";
+  dist::run_on_all_ranks(comm_, what.c_str(), [&] {
+    const int seq_len = set_.seq_len;
+    const int64_t token_floats = config_.hc_mult * config_.hidden_size;
+    for (int b = 0; b < local_.n_samples(); b += options_.batch_seqs) {
+      const int n_seqs = std::min(options_.batch_seqs, local_.n_samples() - b);
+      const int64_t first = int64_t{b} * seq_len, n_tokens = int64_t{n_seqs} * seq_len;
+      const std::vector<int64_t> ids(local_tokens_.begin() + first,
+                                     local_tokens_.begin() + first + n_tokens);
+      std::vector<float> h(hidden_.begin() + first * token_floats,
+                           hidden_.begin() + (first + n_tokens) * token_floats);
+      model::decoder_layer_forward(config_, layer, weights, ids, n_seqs, seq_len, h, &recorder,
+                                   options_.cpu_bf16_linear_inputs);
+      std::copy(h.begin(), h.end(), hidden_.begin() + first * token_floats);
+    }
+    // Checked here, inside the shared step, so that allreduce_amax never fails on one rank.
+    const std::set<std::string> known(names.begin(), names.end());
+    for (const auto& [name, amax] : recorder.amax_by_name()) {
+      QF_CHECK(known.count(name), tag + ": the forward observed", name,
+               "which is not a linear of the checkpoint table");
+      QF_CHECK(std::isfinite(amax), tag + ": input amax of", name, "is", amax,
+               "(NaN/Inf activations)");
+    }
+  });
+  LayerStatistics stats;
+  stats.amax.resize(names.size());
+  stats.expert_tokens.resize(static_cast<size_t>(config_.n_routed_experts));
+  for (size_t i = 0; i < names.size(); ++i) stats.amax[i] = recorder.amax(names[i]);
+  for (int e = 0; e < config_.n_routed_experts; ++e) {
+    stats.expert_tokens[e] = recorder.expert_tokens(layer, e);
+  }
+  stats.hist.reserve(names.size() * kActHistBins);
+  for (const auto& name : names) {
+    const auto h = recorder.histogram(name);
+    stats.hist.insert(stats.hist.end(), h.begin(), h.end());
+  }
+  return stats;
+}
+
 formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   QF_CHECK(layer == next_layer_, "calibrate_layer(", layer, "): layers run in order; next is",
            next_layer_);
@@ -115,75 +177,20 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
            "): only regular layers are calibrated (", config_.num_hidden_layers, ")");
   const std::string tag = "layer " + std::to_string(layer);
   const std::vector<std::string> names = calib_linear_names(config_, layer);
-  std::vector<float> amax(names.size());
-  std::vector<int64_t> tokens(static_cast<size_t>(config_.n_routed_experts));
   // [n linears, kActHistBins]: the CPU backend always records it, the CUDA engine on request.
   const bool with_hist = !engine_ || options_.record_histograms;
-  std::vector<int64_t> hist;
-  if (engine_) {
-    engine_->fetch_layer(layer, names);
-    const std::string what = tag + " forward (cuda)";
-    run_on_all_ranks(comm_, what.c_str(), [&] {
-      LayerStatistics stats = engine_->compute_layer(layer, names);
-      for (size_t i = 0; i < stats.amax.size(); ++i) {  // empty when reduced on the device
-        QF_CHECK(std::isfinite(stats.amax[i]), tag + ": input amax of", names[i], "is",
-                 stats.amax[i], "(NaN/Inf activations)");
-      }
-      amax = std::move(stats.amax);
-      tokens = std::move(stats.expert_tokens);
-      hist = std::move(stats.hist);
-      QF_CHECK(hist.size() == (with_hist ? names.size() * kActHistBins : 0), tag + ": the CUDA",
-               "engine returned", hist.size(), "histogram counts for", names.size(), "linears");
-    });
-    // NCCL: all-reduced on the device, outside the step above (it succeeded on every rank).
-    if (engine_->amax_on_device()) amax = engine_->reduce_amax(layer, names);
-  }
-  HistogramRecorder recorder;
-  if (!engine_) {
-    const model::LayerWeights weights = exchange_.fetch_layer(layer);
-    const std::string what = tag + " forward";
-    run_on_all_ranks(comm_, what.c_str(), [&] {
-      const int seq_len = set_.seq_len;
-      const int64_t token_floats = config_.hc_mult * config_.hidden_size;
-      for (int b = 0; b < local_.n_samples(); b += options_.batch_seqs) {
-        const int n_seqs = std::min(options_.batch_seqs, local_.n_samples() - b);
-        const int64_t first = int64_t{b} * seq_len, n_tokens = int64_t{n_seqs} * seq_len;
-        const std::vector<int64_t> ids(local_tokens_.begin() + first,
-                                       local_tokens_.begin() + first + n_tokens);
-        std::vector<float> h(hidden_.begin() + first * token_floats,
-                             hidden_.begin() + (first + n_tokens) * token_floats);
-        model::decoder_layer_forward(config_, layer, weights, ids, n_seqs, seq_len, h, &recorder,
-                                     options_.cpu_bf16_linear_inputs);
-        std::copy(h.begin(), h.end(), hidden_.begin() + first * token_floats);
-      }
-      // Checked here, inside the shared step, so that allreduce_amax never fails on one rank.
-      const std::set<std::string> known(names.begin(), names.end());
-      for (const auto& [name, amax] : recorder.amax_by_name()) {
-        QF_CHECK(known.count(name), tag + ": the forward observed", name,
-                 "which is not a linear of the checkpoint table");
-        QF_CHECK(std::isfinite(amax), tag + ": input amax of", name, "is", amax,
-                 "(NaN/Inf activations)");
-      }
-    });
-  }
-
-  if (!engine_) {
-    for (size_t i = 0; i < names.size(); ++i) amax[i] = recorder.amax(names[i]);
-    for (int e = 0; e < config_.n_routed_experts; ++e) tokens[e] = recorder.expert_tokens(layer, e);
-    hist.reserve(names.size() * kActHistBins);
-    for (const auto& name : names) {
-      const auto h = recorder.histogram(name);
-      hist.insert(hist.end(), h.begin(), h.end());
-    }
-  }
+  LayerStatistics stats = engine_ ? forward_layer_cuda(layer, names, tag, with_hist)
+                                  : forward_layer_cpu(layer, names, tag);
   // Already MAX over ranks when the engine reduced them on the device (a second MAX would be
   // harmless, just a wasted round trip).
   if (!(engine_ && engine_->amax_on_device())) {
-    comm_.allreduce_amax(amax.data(), amax.size(), (tag + " input amax").c_str());
+    comm_.allreduce_amax(stats.amax.data(), stats.amax.size(), (tag + " input amax").c_str());
   }
-  comm_.allreduce_counts(tokens.data(), tokens.size(), (tag + " expert tokens").c_str());
+  comm_.allreduce_counts(stats.expert_tokens.data(), stats.expert_tokens.size(),
+                         (tag + " expert tokens").c_str());
   if (with_hist) {
-    comm_.allreduce_counts(hist.data(), hist.size(), (tag + " input histograms").c_str());
+    comm_.allreduce_counts(stats.hist.data(), stats.hist.size(),
+                           (tag + " input histograms").c_str());
   }
 
   formats::LayerRecord record;
@@ -193,11 +200,11 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   record.attrs["n_samples"] = std::to_string(set_.n_samples);
   record.attrs["seq_len"] = std::to_string(set_.seq_len);
   record.attrs["calib_set"] = hex64(calibration_fingerprint(set_));
-  record.f32["input_amax"] = std::move(amax);
-  record.i64["expert_tokens"] = std::move(tokens);
+  record.f32["input_amax"] = std::move(stats.amax);
+  record.i64["expert_tokens"] = std::move(stats.expert_tokens);
   if (with_hist) {
     record.attrs["input_hist_bins"] = kActHistBinning;
-    record.i64["input_hist"] = std::move(hist);
+    record.i64["input_hist"] = std::move(stats.hist);
   }
   ++next_layer_;
   return record;
@@ -205,13 +212,13 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
 
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
                                     dist::Communicator& comm) {
-  StoreCommitter committer(store);
+  formats::StoreCommitter committer(store);
   const CalibrationRunStats stats = run_calibration(calibrator, committer, comm);
-  run_on_all_ranks(comm, "committing calibration records", [&] { committer.drain(); });
+  dist::run_on_all_ranks(comm, "committing calibration records", [&] { committer.drain(); });
   return stats;
 }
 
-CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
+CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
                                     dist::Communicator& comm) {
   QF_NVTX_RANGE("calibrate");
   const auto start = std::chrono::steady_clock::now();
@@ -233,12 +240,12 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& stor
     const auto layer_start = std::chrono::steady_clock::now();
     const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
     const EngineTimes times_before = calibrator.engine_times();
-    const StoreCommitter::Stats commits_before = store.stats();
+    const formats::StoreCommitter::Stats commits_before = store.stats();
     formats::LayerRecord record = calibrator.calibrate_layer(layer);
     bool recomputed = false;
     const std::string what = "layer " + std::to_string(layer) + " calib commit";
     // Queued for the background commit; a failed earlier commit is rethrown here, inside the step.
-    run_on_all_ranks(comm, what.c_str(), [&] {
+    dist::run_on_all_ranks(comm, what.c_str(), [&] {
       if (!store.has_layer(layer, formats::kStageCalib)) {
         store.submit(std::move(record), formats::kStageCalib);
         return;
@@ -273,7 +280,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& stor
     if (calibrator.backend() == dist::ComputeBackend::kCuda) {
       const EngineTimes t = calibrator.engine_times();
       const double forward = t.compute_seconds - times_before.compute_seconds;
-      const StoreCommitter::Stats commits = store.stats();
+      const formats::StoreCommitter::Stats commits = store.stats();
       char line[320];
       std::snprintf(line, sizeof(line),
                     "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit beyond "

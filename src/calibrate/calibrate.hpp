@@ -103,6 +103,14 @@ class Calibrator {
   }
 
  private:
+  // One layer's statistics on this rank (amax, expert tokens, histograms when recorded), from
+  // the CUDA engine (amax already MAX-reduced when the engine reduces on the device) or from the
+  // CPU reference forward over this rank's samples. Every failure is a collective step's.
+  LayerStatistics forward_layer_cuda(int layer, const std::vector<std::string>& names,
+                                     const std::string& tag, bool with_hist);
+  LayerStatistics forward_layer_cpu(int layer, const std::vector<std::string>& names,
+                                    const std::string& tag);
+
   const model::ModelConfig& config_;
   dist::Communicator& comm_;
   CalibrationSet set_;
@@ -131,7 +139,7 @@ struct CalibrationRunStats {
 // inputs or a nondeterministic forward, and stops the run). If every rank's store holds every
 // layer, nothing is recomputed. One progress line per layer on rank 0.
 // This form leaves the last commits in flight: the caller drains `store` (in a collective step).
-CalibrationRunStats run_calibration(Calibrator& calibrator, StoreCommitter& store,
+CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
                                     dist::Communicator& comm);
 // The same on a bare store, drained before returning.
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,

@@ -3,6 +3,7 @@
 
 #include "core/check.hpp"
 #include "core/strings.hpp"
+#include "model/tensor_table.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -14,7 +15,7 @@ uint64_t aligned(uint64_t n) { return (n + kArenaAlign - 1) / kArenaAlign * kAre
 std::set<std::string> arena_weight_names(const std::vector<std::string>& linear_names) {
   std::set<std::string> out;
   for (const auto& n : linear_names) {
-    if (!ends_with(n, ".ffn.gate")) out.insert(n + ".weight");
+    if (!ends_with(n, ".ffn.gate")) out.insert(n + model::kWeightSuffix);
   }
   return out;
 }
@@ -31,8 +32,7 @@ ArenaLayout layer_arena_layout(int layer, const std::vector<std::string>& forwar
   for (const auto& forward_name : forward_names) {
     const std::string native = native_weight_name(forward_name, tie_word_embeddings);
     if (!arena_weights.count(native)) continue;
-    QF_CHECK(forward_name.compare(0, prefix.size(), prefix) == 0, "tensor", forward_name,
-             "is not in layer", layer);
+    QF_CHECK(starts_with(forward_name, prefix), "tensor", forward_name, "is not in layer", layer);
     QF_CHECK(placed.insert(native).second, "layer", layer, ": the forward asks for", native,
              "twice");
     const auto it = tensors.find(native);

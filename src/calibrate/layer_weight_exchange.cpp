@@ -86,7 +86,7 @@ void LayerWeightExchange::exchange(const std::vector<std::string>& names, const 
   const auto start = std::chrono::steady_clock::now();
   // Step 1: read what this rank owns (every lookup error is the same on every rank).
   std::map<std::string, std::vector<uint8_t>> owned;
-  run_on_all_ranks(comm_, what, [&] { owned = read_owned(names, &stats_.n_bytes_read); });
+  dist::run_on_all_ranks(comm_, what, [&] { owned = read_owned(names, &stats_.n_bytes_read); });
   // Step 2: broadcast and decode in the loader's request order.
   const model::WeightLoader loader = [&](const std::string& name,
                                          std::vector<int64_t> expected_shape) {
@@ -118,7 +118,7 @@ void LayerWeightExchange::fetch_layer_source(OwnedLayerBytes owned, const Source
                                              const std::set<std::string>* device_exchanged) {
   const auto start = std::chrono::steady_clock::now();
   const std::string what = "layer " + std::to_string(owned.layer) + " weights";
-  run_on_all_ranks(comm_, what.c_str(), [&] {
+  dist::run_on_all_ranks(comm_, what.c_str(), [&] {
     if (owned.error) std::rethrow_exception(owned.error);
   });
   stats_.n_bytes_read += owned.n_bytes;

@@ -1,5 +1,6 @@
 // Small string helpers the pipeline needs in many places: tensor-name prefixes and suffixes,
-// printf-style formatting into a std::string (fixed-width tables).
+// printf-style formatting into a std::string (fixed-width tables). The project's only copies:
+// no file defines its own ends_with or counts a suffix's characters by hand.
 #pragma once
 #include <cstdarg>
 #include <cstdio>
@@ -13,6 +14,17 @@ inline bool starts_with(const std::string& s, const std::string& head) {
 
 inline bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// s without its leading `head` (`model.layers.0` -> `layers.0`); s itself when it does not
+// start with head.
+inline std::string strip_prefix(const std::string& s, const std::string& head) {
+  return starts_with(s, head) ? s.substr(head.size()) : s;
+}
+
+// s without its trailing `tail` (`a.b.scale` -> `a.b`); s itself when it does not end with tail.
+inline std::string strip_suffix(const std::string& s, const std::string& tail) {
+  return ends_with(s, tail) ? s.substr(0, s.size() - tail.size()) : s;
 }
 
 // printf into a std::string of any length.

@@ -124,7 +124,7 @@ void finish_output(const DequantPlan& plan, const formats::CheckpointDir& source
 class TensorStreamer {
  public:
   TensorStreamer(const formats::CheckpointDir& source, gpu::BlockDequantizer& dequantizer,
-                 AsyncWriter& writer, uint64_t chunk_bytes)
+                 formats::AsyncWriter& writer, uint64_t chunk_bytes)
       : source_(source), dequantizer_(dequantizer), writer_(writer), chunk_bytes_(chunk_bytes) {}
 
   // Returns source bytes read.
@@ -222,7 +222,7 @@ class TensorStreamer {
 
   const formats::CheckpointDir& source_;
   gpu::BlockDequantizer& dequantizer_;
-  AsyncWriter& writer_;
+  formats::AsyncWriter& writer_;
   uint64_t chunk_bytes_;
 };
 
@@ -240,7 +240,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
   std::map<size_t, formats::FileDescriptor> outputs;  // shard index -> open file
   ProgressMeter progress("dequant (rank 0's share)", owned_out_bytes, "B");
   {
-    AsyncWriter writer(2);
+    formats::AsyncWriter writer(2);
     TensorStreamer streamer(source, *dequantizer, writer, options.chunk_bytes);
     for (const auto& t : plan.tensors) {
       if (plan.ownership.owner_of(t.name) != rank) continue;
@@ -275,23 +275,23 @@ DequantReport run_dequant(const DequantOptions& options, dist::Communicator& com
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<formats::CheckpointDir> source;
   DequantPlan plan;
-  run_on_all_ranks(comm, "reading the source checkpoint", [&] {
+  dist::run_on_all_ranks(comm, "reading the source checkpoint", [&] {
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_plan(*source, comm.world_size());
   });
   log_info("dequant: ", plan.tensors.size(), " tensors in ", plan.shards.size(), " shards, ",
            comm.world_size(), " rank(s), backend ", dist::backend_name(options.backend));
   std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
-  run_on_root(comm, 0, "preparing the output directory", [&] {
+  dist::run_on_root(comm, 0, "preparing the output directory", [&] {
     staged.emplace(formats::StagedOutput::claim(options.out_dir));
     stage_output_files(plan, *staged);
   });
   DequantReport report;
   try {
-    run_on_all_ranks(comm, "converting tensors",
-                     [&] { report = convert_owned(plan, *source, options, comm.rank()); });
-    run_on_root(comm, 0, "writing index and config",
-                [&] { finish_output(plan, *source, *staged); });
+    dist::run_on_all_ranks(comm, "converting tensors",
+                           [&] { report = convert_owned(plan, *source, options, comm.rank()); });
+    dist::run_on_root(comm, 0, "writing index and config",
+                      [&] { finish_output(plan, *source, *staged); });
   } catch (const CollectiveError&) {
     // Every rank stopped together; leave nothing behind but the error.
     if (staged) staged->discard();

@@ -6,7 +6,7 @@
 
 #include "core/check.hpp"
 
-namespace qf::pipeline {
+namespace qf::dist {
 namespace {
 
 // Runs work; returns the error it raised (if any) so that the caller can first tell its peers.
@@ -27,7 +27,7 @@ bool try_work(const std::function<void()>& work, std::string* what_text, std::st
 
 }  // namespace
 
-void run_on_root(dist::Communicator& comm, int root, const char* what,
+void run_on_root(Communicator& comm, int root, const char* what,
                  const std::function<void()>& work) {
   std::string what_text, message;
   int64_t failed = 0;
@@ -39,12 +39,11 @@ void run_on_root(dist::Communicator& comm, int root, const char* what,
                         str_cat("rank ", root, " failed in ", what), false);
 }
 
-void run_on_all_ranks(dist::Communicator& comm, const char* what,
-                      const std::function<void()>& work) {
+void run_on_all_ranks(Communicator& comm, const char* what, const std::function<void()>& work) {
   std::string what_text, message;
   const bool ok = try_work(work, &what_text, &message);
   int64_t n_failed = ok ? 0 : 1;
-  comm.allreduce(&n_failed, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, what);
+  comm.allreduce(&n_failed, 1, ElemType::kI64, ReduceOp::kSum, what);
   if (n_failed == 0) return;
   // Share the messages so that an error every rank hit alike (a bad input file) is printed
   // once, by the lowest rank that hit it, while distinct errors are all printed.
@@ -69,4 +68,4 @@ void run_on_all_ranks(dist::Communicator& comm, const char* what,
                         str_cat(n_failed, " rank(s) failed in ", what), false);
 }
 
-}  // namespace qf::pipeline
+}  // namespace qf::dist

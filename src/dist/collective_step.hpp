@@ -6,15 +6,13 @@
 
 #include "dist/communicator.hpp"
 
-namespace qf::pipeline {
+namespace qf::dist {
 
 // Runs `work` on `root` only; every rank then learns whether it succeeded.
-void run_on_root(dist::Communicator& comm, int root, const char* what,
-                 const std::function<void()>& work);
+void run_on_root(Communicator& comm, int root, const char* what, const std::function<void()>& work);
 
 // Runs `work` on every rank; if it fails anywhere, every rank stops. The failing ranks report
 // their own error; the others report that a peer failed in `what`.
-void run_on_all_ranks(dist::Communicator& comm, const char* what,
-                      const std::function<void()>& work);
+void run_on_all_ranks(Communicator& comm, const char* what, const std::function<void()>& work);
 
-}  // namespace qf::pipeline
+}  // namespace qf::dist

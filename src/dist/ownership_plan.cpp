@@ -6,14 +6,10 @@
 #include <map>
 
 #include "core/check.hpp"
+#include "core/strings.hpp"
 
 namespace qf::dist {
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 struct Group {
   std::string key;
@@ -30,14 +26,14 @@ std::string owner_key(const std::string& name) {
                                           ".weight",         ".scale",        ".bias"};
   std::string key = name;
   for (const char* suffix : kSuffixes) {
-    if (ends_with(key, suffix) && key.size() > std::string(suffix).size()) {
-      key.resize(key.size() - std::string(suffix).size());
+    if (ends_with(key, suffix) && key != suffix) {
+      key = strip_suffix(key, suffix);
       break;
     }
   }
   for (const char* part : {".w1", ".w2", ".w3"}) {
-    if (ends_with(key, part) && key.size() > 3) {
-      key.resize(key.size() - 3);
+    if (ends_with(key, part) && key != part) {
+      key = strip_suffix(key, part);
       break;
     }
   }

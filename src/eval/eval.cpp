@@ -8,20 +8,22 @@
 #include <limits>
 #include <memory>
 
+#include "calibrate/calibration_data.hpp"
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
+#include "dist/collective_step.hpp"
+#include "eval/eval_model.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/forward_linear.hpp"
 #include "model/model_forward.hpp"
-#include "calibrate/calibration_data.hpp"
-#include "dist/collective_step.hpp"
-#include "eval/eval_model.hpp"
+#include "model/tensor_table.hpp"
 #include "source/native_tensors.hpp"
 #include "source/native_weight_loader.hpp"
 
@@ -145,6 +147,189 @@ void check_same_model(const formats::CheckpointDir& source, const formats::Check
   }
 }
 
+// One eval pass on this rank: the source and the quantized model side by side over this rank's
+// samples, the model ends, then layer by layer, then the heads. Owns both models' hidden states,
+// the per-module error probe and the phase times; run_eval drives it and reduces its sums.
+class EvalPass {
+ public:
+  EvalPass(const EvalOptions& options, dist::Communicator& comm, const model::ModelConfig& config,
+           const CalibrationSet& set, SampleRange local, const std::vector<int64_t>& tokens,
+           const Nvfp4ExportModules& modules, const model::WeightLoader& native_loader,
+           const model::WeightLoader& export_loader)
+      : options_(options),
+        comm_(comm),
+        config_(config),
+        set_(set),
+        local_(local),
+        tokens_(tokens),
+        modules_(modules),
+        source_loader_(timed_loader(native_loader, &t_decode_source_)),
+        quant_loader_(timed_loader(export_loader, &t_decode_quant_)),
+        recorder_(config, modules, options.quantize_activations),
+        quantizer_(modules, options.quantize_activations) {}
+
+  // Model ends: the quantized model shares the source's unless one of them is an NVFP4 module.
+  // Embeds this rank's tokens into both hidden states.
+  void load_ends(std::chrono::steady_clock::time_point start) {
+    const bool tie = config_.tie_word_embeddings;
+    dist::run_on_all_ranks(comm_, "eval: loading the embedding, head and norms", [&] {
+      g_source_ = model::load_global_weights(config_, source_loader_);
+      bool ends_quantized = false;
+      for (const std::string& name : model::global_weight_names()) {
+        const std::string native = native_weight_name(name, tie);
+        if (native != model::kWeightSuffix && ends_with(native, model::kWeightSuffix) &&
+            modules_.contains(strip_suffix(native, model::kWeightSuffix))) {
+          ends_quantized = true;
+        }
+      }
+      if (ends_quantized) {
+        g_quant_own_ = model::load_global_weights(config_, quant_loader_);
+        g_quant_ = &g_quant_own_;
+      }
+      hidden_source_ = model::embed_tokens(config_, g_source_, tokens_);
+      hidden_quant_ = model::embed_tokens(config_, *g_quant_, tokens_);
+      g_source_.embed = model::Tensor2D();  // 2 GB at V4 dimensions, not needed any more
+      g_quant_own_.embed = model::Tensor2D();
+    });
+    log_debug("eval: model ends loaded in ", seconds_since(start), " s (decoding: source ",
+              t_decode_source_, " s, quantized ", t_decode_quant_, " s)");
+    t_decode_ends_ = t_decode_source_ + t_decode_quant_;
+    t_decode_source_ = t_decode_quant_ = 0;
+  }
+
+  // Both models through `layer`; *sq_err / *sq_ref: the hidden states' squared difference and
+  // the source's squared norm, summed over the ranks.
+  void run_layer(int layer, double* sq_err, double* sq_ref) {
+    double sums[2] = {0, 0};
+    const std::string what = "eval: layer " + std::to_string(layer);
+    dist::run_on_all_ranks(comm_, what.c_str(), [&] {
+      // Routed experts decoded on use, one at a time per model: a layer of V4-Flash holds 26 GB
+      // of FP32 experts per model; an expert no token reached is never decoded.
+      const model::LayerWeights ws =
+          model::load_layer_weights(config_, layer, source_loader_, /*lazy_experts=*/true);
+      const model::LayerWeights wq =
+          model::load_layer_weights(config_, layer, quant_loader_, /*lazy_experts=*/true);
+      recorder_.set_layer(&ws, &wq);
+      for (int b = 0; b < local_.n_samples(); b += options_.batch) {
+        const int n_seqs = std::min(options_.batch, local_.n_samples() - b);
+        const int64_t first = int64_t{b} * set_.seq_len, n = int64_t{n_seqs} * set_.seq_len;
+        const std::vector<int64_t> ids(tokens_.begin() + first, tokens_.begin() + first + n);
+        for (int which = 0; which < 2; ++which) {
+          std::vector<float>& hidden = which == 0 ? hidden_source_ : hidden_quant_;
+          std::vector<float> slice(hidden.begin() + first * token_floats(),
+                                   hidden.begin() + (first + n) * token_floats());
+          const auto forward_start = std::chrono::steady_clock::now();
+          model::decoder_layer_forward(config_, layer, which == 0 ? ws : wq, ids, n_seqs,
+                                       set_.seq_len, slice, observer(which));
+          t_forward_[which] += seconds_since(forward_start);
+          std::copy(slice.begin(), slice.end(), hidden.begin() + first * token_floats());
+        }
+      }
+      recorder_.set_layer(nullptr, nullptr);
+      log_debug("eval: layer ", layer, ": experts decoded: source ", ws.ffn.lazy->n_loads(),
+                ", quantized ", wq.ffn.lazy->n_loads(), " (of ", config_.n_routed_experts, ")");
+      sums[0] = sum_sq_diff(hidden_quant_, hidden_source_, &sums[1]);
+    });
+    comm_.allreduce(sums, 2, dist::ElemType::kF64, dist::ReduceOp::kSum, what.c_str());
+    *sq_err = sums[0];
+    *sq_ref = sums[1];
+  }
+
+  // Final norm, head and the next-token metrics of this rank's samples.
+  LogitSums run_head() {
+    LogitSums logit_sums;
+    dist::run_on_all_ranks(comm_, "eval: final norm, head and next-token metrics", [&] {
+      recorder_.set_globals(&g_source_, g_quant_);
+      for (int b = 0; b < local_.n_samples(); b += options_.batch) {
+        const int n_seqs = std::min(options_.batch, local_.n_samples() - b);
+        const int64_t first = int64_t{b} * set_.seq_len, n = int64_t{n_seqs} * set_.seq_len;
+        const std::vector<int64_t> ids(tokens_.begin() + first, tokens_.begin() + first + n);
+        std::vector<float> logits[2];
+        for (int which = 0; which < 2; ++which) {
+          const std::vector<float>& hidden = which == 0 ? hidden_source_ : hidden_quant_;
+          const model::GlobalWeights& g = which == 0 ? g_source_ : *g_quant_;
+          const std::vector<float> slice(hidden.begin() + first * token_floats(),
+                                         hidden.begin() + (first + n) * token_floats());
+          const auto head_start = std::chrono::steady_clock::now();
+          const std::vector<float> fh = model::final_hidden(config_, g, slice);
+          logits[which] = model::final_logits(config_, g, fh, observer(which));
+          t_head_ += seconds_since(head_start);
+        }
+        const auto metrics_start = std::chrono::steady_clock::now();
+        add_logit_metrics(logits[0], logits[1], config_.vocab_size, ids, set_.seq_len, logit_sums);
+        t_metrics_ += seconds_since(metrics_start);
+      }
+    });
+    return logit_sums;
+  }
+
+  void log_phase_times() const {
+    log_debug("eval: phase times (rank ", comm_.rank(), ", ", thread_count(),
+              " threads): model ends decoding ", t_decode_ends_, " s; layers: source decoding ",
+              t_decode_source_, " s, quantized decoding ", t_decode_quant_, " s, source forward ",
+              t_forward_[0], " s (incl. its expert decoding and the", " per-module error probe ",
+              recorder_.seconds(), " s), quantized forward ", t_forward_[1],
+              " s (incl. its expert decoding); head ", t_head_, " s (incl. probe); logit metrics ",
+              t_metrics_, " s");
+  }
+
+  const ModuleErrorRecorder& recorder() const { return recorder_; }
+
+ private:
+  int64_t token_floats() const { return config_.hc_mult * config_.hidden_size; }
+  // The source model's forward feeds the error probe, the quantized model's the quantizer.
+  model::LinearInputObserver* observer(int which) {
+    return which == 0 ? static_cast<model::LinearInputObserver*>(&recorder_) : &quantizer_;
+  }
+
+  const EvalOptions& options_;
+  dist::Communicator& comm_;
+  const model::ModelConfig& config_;
+  const CalibrationSet& set_;
+  const SampleRange local_;
+  const std::vector<int64_t>& tokens_;
+  const Nvfp4ExportModules& modules_;
+  // Phase times (log_debug), decoding counted through the loaders: the quantized model's
+  // includes what it reads from the source (every tensor that is not NVFP4).
+  double t_decode_source_ = 0, t_decode_quant_ = 0, t_decode_ends_ = 0, t_forward_[2] = {0, 0},
+         t_head_ = 0, t_metrics_ = 0;
+  const model::WeightLoader source_loader_, quant_loader_;
+  ModuleErrorRecorder recorder_;
+  ActivationQuantizer quantizer_;
+  model::GlobalWeights g_source_, g_quant_own_;
+  const model::GlobalWeights* g_quant_ = &g_source_;
+  std::vector<float> hidden_source_, hidden_quant_;
+};
+
+// Sums every rank's logit sums and module error sums into `report`: one reduction of 6 logit
+// sums, then 3 per module.
+void reduce_metrics(const LogitSums& logit_sums, const ModuleErrorRecorder& recorder,
+                    const Nvfp4ExportModules& modules, dist::Communicator& comm,
+                    EvalReport& report) {
+  std::vector<double> all = {logit_sums.n_positions, logit_sums.n_predicted,
+                             logit_sums.kl,          logit_sums.top1,
+                             logit_sums.nll_source,  logit_sums.nll_quantized};
+  for (const ModuleErrorSums& s : recorder.sums()) {
+    all.insert(all.end(), {s.sq_err, s.sq_ref, double(s.n_rows)});
+  }
+  comm.allreduce(all.data(), all.size(), dist::ElemType::kF64, dist::ReduceOp::kSum,
+                 "eval: metric sums");
+  report.n_positions = all[0];
+  report.n_predicted = all[1];
+  report.kl_sum = all[2];
+  report.top1_sum = all[3];
+  report.nll_source_sum = all[4];
+  report.nll_quantized_sum = all[5];
+  for (size_t i = 0; i < modules.names.size(); ++i) {
+    EvalModuleResult m;
+    m.name = modules.names[i];
+    m.sq_err = all[6 + 3 * i];
+    m.sq_ref = all[6 + 3 * i + 1];
+    m.n_rows = static_cast<int64_t>(all[6 + 3 * i + 2]);
+    report.modules.push_back(std::move(m));
+  }
+}
+
 }  // namespace
 
 EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
@@ -178,15 +363,9 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
                : "W4A16 (weights from the export, inputs unquantized: --weights-only)");
 
   const NativeTensorIndex tensors = index_native_tensors(classify_native_tensors(source));
-  // Phase times (log_debug), decoding counted through the loaders: the quantized model's
-  // includes what it reads from the source (every tensor that is not NVFP4).
-  double t_decode_source = 0, t_decode_quant = 0, t_forward[2] = {0, 0}, t_head = 0,
-         t_metrics = 0;
   const model::WeightLoader native_loader = make_native_weight_loader(source, tensors, tie);
-  const model::WeightLoader source_loader = timed_loader(native_loader, &t_decode_source);
   const model::WeightLoader export_loader =
       make_export_weight_loader(out, modules, native_loader, tie);
-  const model::WeightLoader quant_loader = timed_loader(export_loader, &t_decode_quant);
 
   EvalReport report;
   report.options = options;
@@ -198,73 +377,12 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
   report.layer_sq_err.assign(config.num_hidden_layers, 0.0);
   report.layer_sq_ref.assign(config.num_hidden_layers, 0.0);
 
-  // Model ends: the quantized model shares the source's unless one of them is an NVFP4 module.
-  model::GlobalWeights g_source, g_quant_own;
-  const model::GlobalWeights* g_quant = &g_source;
-  std::vector<float> hidden_source, hidden_quant;
-  ModuleErrorRecorder recorder(config, modules, options.quantize_activations);
-  ActivationQuantizer quantizer(modules, options.quantize_activations);
-  run_on_all_ranks(comm, "eval: loading the embedding, head and norms", [&] {
-    g_source = model::load_global_weights(config, source_loader);
-    bool ends_quantized = false;
-    for (const std::string& name : model::global_weight_names()) {
-      const std::string native = native_weight_name(name, tie);
-      if (native.size() > 7 && modules.contains(native.substr(0, native.size() - 7))) {
-        ends_quantized = true;
-      }
-    }
-    if (ends_quantized) {
-      g_quant_own = model::load_global_weights(config, quant_loader);
-      g_quant = &g_quant_own;
-    }
-    hidden_source = model::embed_tokens(config, g_source, tokens);
-    hidden_quant = model::embed_tokens(config, *g_quant, tokens);
-    g_source.embed = model::Tensor2D();  // 2 GB at V4 dimensions, not needed any more
-    g_quant_own.embed = model::Tensor2D();
-  });
-  log_debug("eval: model ends loaded in ", seconds_since(start), " s (decoding: source ",
-            t_decode_source, " s, quantized ", t_decode_quant, " s)");
-  const double t_decode_ends = t_decode_source + t_decode_quant;
-  t_decode_source = t_decode_quant = 0;
-
-  const int64_t token_floats = config.hc_mult * config.hidden_size;
+  EvalPass pass(options, comm, config, set, local, tokens, modules, native_loader, export_loader);
+  pass.load_ends(start);
   const auto layers_start = std::chrono::steady_clock::now();
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
-    double sums[2] = {0, 0};
-    const std::string what = "eval: layer " + std::to_string(layer);
-    run_on_all_ranks(comm, what.c_str(), [&] {
-      // Routed experts decoded on use, one at a time per model: a layer of V4-Flash holds 26 GB
-      // of FP32 experts per model; an expert no token reached is never decoded.
-      const model::LayerWeights ws =
-          model::load_layer_weights(config, layer, source_loader, /*lazy_experts=*/true);
-      const model::LayerWeights wq =
-          model::load_layer_weights(config, layer, quant_loader, /*lazy_experts=*/true);
-      recorder.set_layer(&ws, &wq);
-      for (int b = 0; b < local.n_samples(); b += options.batch) {
-        const int n_seqs = std::min(options.batch, local.n_samples() - b);
-        const int64_t first = int64_t{b} * set.seq_len, n = int64_t{n_seqs} * set.seq_len;
-        const std::vector<int64_t> ids(tokens.begin() + first, tokens.begin() + first + n);
-        for (int which = 0; which < 2; ++which) {
-          std::vector<float>& hidden = which == 0 ? hidden_source : hidden_quant;
-          std::vector<float> slice(hidden.begin() + first * token_floats,
-                                   hidden.begin() + (first + n) * token_floats);
-          const auto forward_start = std::chrono::steady_clock::now();
-          model::decoder_layer_forward(
-              config, layer, which == 0 ? ws : wq, ids, n_seqs, set.seq_len, slice,
-              which == 0 ? static_cast<model::LinearInputObserver*>(&recorder) : &quantizer);
-          t_forward[which] += seconds_since(forward_start);
-          std::copy(slice.begin(), slice.end(), hidden.begin() + first * token_floats);
-        }
-      }
-      recorder.set_layer(nullptr, nullptr);
-      log_debug("eval: layer ", layer, ": experts decoded: source ", ws.ffn.lazy->n_loads(),
-                ", quantized ", wq.ffn.lazy->n_loads(), " (of ", config.n_routed_experts, ")");
-      sums[0] = sum_sq_diff(hidden_quant, hidden_source, &sums[1]);
-    });
-    comm.allreduce(sums, 2, dist::ElemType::kF64, dist::ReduceOp::kSum, what.c_str());
-    report.layer_sq_err[layer] = sums[0];
-    report.layer_sq_ref[layer] = sums[1];
+    pass.run_layer(layer, &report.layer_sq_err[layer], &report.layer_sq_ref[layer]);
     // Layers cost about the same (same tokens, same shapes): ETA from the mean so far.
     const double eta =
         seconds_since(layers_start) / (layer + 1) * (config.num_hidden_layers - layer - 1);
@@ -273,63 +391,9 @@ EvalReport run_eval(const EvalOptions& options, dist::Communicator& comm) {
              seconds_since(layer_start), " s; ETA ", ProgressMeter::format_seconds(eta),
              " + head)");
   }
-
-  LogitSums logit_sums;
-  run_on_all_ranks(comm, "eval: final norm, head and next-token metrics", [&] {
-    recorder.set_globals(&g_source, g_quant);
-    for (int b = 0; b < local.n_samples(); b += options.batch) {
-      const int n_seqs = std::min(options.batch, local.n_samples() - b);
-      const int64_t first = int64_t{b} * set.seq_len, n = int64_t{n_seqs} * set.seq_len;
-      const std::vector<int64_t> ids(tokens.begin() + first, tokens.begin() + first + n);
-      std::vector<float> logits[2];
-      for (int which = 0; which < 2; ++which) {
-        const std::vector<float>& hidden = which == 0 ? hidden_source : hidden_quant;
-        const model::GlobalWeights& g = which == 0 ? g_source : *g_quant;
-        const std::vector<float> slice(hidden.begin() + first * token_floats,
-                                       hidden.begin() + (first + n) * token_floats);
-        const auto head_start = std::chrono::steady_clock::now();
-        const std::vector<float> fh = model::final_hidden(config, g, slice);
-        logits[which] = model::final_logits(
-            config, g, fh,
-            which == 0 ? static_cast<model::LinearInputObserver*>(&recorder) : &quantizer);
-        t_head += seconds_since(head_start);
-      }
-      const auto metrics_start = std::chrono::steady_clock::now();
-      add_logit_metrics(logits[0], logits[1], config.vocab_size, ids, set.seq_len, logit_sums);
-      t_metrics += seconds_since(metrics_start);
-    }
-  });
-  log_debug("eval: phase times (rank ", comm.rank(), ", ", thread_count(),
-            " threads): model ends decoding ", t_decode_ends, " s; layers: source decoding ",
-            t_decode_source, " s, quantized decoding ", t_decode_quant,
-            " s, source forward ", t_forward[0], " s (incl. its expert decoding and the",
-            " per-module error probe ", recorder.seconds(), " s), quantized forward ",
-            t_forward[1], " s (incl. its expert decoding); head ", t_head,
-            " s (incl. probe); logit metrics ", t_metrics, " s");
-
-  // One reduction for everything else: 6 logit sums, then 3 per module.
-  std::vector<double> all = {logit_sums.n_positions, logit_sums.n_predicted,
-                             logit_sums.kl,          logit_sums.top1,
-                             logit_sums.nll_source,  logit_sums.nll_quantized};
-  for (const ModuleErrorSums& s : recorder.sums()) {
-    all.insert(all.end(), {s.sq_err, s.sq_ref, double(s.n_rows)});
-  }
-  comm.allreduce(all.data(), all.size(), dist::ElemType::kF64, dist::ReduceOp::kSum,
-                 "eval: metric sums");
-  report.n_positions = all[0];
-  report.n_predicted = all[1];
-  report.kl_sum = all[2];
-  report.top1_sum = all[3];
-  report.nll_source_sum = all[4];
-  report.nll_quantized_sum = all[5];
-  for (size_t i = 0; i < modules.names.size(); ++i) {
-    EvalModuleResult m;
-    m.name = modules.names[i];
-    m.sq_err = all[6 + 3 * i];
-    m.sq_ref = all[6 + 3 * i + 1];
-    m.n_rows = static_cast<int64_t>(all[6 + 3 * i + 2]);
-    report.modules.push_back(std::move(m));
-  }
+  const LogitSums logit_sums = pass.run_head();
+  pass.log_phase_times();
+  reduce_metrics(logit_sums, pass.recorder(), modules, comm, report);
   report.seconds = seconds_since(start);
   return report;
 }

@@ -8,12 +8,13 @@
 #include "core/check.hpp"
 #include "core/parallel.hpp"
 #include "core/strings.hpp"
-#include "formats/tensor_spec.hpp"
-#include "model/forward_linear.hpp"
-#include "ops/matmul.hpp"
-#include "source/native_weight_loader.hpp"
 #include "eval/nvfp4_export_tensors.hpp"
 #include "eval/nvfp4_fake_quant.hpp"
+#include "formats/tensor_spec.hpp"
+#include "model/forward_linear.hpp"
+#include "model/tensor_table.hpp"
+#include "ops/matmul.hpp"
+#include "source/native_weight_loader.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -48,10 +49,8 @@ model::WeightLoader make_export_weight_loader(const formats::CheckpointDir& out,
   return [&out, &modules, source_loader = std::move(source_loader), tie_word_embeddings](
              const std::string& name, std::vector<int64_t> expected_shape) {
     const std::string native = native_weight_name(name, tie_word_embeddings);
-    const std::string kWeight = ".weight";
-    if (native.size() > kWeight.size() &&
-        native.compare(native.size() - kWeight.size(), kWeight.size(), kWeight) == 0) {
-      const std::string prefix = native.substr(0, native.size() - kWeight.size());
+    if (ends_with(native, model::kWeightSuffix) && native != model::kWeightSuffix) {
+      const std::string prefix = strip_suffix(native, model::kWeightSuffix);
       if (modules.contains(prefix)) {
         Nvfp4DecodedWeight d = decode_nvfp4_export_weight(out, prefix);
         const std::vector<int64_t> shape = {d.n_rows, d.n_cols};
@@ -158,8 +157,7 @@ void ModuleErrorRecorder::observe(const std::string& linear_name, const float* x
   }
   // attn.wo_a is grouped: row r (token r / groups, group r % groups) meets only its group's
   // o_lora_rank rows of the weight (forward_attention.cpp).
-  const bool grouped = linear_name.size() > 10 &&
-                       linear_name.compare(linear_name.size() - 10, 10, ".attn.wo_a") == 0;
+  const bool grouped = ends_with(linear_name, ".attn.wo_a") && linear_name != ".attn.wo_a";
   const int64_t groups = grouped ? config_.o_groups : 1;
   const int64_t n_out = ws->n_rows / groups;
   // y_src and y_q of a tile of rows (bounded memory for a wide module such as the head), each

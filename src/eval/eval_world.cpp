@@ -44,7 +44,7 @@ void run_eval_world(EvalOptions options, const dist::MpiEnv& mpi) {
   const EvalReport report = run_eval(options, comm);
   // On rank 0, as a collective step: a failed write stops every rank instead of leaving them
   // waiting.
-  run_on_root(comm, 0, "writing the report", [&] {
+  dist::run_on_root(comm, 0, "writing the report", [&] {
     nlohmann::json doc = read_quantization_report(options.report_path);
     doc["eval"] = eval_report_json(report);
     write_quantization_report(options.report_path, doc);

@@ -5,7 +5,9 @@
 
 #include "core/check.hpp"
 #include "core/dtype.hpp"
+#include "core/strings.hpp"
 #include "formats/tensor_spec.hpp"
+#include "model/tensor_table.hpp"
 #include "source/fast_decode.hpp"
 
 namespace qf::pipeline {
@@ -29,9 +31,8 @@ float read_f32_scalar(const formats::CheckpointDir& ckpt, const std::string& nam
 std::vector<std::string> nvfp4_export_prefixes(const formats::CheckpointDir& out) {
   std::vector<std::string> prefixes;
   for (const std::string& name : out.tensor_names()) {  // sorted
-    if (name.size() > kScale2.size() &&
-        name.compare(name.size() - kScale2.size(), kScale2.size(), kScale2) == 0) {
-      prefixes.push_back(name.substr(0, name.size() - kScale2.size()));
+    if (name.size() > kScale2.size() && ends_with(name, kScale2)) {
+      prefixes.push_back(strip_suffix(name, kScale2));
     }
   }
   return prefixes;
@@ -39,7 +40,7 @@ std::vector<std::string> nvfp4_export_prefixes(const formats::CheckpointDir& out
 
 Nvfp4DecodedWeight decode_nvfp4_export_weight(const formats::CheckpointDir& out,
                                               const std::string& prefix) {
-  const std::string wname = prefix + ".weight";
+  const std::string wname = prefix + model::kWeightSuffix;
   const formats::TensorInfo* w = &out.tensor(wname);
   const formats::TensorInfo* s = &out.tensor(prefix + ".weight_scale");
   const std::vector<uint8_t> packed = out.read_tensor(wname);

@@ -11,8 +11,8 @@
 #include <functional>
 #include <future>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <tuple>
 
 #include "core/check.hpp"
@@ -21,15 +21,17 @@
 #include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
+#include "dist/collective_step.hpp"
+#include "formats/async_writer.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store.hpp"
 #include "formats/shard_index.hpp"
-#include "model/forward_linear.hpp"
-#include "formats/async_writer.hpp"
-#include "dist/collective_step.hpp"
 #include "formats/staged_output.hpp"
+#include "model/forward_linear.hpp"
+#include "model/tensor_table.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -112,7 +114,7 @@ class QuantRecordReader {
 };
 
 // Copies [src, src + n_bytes) to `offset` of `fd` through the writer's buffers.
-void submit_bytes(AsyncWriter& writer, const formats::FileDescriptor& fd, uint64_t offset,
+void submit_bytes(formats::AsyncWriter& writer, const formats::FileDescriptor& fd, uint64_t offset,
                   const uint8_t* src, uint64_t n_bytes) {
   for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
     const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
@@ -144,7 +146,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   ProgressMeter progress(progress_label, total, "B");
   QuantRecordReader records(work_dir, std::move(record_order));
   ExportReport report;
-  AsyncWriter writer(kWriteBuffers);
+  formats::AsyncWriter writer(kWriteBuffers);
   for (const auto& job : jobs) {
     const auto& out = *job.out;
     const auto& fd = files.at(job.shard);
@@ -181,7 +183,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
 // The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out) {
   if (plan.tensor_index.count(out.source_name)) return out.source_name;
-  return out.source_name.substr(0, out.source_name.size() - 6) + ".weight";
+  return strip_suffix(out.source_name, model::kScaleSuffix) + model::kWeightSuffix;
 }
 
 std::vector<Job> jobs_where(const QuantizePlan& plan, const std::function<bool(const Job&)>& keep) {
@@ -216,14 +218,14 @@ formats::ShardIndex output_index(const QuantizePlan& plan) {
   return index;
 }
 
-// quantforge_checksums.json: {shard file: XXH64 hex} (verified by `validate`).
+// formats::kChecksumsFileName: {shard file: XXH64 hex} (verified by `validate`).
 void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& digests,
                      const std::string& dir) {
   nlohmann::json sums = nlohmann::json::object();
   for (size_t s = 0; s < plan.shards.size(); ++s) {
     sums[plan.shards[s].file] = formats::checksum_hex(digests[s]);
   }
-  formats::write_file_atomic(dir + "/quantforge_checksums.json", sums.dump(2) + "\n");
+  formats::write_file_atomic(dir + "/" + formats::kChecksumsFileName, sums.dump(2) + "\n");
 }
 
 void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
@@ -233,7 +235,7 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
   output_index(plan).write(staging + "/" + formats::kShardIndexFileName);
   for (const auto& file : plan.other_files) {
     if (file == "config.json" || file == "hf_quant_config.json" ||
-        file == "quantforge_checksums.json") {
+        file == formats::kChecksumsFileName) {
       continue;
     }
     formats::copy_file_into(source.dir() + "/" + file, staging, file);
@@ -257,14 +259,14 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
   std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
-  run_on_root(comm, 0, "preparing the output directory", [&] {
+  dist::run_on_root(comm, 0, "preparing the output directory", [&] {
     staged.emplace(formats::StagedOutput::claim(options.out_dir));
     stage_files(plan, *staged);
   });
   ExportReport report;
   double write_seconds = 0, fsync_seconds = 0;  // this rank's, for the breakdown line
   try {
-    run_on_all_ranks(comm, "writing output tensors", [&] {
+    dist::run_on_all_ranks(comm, "writing output tensors", [&] {
       const auto write_start = std::chrono::steady_clock::now();
       auto jobs = jobs_where(plan, [&](const Job& job) { return job.owner == comm.rank(); });
       std::map<size_t, formats::FileDescriptor> files;
@@ -288,7 +290,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
     // rank 0 gathers them.
     std::vector<uint64_t> digests(plan.shards.size(), 0);
     const auto checksum_start = std::chrono::steady_clock::now();
-    run_on_all_ranks(comm, "checksumming output shards", [&] {
+    dist::run_on_all_ranks(comm, "checksumming output shards", [&] {
       const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
       std::vector<size_t> mine;
       for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
@@ -311,7 +313,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
                     write_seconds, fsync_seconds, seconds_since(checksum_start));
       log_info(line);
     }
-    run_on_root(comm, 0, "writing index and configs", [&] {
+    dist::run_on_root(comm, 0, "writing index and configs", [&] {
       write_checksums(plan, digests, staged->staging_dir());
       finish(plan, source, options, *staged);
     });
@@ -332,7 +334,7 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
   }
   QF_CHECK(shard < plan.shards.size(), "--shard: no output shard named", shard_file);
   ExportReport report;
-  run_on_root(comm, 0, "rebuilding one shard", [&] {
+  dist::run_on_root(comm, 0, "rebuilding one shard", [&] {
     const std::string final_path = options.out_dir + "/" + shard_file;
     QF_CHECK(formats::ShardIndex::read(options.out_dir + "/" + formats::kShardIndexFileName)
                      .weight_map.size() == output_index(plan).weight_map.size(),
@@ -350,7 +352,7 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
       const uint64_t digest = formats::checksum_file(temp).digest;
       formats::rename_file(temp, final_path);
       formats::fsync_parent_dir(final_path);
-      const std::string sums_path = options.out_dir + "/quantforge_checksums.json";
+      const std::string sums_path = options.out_dir + "/" + formats::kChecksumsFileName;
       auto sums = formats::read_json_file(sums_path);
       sums[shard_file] = formats::checksum_hex(digest);
       formats::write_file_atomic(sums_path, sums.dump(2) + "\n");

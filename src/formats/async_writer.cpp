@@ -5,21 +5,20 @@
 
 #include "core/log.hpp"
 
-namespace qf::pipeline {
+namespace qf::formats {
 namespace {
 
 // Callers fsync at the end: have the disk write each chunk now rather than all at once then
 // (dirty pages may otherwise wait for that fsync, leaving the disk idle meanwhile). The range is
 // rounded down to pages: a page the next chunk completes is left to that chunk's call, so that
 // chunks written in file order never send a page to the disk twice.
-void start_writeback_of_full_pages(const formats::FileDescriptor& fd, uint64_t offset,
-                                   uint64_t n_bytes) {
+void start_writeback_of_full_pages(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {
   static const uint64_t page = [] {
     const long n = ::sysconf(_SC_PAGESIZE);
     return n > 0 ? uint64_t(n) : uint64_t{4096};
   }();
   const uint64_t begin = offset / page * page, end = (offset + n_bytes) / page * page;
-  if (end > begin) formats::start_writeback(fd, begin, end - begin);
+  if (end > begin) start_writeback(fd, begin, end - begin);
 }
 
 }  // namespace
@@ -57,8 +56,8 @@ std::vector<uint8_t> AsyncWriter::acquire() {
   return buffer;
 }
 
-void AsyncWriter::submit(const formats::FileDescriptor& fd, uint64_t offset,
-                         std::vector<uint8_t>&& buffer, uint64_t n_bytes) {
+void AsyncWriter::submit(const FileDescriptor& fd, uint64_t offset, std::vector<uint8_t>&& buffer,
+                         uint64_t n_bytes) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     jobs_.push_back(Job{&fd, offset, std::move(buffer), n_bytes});
@@ -83,7 +82,7 @@ void AsyncWriter::run() {
     lock.unlock();
     std::exception_ptr failure;
     try {
-      formats::pwrite_full(*job.fd, job.buffer.data(), job.n_bytes, job.offset);
+      pwrite_full(*job.fd, job.buffer.data(), job.n_bytes, job.offset);
       start_writeback_of_full_pages(*job.fd, job.offset, job.n_bytes);
     } catch (...) {
       failure = std::current_exception();
@@ -97,4 +96,4 @@ void AsyncWriter::run() {
   }
 }
 
-}  // namespace qf::pipeline
+}  // namespace qf::formats

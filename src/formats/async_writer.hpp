@@ -13,7 +13,7 @@
 
 #include "formats/posix_file.hpp"
 
-namespace qf::pipeline {
+namespace qf::formats {
 
 class AsyncWriter {
  public:
@@ -25,7 +25,7 @@ class AsyncWriter {
   // A free buffer (blocks while all are in flight); rethrows a failed write.
   std::vector<uint8_t> acquire();
   // Queues buffer[0, n_bytes) for pwrite at `offset` of `fd`; the buffer comes back to the pool.
-  void submit(const formats::FileDescriptor& fd, uint64_t offset, std::vector<uint8_t>&& buffer,
+  void submit(const FileDescriptor& fd, uint64_t offset, std::vector<uint8_t>&& buffer,
               uint64_t n_bytes);
   // Waits for every queued write; rethrows the first failure.
   void drain();
@@ -33,7 +33,7 @@ class AsyncWriter {
 
  private:
   struct Job {
-    const formats::FileDescriptor* fd;
+    const FileDescriptor* fd;
     uint64_t offset;
     std::vector<uint8_t> buffer;
     uint64_t n_bytes;
@@ -52,4 +52,4 @@ class AsyncWriter {
   std::thread worker_;
 };
 
-}  // namespace qf::pipeline
+}  // namespace qf::formats

@@ -8,16 +8,12 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 
 namespace qf::formats {
 namespace fs = std::filesystem;
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 bool is_file_or_link_to_file(const fs::path& path) {
   std::error_code error;

@@ -30,6 +30,10 @@ class Checksum64 {
   size_t n_pending_;
 };
 
+// The integrity manifest an export writes into its output directory and `validate` checks:
+// {"<file relative to the directory>": checksum_hex(XXH64 of the file)} (EXPORT_FORMAT.md).
+inline constexpr const char* kChecksumsFileName = "quantforge_checksums.json";
+
 // One-shot convenience over Checksum64.
 uint64_t checksum64(const void* data, size_t n_bytes);
 

@@ -127,6 +127,17 @@ StoreManifest read_manifest(const std::string& dir, int rank) {
   return manifest;
 }
 
+// Whether the manifest now on disk lists `file`; false when it cannot be read.
+bool manifest_on_disk_lists(const std::string& dir, int rank, const std::string& file) noexcept {
+  try {
+    const StoreManifest manifest = read_manifest(dir, rank);
+    return std::any_of(manifest.files.begin(), manifest.files.end(),
+                       [&](const StoreFileEntry& e) { return e.file == file; });
+  } catch (...) {
+    return false;
+  }
+}
+
 void make_directories(const std::string& dir) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
@@ -257,8 +268,10 @@ void RankStore::commit_layer(const LayerRecord& record, const std::string& stage
   try {
     write_manifest();
   } catch (...) {
-    // The file stays: if the manifest did reach the disk it lists the file; if not, the next
-    // resume removes it as unlisted.
+    // A manifest that did not reach the disk (ENOSPC, EIO before its rename) leaves the old one,
+    // which does not list the file: remove it so nothing unlisted stays behind. If the new
+    // manifest did land (a failure after its rename), the file is committed and stays.
+    if (!manifest_on_disk_lists(dir_, rank(), name)) remove_file_noexcept(final_path);
     manifest_.files.erase(std::find_if(
         manifest_.files.begin(), manifest_.files.end(),
         [&](const StoreFileEntry& e) { return e.stage == stage && e.layer == record.layer; }));

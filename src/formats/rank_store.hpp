@@ -68,7 +68,7 @@ constexpr const char* kStageQuant = "quant";
 enum class StoreVerify { kSizes, kChecksums };
 
 // Not thread-safe (HDF5 is built without thread safety): use a store from one thread at a time
-// (pipeline::StoreCommitter commits on a background thread and serializes every call with it).
+// (StoreCommitter commits on a background thread and serializes every call with it).
 class RankStore {
  public:
   // The writer's entry point: creates WORK/rank-R (and WORK), or resumes the store there.

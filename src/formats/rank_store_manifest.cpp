@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 
@@ -139,8 +140,8 @@ std::string layer_file_name(int layer, const std::string& stage) {
 bool parse_layer_file_name(const std::string& name, int* layer, std::string* stage) {
   const std::string prefix = "layer-";
   const std::string suffix = ".h5";
-  if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
-      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+  if (name.size() <= prefix.size() + suffix.size() || !starts_with(name, prefix) ||
+      !ends_with(name, suffix)) {
     return false;
   }
   const std::string middle =

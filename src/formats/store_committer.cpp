@@ -7,13 +7,13 @@
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 
-namespace qf::pipeline {
+namespace qf::formats {
 namespace {
 
 constexpr size_t kMaxWaiting = 1;  // records queued behind the one being written
 
 // The worker's failure, as the caller will see it: which layer, then the store's own message.
-std::exception_ptr commit_error(const std::string& dir, const formats::LayerRecord& record,
+std::exception_ptr commit_error(const std::string& dir, const LayerRecord& record,
                                 const std::string& stage) {
   const std::string prefix = str_cat(dir, ": committing layer ", record.layer, " (stage ", stage,
                                      ") in the background failed: ");
@@ -30,14 +30,14 @@ std::exception_ptr commit_error(const std::string& dir, const formats::LayerReco
 
 }  // namespace
 
-StoreCommitter::StoreCommitter(formats::RankStore& store, CommitFn commit)
+StoreCommitter::StoreCommitter(RankStore& store, CommitFn commit)
     : store_(store), dir_(store.dir()), commit_(std::move(commit)) {
   if (!commit_) {
-    commit_ = [this](const formats::LayerRecord& record, const std::string& stage) {
+    commit_ = [this](const LayerRecord& record, const std::string& stage) {
       store_.commit_layer(record, stage);
     };
   }
-  for (const formats::StoreFileEntry& entry : store.files()) {
+  for (const StoreFileEntry& entry : store.files()) {
     known_.insert({entry.stage, entry.layer});
   }
   worker_ = std::thread([this] { run(); });
@@ -72,7 +72,7 @@ bool StoreCommitter::pending_locked(const Key& key) const {
   return false;
 }
 
-void StoreCommitter::submit(formats::LayerRecord record, const std::string& stage) {
+void StoreCommitter::submit(LayerRecord record, const std::string& stage) {
   const Key key{stage, record.layer};
   std::unique_lock<std::mutex> lock(mutex_);
   rethrow_locked();
@@ -101,13 +101,13 @@ bool StoreCommitter::has_layer(int layer, const std::string& stage) const {
   return known_.count({stage, layer}) != 0;
 }
 
-formats::LayerRecord StoreCommitter::read_layer(int layer, const std::string& stage) {
+LayerRecord StoreCommitter::read_layer(int layer, const std::string& stage) {
   const auto start = std::chrono::steady_clock::now();
   {
     std::unique_lock<std::mutex> lock(mutex_);
     changed_.wait(lock, [&] { return !pending_locked({stage, layer}); });
   }
-  formats::LayerRecord record;
+  LayerRecord record;
   double waited = 0;
   {
     std::lock_guard<std::mutex> store_lock(store_mutex_);  // waits for a commit in flight
@@ -143,7 +143,7 @@ void StoreCommitter::run() {
       std::lock_guard<std::mutex> store_lock(store_mutex_);
       try {
         commit_(job.record, job.stage);
-        for (const formats::StoreFileEntry& entry : store_.files()) {
+        for (const StoreFileEntry& entry : store_.files()) {
           if (entry.stage == job.stage && entry.layer == job.record.layer) n_bytes = entry.n_bytes;
         }
       } catch (...) {
@@ -176,4 +176,4 @@ void StoreCommitter::run() {
   }
 }
 
-}  // namespace qf::pipeline
+}  // namespace qf::formats

@@ -17,7 +17,7 @@
 #include "formats/layer_record.hpp"
 #include "formats/rank_store.hpp"
 
-namespace qf::pipeline {
+namespace qf::formats {
 
 // While a committer exists, use the store only through it: HDF5 is built without thread safety,
 // so the worker (commit_layer) and the caller (read_layer) take turns on one mutex.
@@ -35,10 +35,9 @@ class StoreCommitter {
 
   // What the worker runs for a record: store.commit_layer, unless tests pass a stand-in (called
   // on the worker thread, holding the store lock).
-  using CommitFn =
-      std::function<void(const formats::LayerRecord& record, const std::string& stage)>;
+  using CommitFn = std::function<void(const LayerRecord& record, const std::string& stage)>;
 
-  explicit StoreCommitter(formats::RankStore& store, CommitFn commit = nullptr);
+  explicit StoreCommitter(RankStore& store, CommitFn commit = nullptr);
   ~StoreCommitter();  // drains; logs (never throws) an error no caller has seen
   StoreCommitter(const StoreCommitter&) = delete;
   StoreCommitter& operator=(const StoreCommitter&) = delete;
@@ -46,27 +45,27 @@ class StoreCommitter {
   // Queues `record` for commit_layer(record, stage). Blocks while a record is already waiting
   // (one waits while one is written: at most two records held here). Rethrows an earlier failed
   // commit; refuses a (layer, stage) already committed or queued.
-  void submit(formats::LayerRecord record, const std::string& stage);
+  void submit(LayerRecord record, const std::string& stage);
   // Waits until every queued record is committed; rethrows the first failure not yet rethrown.
   void drain();
   // Committed, or queued for commit (does not wait, reads no file).
   bool has_layer(int layer, const std::string& stage) const;
   // The store's read_layer, after that layer's queued commit (if any) finished.
-  formats::LayerRecord read_layer(int layer, const std::string& stage);
+  LayerRecord read_layer(int layer, const std::string& stage);
   Stats stats() const;
   const std::string& dir() const { return dir_; }
 
  private:
   using Key = std::pair<std::string, int>;  // (stage, layer)
   struct Job {
-    formats::LayerRecord record;
+    LayerRecord record;
     std::string stage;
   };
   void run();
   void rethrow_locked();
   bool pending_locked(const Key& key) const;
 
-  formats::RankStore& store_;
+  RankStore& store_;
   const std::string dir_;
   CommitFn commit_;
   std::mutex store_mutex_;  // held around every call into store_ (HDF5) after construction
@@ -83,4 +82,4 @@ class StoreCommitter {
   std::thread worker_;
 };
 
-}  // namespace qf::pipeline
+}  // namespace qf::formats

@@ -2,13 +2,9 @@
 #include "gpu/block_dequantizer.hpp"
 
 #include <algorithm>
-#include <exception>
-#include <functional>
-#include <thread>
-#include <vector>
 
 #include "core/check.hpp"
-#include "core/cpu_affinity.hpp"
+#include "core/parallel.hpp"
 #include "kernels/dequant.cuh"
 
 namespace qf::gpu {
@@ -20,29 +16,9 @@ std::unique_ptr<BlockDequantizer> make_cuda_block_dequantizer(uint64_t max_sourc
 
 namespace {
 
-// Runs work(begin, end) over [0, n_units) split across the machine's cores; the reference
-// loops stay single-threaded and each thread converts whole units (tile rows or rows), so the
-// bytes are the same for any thread count.
-void parallel_units(int64_t n_units, const std::function<void(int64_t, int64_t)>& work) {
-  const int64_t n_threads =
-      std::min<int64_t>(n_units, std::min(16, allowed_cpu_count()));
-  if (n_threads <= 1) return work(0, n_units);
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n_threads));
-  for (int64_t t = 0; t < n_threads; ++t) {
-    threads.emplace_back([&, t] {
-      try {
-        work(n_units * t / n_threads, n_units * (t + 1) / n_threads);
-      } catch (...) {
-        errors[size_t(t)] = std::current_exception();
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  for (const auto& error : errors) {
-    if (error) std::rethrow_exception(error);
-  }
-}
+// The reference loops stay single-threaded; parallel_for gives each thread whole units (tile
+// rows or rows), so the bytes are the same for any thread count. At most 16 threads.
+constexpr int64_t kMaxDequantThreads = 16;
 
 class CpuBlockDequantizer final : public BlockDequantizer {
  public:
@@ -51,21 +27,27 @@ class CpuBlockDequantizer final : public BlockDequantizer {
     const int64_t tile = numerics::kFp8TileRows;
     const int64_t scale_row_bytes =
         kernels::fp8_block_scale_cols(n_cols) * int64_t(dtype_n_bytes(scale_dtype, 1));
-    parallel_units(kernels::fp8_block_scale_rows(n_rows), [&](int64_t begin, int64_t end) {
-      const int64_t row = begin * tile;
-      const int64_t rows = std::min(end * tile, n_rows) - row;
-      kernels::fp8_block_dequant_ref({codes + row * n_cols,
-                                      static_cast<const uint8_t*>(scales) + begin * scale_row_bytes,
-                                      scale_dtype, rows, n_cols, out + row * n_cols});
-    });
+    parallel_for(
+        kernels::fp8_block_scale_rows(n_rows),
+        [&](int64_t begin, int64_t end) {
+          const int64_t row = begin * tile;
+          const int64_t rows = std::min(end * tile, n_rows) - row;
+          kernels::fp8_block_dequant_ref(
+              {codes + row * n_cols, static_cast<const uint8_t*>(scales) + begin * scale_row_bytes,
+               scale_dtype, rows, n_cols, out + row * n_cols});
+        },
+        kMaxDequantThreads);
   }
   void fp4_block(const uint8_t* packed, const uint8_t* scales, int64_t n_rows, int64_t n_cols,
                  uint16_t* out) override {
-    parallel_units(n_rows, [&](int64_t begin, int64_t end) {
-      kernels::fp4_block_dequant_ref({packed + begin * n_cols / 2,
-                                      scales + begin * n_cols / numerics::kFp4GroupCols,
-                                      end - begin, n_cols, out + begin * n_cols});
-    });
+    parallel_for(
+        n_rows,
+        [&](int64_t begin, int64_t end) {
+          kernels::fp4_block_dequant_ref({packed + begin * n_cols / 2,
+                                          scales + begin * n_cols / numerics::kFp4GroupCols,
+                                          end - begin, n_cols, out + begin * n_cols});
+        },
+        kMaxDequantThreads);
   }
 };
 

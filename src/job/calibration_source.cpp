@@ -36,7 +36,7 @@ class AmaxFileSource final : public CalibrationSource {
       : plan_(plan), amax_(read_amax_file(path)) {
     log_info("calibration: input amax imported from ", path, " (", amax_.size(), " modules)");
   }
-  void run(StoreCommitter& store) override {
+  void run(formats::StoreCommitter& store) override {
     QF_NVTX_RANGE("calibrate (amax file)");
     for (int layer = 0; layer < plan_.config.num_hidden_layers; ++layer) {
       if (store.has_layer(layer, formats::kStageCalib)) continue;
@@ -53,7 +53,8 @@ class AmaxFileSource final : public CalibrationSource {
 class ForwardSource final : public CalibrationSource {
  public:
   ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                const QuantizeOptions& options, dist::Communicator& comm, StoreCommitter& store)
+                const QuantizeOptions& options, dist::Communicator& comm,
+                formats::StoreCommitter& store)
       : comm_(comm),
         calibrator_(
             plan.config, source, comm, plan.ownership, load_set(plan, options),
@@ -74,7 +75,7 @@ class ForwardSource final : public CalibrationSource {
       store.submit(std::move(record), formats::kStageQuant);
     });
   }
-  void run(StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
+  void run(formats::StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
   CalibrationCost cost() const override {
     const EngineTimes t = calibrator_.engine_times();
     return {calibrator_.exchange_stats().n_bytes_read, t.n_tokens, t.compute_seconds,
@@ -104,7 +105,7 @@ std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& p
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
-                                                           StoreCommitter& store) {
+                                                           formats::StoreCommitter& store) {
   if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
   return std::make_unique<ForwardSource>(plan, source, options, comm, store);
 }

@@ -30,13 +30,13 @@ class CalibrationSource {
   virtual CalibrationCost cost() const { return {}; }
   // Submits the calib record of every regular layer that the store does not have yet, in layer
   // order (the caller drains). Collective: every rank commits identical records to its own store.
-  virtual void run(StoreCommitter& store) = 0;
+  virtual void run(formats::StoreCommitter& store) = 0;
 };
 
 std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
                                                            dist::Communicator& comm,
-                                                           StoreCommitter& store);
+                                                           formats::StoreCommitter& store);
 
 }  // namespace qf::pipeline

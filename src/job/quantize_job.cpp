@@ -94,7 +94,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
                           dist::Communicator& comm) {
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
-  StoreCommitter store(rank_store);
+  formats::StoreCommitter store(rank_store);
   auto phase_start = std::chrono::steady_clock::now();
   auto calibration = make_calibration_source(plan, source, options, comm, store);
   calibration->run(store);  // queues calib records of every layer not yet committed
@@ -134,7 +134,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   store.drain();  // the last layers' commits (the CUDA calibration commits every quant record)
   progress.finish();
   report.quant_seconds = seconds_since(phase_start);
-  const StoreCommitter::Stats commits = store.stats();
+  const formats::StoreCommitter::Stats commits = store.stats();
   report.store_commit_seconds = commits.write_seconds;
   report.store_commit_wait_seconds = commits.wait_seconds;
   report.store_bytes_written = commits.n_bytes;
@@ -155,7 +155,7 @@ void write_report(const QuantizeOptions& options, QuantizeReport& report, const 
   totals.n_blocks_lossless = counts[1];
   totals.n_blocks_fallback = counts[2];
   totals.bytes_written = counts[3];
-  run_on_root(comm, 0, "writing the quantization report", [&] {
+  dist::run_on_root(comm, 0, "writing the quantization report", [&] {
     const std::string path = quantization_report_path(options.out_dir);
     const nlohmann::json previous = read_quantization_report(path);
     nlohmann::json doc = {{"format", kQuantizationReportFormat}};
@@ -180,7 +180,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
            act_scale_name(options.act_scale),
            "needs activation histograms, which an --amax-file does not have");
-  run_on_all_ranks(comm, "reading and planning the source", [&] {
+  dist::run_on_all_ranks(comm, "reading and planning the source", [&] {
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
     prov = provenance(options, *source);
@@ -194,7 +194,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   QuantizeReport report;
   int store_world_size = comm.world_size();
   std::map<int, formats::LayerRecord> calib;
-  run_on_all_ranks(comm, "opening the work store", [&] {
+  dist::run_on_all_ranks(comm, "opening the work store", [&] {
     const bool exists = std::filesystem::exists(
         formats::RankStore::rank_dir(options.work_dir, comm.rank()) + "/manifest.json");
     if (options.export_only) {
@@ -236,12 +236,12 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   });
   if (!options.export_only) {
     // Every rank's layers must be committed before anyone exports.
-    run_on_all_ranks(comm, "checking that every rank finished", [] {});
+    dist::run_on_all_ranks(comm, "checking that every rank finished", [] {});
   }
 
   InputScales scales;
-  run_on_all_ranks(comm, "computing input scales",
-                   [&] { scales = compute_input_scales(plan, calib, options.act_scale); });
+  dist::run_on_all_ranks(comm, "computing input scales",
+                         [&] { scales = compute_input_scales(plan, calib, options.act_scale); });
   report.n_fallback_experts = scales.fallback_modules.size();
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);

@@ -56,10 +56,10 @@ class TableBuilder {
     }
     w.role = TensorRole::kFp8Weight;
     w.spec.dtype = DType::kF8E4M3;
-    w.scale_name = base + ".scale";
+    w.scale_name = base + kScaleSuffix;
     push(std::move(w), expert);
     ModelTensor s;
-    s.spec = TensorSpec{base + ".scale",
+    s.spec = TensorSpec{base + kScaleSuffix,
                         config_.experts_fp4() ? DType::kF8E8M0 : DType::kF32,
                         {ceil_div(out, kFp8Tile), ceil_div(in, kFp8Tile)}};
     s.role = s.native_role = TensorRole::kFp8Scale;
@@ -82,10 +82,10 @@ class TableBuilder {
     w.role = TensorRole::kFp4Weight;
     w.spec.dtype = DType::kI8;
     w.spec.shape = {out, in / 2};
-    w.scale_name = base + ".scale";
+    w.scale_name = base + kScaleSuffix;
     push(std::move(w), expert);
     ModelTensor s;
-    s.spec = TensorSpec{base + ".scale", DType::kF8E8M0, {out, in / kFp4Block}};
+    s.spec = TensorSpec{base + kScaleSuffix, DType::kF8E8M0, {out, in / kFp4Block}};
     s.role = s.native_role = TensorRole::kFp4Scale;
     push(std::move(s), expert);
   }
@@ -93,7 +93,7 @@ class TableBuilder {
  private:
   ModelTensor linear_weight(const std::string& base, int64_t out, int64_t in) const {
     ModelTensor w;
-    w.spec = TensorSpec{base + ".weight", DType::kBF16, {out, in}};
+    w.spec = TensorSpec{base + kWeightSuffix, DType::kBF16, {out, in}};
     w.n_rows = out;
     w.n_cols = in;
     return w;

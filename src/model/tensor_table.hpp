@@ -43,6 +43,12 @@ struct ModelTensor {
   int64_t n_cols = 0;
 };
 
+// Name suffixes of the native format: a linear `<p>` is stored as `<p>.weight` and, when FP8 or
+// FP4, its block scales as `<p>.scale` (FORMATS.md §4). strip_suffix (core/strings.hpp) turns
+// one into the other: `strip_suffix(name, kScaleSuffix) + kWeightSuffix`.
+inline constexpr const char* kWeightSuffix = ".weight";
+inline constexpr const char* kScaleSuffix = ".scale";
+
 // FP8 tile and FP4 block sizes of the native format (FORMATS.md §4; model.py block_size = 128,
 // fp4_block_size = 32).
 constexpr int64_t kFp8Tile = 128;

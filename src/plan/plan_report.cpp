@@ -50,44 +50,33 @@ bool is_low_precision_weight(model::TensorRole role) {
   return role == model::TensorRole::kFp8Weight || role == model::TensorRole::kFp4Weight;
 }
 
-}  // namespace
+// What one source tensor becomes under the recipe.
+struct TensorOutput {
+  uint64_t n_bytes = 0, n_tensors = 0;
+  bool nvfp4 = false;
+};
 
-PlanReport build_plan_report(const model::ModelConfig& config,
-                             const std::vector<model::ModelTensor>& tensors,
-                             const PlanReportOptions& options, const std::string& source) {
-  PlanReport report;
-  report.options = options;
-  PlanReportOptions& opt = report.options;
-  QF_CHECK(opt.world_size >= 1, "plan: --ranks must be >= 1, got", opt.world_size);
-  if (opt.ranks_per_node <= 0) opt.ranks_per_node = std::min(opt.world_size, 8);
-  if (opt.write_gbps <= 0.0) opt.write_gbps = opt.read_gbps;
-  QF_CHECK(opt.read_gbps > 0.0, "plan: disk bandwidth must be positive, got", opt.read_gbps);
-  QF_CHECK(opt.samples >= 1 && opt.seq_len >= 1, "plan: --samples and --seq-len must be >= 1");
-  report.source = source;
-  const int n_ranks = opt.world_size;
-
-  // Per tensor: output bytes and output tensor count under the recipe. The `.scale` of an
-  // NVFP4 target is replaced by the target's weight_scale (counted with the target).
+// Per tensor: output bytes and output tensor count under the recipe, and the ownership plan's
+// items; counts the totals into `report`. The `.scale` of an NVFP4 target is replaced by the
+// target's weight_scale (counted with the target).
+std::map<std::string, TensorOutput> tensor_outputs(const std::vector<model::ModelTensor>& tensors,
+                                                   Recipe recipe, PlanReport& report,
+                                                   std::vector<dist::PlanItem>& items) {
   std::map<std::string, const model::ModelTensor*> by_name;
   for (const auto& t : tensors) {
     QF_CHECK(by_name.emplace(t.spec.name, &t).second, "plan: tensor", t.spec.name, "twice");
   }
   std::map<std::string, bool> dropped_scale;
   for (const auto& t : tensors) {
-    if (is_nvfp4_target(t, opt.recipe) && !t.scale_name.empty()) {
+    if (is_nvfp4_target(t, recipe) && !t.scale_name.empty()) {
       dropped_scale[t.scale_name] = true;
     }
   }
-  struct Out {
-    uint64_t n_bytes = 0, n_tensors = 0;
-    bool nvfp4 = false;
-  };
-  std::map<std::string, Out> out_of;
-  std::vector<dist::PlanItem> items;
+  std::map<std::string, TensorOutput> out_of;
   items.reserve(tensors.size());
   for (const auto& t : tensors) {
-    Out out;
-    if (is_nvfp4_target(t, opt.recipe)) {
+    TensorOutput out;
+    if (is_nvfp4_target(t, recipe)) {
       out = {nvfp4_n_bytes(t.n_rows, t.n_cols), 4, true};  // weight, _scale, _scale_2, input
     } else if (!dropped_scale.count(t.spec.name)) {
       out = {t.spec.n_bytes(), 1, false};
@@ -100,19 +89,13 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     report.out_bytes += out.n_bytes;
     report.n_nvfp4 += out.nvfp4 ? 1 : 0;
   }
-  report.src_params = model::total_params(tensors);
-  std::vector<model::ModelTensor> mtp;
-  for (const auto& t : tensors) {
-    if (t.is_mtp) mtp.push_back(t);
-  }
-  report.src_params_mtp = model::total_params(mtp);
+  return out_of;
+}
 
-  const dist::OwnershipPlan plan = dist::build_ownership_plan(items, n_ranks);
-  report.balance = plan.balance();
-  report.fingerprint = plan.fingerprint();
-
-  // ---- memory: W (largest layer), D (largest dequantized group), A, S, amax ---------------
-  MemoryModel& mem = report.memory;
+// The calibration working set: W (largest layer), D (largest dequantized group), A, S, amax.
+void fill_memory_model(const model::ModelConfig& config,
+                       const std::vector<model::ModelTensor>& tensors, const PlanReportOptions& opt,
+                       uint64_t n_nvfp4, MemoryModel& mem) {
   std::map<int, uint64_t> layer_bytes;
   std::map<std::string, uint64_t> dequant_of_group;
   for (const auto& t : tensors) {
@@ -139,16 +122,21 @@ PlanReport build_plan_report(const model::ModelConfig& config,
   const uint64_t top_k = static_cast<uint64_t>(config.num_experts_per_tok);
   const uint64_t q_dim =
       static_cast<uint64_t>(config.num_attention_heads) * static_cast<uint64_t>(config.head_dim);
-  mem.tokens_per_rank = static_cast<uint64_t>(ceil_div(opt.samples, n_ranks)) * seq;
+  mem.tokens_per_rank = static_cast<uint64_t>(ceil_div(opt.samples, opt.world_size)) * seq;
   mem.activation_bytes = 2 * mem.tokens_per_rank * hidden * config.hc_mult * 2;
   mem.sequence_bytes =
       seq * (q_dim + config.head_dim + top_k * (hidden + 2 * config.moe_intermediate_size)) * 2 +
       seq * top_k * 8;
-  mem.amax_bytes = report.n_nvfp4 * 2 * sizeof(float);
+  mem.amax_bytes = n_nvfp4 * 2 * sizeof(float);
   mem.gpu_bytes = mem.layer_weights_bytes + mem.dequant_bytes + mem.activation_bytes +
                   mem.sequence_bytes + mem.amax_bytes;
+}
 
-  // ---- per rank: ownership, I/O, host staging, time -------------------------------------
+// Per rank: ownership, I/O, host staging, time; the slowest rank sets the job's I/O time.
+void fill_rank_reports(const dist::OwnershipPlan& plan,
+                       const std::map<std::string, TensorOutput>& out_of, PlanReport& report) {
+  const PlanReportOptions& opt = report.options;
+  const int n_ranks = opt.world_size;
   const double read_bps = opt.read_gbps * 1e9 / opt.ranks_per_node;
   const double write_bps = opt.write_gbps * 1e9 / opt.ranks_per_node;
   report.ranks.resize(n_ranks);
@@ -158,7 +146,7 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     std::map<int, uint64_t> staged;  // layer -> owned source + output bytes
     for (const size_t i : plan.items_of(r)) {
       const dist::PlanItem& item = plan.items()[i];
-      const Out& out = out_of.at(item.name);
+      const TensorOutput& out = out_of.at(item.name);
       rank.n_tensors += 1;
       rank.n_nvfp4 += out.nvfp4 ? 1 : 0;
       rank.n_out_tensors += out.n_tensors;
@@ -177,7 +165,7 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     }
     rank.read_bytes = rank.src_bytes + rank.work_bytes + rank.passthrough_bytes;
     rank.write_bytes = rank.work_bytes + rank.out_bytes;
-    rank.gpu_peak_bytes = mem.gpu_bytes;
+    rank.gpu_peak_bytes = report.memory.gpu_bytes;
     rank.io_seconds = rank.read_bytes / read_bps + rank.write_bytes / write_bps;
     if (rank.io_seconds > report.job_seconds) {
       report.job_seconds = rank.io_seconds;
@@ -185,6 +173,11 @@ PlanReport build_plan_report(const model::ModelConfig& config,
     }
   }
   std::sort(report.owners.begin(), report.owners.end());
+}
+
+// The calibration forward's FLOPs and, given the rates, its compute time split over the ranks.
+void add_calibration_compute(const model::ModelConfig& config, PlanReport& report) {
+  const PlanReportOptions& opt = report.options;
   const double tokens = double(opt.samples) * double(opt.seq_len);
   for (int l = 0; l < config.num_hidden_layers; ++l) {
     const model::LayerFlops f = model::layer_flops_per_token(config, l, opt.seq_len);
@@ -196,7 +189,40 @@ PlanReport build_plan_report(const model::ModelConfig& config,
                                                 f.attention / (attention_rate * 1e12));
     }
   }
-  report.calib_compute_seconds /= double(n_ranks);
+  report.calib_compute_seconds /= double(opt.world_size);
+}
+
+}  // namespace
+
+PlanReport build_plan_report(const model::ModelConfig& config,
+                             const std::vector<model::ModelTensor>& tensors,
+                             const PlanReportOptions& options, const std::string& source) {
+  PlanReport report;
+  report.options = options;
+  PlanReportOptions& opt = report.options;
+  QF_CHECK(opt.world_size >= 1, "plan: --ranks must be >= 1, got", opt.world_size);
+  if (opt.ranks_per_node <= 0) opt.ranks_per_node = std::min(opt.world_size, 8);
+  if (opt.write_gbps <= 0.0) opt.write_gbps = opt.read_gbps;
+  QF_CHECK(opt.read_gbps > 0.0, "plan: disk bandwidth must be positive, got", opt.read_gbps);
+  QF_CHECK(opt.samples >= 1 && opt.seq_len >= 1, "plan: --samples and --seq-len must be >= 1");
+  report.source = source;
+
+  std::vector<dist::PlanItem> items;
+  const std::map<std::string, TensorOutput> out_of =
+      tensor_outputs(tensors, opt.recipe, report, items);
+  report.src_params = model::total_params(tensors);
+  std::vector<model::ModelTensor> mtp;
+  for (const auto& t : tensors) {
+    if (t.is_mtp) mtp.push_back(t);
+  }
+  report.src_params_mtp = model::total_params(mtp);
+
+  const dist::OwnershipPlan plan = dist::build_ownership_plan(items, opt.world_size);
+  report.balance = plan.balance();
+  report.fingerprint = plan.fingerprint();
+  fill_memory_model(config, tensors, opt, report.n_nvfp4, report.memory);
+  fill_rank_reports(plan, out_of, report);
+  add_calibration_compute(config, report);
   report.total_seconds = report.job_seconds + report.calib_compute_seconds;
   return report;
 }

@@ -30,30 +30,10 @@ Unit mem_unit(uint64_t n_bytes) {
 
 std::string layer_label(int layer) { return layer < 0 ? "global" : std::to_string(layer); }
 
-}  // namespace
-
-void print_plan_report(const PlanReport& report, std::ostream& out) {
-  const PlanReportOptions& opt = report.options;
+// One row per rank and a total row (sums; max of the host peaks).
+void print_rank_table(const PlanReport& report, const Unit& io, const Unit& ram,
+                      std::ostream& out) {
   const MemoryModel& mem = report.memory;
-  const dist::PlanBalance& bal = report.balance;
-  const Unit io = io_unit(report.src_bytes);
-  const Unit ram = mem_unit(mem.gpu_bytes);
-  out << "plan: " << report.source << ", " << opt.world_size << " ranks (" << opt.ranks_per_node
-      << " per node), recipe " << recipes().name(opt.recipe) << "\n";
-  out << str_printf("source: %" PRIu64 " tensors, %.2f %s, %.4g G params (%.4g G without MTP)\n",
-                    report.n_src_tensors, report.src_bytes / io.n_bytes, io.name,
-                    report.src_params / 1e9, (report.src_params - report.src_params_mtp) / 1e9);
-  out << str_printf("output: %" PRIu64 " tensors, %.2f %s (%" PRIu64 " linears -> NVFP4)\n",
-                    report.n_out_tensors, report.out_bytes / io.n_bytes, io.name, report.n_nvfp4);
-  out << str_printf(
-      "ownership: %zu owner groups (largest %.3f %s), max/mean - 1 = %.3f%% over totals",
-      bal.n_groups, bal.max_group_bytes / io.n_bytes, io.name, 100.0 * bal.imbalance);
-  if (bal.worst_layer >= 0) {
-    out << str_printf(", worst layer %d: %.2f%%", bal.worst_layer,
-                      100.0 * bal.worst_layer_imbalance);
-  }
-  out << str_printf("; fingerprint %016" PRIx64 "\n\n", report.fingerprint);
-
   auto unit = [](const char* what, const Unit& u) { return std::string(what) + " " + u.name; };
   out << str_printf("%-5s %7s %7s %8s %8s %8s %9s %9s %8s %6s\n", "rank", "tensors", "nvfp4",
                     unit("src", io).c_str(), unit("out", io).c_str(), unit("read", io).c_str(),
@@ -81,23 +61,12 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
   total.gpu_peak_bytes = mem.gpu_bytes;
   total.io_seconds = report.job_seconds;
   row("total", total, str_printf("max %.2f", max_host / ram.n_bytes));
-  out << str_printf(
-      "\njob time, disk-bound = max over ranks = %.1f s (%.1f min), slowest rank %d;\n"
-      "  disk %.1f GB/s read, %.1f GB/s write per node (inputs), shared by %d ranks\n",
-      report.job_seconds, report.job_seconds / 60, report.slowest_rank, opt.read_gbps,
-      opt.write_gbps, opt.ranks_per_node);
+}
 
-  if (opt.calib_tflops > 0) {
-    out << str_printf(
-        "calibration compute: %.3g PFLOP (%d x %d tokens) at %.0f TFLOP/s (linears) and %.1f "
-        "TFLOP/s (attention core) per GPU (%s) = %.1f s;\n"
-        "projected job time = disk-bound + compute (no overlap credited) = %.1f s (%.1f min)\n",
-        report.calib_flops / 1e15, opt.samples, opt.seq_len, opt.calib_tflops,
-        opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops,
-        opt.gpu.c_str(), report.calib_compute_seconds, report.total_seconds,
-        report.total_seconds / 60);
-  }
-
+// The I/O and memory model behind the table, with this plan's memory terms.
+void print_model(const PlanReport& report, const Unit& ram, std::ostream& out) {
+  const PlanReportOptions& opt = report.options;
+  const MemoryModel& mem = report.memory;
   out << "\nmodel, per rank r of R:\n"
       << "  read_r  = source owned + NVFP4 work store read back at export\n"
       << "            + copied tensors re-read from the source at export\n"
@@ -127,6 +96,51 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
       mem.sequence_bytes / ram.n_bytes, ram.name);
   out << str_printf("    amax %9.3f %s  8 B per NVFP4 linear (input and weight amax)\n",
                     mem.amax_bytes / ram.n_bytes, ram.name);
+}
+
+}  // namespace
+
+void print_plan_report(const PlanReport& report, std::ostream& out) {
+  const PlanReportOptions& opt = report.options;
+  const MemoryModel& mem = report.memory;
+  const dist::PlanBalance& bal = report.balance;
+  const Unit io = io_unit(report.src_bytes);
+  const Unit ram = mem_unit(mem.gpu_bytes);
+  out << "plan: " << report.source << ", " << opt.world_size << " ranks (" << opt.ranks_per_node
+      << " per node), recipe " << recipes().name(opt.recipe) << "\n";
+  out << str_printf("source: %" PRIu64 " tensors, %.2f %s, %.4g G params (%.4g G without MTP)\n",
+                    report.n_src_tensors, report.src_bytes / io.n_bytes, io.name,
+                    report.src_params / 1e9, (report.src_params - report.src_params_mtp) / 1e9);
+  out << str_printf("output: %" PRIu64 " tensors, %.2f %s (%" PRIu64 " linears -> NVFP4)\n",
+                    report.n_out_tensors, report.out_bytes / io.n_bytes, io.name, report.n_nvfp4);
+  out << str_printf(
+      "ownership: %zu owner groups (largest %.3f %s), max/mean - 1 = %.3f%% over totals",
+      bal.n_groups, bal.max_group_bytes / io.n_bytes, io.name, 100.0 * bal.imbalance);
+  if (bal.worst_layer >= 0) {
+    out << str_printf(", worst layer %d: %.2f%%", bal.worst_layer,
+                      100.0 * bal.worst_layer_imbalance);
+  }
+  out << str_printf("; fingerprint %016" PRIx64 "\n\n", report.fingerprint);
+
+  print_rank_table(report, io, ram, out);
+  out << str_printf(
+      "\njob time, disk-bound = max over ranks = %.1f s (%.1f min), slowest rank %d;\n"
+      "  disk %.1f GB/s read, %.1f GB/s write per node (inputs), shared by %d ranks\n",
+      report.job_seconds, report.job_seconds / 60, report.slowest_rank, opt.read_gbps,
+      opt.write_gbps, opt.ranks_per_node);
+
+  if (opt.calib_tflops > 0) {
+    out << str_printf(
+        "calibration compute: %.3g PFLOP (%d x %d tokens) at %.0f TFLOP/s (linears) and %.1f "
+        "TFLOP/s (attention core) per GPU (%s) = %.1f s;\n"
+        "projected job time = disk-bound + compute (no overlap credited) = %.1f s (%.1f min)\n",
+        report.calib_flops / 1e15, opt.samples, opt.seq_len, opt.calib_tflops,
+        opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops,
+        opt.gpu.c_str(), report.calib_compute_seconds, report.total_seconds,
+        report.total_seconds / 60);
+  }
+
+  print_model(report, ram, out);
 }
 
 nlohmann::json plan_report_json(const PlanReport& report) {

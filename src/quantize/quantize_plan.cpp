@@ -33,8 +33,8 @@ void check_against_table(const formats::CheckpointDir& source, const model::Mode
 }  // namespace
 
 std::string QuantizePlan::module_of(const std::string& weight_name) {
-  QF_CHECK(ends_with(weight_name, ".weight"), "not a weight name:", weight_name);
-  return weight_name.substr(0, weight_name.size() - 7);
+  QF_CHECK(ends_with(weight_name, model::kWeightSuffix), "not a weight name:", weight_name);
+  return strip_suffix(weight_name, model::kWeightSuffix);
 }
 
 const NativeTensor& QuantizePlan::tensor(const std::string& name) const {
@@ -91,8 +91,9 @@ QuantizePlan build_quantize_plan(const formats::CheckpointDir& source, Recipe re
     QF_CHECK(t.n_cols % 16 == 0, "tensor", t.name, "has", t.n_cols,
              "input columns, not a multiple of the NVFP4 block (16)");
     const std::string p = QuantizePlan::module_of(t.name);
-    shard.tensors.push_back(
-        {{p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2}}, OutputKind::kNvfp4Weight, t.name});
+    shard.tensors.push_back({{p + model::kWeightSuffix, DType::kU8, {t.n_rows, t.n_cols / 2}},
+                             OutputKind::kNvfp4Weight,
+                             t.name});
     shard.tensors.push_back({{p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16}},
                              OutputKind::kNvfp4Scale,
                              t.name});

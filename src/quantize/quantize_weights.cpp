@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cstring>
 #include <exception>
-#include <thread>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
@@ -14,6 +13,7 @@
 #include "kernels/dequant.cuh"
 #include "kernels/nvfp4_quantize.cuh"
 #include "model/forward_linear.hpp"
+#include "model/tensor_table.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -53,7 +53,8 @@ void add_nvfp4(formats::LayerRecord& record, const NativeTensor& t, std::vector<
   const std::string p = QuantizePlan::module_of(t.name);
   QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
            "got weight_scale_2", scale_2, "; it must be finite and > 0");
-  record.tensors.push_back({p + ".weight", DType::kU8, {t.n_rows, t.n_cols / 2}, std::move(packed)});
+  record.tensors.push_back(
+      {p + model::kWeightSuffix, DType::kU8, {t.n_rows, t.n_cols / 2}, std::move(packed)});
   record.tensors.push_back(
       {p + ".weight_scale", DType::kF8E4M3, {t.n_rows, t.n_cols / 16}, std::move(scale)});
   std::vector<uint8_t> scale_2_bytes(4);
@@ -168,32 +169,23 @@ formats::LayerRecord quantize_owned_targets(const QuantizePlan& plan, const Tens
   std::vector<formats::LayerRecord> parts(owned.size());
   std::vector<QuantizeStats> worker_stats(static_cast<size_t>(ops.size()));
   std::vector<std::exception_ptr> errors(owned.size());
-  std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
-  const auto work = [&](int worker) {
-    for (size_t i = next++; i < owned.size() && !failed; i = next++) {
-      try {
-        const NativeTensor& t = plan.tensor(owned[i]);
-        if (t.kind == StorageKind::kFp4Block && plan.expert_weights == ExpertWeights::kCast) {
-          cast_fp4(plan, bytes_of, t, parts[i], &worker_stats[worker], ops.at(worker));
-        } else {
-          quantize_bf16(plan, bytes_of, t, parts[i], ops.at(worker));
-        }
-      } catch (...) {
-        errors[i] = std::current_exception();
-        failed = true;
+  // One worker per Nvfp4Ops of the pool, each taking the next target as it finishes one.
+  parallel_for_each(int64_t(owned.size()), ops.size(), [&](int64_t worker, int64_t i) {
+    if (failed) return;  // an earlier target failed: leave the rest
+    try {
+      const NativeTensor& t = plan.tensor(owned[size_t(i)]);
+      if (t.kind == StorageKind::kFp4Block && plan.expert_weights == ExpertWeights::kCast) {
+        cast_fp4(plan, bytes_of, t, parts[size_t(i)], &worker_stats[size_t(worker)],
+                 ops.at(int(worker)));
+      } else {
+        quantize_bf16(plan, bytes_of, t, parts[size_t(i)], ops.at(int(worker)));
       }
+    } catch (...) {
+      errors[size_t(i)] = std::current_exception();  // the earliest target's error wins below
+      failed = true;
     }
-  };
-  const int n_workers = static_cast<int>(std::min<size_t>(size_t(ops.size()), owned.size()));
-  if (n_workers <= 1) {
-    work(0);
-  } else {
-    std::vector<std::thread> threads;
-    for (int w = 1; w < n_workers; ++w) threads.emplace_back(work, w);
-    work(0);
-    for (auto& thread : threads) thread.join();
-  }
+  });
   for (const auto& error : errors) {
     if (error) std::rethrow_exception(error);
   }

@@ -64,7 +64,7 @@ std::string nvfp4_sibling(const std::string& weight_name) {
   for (const auto& [from, to] :
        {std::pair{".w1.weight", ".w3.weight"}, std::pair{".w3.weight", ".w1.weight"}}) {
     if (ends_with(weight_name, from)) {
-      return weight_name.substr(0, weight_name.size() - std::string(from).size()) + to;
+      return strip_suffix(weight_name, from) + to;
     }
   }
   return "";

@@ -126,8 +126,7 @@ std::string quantization_report_path(const std::string& out_dir) {
 }
 
 std::string quantization_report_text_path(const std::string& json_path) {
-  return (ends_with(json_path, ".json") ? json_path.substr(0, json_path.size() - 5) : json_path) +
-         ".txt";
+  return strip_suffix(json_path, ".json") + ".txt";
 }
 
 json read_quantization_report(const std::string& path) {

@@ -6,6 +6,7 @@
 
 #include "core/log.hpp"
 #include "core/strings.hpp"
+#include "model/tensor_table.hpp"
 #include "source/native_tensors.hpp"
 
 namespace qf::pipeline {
@@ -13,8 +14,9 @@ namespace qf::pipeline {
 std::vector<model::ModelTensor> checkpoint_dir_tensors(const formats::CheckpointDir& dir,
                                                        const model::ModelConfig& config) {
   const std::vector<std::string> names = dir.tensor_names();
-  const bool native = std::any_of(names.begin(), names.end(),
-                                  [](const std::string& n) { return ends_with(n, ".scale"); });
+  const bool native = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+    return ends_with(n, model::kScaleSuffix);
+  });
   const auto table = model::checkpoint_tensors(
       config, native ? model::WeightFormat::kNative : model::WeightFormat::kBf16);
   std::map<std::string, const model::ModelTensor*> by_name;

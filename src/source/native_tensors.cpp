@@ -7,7 +7,9 @@
 
 #include "core/check.hpp"
 #include "core/int_math.hpp"
+#include "core/strings.hpp"
 #include "formats/tensor_spec.hpp"
+#include "model/tensor_table.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -16,15 +18,10 @@ using numerics::kFp4GroupCols;
 using numerics::kFp8TileCols;
 using numerics::kFp8TileRows;
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // `a.b.weight` -> `a.b.scale`; names not ending in `.weight` have no companion.
 std::string scale_name_for(const std::string& weight_name) {
-  if (!ends_with(weight_name, ".weight")) return "";
-  return weight_name.substr(0, weight_name.size() - 7) + ".scale";
+  if (!ends_with(weight_name, model::kWeightSuffix)) return "";
+  return strip_suffix(weight_name, model::kWeightSuffix) + model::kScaleSuffix;
 }
 
 void classify_fp8(const std::string& dir, NativeTensor& t) {
@@ -67,7 +64,7 @@ void classify_fp4(const std::string& dir, NativeTensor& t) {
 int layer_of_name(const std::string& name, int num_hidden_layers) {
   for (const char* prefix : {"layers.", "model.layers.", "mtp."}) {
     const std::string p = prefix;
-    if (name.compare(0, p.size(), p) != 0) continue;
+    if (!starts_with(name, p)) continue;
     size_t end = p.size();
     while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
     if (end == p.size()) return -1;
@@ -102,7 +99,7 @@ std::vector<NativeTensor> classify_native_tensors(const formats::CheckpointDir& 
   for (const auto& shard_file : checkpoint.shard_files()) {
     const auto& shard = checkpoint.shard(shard_file);
     for (const auto& info : shard.tensors()) {
-      if (ends_with(info.name, ".scale")) continue;  // handled with its weight
+      if (ends_with(info.name, model::kScaleSuffix)) continue;  // handled with its weight
       NativeTensor t;
       t.name = info.name;
       t.shard = shard_file;
@@ -138,9 +135,9 @@ std::vector<NativeTensor> classify_native_tensors(const formats::CheckpointDir& 
     }
   }
   for (const auto& name : checkpoint.tensor_names()) {
-    if (ends_with(name, ".scale")) {
+    if (ends_with(name, model::kScaleSuffix)) {
       QF_CHECK(used_scales.count(name), dir, "tensor", name, "is a scale without its weight",
-               name.substr(0, name.size() - 6) + ".weight");
+               strip_suffix(name, model::kScaleSuffix) + model::kWeightSuffix);
     }
   }
   return out;

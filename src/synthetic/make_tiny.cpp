@@ -115,6 +115,94 @@ std::vector<int> assign_shards(const std::vector<model::ModelTensor>& tensors, i
   return shard_of;
 }
 
+namespace {
+
+// Writes the tensors into their shards in `dir` as generate_tensors hands them over, in table
+// order: shards are contiguous in it, so one is open at a time. Fills the index and the result's
+// shard list and byte count; a shard left uncommitted is removed with its writer.
+class ShardFiles {
+ public:
+  ShardFiles(const std::vector<model::ModelTensor>& tensors, const std::vector<int>& shard_of,
+             int n_shards, fs::path dir, formats::ShardIndex& index, MakeTinyResult& result)
+      : tensors_(tensors),
+        shard_of_(shard_of),
+        n_shards_(n_shards),
+        dir_(std::move(dir)),
+        index_(index),
+        result_(result),
+        shard_begin_(static_cast<size_t>(n_shards) + 1, tensors.size()) {
+    for (size_t i = tensors.size(); i-- > 0;) shard_begin_[static_cast<size_t>(shard_of[i])] = i;
+  }
+
+  void append(size_t i, const void* data, uint64_t n_bytes) {
+    if (shard_of_[i] != current_) {
+      if (writer_) commit_shard();
+      open_shard(shard_of_[i]);
+    }
+    writer_->append(data, n_bytes);
+  }
+  void finish() {
+    if (writer_) commit_shard();
+  }
+
+ private:
+  void commit_shard() {
+    writer_->commit();
+    writer_.reset();
+    const double dt =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_shard_).count();
+    const size_t s = static_cast<size_t>(current_);
+    const std::string file = formats::shard_file_name(current_ + 1, n_shards_);
+    char counter[32];
+    std::snprintf(counter, sizeof(counter), "[%3d/%d]", current_ + 1, n_shards_);
+    log_line(shard_line_level_, false,
+             str_cat(counter, " ", file, "  ", shard_begin_[s + 1] - shard_begin_[s], " tensors  ",
+                     mib(shard_bytes_), "  ", dt, " s"));
+    result_.shard_files.push_back(file);
+    result_.n_bytes += shard_bytes_;
+  }
+  void open_shard(int s) {
+    const std::string file = formats::shard_file_name(s + 1, n_shards_);
+    std::vector<formats::TensorSpec> specs;
+    shard_bytes_ = 0;
+    for (size_t i = shard_begin_[static_cast<size_t>(s)]; i < shard_begin_[s + 1u]; ++i) {
+      specs.push_back(tensors_[i].spec);
+      shard_bytes_ += tensors_[i].spec.n_bytes();
+      index_.weight_map[tensors_[i].spec.name] = file;
+    }
+    t_shard_ = std::chrono::steady_clock::now();
+    writer_ = std::make_unique<formats::SafetensorsWriter>((dir_ / file).string(), specs);
+    current_ = s;
+  }
+
+  const std::vector<model::ModelTensor>& tensors_;
+  const std::vector<int>& shard_of_;
+  const int n_shards_;
+  const fs::path dir_;
+  formats::ShardIndex& index_;
+  MakeTinyResult& result_;
+  std::vector<size_t> shard_begin_;  // first tensor of each shard; [n_shards]: tensors.size()
+  // Shard lines would break a live bar: on a terminal they are debug lines.
+  const LogLevel shard_line_level_ = ::isatty(STDERR_FILENO) ? LogLevel::kDebug : LogLevel::kInfo;
+  std::unique_ptr<formats::SafetensorsWriter> writer_;  // of shard current_
+  int current_ = -1;
+  uint64_t shard_bytes_ = 0;
+  std::chrono::steady_clock::time_point t_shard_ = std::chrono::steady_clock::now();
+};
+
+// Replaces `out` by the complete directory `tmp`: the final name appears only now.
+void publish(const fs::path& tmp, const fs::path& out) {
+  std::error_code ec;
+  if (fs::exists(out)) {
+    fs::remove_all(out, ec);
+    QF_CHECK(!ec, "make-tiny: cannot remove", out.string() + ":", ec.message());
+  }
+  formats::rename_file(tmp.string(), out.string());
+  formats::fsync_parent_dir(out.string());
+}
+
+}  // namespace
+
 MakeTinyResult make_tiny(const MakeTinyOptions& options) {
   const auto t_start = std::chrono::steady_clock::now();
   QF_CHECK(!options.out_dir.empty(), "make-tiny: --out is required");
@@ -142,57 +230,17 @@ MakeTinyResult make_tiny(const MakeTinyOptions& options) {
   log_info("make-tiny: ", tensors.size(), " tensors, ", mib(model::total_bytes(tensors)), ", ",
            model::weight_formats().name(options.format), " format, seed ", options.seed, ", ",
            n_shards, " shards, ", generate.n_threads, " threads -> ", out.string());
-  // Shard lines would break a live bar: on a terminal they are debug lines.
-  const LogLevel shard_line_level = ::isatty(STDERR_FILENO) ? LogLevel::kDebug : LogLevel::kInfo;
   MakeTinyResult result;
   formats::ShardIndex index;
-  std::vector<size_t> shard_begin(static_cast<size_t>(n_shards) + 1, tensors.size());
-  for (size_t i = tensors.size(); i-- > 0;) shard_begin[static_cast<size_t>(shard_of[i])] = i;
-  std::unique_ptr<formats::SafetensorsWriter> writer;  // of shard `current`; uncommitted: removed
-  int current = -1;
-  uint64_t shard_bytes = 0;
-  auto t_shard = std::chrono::steady_clock::now();
-  const auto commit_shard = [&] {
-    writer->commit();
-    writer.reset();
-    const double dt =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_shard).count();
-    const size_t s = static_cast<size_t>(current);
-    const std::string file = formats::shard_file_name(current + 1, n_shards);
-    char counter[32];
-    std::snprintf(counter, sizeof(counter), "[%3d/%d]", current + 1, n_shards);
-    log_line(shard_line_level, false,
-             str_cat(counter, " ", file, "  ", shard_begin[s + 1] - shard_begin[s], " tensors  ",
-                     mib(shard_bytes), "  ", dt, " s"));
-    result.shard_files.push_back(file);
-    result.n_bytes += shard_bytes;
-  };
-  const auto open_shard = [&](int s) {
-    const std::string file = formats::shard_file_name(s + 1, n_shards);
-    std::vector<formats::TensorSpec> specs;
-    shard_bytes = 0;
-    for (size_t i = shard_begin[static_cast<size_t>(s)]; i < shard_begin[s + 1u]; ++i) {
-      specs.push_back(tensors[i].spec);
-      shard_bytes += tensors[i].spec.n_bytes();
-      index.weight_map[tensors[i].spec.name] = file;
-    }
-    t_shard = std::chrono::steady_clock::now();
-    writer = std::make_unique<formats::SafetensorsWriter>((tmp / file).string(), specs);
-    current = s;
-  };
   {
+    ShardFiles shards(tensors, shard_of, n_shards, tmp, index, result);
     ProgressMeter progress("make-tiny", model::total_bytes(tensors), "B");
-    // Tensors arrive in table order; shards are contiguous in it, so one is open at a time.
     generate_tensors(options.config, options.format, options.seed, tensors, generate,
                      [&](size_t i, const void* data, uint64_t n_bytes) {
-                       if (shard_of[i] != current) {
-                         if (writer) commit_shard();
-                         open_shard(shard_of[i]);
-                       }
-                       writer->append(data, n_bytes);
+                       shards.append(i, data, n_bytes);
                        progress.advance(n_bytes);
                      });
-    if (writer) commit_shard();
+    shards.finish();
   }
   QF_CHECK(static_cast<int>(result.shard_files.size()) == n_shards, "make-tiny: wrote",
            result.shard_files.size(), "of", n_shards, "shards");
@@ -203,13 +251,7 @@ MakeTinyResult make_tiny(const MakeTinyOptions& options) {
       (tmp / "config.json").string(),
       model::config_json_for_format(options.config, options.format).dump(2) + "\n");
 
-  // Publish: the final name appears only now, complete.
-  if (fs::exists(out)) {
-    fs::remove_all(out, ec);
-    QF_CHECK(!ec, "make-tiny: cannot remove", out.string() + ":", ec.message());
-  }
-  formats::rename_file(tmp.string(), out.string());
-  formats::fsync_parent_dir(out.string());
+  publish(tmp, out);
   guard.release();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -1,7 +1,8 @@
 // Deterministic synthetic values for every tensor of a DeepSeek V4 checkpoint table, encoded in
 // the native formats (FP8 tiles, FP4 blocks) or in BF16. Owns: value distributions, the
-// native encoders and generating a table on several threads in table order. Does not own:
-// tensor names (model/tensor_table) or files (make_tiny).
+// native encoders (synthetic_weights.cpp) and generating a table on several threads in table
+// order (generate_tensors.cpp). Does not own: tensor names (model/tensor_table) or files
+// (make_tiny).
 #pragma once
 #include <cstdint>
 #include <functional>

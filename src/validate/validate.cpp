@@ -4,16 +4,16 @@
 #include "validate/validate.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
-#include <thread>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/strings.hpp"
+#include "model/tensor_table.hpp"
 #include "validate/validate_context.hpp"
 
 namespace qf::pipeline {
@@ -77,23 +77,16 @@ std::vector<uint8_t> OutputDir::read(const std::string& name) const {
 
 void parallel_for(size_t n_items, int n_threads, const std::function<void(size_t)>& fn,
                   const std::function<void(size_t, const std::string&)>& on_error) {
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < n_items; i = next++) {
-      try {
-        fn(i);
-      } catch (const Error& e) {
-        on_error(i, e.message());
-      } catch (const std::exception& e) {
-        on_error(i, e.what());
-      }
+  qf::parallel_for_each(int64_t(n_items), n_threads, [&](int64_t, int64_t item) {
+    const size_t i = size_t(item);
+    try {
+      fn(i);
+    } catch (const Error& e) {
+      on_error(i, e.message());
+    } catch (const std::exception& e) {
+      on_error(i, e.what());
     }
-  };
-  const size_t n = std::min<size_t>(std::max(n_threads, 1), std::max<size_t>(n_items, 1));
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < n; ++t) threads.emplace_back(worker);
-  worker();
-  for (auto& thread : threads) thread.join();
+  });
 }
 
 uint64_t first_difference(uint64_t n_bytes,
@@ -117,11 +110,12 @@ uint64_t first_difference(uint64_t n_bytes,
 }
 
 bool is_weight_name(const std::string& name) {
-  return name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+  return ends_with(name, model::kWeightSuffix) && name != model::kWeightSuffix;
 }
 
 std::string module_of_weight(const std::string& weight_name) {
-  return is_weight_name(weight_name) ? weight_name.substr(0, weight_name.size() - 7) : weight_name;
+  return is_weight_name(weight_name) ? strip_suffix(weight_name, model::kWeightSuffix)
+                                     : weight_name;
 }
 
 bool wildcard_match(const std::string& pattern, const std::string& text) {

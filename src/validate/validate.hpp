@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "formats/checksum.hpp"
+
 namespace qf::pipeline {
 
 // The named checks, in report order. Each counts items (tensors, files, pairs, keys) that pass
@@ -27,7 +29,7 @@ inline constexpr const char* kCheckOtherFiles = "other-files";  // non-shard fil
 inline constexpr const char* kCheckChecksums = "checksums";     // quantforge_checksums.json
 
 // Optional integrity manifest in OUT: {"<file relative to OUT>": "<xxh64 hex>", ...}.
-inline constexpr const char* kChecksumsFileName = "quantforge_checksums.json";
+using formats::kChecksumsFileName;
 
 struct ValidateOptions {
   std::string source_dir;

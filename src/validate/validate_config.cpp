@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "validate/validate_context.hpp"
 
@@ -210,7 +211,7 @@ void detect_recipe(Context& ctx) {
   for (const auto& [name, file] : ctx.out.shard_of) {
     const std::string suffix = ".weight_scale_2";
     if (name.size() > suffix.size() && name.find(".ffn.experts.") == std::string::npos &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        ends_with(name, suffix)) {
       ctx.recipe = Recipe::kFull;
     }
   }

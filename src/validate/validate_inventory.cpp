@@ -9,17 +9,13 @@
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/parallel.hpp"
+#include "core/strings.hpp"
 #include "model/tensor_table.hpp"
 #include "recipe/recipe.hpp"
 #include "validate/validate_context.hpp"
 
 namespace qf::pipeline::validate_detail {
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string spec_text(DType dtype, const std::vector<int64_t>& shape) {
   return std::string(dtype_name(dtype)) + " " + formats::shape_str(shape);
@@ -72,7 +68,7 @@ void plan_expected_outputs(Context& ctx) {
     const bool low_precision =
         t.kind != StorageKind::kPlain ||
         (t.stored.dtype == DType::kBF16 && native_low_precision.count(t.name));
-    const bool regular = t.name.rfind("layers.", 0) == 0 && t.layer >= 0 && t.layer < n_layers;
+    const bool regular = starts_with(t.name, "layers.") && t.layer >= 0 && t.layer < n_layers;
     TargetFacts facts;
     facts.low_precision = low_precision;
     facts.mtp = !regular;
@@ -90,8 +86,8 @@ void plan_expected_outputs(Context& ctx) {
   for (const auto& file : ctx.source.shard_files()) {
     auto& list = ctx.expected[file];
     for (const auto& info : ctx.source.shard(file).tensors()) {
-      if (ends_with(info.name, ".scale") &&
-          ctx.targets.count(info.name.substr(0, info.name.size() - 6) + ".weight")) {
+      if (ends_with(info.name, model::kScaleSuffix) &&
+          ctx.targets.count(strip_suffix(info.name, model::kScaleSuffix) + model::kWeightSuffix)) {
         continue;  // replaced by the target's weight_scale
       }
       const auto it = ctx.targets.find(info.name);
@@ -193,8 +189,8 @@ void check_inventory(Context& ctx) {
   for (const auto& [name, file] : ctx.out.shard_of) {
     if (expected_names.count(name)) continue;
     std::string why;
-    if (ends_with(name, ".scale") &&
-        ctx.targets.count(name.substr(0, name.size() - 6) + ".weight")) {
+    if (ends_with(name, model::kScaleSuffix) &&
+        ctx.targets.count(strip_suffix(name, model::kScaleSuffix) + model::kWeightSuffix)) {
       why = "(the .scale of a quantized weight must be dropped)";
     } else if (ends_with(name, ".weight_scale") || ends_with(name, ".weight_scale_2") ||
                ends_with(name, ".input_scale")) {

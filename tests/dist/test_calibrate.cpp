@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -14,8 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/act_histogram.hpp"
+#include "calibrate/calibrate.hpp"
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
+#include "dist/collective_step.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "formats/rank_store.hpp"
@@ -23,13 +27,11 @@
 #include "model/model_forward.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "calibrate/act_histogram.hpp"
-#include "calibrate/calibrate.hpp"
-#include "dist/collective_step.hpp"
-#include "synthetic/make_tiny.hpp"
 #include "plan/plan_report.hpp"
+#include "synthetic/make_tiny.hpp"
 
 using namespace qf;
+using qf::test::same_bits;
 
 namespace {
 
@@ -72,7 +74,7 @@ SharedTempDir& temp_dir() {
 // A tiny checkpoint in `format`, written once by rank 0.
 std::string tiny_checkpoint(model::WeightFormat format) {
   const std::string dir = temp_dir().file(model::weight_formats().name(format));
-  pipeline::run_on_root(comm(), 0, "make-tiny", [&] {
+  dist::run_on_root(comm(), 0, "make-tiny", [&] {
     if (std::filesystem::exists(dir)) return;
     pipeline::MakeTinyOptions options;
     options.config = model::preset_config("tiny");
@@ -170,8 +172,6 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
-
 // Mismatches between a record and the reference of its layer (0 = bit-identical).
 int count_mismatches(const formats::LayerRecord& record, const Reference& ref) {
   const int l = record.layer;
@@ -246,10 +246,10 @@ TEST_CASE("calib record layout: names, sizes, w1 == w3, token totals", "[mpi][ca
     // Every NVFP4 target of the `full` recipe (which includes the `experts` one) is there.
     for (const auto& t : table) {
       if (t.layer != l || !pipeline::is_nvfp4_target(t, pipeline::Recipe::kFull)) continue;
-      const std::string module = t.spec.name.substr(0, t.spec.name.size() - 7);
+      const std::string module = strip_suffix(t.spec.name, model::kWeightSuffix);
       CHECK(name_set.count(module) == 1);
     }
-    for (const auto& name : names) CHECK(name.rfind("layers." + std::to_string(l) + ".", 0) == 0);
+    for (const auto& name : names) CHECK(starts_with(name, "layers." + std::to_string(l) + "."));
     const std::vector<float>& amax = record.f32.at("input_amax");
     CHECK(amax.size() == names.size());
     const std::vector<int64_t>& tokens = record.i64.at("expert_tokens");

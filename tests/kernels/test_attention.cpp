@@ -8,19 +8,20 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "gpu_test_util.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
+#include "gpu_test_util.hpp"
 #include "kernels/forward/attention.cuh"
 #include "model/forward_linear.hpp"
 #include "ops/matmul.hpp"
 
 using namespace qf;
 using qf::test::download;
+using qf::test::Mismatches;
 using qf::test::to_device;
 using qf::test::upload;
 using namespace qf::kernels;
@@ -36,11 +37,10 @@ std::vector<float> randn(size_t n, std::mt19937& rng, float std = 1.0f) {
   return v;
 }
 
-// Counts elements with |gpu - ref| > kRelTol * (max |ref| of their row of n_cols).
-size_t count_mismatches(const std::vector<float>& gpu, const std::vector<float>& ref,
-                        int64_t n_cols, std::string* first) {
-  size_t n_bad = 0;
-  std::ostringstream out;
+// Counts elements with |gpu - ref| > kRelTol * (max |ref| of their row of n_cols), or not finite.
+size_t count_far_in_row(const std::vector<float>& gpu, const std::vector<float>& ref,
+                        int64_t n_cols, const char* what) {
+  Mismatches m(what, n_cols);
   for (size_t r0 = 0; r0 < ref.size(); r0 += n_cols) {
     double row_max = 0;
     for (int64_t c = 0; c < n_cols; ++c)
@@ -48,15 +48,10 @@ size_t count_mismatches(const std::vector<float>& gpu, const std::vector<float>&
     for (int64_t c = 0; c < n_cols; ++c) {
       const size_t i = r0 + c;
       const double err = std::fabs(double(gpu[i]) - double(ref[i]));
-      if (err <= kRelTol * row_max && std::isfinite(gpu[i])) continue;
-      if (n_bad++ < 5) {
-        out << "[row " << r0 / n_cols << ", col " << c << "] gpu " << gpu[i] << " ref " << ref[i]
-            << " (row max " << row_max << "); ";
-      }
+      m.check(err <= kRelTol * row_max && std::isfinite(gpu[i]), i, gpu[i], ref[i]);
     }
   }
-  *first = out.str();
-  return n_bad;
+  return m.count();
 }
 
 // ---- sink attention
@@ -120,11 +115,9 @@ void run_sink_case(const SinkCase& c, uint32_t seed) {
   p.out = d_out.get();
   launch_sink_attention(p, nullptr);
   const std::vector<float> gpu = download(d_out, T * H * D);
-  std::string first;
-  const size_t n_bad = count_mismatches(gpu, ref, D, &first);
   INFO("seqs " << c.n_seqs << " seq_len " << c.seq_len << " heads " << H << " hd " << D
-               << " window " << c.window << " entries " << E << ": " << first);
-  CHECK(n_bad == 0);
+               << " window " << c.window << " entries " << E);
+  CHECK(count_far_in_row(gpu, ref, D, "out [row, col]") == 0);
 }
 
 // ---- compressor pooling
@@ -182,11 +175,9 @@ void run_pool_case(const PoolCase& c, uint32_t seed) {
   p.out = d_out.get();
   launch_compress_pool(p, nullptr);
   const std::vector<float> gpu = download(d_out, ref.size());
-  std::string first;
-  const size_t n_bad = count_mismatches(gpu, ref, hd, &first);
   INFO("seqs " << c.n_seqs << " seq_len " << c.seq_len << " rate " << c.rate << " hd " << hd
-               << (c.overlapping ? " CSA" : " HCA") << ": " << first);
-  CHECK(n_bad == 0);
+               << (c.overlapping ? " CSA" : " HCA"));
+  CHECK(count_far_in_row(gpu, ref, hd, "out [row, col]") == 0);
 }
 
 // ---- indexer
@@ -241,8 +232,9 @@ void run_indexer_case(const IndexerCase& c, uint32_t seed) {
 
   // Where the masks differ, every swapped entry must be a near-tie of the k-th CPU score.
   const float scale = static_cast<float>(std::pow(static_cast<double>(D), -0.5));
-  size_t n_bad = 0, n_near_tie = 0;
-  std::ostringstream first;
+  size_t n_near_tie = 0;
+  // A row that differs and is no near-tie: got / want are the entries each side picked.
+  Mismatches bad("visible rows [seq, t]", c.seq_len, 3);
   std::vector<float> score(E);
   for (int64_t tok = 0; tok < T; ++tok) {
     const int64_t b = tok / c.seq_len, t = tok % c.seq_len;
@@ -275,17 +267,12 @@ void run_indexer_case(const IndexerCase& c, uint32_t seed) {
       }
     }
     if (n_gpu != n_ref) row_ok = false;
-    if (row_ok) {
-      ++n_near_tie;
-    } else if (n_bad++ < 3) {
-      first << "[seq " << b << " t " << t << "] gpu picks " << n_gpu << " ref " << n_ref
-            << ", k-th score " << kth << "; ";
-    }
+    if (bad.check(row_ok, uint64_t(tok), n_gpu, n_ref)) ++n_near_tie;
   }
   INFO("seqs " << c.n_seqs << " seq_len " << c.seq_len << " heads " << H << " hd " << D << " top_k "
                << c.top_k << " entries " << E << ": " << n_near_tie
-               << " rows differ only at near-ties; " << first.str());
-  CHECK(n_bad == 0);
+               << " rows differ only at near-ties");
+  CHECK(bad.count() == 0);
 }
 
 }  // namespace

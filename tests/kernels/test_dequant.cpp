@@ -7,39 +7,24 @@
 #include <cstdint>
 #include <limits>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "gpu_test_util.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
+#include "gpu_test_util.hpp"
 #include "kernels/dequant.cuh"
 
 using namespace qf;
+using qf::test::count_mismatches;
 using qf::test::download;
+using qf::test::Exact;
 using qf::test::to_device;
 using qf::test::upload;
 using namespace qf::kernels;
 
 namespace {
-
-// Counts differing BF16 words; `first` lists the first few as (row, col) gpu vs ref.
-size_t count_mismatches(const std::vector<uint16_t>& gpu, const std::vector<uint16_t>& ref,
-                        int64_t n_cols, std::string* first) {
-  size_t n_bad = 0;
-  std::ostringstream out;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (gpu[i] == ref[i]) continue;
-    if (n_bad++ < 5) {
-      out << "[" << i << "] (row " << static_cast<int64_t>(i) / n_cols << ", col "
-          << static_cast<int64_t>(i) % n_cols << ") gpu 0x" << std::hex << gpu[i] << " ref 0x"
-          << ref[i] << std::dec << "; ";
-    }
-  }
-  *first = out.str();
-  return n_bad;
-}
 
 // Mostly realistic UE8M0 scales (2^-27 .. 2^12), with the fast-path edges, 0 and NaN mixed in.
 std::vector<uint8_t> random_e8m0(size_t n, std::mt19937& rng) {
@@ -122,10 +107,8 @@ TEST_CASE("dequant gpu: FP8 block dequant is bit-exact vs reference", "[gpu][deq
   launch_fp8_block_dequant(p, stream.get());
   stream.synchronize("fp8 dequant");
 
-  std::string first;
-  const size_t n_bad = count_mismatches(download(d_out, n_elems), ref, n_cols, &first);
-  INFO("first mismatches: " << first);
-  CHECK(n_bad == 0);
+  CHECK(count_mismatches(download(d_out, n_elems), ref, "bf16 [row, col]", Exact::kBits, n_cols) ==
+        0);
 }
 
 TEST_CASE("dequant gpu: FP4 block dequant is bit-exact vs reference", "[gpu][dequant]") {
@@ -164,10 +147,8 @@ TEST_CASE("dequant gpu: FP4 block dequant is bit-exact vs reference", "[gpu][deq
   launch_fp4_block_dequant(p, stream.get());
   stream.synchronize("fp4 dequant");
 
-  std::string first;
-  const size_t n_bad = count_mismatches(download(d_out, n_elems), ref, n_cols, &first);
-  INFO("first mismatches: " << first);
-  CHECK(n_bad == 0);
+  CHECK(count_mismatches(download(d_out, n_elems), ref, "bf16 [row, col]", Exact::kBits, n_cols) ==
+        0);
 }
 
 TEST_CASE("dequant gpu: launchers reject bad shapes and alignment", "[gpu][dequant]") {

@@ -10,80 +10,41 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "gpu_test_util.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
+#include "gpu_test_util.hpp"
 #include "kernels/forward/forward_ops.cuh"
-#include "ops/rope.hpp"
 #include "numerics/bf16.hpp"
+#include "numerics/host_device.hpp"
+#include "ops/rope.hpp"
 
 using namespace qf;
+using numerics::bits_to_float;
+using numerics::float_to_bits;
+using qf::test::count_mismatches;
 using qf::test::download;
+using qf::test::Mismatches;
 using qf::test::to_device;
+using qf::test::Tolerance;
 using qf::test::upload;
+using qf::test::within;
 using namespace qf::kernels;
 
 namespace {
 
 constexpr double kRel = 1e-6;  // float outputs: relative ...
 constexpr double kAbs = 1e-7;  // ... plus absolute (values near 0, subnormals)
-
-uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof(b));
-  return b;
-}
-
-float float_of(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof(x));
-  return x;
-}
+constexpr Tolerance kTol{kRel, kAbs};
 
 uint16_t bf16_canonical(float x) {
   return std::isnan(x) ? uint16_t{0x7FC0} : numerics::float_to_bf16(x);
-}
-
-bool close(float got, float want, double rel = kRel, double abs_tol = kAbs) {
-  if (std::isnan(want) || std::isnan(got)) return std::isnan(want) && std::isnan(got);
-  if (got == want) return true;  // also equal infinities
-  return std::fabs(double(got) - double(want)) <= abs_tol + rel * std::fabs(double(want));
-}
-
-// Counts floats outside tolerance; `first` lists the first few (index, gpu, ref).
-size_t count_far(const std::vector<float>& gpu, const std::vector<float>& ref, std::string* first,
-                 double rel = kRel, double abs_tol = kAbs) {
-  size_t n_bad = 0;
-  std::ostringstream out;
-  out.precision(9);
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (close(gpu[i], ref[i], rel, abs_tol)) continue;
-    if (n_bad++ < 5) out << "[" << i << "] gpu " << gpu[i] << " ref " << ref[i] << "; ";
-  }
-  *first = out.str();
-  return n_bad;
-}
-
-template <typename T>
-size_t count_unequal(const std::vector<T>& gpu, const std::vector<T>& ref, std::string* first) {
-  size_t n_bad = 0;
-  std::ostringstream out;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (gpu[i] == ref[i]) continue;
-    if (n_bad++ < 5)
-      out << "[" << i << "] gpu 0x" << std::hex << gpu[i] << " ref 0x" << ref[i] << std::dec
-          << "; ";
-  }
-  *first = out.str();
-  return n_bad;
 }
 
 // Normal data with heavy-tailed outliers; `specials` mixes in Inf, -0, subnormals and exact
@@ -101,7 +62,7 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng, float std = 1.0f,
     if (k == 5) x = std::numeric_limits<float>::infinity();
     if (k == 6) x = -0.0f;
     if (k == 7) x = 1e-40f;                                          // subnormal
-    if (k == 8) x = float_of((bits_of(x) & 0xFFFF0000u) | 0x8000u);  // BF16 tie
+    if (k == 8) x = bits_to_float((float_to_bits(x) & 0xFFFF0000u) | 0x8000u);  // BF16 tie
   }
   return v;
 }
@@ -155,12 +116,7 @@ TEST_CASE("forward_ops gpu: rms_norm matches reference", "[gpu][forward_ops]") {
   p.weight = weighted ? d_w.get() + off : nullptr;
   launch_rms_norm(p, nullptr);
   const std::vector<float> got = download(in_place ? d_x : d_out, n, off);
-  std::string first;
-  {
-    const size_t n_bad = count_far(got, want, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
+  CHECK(count_mismatches(got, want, "rms_norm", kTol) == 0);
 }
 
 // ---- RoPE ---------------------------------------------------------------------------------------
@@ -213,12 +169,7 @@ TEST_CASE("forward_ops gpu: rope matches reference", "[gpu][forward_ops]") {
   p.inv_freq = d_freq.get();
   launch_rope(p, nullptr);
   const std::vector<float> got = download(d_x, n, off);
-  std::string first;
-  {
-    const size_t n_bad = count_far(got, want, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
+  CHECK(count_mismatches(got, want, "rope", kTol) == 0);
 }
 
 // ---- amax + BF16 cast ---------------------------------------------------------------------------
@@ -238,12 +189,13 @@ TEST_CASE("forward_ops gpu: amax_cast is bit-exact vs reference", "[gpu][forward
   if (with_nan) {  // a few NaNs with different payloads and signs
     std::uniform_int_distribution<size_t> at(0, n - 1);
     x[at(rng)] = std::numeric_limits<float>::quiet_NaN();
-    x[at(rng)] = float_of(0xFFC12345u);
+    x[at(rng)] = bits_to_float(0xFFC12345u);
   }
   const int n_slots = 5;
   const std::vector<int32_t> slots = random_slots(n_rows, slot_mode, n_slots, rng);
   // Pre-existing maxima: some slots already hold a value, one holds a large one.
-  const std::vector<uint32_t> amax0 = {0, bits_of(0.25f), bits_of(1e6f), 0, bits_of(3.0f)};
+  const std::vector<uint32_t> amax0 = {0, float_to_bits(0.25f), float_to_bits(1e6f), 0,
+                                       float_to_bits(3.0f)};
 
   std::vector<uint32_t> want_amax = amax0;
   std::vector<uint16_t> want_bf16(with_bf16 ? n : 0);
@@ -269,21 +221,12 @@ TEST_CASE("forward_ops gpu: amax_cast is bit-exact vs reference", "[gpu][forward
   p.out_bf16 = with_bf16 ? d_bf16.get() + off : nullptr;
   launch_amax_cast(p, nullptr);
   const std::vector<uint32_t> got_amax = download(d_amax, n_slots);
-  std::string first;
-  {
-    const size_t n_bad = count_unequal(got_amax, want_amax, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
+  CHECK(count_mismatches(got_amax, want_amax, "amax bits") == 0);
   if (with_nan && slot_mode == 0)
-    CHECK(got_amax[0] > bits_of(std::numeric_limits<float>::infinity()));
+    CHECK(got_amax[0] > float_to_bits(std::numeric_limits<float>::infinity()));
   if (with_bf16) {
     const std::vector<uint16_t> got_bf16 = download(d_bf16, n, off);
-    {
-      const size_t n_bad = count_unequal(got_bf16, want_bf16, &first);
-      INFO(first);
-      CHECK(n_bad == 0);
-    }
+    CHECK(count_mismatches(got_bf16, want_bf16, "bf16") == 0);
   }
 }
 
@@ -304,8 +247,8 @@ TEST_CASE("forward_ops gpu: one NaN in a large tensor reaches its slot", "[gpu][
   p.row_slot = slots.data();
   p.amax_bits = want.data();
   amax_cast_ref(p);
-  REQUIRE(std::isnan(float_of(want[1])));
-  REQUIRE(!std::isnan(float_of(want[0])));
+  REQUIRE(std::isnan(bits_to_float(want[1])));
+  REQUIRE(!std::isnan(bits_to_float(want[0])));
 
   DeviceBuffer<float> d_x(n);
   DeviceBuffer<int32_t> d_slots(n_rows);
@@ -372,36 +315,31 @@ TEST_CASE("forward_ops gpu: swiglu matches reference", "[gpu][forward_ops]") {
   p.row_slot = slot_mode ? d_slots.get() : nullptr;
   p.amax_bits = want_amax ? d_amax.get() : nullptr;
   launch_swiglu(p, nullptr);
-  std::string first;
   std::vector<float> got_out;
   if (want_f32) {
     got_out = download(d_out, n, off);
-    {
-      const size_t n_bad = count_far(got_out, ref_out, &first);
-      INFO(first);
-      CHECK(n_bad == 0);
-    }
+    CHECK(count_mismatches(got_out, ref_out, "swiglu", kTol) == 0);
   }
   if (want_bf16) {
     const std::vector<uint16_t> got_bf16 = download(d_bf16, n, off);
     // The GPU's own float rounds to its BF16 exactly; vs the CPU (expf may differ by an ulp or
     // two) a BF16 word may sit one step away when the float lands on a rounding boundary.
-    size_t n_self = 0, n_far = 0;
+    Mismatches self("bf16 vs the gpu's float"), far("bf16 vs ref");
     for (size_t i = 0; i < n; ++i) {
-      if (want_f32 && got_bf16[i] != bf16_canonical(got_out[i])) ++n_self;
+      if (want_f32) self.expect(i, got_bf16[i], bf16_canonical(got_out[i]));
       const uint16_t a = got_bf16[i], b = ref_bf16[i];
       const bool ok = a == b || ((a & 0x8000) == (b & 0x8000) && a != 0x7FC0 && b != 0x7FC0 &&
                                  std::abs(int(a) - int(b)) <= 1);
-      if (!ok) ++n_far;
+      far.check(ok, i, a, b);
     }
-    CHECK(n_self == 0);
-    CHECK(n_far == 0);
+    CHECK(self.count() == 0);
+    CHECK(far.count() == 0);
   }
   if (want_amax) {
     const std::vector<uint32_t> got_amax = download(d_amax, n_slots);
     for (int s = 0; s < n_slots; ++s) {
       CAPTURE(s, got_amax[s], ref_amax[s]);
-      CHECK(close(float_of(got_amax[s]), float_of(ref_amax[s])));
+      CHECK(within(bits_to_float(got_amax[s]), bits_to_float(ref_amax[s]), kTol));
       CHECK((got_amax[s] == 0) == (ref_amax[s] == 0));
     }
   }
@@ -466,25 +404,12 @@ TEST_CASE("forward_ops gpu: hc_pre matches reference", "[gpu][forward_ops]") {
   const std::vector<float> got_post = download(d_post, post.size());
   const std::vector<float> got_comb = download(d_comb, comb.size());
   const std::vector<float> got_col = download(d_collapsed, collapsed.size(), off);
-  std::string first;
-  {
-    const size_t n_bad = count_far(got_pre, pre, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
-  {
-    const size_t n_bad = count_far(got_post, post, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
-  {
-    const size_t n_bad = count_far(got_comb, comb, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
+  CHECK(count_mismatches(got_pre, pre, "hc_pre pre", kTol) == 0);
+  CHECK(count_mismatches(got_post, post, "hc_pre post", kTol) == 0);
+  CHECK(count_mismatches(got_comb, comb, "hc_pre comb", kTol) == 0);
   // The collapse itself is exact: from the GPU's pre the CPU loop gives the same bits; against
   // the reference it moves by pre's ulp times sum_h |x|.
-  size_t n_exact_bad = 0, n_far = 0;
+  Mismatches exact("collapsed vs the gpu's pre"), far("collapsed vs ref");
   for (int64_t t = 0; t < c.n_tokens; ++t) {
     for (int64_t d = 0; d < c.dim; ++d) {
       float s = 0.0f, mag = 0.0f;
@@ -494,12 +419,12 @@ TEST_CASE("forward_ops gpu: hc_pre matches reference", "[gpu][forward_ops]") {
         mag += std::fabs(xv);
       }
       const size_t i = static_cast<size_t>(t * c.dim + d);
-      if (bits_of(got_col[i]) != bits_of(s)) ++n_exact_bad;
-      if (!close(got_col[i], collapsed[i], 1e-6, 1e-6 * (1.0 + mag))) ++n_far;
+      exact.expect(i, got_col[i], s);
+      far.expect_close(i, got_col[i], collapsed[i], Tolerance{1e-6, 1e-6 * (1.0 + mag)});
     }
   }
-  CHECK(n_exact_bad == 0);
-  CHECK(n_far == 0);
+  CHECK(exact.count() == 0);
+  CHECK(far.count() == 0);
 }
 
 TEST_CASE("forward_ops gpu: hc_post matches reference", "[gpu][forward_ops]") {
@@ -542,10 +467,5 @@ TEST_CASE("forward_ops gpu: hc_post matches reference", "[gpu][forward_ops]") {
   p.hidden = d_hidden.get() + off;
   launch_hc_post(p, nullptr);
   const std::vector<float> got = download(d_hidden, n_hidden, off);
-  std::string first;
-  {
-    const size_t n_bad = count_far(got, want, &first);
-    INFO(first);
-    CHECK(n_bad == 0);
-  }
+  CHECK(count_mismatches(got, want, "hc_post", kTol) == 0);
 }

@@ -7,26 +7,27 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
-#include <sstream>
 #include <string>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "gpu_test_util.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
+#include "gpu_test_util.hpp"
 #include "kernels/forward/moe_routing.cuh"
 #include "model/forward_moe.hpp"
 #include "numerics/host_device.hpp"
 #include "ops/moe_math.hpp"
 
 using namespace qf;
+using qf::test::count_mismatches;
 using qf::test::download;
+using qf::test::Exact;
+using qf::test::Mismatches;
 using qf::test::to_device;
 using qf::test::upload;
 using namespace qf::kernels;
@@ -35,23 +36,6 @@ namespace {
 
 // Device libm (expf, log1pf) vs glibc: a few ulp on a score, so on weights.
 constexpr float kWeightRelTol = 1e-5f;
-
-// Counts differing elements (by bits for floats; NaN == NaN when nan_equal); `first` lists a few.
-template <typename T>
-size_t count_mismatches(const std::vector<T>& gpu, const std::vector<T>& ref, std::string* first,
-                        bool nan_equal = false) {
-  size_t n_bad = 0;
-  std::ostringstream out;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (std::memcmp(&gpu[i], &ref[i], sizeof(T)) == 0) continue;
-    if constexpr (std::is_floating_point_v<T>) {
-      if (nan_equal && std::isnan(gpu[i]) && std::isnan(ref[i])) continue;
-    }
-    if (n_bad++ < 5) out << "[" << i << "] gpu " << +gpu[i] << " ref " << +ref[i] << "; ";
-  }
-  *first = out.str();
-  return n_bad;
-}
 
 float host_score(RouterScoring scoring, float logit) {
   return ops::router_score(scoring == RouterScoring::kSigmoid ? ops::ScoringFunc::kSigmoid
@@ -116,8 +100,8 @@ size_t check_topk_near(const RouteParams& p, const std::vector<float>& logits,
                        const std::vector<float>& bias, const RouteResult& gpu,
                        const RouteResult& ref) {
   const int64_t k = p.top_k, n_exp = p.n_experts;
-  size_t n_differ = 0, n_bad = 0, n_bad_weight = 0;
-  std::ostringstream first;
+  size_t n_differ = 0;
+  Mismatches bad("experts [token, slot]", k), bad_weight("weights [token, slot]", k);
   for (int64_t t = 0; t < p.n_tokens; ++t) {
     auto biased = [&](int32_t e) {
       return host_score(p.scoring, logits[t * n_exp + e]) + (bias.empty() ? 0.0f : bias[e]);
@@ -135,10 +119,8 @@ size_t check_topk_near(const RouteParams& p, const std::vector<float>& logits,
       const bool unique = std::find(picked.begin(), picked.end(), g) == picked.end();
       picked.push_back(g);
       const float bg = in_range ? biased(g) : 0.0f, br = biased(r);
-      if (!in_range || !unique || std::fabs(bg - br) > 1e-5f * std::max(1.0f, std::fabs(br))) {
-        if (n_bad++ < 5)
-          first << "token " << t << " slot " << s << ": gpu " << g << " ref " << r << "; ";
-      }
+      bad.check(in_range && unique && !(std::fabs(bg - br) > 1e-5f * std::max(1.0f, std::fabs(br))),
+                uint64_t(t * k + s), g, r);
     }
     if (!same) {
       ++n_differ;
@@ -146,15 +128,11 @@ size_t check_topk_near(const RouteParams& p, const std::vector<float>& logits,
     }
     for (int64_t s = 0; s < k; ++s) {
       const float g = gpu.weights[t * k + s], r = ref.weights[t * k + s];
-      if (!(std::fabs(g - r) <= kWeightRelTol * std::fabs(r))) {
-        if (n_bad_weight++ < 5)
-          first << "token " << t << " weight " << s << ": gpu " << g << " ref " << r << "; ";
-      }
+      bad_weight.check(std::fabs(g - r) <= kWeightRelTol * std::fabs(r), uint64_t(t * k + s), g, r);
     }
   }
-  INFO("first mismatches: " << first.str());
-  CHECK(n_bad == 0);
-  CHECK(n_bad_weight == 0);
+  CHECK(bad.count() == 0);
+  CHECK(bad_weight.count() == 0);
   return n_differ;
 }
 
@@ -330,17 +308,8 @@ TEST_CASE("moe routing gpu: exact scores and bias ties route bit-identically", "
   p.routed_scaling = 1.5f;
   const RouteResult ref = run_route_ref(p);
   const RouteResult gpu = run_route_gpu(p, logits, bias, {}, {});
-  std::string first;
-  {
-    const size_t n_bad_experts = count_mismatches(gpu.experts, ref.experts, &first);
-    INFO("experts: " << first);
-    CHECK(n_bad_experts == 0);
-  }
-  {
-    const size_t n_bad_weights = count_mismatches(gpu.weights, ref.weights, &first);
-    INFO("weights: " << first);
-    CHECK(n_bad_weights == 0);
-  }
+  CHECK(count_mismatches(gpu.experts, ref.experts, "experts") == 0);
+  CHECK(count_mismatches(gpu.weights, ref.weights, "weights") == 0);
   CHECK(gpu.error_flag == 0);
 }
 
@@ -384,25 +353,16 @@ TEST_CASE("moe routing gpu: hash route with repeats and bad token ids", "[gpu][m
   const RouteResult gpu = run_route_gpu(p, logits, {}, tid2eid, ids);
   CHECK(gpu.error_flag == (bad_ids ? 1 : 0));
   CHECK(ref.error_flag == gpu.error_flag);
-  std::string first;
-  {
-    const size_t n_bad_experts = count_mismatches(gpu.experts, ref.experts, &first);
-    INFO("experts: " << first);
-    CHECK(n_bad_experts == 0);
-  }
+  CHECK(count_mismatches(gpu.experts, ref.experts, "experts") == 0);
   if (exact_scores) {
-    {
-      const size_t n_bad_weights = count_mismatches(gpu.weights, ref.weights, &first);
-      INFO("weights: " << first);
-      CHECK(n_bad_weights == 0);
-    }
+    CHECK(count_mismatches(gpu.weights, ref.weights, "weights") == 0);
   } else {
-    size_t n_bad = 0;
+    Mismatches bad("weights");
     for (size_t i = 0; i < ref.weights.size(); ++i) {
-      n_bad += !(std::fabs(gpu.weights[i] - ref.weights[i]) <=
-                 kWeightRelTol * std::fabs(ref.weights[i]));
+      const float g = gpu.weights[i], r = ref.weights[i];
+      bad.check(std::fabs(g - r) <= kWeightRelTol * std::fabs(r), i, g, r);
     }
-    CHECK(n_bad == 0);
+    CHECK(bad.count() == 0);
   }
   if (bad_ids) {
     for (int64_t s = 0; s < k; ++s) {
@@ -441,33 +401,16 @@ TEST_CASE("moe routing gpu: dispatch is bit-identical to the reference", "[gpu][
   const Dispatch ref = dispatch_ref(experts, n_tokens, k, n_exp);
   const Dispatch gpu = dispatch_gpu(experts, n_tokens, k, n_exp);
   CHECK(gpu.error_flag == ref.error_flag);
-  std::string first;
-  {
-    const size_t n_bad_offsets = count_mismatches(gpu.offsets, ref.offsets, &first);
-    INFO("offsets: " << first);
-    CHECK(n_bad_offsets == 0);
-  }
-  {
-    const size_t n_bad_token_row = count_mismatches(gpu.token_row, ref.token_row, &first);
-    INFO("token_row: " << first);
-    CHECK(n_bad_token_row == 0);
-  }
+  CHECK(count_mismatches(gpu.offsets, ref.offsets, "offsets") == 0);
+  CHECK(count_mismatches(gpu.token_row, ref.token_row, "token_row") == 0);
   // Rows past offsets[n_experts] (dropped assignments) are left unwritten by both.
   const size_t n_rows = static_cast<size_t>(ref.offsets[n_exp]);
   std::vector<int32_t> gpu_rows(gpu.row_token.begin(), gpu.row_token.begin() + n_rows);
   std::vector<int32_t> ref_rows(ref.row_token.begin(), ref.row_token.begin() + n_rows);
-  {
-    const size_t n_bad_row_token = count_mismatches(gpu_rows, ref_rows, &first);
-    INFO("row_token: " << first);
-    CHECK(n_bad_row_token == 0);
-  }
+  CHECK(count_mismatches(gpu_rows, ref_rows, "row_token") == 0);
   gpu_rows.assign(gpu.row_slot.begin(), gpu.row_slot.begin() + n_rows);
   ref_rows.assign(ref.row_slot.begin(), ref.row_slot.begin() + n_rows);
-  {
-    const size_t n_bad_row_slot = count_mismatches(gpu_rows, ref_rows, &first);
-    INFO("row_slot: " << first);
-    CHECK(n_bad_row_slot == 0);
-  }
+  CHECK(count_mismatches(gpu_rows, ref_rows, "row_slot") == 0);
 }
 
 // ---- gather -------------------------------------------------------------------------------------
@@ -527,18 +470,8 @@ TEST_CASE("moe routing gpu: gather BF16 rows and amax are bit-identical", "[gpu]
   CudaStream stream;
   launch_moe_gather(p, stream.get());
   stream.synchronize("gather");
-  std::string first;
-  {
-    const size_t n_bad_rows =
-        count_mismatches(download(d_rows.get(), n_rows * dim), rows_ref, &first);
-    INFO("rows: " << first);
-    CHECK(n_bad_rows == 0);
-  }
-  {
-    const size_t n_bad_amax = count_mismatches(download(d_amax.get(), n_exp), amax_ref, &first);
-    INFO("amax: " << first);
-    CHECK(n_bad_amax == 0);
-  }
+  CHECK(count_mismatches(download(d_rows.get(), n_rows * dim), rows_ref, "rows") == 0);
+  CHECK(count_mismatches(download(d_amax.get(), n_exp), amax_ref, "amax") == 0);
 }
 
 // ---- combine ------------------------------------------------------------------------------------
@@ -598,12 +531,7 @@ TEST_CASE("moe routing gpu: combine is bit-identical to the reference", "[gpu][m
   CudaStream stream;
   launch_moe_combine(p, stream.get());
   stream.synchronize("combine");
-  std::string first;
   // Inf - Inf makes NaNs, whose payload differs between x86 and the GPU: NaN matches NaN.
-  {
-    const size_t n_bad_out =
-        count_mismatches(download(d_out.get(), n_tokens * dim), out_ref, &first, true);
-    INFO("out: " << first);
-    CHECK(n_bad_out == 0);
-  }
+  CHECK(count_mismatches(download(d_out.get(), n_tokens * dim), out_ref, "out", Exact::kNanEqual) ==
+        0);
 }

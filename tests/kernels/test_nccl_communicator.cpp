@@ -12,12 +12,14 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "dist/communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "dist/nccl_communicator.hpp"
 
 using namespace qf::dist;
+using qf::test::Mismatches;
 
 namespace {
 
@@ -118,15 +120,15 @@ TEST_CASE("NCCL allreduce sum/max in f32, f64, i64, u8 and named wrappers", "[gp
   const auto got_f64 = d_f64.download<double>();
   const auto got_i64 = d_i64.download<int64_t>();
   const auto got_u8 = d_u8.download<uint8_t>();
-  size_t n_wrong = 0;
+  Mismatches wrong_f32("f32"), wrong_f64("f64"), wrong_i64("i64"), wrong_u8("u8");
   for (size_t i = 0; i < n; ++i) {
     const int e = expected(i);
-    n_wrong += got_f32[i] != static_cast<float>(e);
-    n_wrong += got_f64[i] != static_cast<double>(e);
-    n_wrong += got_i64[i] != e;
-    n_wrong += got_u8[i] != static_cast<uint8_t>(e);
+    wrong_f32.check(got_f32[i] == static_cast<float>(e), i, got_f32[i], static_cast<float>(e));
+    wrong_f64.check(got_f64[i] == static_cast<double>(e), i, got_f64[i], static_cast<double>(e));
+    wrong_i64.check(got_i64[i] == e, i, got_i64[i], int64_t{e});
+    wrong_u8.check(got_u8[i] == static_cast<uint8_t>(e), i, got_u8[i], static_cast<uint8_t>(e));
   }
-  CHECK(n_wrong == 0);
+  CHECK(wrong_f32.count() + wrong_f64.count() + wrong_i64.count() + wrong_u8.count() == 0);
 }
 
 TEST_CASE("NCCL allreduce_amax keeps 0 as not seen; counts sum", "[gpu][nccl]") {
@@ -265,9 +267,9 @@ TEST_CASE("NCCL collectives are ordered with the compute stream", "[gpu][nccl]")
         "d2h");
     QF_CUDA_CHECK(cudaStreamSynchronize(compute), "compute sync");
     const float expected = static_cast<float>(n_ranks * (n_ranks + 1) / 2);
-    size_t n_wrong = 0;
-    for (size_t i = 0; i < n; ++i) n_wrong += pinned[i] != expected;
-    CHECK(n_wrong == 0);
+    Mismatches wrong("ordered sum");
+    for (size_t i = 0; i < n; ++i) wrong.check(pinned[i] == expected, i, pinned[i], expected);
+    CHECK(wrong.count() == 0);
     cudaFreeHost(pinned);
   }
   cudaStreamDestroy(compute);

@@ -5,15 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/int_math.hpp"
 #include "kernels/nvfp4_quantize.cuh"
@@ -22,6 +21,8 @@
 using namespace qf;
 using namespace qf::kernels;
 using namespace qf::numerics;
+using qf::test::count_mismatches;
+using qf::test::Exact;
 
 namespace {
 
@@ -53,26 +54,6 @@ class DeviceArray {
   size_t n_ = 0;
   T* ptr_ = nullptr;
 };
-
-// Counts differences and reports the first few with index and both values.
-template <typename T>
-size_t count_mismatches(const std::vector<T>& gpu, const std::vector<T>& ref, const char* what) {
-  REQUIRE(gpu.size() == ref.size());
-  size_t n_bad = 0;
-  for (size_t i = 0; i < gpu.size(); ++i) {
-    bool same = gpu[i] == ref[i];
-    if constexpr (std::is_same_v<T, float>) {
-      uint32_t a, b;
-      std::memcpy(&a, &gpu[i], 4);
-      std::memcpy(&b, &ref[i], 4);
-      same = a == b || (std::isnan(gpu[i]) && std::isnan(ref[i]));  // NaN payloads may differ
-    }
-    if (!same && n_bad++ < 5) {
-      UNSCOPED_INFO(what << "[" << i << "] gpu " << +gpu[i] << " ref " << +ref[i]);
-    }
-  }
-  return n_bad;
-}
 
 enum class Input {
   kNormal,     // N(0, 1), scale_2 from the tensor's amax
@@ -209,7 +190,7 @@ TEST_CASE("nvfp4 quantize + dequantize: GPU bit-exact vs reference", "[gpu][nvfp
   CHECK(count_mismatches(d_scale.download(), ref_scale, "scale") == 0);
   CHECK(count_mismatches(d_packed.download(), ref_packed, "packed") == 0);
   CHECK(d_nonfinite.download()[0] == ref_nonfinite);
-  CHECK(count_mismatches(d_y.download(), ref_y, "dequantized") == 0);
+  CHECK(count_mismatches(d_y.download(), ref_y, "dequantized", Exact::kNanEqual) == 0);
   if (in == Input::kNonFinite) CHECK(ref_nonfinite > 0);
 }
 
@@ -302,12 +283,13 @@ TEST_CASE("nvfp4 amax and scale_2: GPU equals reference", "[gpu][nvfp4]") {
     launch_nvfp4_amax(gp, nullptr);
     gp.accumulate = true;
     launch_nvfp4_amax(gp, nullptr);
-    CHECK(count_mismatches(d_amax.download(), std::vector<float>{ref_amax}, "amax") == 0);
+    CHECK(count_mismatches(d_amax.download(), std::vector<float>{ref_amax}, "amax",
+                           Exact::kNanEqual) == 0);
     CHECK(d_count.download()[0] == ref_count);
     for (auto div : {Nvfp4ScaleDivision::kTrueDivide, Nvfp4ScaleDivision::kReciprocalMultiply}) {
       launch_nvfp4_scale_2(d_amax.get(), d_scale_2.get(), div, nullptr);
       const std::vector<float> want = {nvfp4_scale_from_amax(ref_amax, div)};
-      CHECK(count_mismatches(d_scale_2.download(), want, "scale_2") == 0);
+      CHECK(count_mismatches(d_scale_2.download(), want, "scale_2", Exact::kNanEqual) == 0);
     }
   }
 }
@@ -390,6 +372,7 @@ TEST_CASE("mxfp4 -> nvfp4 cast: GPU bit-exact vs reference", "[gpu][mxfp4]") {
 
   CHECK(count_mismatches(d_out_scale.download(), ref_scale, "scale") == 0);
   CHECK(count_mismatches(d_out_packed.download(), ref_packed, "packed") == 0);
-  CHECK(count_mismatches(d_scale_2.download(), std::vector<float>{ref_scale_2}, "scale_2") == 0);
+  CHECK(count_mismatches(d_scale_2.download(), std::vector<float>{ref_scale_2}, "scale_2",
+                         Exact::kNanEqual) == 0);
   CHECK(count_mismatches(d_counts.download(), ref_counts, "counts") == 0);
 }

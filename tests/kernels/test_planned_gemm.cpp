@@ -12,16 +12,18 @@
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "gpu_test_util.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "gpu/cublas_handle.hpp"
 #include "gpu/gemm.hpp"
 #include "gpu/planned_gemm.hpp"
+#include "gpu_test_util.hpp"
 #include "numerics/bf16.hpp"
 
 using namespace qf;
 using qf::test::download;
+using qf::test::Mismatches;
 using qf::test::to_device;
 using qf::test::upload;
 
@@ -83,18 +85,21 @@ TEST_CASE("PlannedGemm equals the FP32 reference, deterministic, one plan per bu
       const auto yref = download(dref, m * ldy);
       std::vector<double> expect, bound;
       reference(x, s.ldx, w, m, s.n, s.k, &expect, &bound);
-      int64_t n_bad = 0, n_diff_bits = 0;
+      Mismatches far("planned vs fp64 [row, col]", s.n), far_ref("cublas vs fp64 [row, col]", s.n);
+      Mismatches bits("planned, second run [row, col]", s.n);
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < s.n; ++j) {
-          const double tol = 1e-5 * bound[i * s.n + j] + 1e-30;
+          const uint64_t at = uint64_t(i * s.n + j);
+          const double tol = 1e-5 * bound[at] + 1e-30;
           const float got = y[i * ldy + j];
-          if (std::fabs(got - expect[i * s.n + j]) > tol) ++n_bad;
-          if (std::fabs(yref[i * ldy + j] - expect[i * s.n + j]) > tol) ++n_bad;
-          if (std::memcmp(&got, &y2[i * ldy + j], 4) != 0) ++n_diff_bits;
+          far.check(!(std::fabs(got - expect[at]) > tol), at, double(got), expect[at]);
+          far_ref.check(!(std::fabs(yref[i * ldy + j] - expect[at]) > tol), at,
+                        double(yref[i * ldy + j]), expect[at]);
+          bits.expect(at, got, y2[i * ldy + j]);
         }
       }
-      CHECK(n_bad == 0);
-      CHECK(n_diff_bits == 0);
+      CHECK(far.count() + far_ref.count() == 0);
+      CHECK(bits.count() == 0);
     }
     // Buckets 16, 32 (17), 128 (100, 128), 256 (129), 1024 (1000): 1 and 7 share bucket 16.
     CHECK(planned.n_plans() - plans_before == 5);

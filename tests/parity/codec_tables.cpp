@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -14,18 +13,6 @@
 using namespace qf::numerics;
 
 namespace {
-
-uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof(b));
-  return b;
-}
-
-float from_bits(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof(x));
-  return x;
-}
 
 // Exact decimal for a finite float (%.17g round-trips a double, and every float is a double);
 // NaN as null (JSON has no NaN). No decoded table holds an Inf.
@@ -67,10 +54,10 @@ std::vector<float> make_probes() {
                           -std::numeric_limits<float>::max(),
                           std::numeric_limits<float>::denorm_min(),
                           std::numeric_limits<float>::min(),
-                          from_bits(0x00400000u),  // 2^-127
-                          from_bits(0x00400001u),
-                          from_bits(0x00200000u),
-                          from_bits(0x7F800001u),
+                          bits_to_float(0x00400000u),  // 2^-127
+                          bits_to_float(0x00400001u),
+                          bits_to_float(0x00200000u),
+                          bits_to_float(0x7F800001u),
                           1.0625f,
                           1.1875f,
                           17.0f,
@@ -112,7 +99,7 @@ std::vector<float> make_probes() {
   // BF16 midpoints at a few magnitudes.
   for (const uint32_t c :
        {0x0000u, 0x0001u, 0x007Fu, 0x0080u, 0x3F80u, 0x3F81u, 0x4300u, 0x7F7Fu}) {
-    add_with_neighbours(&p, from_bits((c << 16) + 0x8000u));
+    add_with_neighbours(&p, bits_to_float((c << 16) + 0x8000u));
   }
   // Deterministic pseudo-random: magnitudes 2^-30 .. 2^30 (where E4M3/E2M1/E8M0 all matter),
   // then arbitrary bit patterns.
@@ -126,9 +113,9 @@ std::vector<float> make_probes() {
   for (int i = 0; i < 3000; ++i) {
     const uint32_t r = next();
     const uint32_t exp_field = 97 + next() % 61;
-    p.push_back(from_bits((r & 0x80000000u) | (exp_field << 23) | (r & 0x7FFFFFu)));
+    p.push_back(bits_to_float((r & 0x80000000u) | (exp_field << 23) | (r & 0x7FFFFFu)));
   }
-  for (int i = 0; i < 2000; ++i) p.push_back(from_bits(next()));
+  for (int i = 0; i < 2000; ++i) p.push_back(bits_to_float(next()));
   return p;
 }
 
@@ -147,7 +134,7 @@ int main() {
   print_array("e8m0_decode", bytes, [](uint8_t b) { return number(e8m0_to_float(b)); });
   print_array("e2m1_decode", nibbles, [](uint8_t c) { return number(e2m1_to_float(c)); });
   // Probes as float32 bit patterns so that -0, NaN signs and subnormals survive JSON exactly.
-  print_array("probe_bits", probes, [](float x) { return u32(bits_of(x)); });
+  print_array("probe_bits", probes, [](float x) { return u32(float_to_bits(x)); });
   print_array("e4m3_encode", probes, [](float x) { return u32(float_to_e4m3(x)); });
   print_array("e8m0_encode", probes, [](float x) { return u32(float_to_e8m0(x)); });
   print_array("e2m1_encode", probes, [](float x) { return u32(float_to_e2m1(x)); });

@@ -19,6 +19,7 @@
 
 #include "core/check.hpp"
 #include "core/dtype.hpp"
+#include "core/strings.hpp"
 #include "formats/safetensors_reader.hpp"
 #include "model/config.hpp"
 #include "model/forward_decoder_layer.hpp"
@@ -68,7 +69,7 @@ class TensorSource {
     QF_CHECK(d != nullptr, "cannot list", dir);
     while (dirent* e = readdir(d)) {
       const std::string name = e->d_name;
-      if (name.size() > 12 && name.substr(name.size() - 12) == ".safetensors") {
+      if (name != ".safetensors" && ends_with(name, ".safetensors")) {
         readers_.push_back(std::make_unique<formats::SafetensorsReader>(dir + "/" + name));
       }
     }

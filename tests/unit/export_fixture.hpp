@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats/safetensors_reader.hpp"
@@ -24,6 +25,7 @@
 #include "kernels/dequant.cuh"
 #include "kernels/nvfp4_quantize.cuh"
 #include "model/presets.hpp"
+#include "model/tensor_table.hpp"
 #include "numerics/codecs.hpp"
 #include "synthetic/make_tiny.hpp"
 
@@ -158,9 +160,9 @@ inline void build_experts_export(const std::string& src, const std::string& out,
     for (const auto& info : source.shard(file).tensors()) {
       const std::string& name = info.name;
       std::smatch m;
-      const std::string weight = name.substr(0, name.size() - 6) + ".weight";
-      if (name.size() > 6 && name.compare(name.size() - 6, 6, ".scale") == 0 &&
-          std::regex_match(weight, m, expert) && std::stoi(m[1]) < n_layers) {
+      const std::string weight = strip_suffix(name, model::kScaleSuffix) + model::kWeightSuffix;
+      if (ends_with(name, model::kScaleSuffix) && std::regex_match(weight, m, expert) &&
+          std::stoi(m[1]) < n_layers) {
         continue;  // the .scale of a quantized expert is dropped
       }
       if (!std::regex_match(name, m, expert) || std::stoi(m[1]) >= n_layers) {
@@ -169,13 +171,14 @@ inline void build_experts_export(const std::string& src, const std::string& out,
       }
       const int layer = std::stoi(m[1]);
       if (layers.empty() || layers.back() != layer) layers.push_back(layer);
-      const std::string p = name.substr(0, name.size() - 7);
+      const std::string p = strip_suffix(name, model::kWeightSuffix);
       const auto packed = read(name);
-      const auto e8m0 = read(p + ".scale");
+      const auto e8m0 = read(p + model::kScaleSuffix);
       const int64_t n_rows = info.shape[0], n_cols = info.shape[1] * 2;
       uint32_t self_max = e8m0_max(e8m0), pair_max = 0;
       const char* pair = m[2] == "1" ? ".w3" : m[2] == "3" ? ".w1" : nullptr;
-      if (pair) pair_max = e8m0_max(read(p.substr(0, p.size() - 3) + pair + ".scale"));
+      if (pair)
+        pair_max = e8m0_max(read(strip_suffix(p, ".w" + m[2].str()) + pair + model::kScaleSuffix));
       std::vector<uint8_t> out_packed(packed.size()), out_scale(size_t(n_rows * n_cols / 16));
       float scale_2 = 0;
       if (experts == FixtureExperts::kRequantize) {

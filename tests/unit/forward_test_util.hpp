@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "core/strings.hpp"
 #include "model/config.hpp"
 #include "model/layer_weights.hpp"
 #include "model/linear_observer.hpp"
@@ -63,10 +64,6 @@ inline nlohmann::json small_config_json() {
 }
 
 inline ModelConfig small_config() { return ModelConfig::from_json(small_config_json(), "test"); }
-
-inline bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 // Random but well-scaled weights: linears ~ N(0, 1/in), norms ~ 1 + N(0, 0.1), hash tables with
 // k distinct experts per token (never expert `unused_expert` if >= 0).

@@ -7,10 +7,12 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "numerics/bf16.hpp"
 #include "numerics/e2m1.hpp"
 
 using namespace qf::numerics;
+using qf::test::Mismatches;
 
 namespace {
 
@@ -110,17 +112,12 @@ TEST_CASE("e2m1: saturation, small negatives, -0, NaN and Inf", "[numerics][e2m1
 }
 
 TEST_CASE("e2m1: encode matches ModelOpt's formula on every BF16 value", "[numerics][e2m1]") {
-  int n_mismatch = 0;
+  Mismatches of_bf16("float_to_e2m1 of BF16 code", 0, 8);
   for (uint32_t c = 0; c < 65536; ++c) {
     const float x = bf16_to_float(static_cast<uint16_t>(c));
-    const uint8_t got = float_to_e2m1(x);
-    const uint8_t want = e2m1_encode_modelopt(x);
-    if (got != want && n_mismatch++ < 8) {
-      CAPTURE(c, x, int(got), int(want));
-      CHECK(got == want);
-    }
+    of_bf16.expect(c, float_to_e2m1(x), e2m1_encode_modelopt(x));
   }
-  CHECK(n_mismatch == 0);
+  CHECK(of_bf16.count() == 0);
 }
 
 TEST_CASE("e2m1: nibble packing golden bytes (element 2i in the low nibble)", "[numerics][e2m1]") {

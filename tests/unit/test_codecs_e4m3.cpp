@@ -3,14 +3,15 @@
 // BF16 value and at every midpoint; torch's named cases; saturation and NaN policy.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "numerics/bf16.hpp"
 #include "numerics/e4m3.hpp"
 
 using namespace qf::numerics;
+using qf::test::Mismatches;
 
 namespace {
 
@@ -47,12 +48,6 @@ uint8_t e4m3_encode_ref(float x) {
   if (d_lo < d_hi) return sign | lo;
   if (d_hi < d_lo) return sign | hi;
   return sign | ((lo & 1) ? hi : lo);
-}
-
-float float_from_bits(uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof(x));
-  return x;
 }
 
 }  // namespace
@@ -140,29 +135,21 @@ TEST_CASE("e4m3: torch's rounding cases and saturation", "[numerics][e4m3]") {
 
 TEST_CASE("e4m3: encode matches a brute-force nearest-even search on every BF16 value",
           "[numerics][e4m3]") {
-  int n_mismatch = 0;
+  Mismatches of_bf16("float_to_e4m3 of BF16 code", 0, 8);
   for (uint32_t c = 0; c < 65536; ++c) {
     const float x = bf16_to_float(static_cast<uint16_t>(c));
-    const uint8_t got = float_to_e4m3(x);
-    const uint8_t want = e4m3_encode_ref(x);
-    if (got != want && n_mismatch++ < 8) {
-      CAPTURE(c, x, int(got), int(want));
-      CHECK(got == want);
-    }
+    of_bf16.expect(c, float_to_e4m3(x), e4m3_encode_ref(x));
   }
+  CHECK(of_bf16.count() == 0);
   // Pseudo-random float32 patterns over the magnitudes where E4M3 is not saturated or zero.
+  Mismatches of_float("float_to_e4m3 of float bits", 0, 8);
   uint32_t state = 12345;
   for (int i = 0; i < 200000; ++i) {
     state = state * 1664525u + 1013904223u;
     const uint32_t exp_field = 110 + (state >> 8) % 30;  // 2^-17 .. 2^12
     const uint32_t bits = (state & 0x80000000u) | (exp_field << 23) | ((state * 2654435761u) >> 9);
-    const float x = float_from_bits(bits);
-    const uint8_t got = float_to_e4m3(x);
-    const uint8_t want = e4m3_encode_ref(x);
-    if (got != want && n_mismatch++ < 8) {
-      CAPTURE(bits, x, int(got), int(want));
-      CHECK(got == want);
-    }
+    const float x = bits_to_float(bits);
+    of_float.expect(bits, float_to_e4m3(x), e4m3_encode_ref(x));
   }
-  CHECK(n_mismatch == 0);
+  CHECK(of_float.count() == 0);
 }

@@ -3,22 +3,17 @@
 // at every binade's rounding point, on subnormals, signs, NaN/Inf; e8m0_from_exponent clamps.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "numerics/bf16.hpp"
 #include "numerics/e8m0.hpp"
 
 using namespace qf::numerics;
+using qf::test::Mismatches;
 
 namespace {
-
-float float_from_bits(uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof(x));
-  return x;
-}
 
 // Independent statement of torch's rule, in values rather than bits: NaN/Inf -> 0xFF; for
 // a = |x| in the normal binade [2^e, 2^(e+1)) the result is e (biased) if a < 1.5 * 2^e and
@@ -42,7 +37,7 @@ TEST_CASE("e8m0: every byte decodes to 2^(b - 127), 0xFF is NaN", "[numerics][e8
     CHECK(static_cast<double>(e8m0_to_float(static_cast<uint8_t>(b))) == std::ldexp(1.0, b - 127));
   }
   CHECK(std::isnan(e8m0_to_float(0xFF)));
-  CHECK(e8m0_to_float(0) == float_from_bits(0x00400000u));  // 2^-127, a float32 subnormal
+  CHECK(e8m0_to_float(0) == bits_to_float(0x00400000u));  // 2^-127, a float32 subnormal
   CHECK(e8m0_to_float(127) == 1.0f);
   CHECK(e8m0_to_float(254) == std::ldexp(1.0f, 127));
 }
@@ -78,10 +73,10 @@ TEST_CASE("e8m0: zero, subnormals, negatives, NaN and Inf", "[numerics][e8m0]") 
   CHECK(float_to_e8m0(0.0f) == 0);
   CHECK(float_to_e8m0(-0.0f) == 0);
   CHECK(float_to_e8m0(std::numeric_limits<float>::denorm_min()) == 0);
-  CHECK(float_to_e8m0(float_from_bits(0x00200000u)) == 0);  // 2^-128
-  CHECK(float_to_e8m0(float_from_bits(0x00400000u)) == 0);  // 2^-127 exactly (subnormal tie)
-  CHECK(float_to_e8m0(float_from_bits(0x00400001u)) == 1);  // just above -> 2^-126
-  CHECK(float_to_e8m0(float_from_bits(0x00600000u)) == 1);
+  CHECK(float_to_e8m0(bits_to_float(0x00200000u)) == 0);  // 2^-128
+  CHECK(float_to_e8m0(bits_to_float(0x00400000u)) == 0);  // 2^-127 exactly (subnormal tie)
+  CHECK(float_to_e8m0(bits_to_float(0x00400001u)) == 1);  // just above -> 2^-126
+  CHECK(float_to_e8m0(bits_to_float(0x00600000u)) == 1);
   CHECK(float_to_e8m0(std::numeric_limits<float>::min()) == 1);  // 2^-126
   CHECK(float_to_e8m0(-1.0f) == 127);
   CHECK(float_to_e8m0(-3.0f) == 129);
@@ -92,25 +87,21 @@ TEST_CASE("e8m0: zero, subnormals, negatives, NaN and Inf", "[numerics][e8m0]") 
 }
 
 TEST_CASE("e8m0: encode matches the value-domain statement of torch's rule", "[numerics][e8m0]") {
-  int n_mismatch = 0;
+  Mismatches of_bf16("float_to_e8m0 of BF16 code", 0, 8);
   for (uint32_t c = 0; c < 65536; ++c) {
     const float x = bf16_to_float(static_cast<uint16_t>(c));
-    if (float_to_e8m0(x) != e8m0_encode_ref(x) && n_mismatch++ < 8) {
-      CAPTURE(c, x, int(float_to_e8m0(x)), int(e8m0_encode_ref(x)));
-      CHECK(float_to_e8m0(x) == e8m0_encode_ref(x));
-    }
+    of_bf16.expect(c, float_to_e8m0(x), e8m0_encode_ref(x));
   }
+  CHECK(of_bf16.count() == 0);
+  Mismatches of_float("float_to_e8m0 of float bits", 0, 8);
   uint32_t state = 777;
   for (int i = 0; i < 300000; ++i) {
     state = state * 1664525u + 1013904223u;
     const uint32_t bits = state ^ (state >> 13);
-    const float x = float_from_bits(bits);
-    if (float_to_e8m0(x) != e8m0_encode_ref(x) && n_mismatch++ < 8) {
-      CAPTURE(bits, x, int(float_to_e8m0(x)), int(e8m0_encode_ref(x)));
-      CHECK(float_to_e8m0(x) == e8m0_encode_ref(x));
-    }
+    const float x = bits_to_float(bits);
+    of_float.expect(bits, float_to_e8m0(x), e8m0_encode_ref(x));
   }
-  CHECK(n_mismatch == 0);
+  CHECK(of_float.count() == 0);
 }
 
 TEST_CASE("e8m0: e8m0_from_exponent is exact inside the range and clamps outside",

@@ -3,11 +3,11 @@
 // checks; and the exhaustive proof that the kernels' UE8M0 fast path equals the generic math.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "kernels/dequant.cuh"
 #include "numerics/codecs.hpp"
@@ -16,14 +16,9 @@ using namespace qf::numerics;
 using qf::DType;
 using qf::kernels::Fp4BlockDequantParams;
 using qf::kernels::Fp8BlockDequantParams;
+using qf::test::Mismatches;
 
 namespace {
-
-float float_from_bits(uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, sizeof(x));
-  return x;
-}
 
 constexpr uint8_t kE4m3One = 0x38;         // 1.0
 constexpr uint8_t kE4m3OneAndHalf = 0x3C;  // 1.5
@@ -34,27 +29,23 @@ constexpr uint16_t kBf16Nan = 0x7FC0;
 
 TEST_CASE("dequant: UE8M0 fast path equals the float multiply for every (code, scale) pair",
           "[dequant]") {
+  Mismatches fp8("fp8_block_to_bf16_e8m0 [scale, code]", 256);
+  Mismatches fp4("fp4_to_bf16_e8m0 [scale, code]", 16);
   for (int b = 0; b < 256; ++b) {
     const auto scale = static_cast<uint8_t>(b);
     for (int c = 0; c < 256; ++c) {
       const auto code = static_cast<uint8_t>(c);
-      const uint16_t got = fp8_block_to_bf16_e8m0(code, scale);
-      const uint16_t want = fp8_block_to_bf16(code, scale_value(scale));
-      if (got != want) {
-        CAPTURE(b, c, got, want);
-        CHECK(got == want);
-      }
+      fp8.expect(uint64_t(b * 256 + c), fp8_block_to_bf16_e8m0(code, scale),
+                 fp8_block_to_bf16(code, scale_value(scale)));
     }
     for (int c = 0; c < 16; ++c) {
       const auto code = static_cast<uint8_t>(c);
-      const uint16_t got = fp4_to_bf16_e8m0(code, scale);
-      const uint16_t want = fp4_to_bf16(code, scale_value(scale));
-      if (got != want) {
-        CAPTURE(b, c, got, want);
-        CHECK(got == want);
-      }
+      fp4.expect(uint64_t(b * 16 + c), fp4_to_bf16_e8m0(code, scale),
+                 fp4_to_bf16(code, scale_value(scale)));
     }
   }
+  CHECK(fp8.count() == 0);
+  CHECK(fp4.count() == 0);
   // The fast ranges are tight: one step outside, the exponent add is wrong for some code.
   auto fp8_shift_ok = [](int b) {
     for (int c = 0; c < 256; ++c) {
@@ -105,7 +96,7 @@ TEST_CASE("dequant: scalar helpers on named values", "[dequant]") {
   CHECK(fp8_block_to_bf16(kE4m3OneAndHalf, 0.1f) == 0x3E1A);
   // 1.25 * s: the exact product rounds to 0x3FE1, the float32 product to 0x3FE0. We follow
   // torch (float32 product first); this pins that choice.
-  CHECK(fp8_block_to_bf16(0x3A, float_from_bits(0x3FB3999Au)) == 0x3FE0);
+  CHECK(fp8_block_to_bf16(0x3A, bits_to_float(0x3FB3999Au)) == 0x3FE0);
   // NaN policy: every NaN result is the canonical 0x7FC0, whatever the signs.
   const float inf = std::numeric_limits<float>::infinity();
   CHECK(fp8_block_to_bf16(0x7F, 1.0f) == kBf16Nan);
@@ -151,16 +142,15 @@ TEST_CASE("dequant: FP8 reference applies one scale per 128x128 tile, partial ed
     CHECK(out[129 * n_cols + 255] == 0x4180);  // tile (1, 1): 16
     CHECK(out[128 * n_cols + 259] == 0x4200);  // tile (1, 2): 32
     CHECK(out[129 * n_cols + 259] == 0xC2C0);  // -3 * 32 = -96
+    Mismatches bf16("bf16 [row, col]", n_cols);
     for (int64_t r = 0; r < n_rows; ++r) {
       for (int64_t c = 0; c < n_cols; ++c) {
         const int k = 3 * static_cast<int>(r / 128) + static_cast<int>(c / 128);
         const float want = e4m3_to_float(codes[r * n_cols + c]) * std::ldexp(1.0f, k);
-        if (out[r * n_cols + c] != float_to_bf16(want)) {
-          CAPTURE(r, c, out[r * n_cols + c], want);
-          CHECK(out[r * n_cols + c] == float_to_bf16(want));
-        }
+        bf16.expect(uint64_t(r * n_cols + c), out[r * n_cols + c], float_to_bf16(want));
       }
     }
+    CHECK(bf16.count() == 0);
   }
   SECTION("F32 scales") {
     const std::vector<float> scale = {0.1f, 1.0f, 2.0f, -1.0f, 0.5f, 3.0f};

@@ -10,6 +10,7 @@
 
 #include "catch_compat.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "forward_test_util.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/model_forward.hpp"
@@ -115,7 +116,7 @@ TEST_CASE("weight names match the transformers save_pretrained fixture", "[forwa
   const ModelConfig c = ModelConfig::from_json(fixture.at("config"), path);
   std::set<std::string> expected;
   for (const auto& [name, info] : fixture.at("tensors").items()) {
-    expected.insert(name.rfind("model.", 0) == 0 ? name.substr(6) : name);
+    expected.insert(qf::strip_prefix(name, "model."));
   }
   std::set<std::string> asked;
   for (const std::string& n : global_weight_names()) asked.insert(n);
@@ -232,7 +233,7 @@ TEST_CASE("the observer sees every linear of every layer", "[forward]") {
   CHECK(seen == expected);
   for (size_t i = 0; i < obs.names.size(); ++i) {
     CHECK(obs.amax(obs.names[i]) > 0.0f);
-    if (qf::model::test::ends_with(obs.names[i], "attn.wo_a")) {
+    if (qf::ends_with(obs.names[i], "attn.wo_a")) {
       CHECK(obs.shapes[i].first == L * n_seqs * c.o_groups);
       CHECK(obs.shapes[i].second == c.num_attention_heads * c.head_dim / c.o_groups);
     }

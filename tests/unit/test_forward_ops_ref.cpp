@@ -3,18 +3,19 @@
 // loop (tolerance), plus the amax slot / NaN / BF16 rounding contract the GPU kernels share.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "forward_test_util.hpp"
 #include "kernels/forward/forward_ops.cuh"
 #include "model/config.hpp"
 #include "model/forward_hyper_connections.hpp"
 #include "model/forward_linear.hpp"
 #include "model/forward_moe.hpp"
+#include "numerics/host_device.hpp"
 #include "ops/hyper_connection_mix.hpp"
 #include "ops/moe_math.hpp"
 #include "ops/rms_norm.hpp"
@@ -23,25 +24,12 @@
 using namespace qf;
 using namespace qf::kernels;
 
+using numerics::bits_to_float;
+using numerics::float_to_bits;
 using qf::model::test::randn;
+using qf::test::count_mismatches;
 
 namespace {
-
-uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof(b));
-  return b;
-}
-
-float float_of(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof(x));
-  return x;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 bool near(double got, double want, double rel, double abs_tol) {
   return std::fabs(got - want) <= abs_tol + rel * std::fabs(want);
@@ -64,7 +52,7 @@ TEST_CASE("rms_norm_ref: ops::rms_norm_rows_to and a double loop", "[forward_ops
     p.eps = 1e-6f;
     rms_norm_ref(p);
     ops::rms_norm_rows_to(x.data(), model_out.data(), n_rows, n_cols, p.weight, p.eps);
-    CHECK(same_bits(out, model_out));
+    CHECK(count_mismatches(out, model_out, "rms_norm") == 0);
     for (int64_t r = 0; r < n_rows; ++r) {
       double ss = 0;
       for (int64_t i = 0; i < n_cols; ++i) ss += double(x[r * n_cols + i]) * x[r * n_cols + i];
@@ -79,7 +67,7 @@ TEST_CASE("rms_norm_ref: ops::rms_norm_rows_to and a double loop", "[forward_ops
     p.x = in_place.data();
     p.out = in_place.data();
     rms_norm_ref(p);
-    CHECK(same_bits(in_place, out));
+    CHECK(count_mismatches(in_place, out, "rms_norm in place") == 0);
   }
 }
 
@@ -115,7 +103,7 @@ TEST_CASE("rope_ref: ops::apply_rope_trailing_n at (r % period) * step", "[forwa
       ops::apply_rope_trailing_n(want.data() + r * n_vecs * dim, n_vecs, dim, table,
                                    (r % period) * step, inverse);
     }
-    CHECK(same_bits(got, want));
+    CHECK(count_mismatches(got, want, "rope") == 0);
     // Independent double check of one row/vector: nope channels untouched, pairs rotated.
     const int64_t r = 7, v = 2, pos = (r % period) * step;
     const float* x0 = x.data() + (r * n_vecs + v) * dim;
@@ -141,7 +129,7 @@ TEST_CASE("amax_cast_ref: slots, negative slots, NaN wins, initial values kept",
   x[4 * n_cols + 0] = -std::numeric_limits<float>::infinity();   // row 4 -> slot 2
   x[5 * n_cols + 3] = -std::numeric_limits<float>::quiet_NaN();  // row 5 -> slot 2: NaN wins
   const std::vector<int32_t> slots = {1, 0, 1, -1, 2, 2};
-  std::vector<uint32_t> amax = {bits_of(4.0f), 0, 0, bits_of(1.0f)};
+  std::vector<uint32_t> amax = {float_to_bits(4.0f), 0, 0, float_to_bits(1.0f)};
   AmaxCastParams p;
   p.x = x.data();
   p.n_rows = n_rows;
@@ -154,19 +142,19 @@ TEST_CASE("amax_cast_ref: slots, negative slots, NaN wins, initial values kept",
     for (int64_t i = 0; i < n_cols; ++i) m = std::max(m, std::fabs(x[r * n_cols + i]));
     return m;
   };
-  CHECK(float_of(amax[0]) == std::max(4.0f, row_amax(1)));
-  CHECK(float_of(amax[1]) == std::max(row_amax(0), row_amax(2)));
-  CHECK(float_of(amax[1]) >= 7.5f);
-  CHECK(std::isnan(float_of(amax[2])));
-  CHECK(amax[2] > bits_of(std::numeric_limits<float>::infinity()));
-  CHECK(amax[3] == bits_of(1.0f));  // no row maps to slot 3
+  CHECK(bits_to_float(amax[0]) == std::max(4.0f, row_amax(1)));
+  CHECK(bits_to_float(amax[1]) == std::max(row_amax(0), row_amax(2)));
+  CHECK(bits_to_float(amax[1]) >= 7.5f);
+  CHECK(std::isnan(bits_to_float(amax[2])));
+  CHECK(amax[2] > float_to_bits(std::numeric_limits<float>::infinity()));
+  CHECK(amax[3] == float_to_bits(1.0f));  // no row maps to slot 3
 
   // Null row_slot: every row to slot 0 (row 3's NaN now counts).
   std::vector<uint32_t> one = {0};
   p.row_slot = nullptr;
   p.amax_bits = one.data();
   amax_cast_ref(p);
-  CHECK(std::isnan(float_of(one[0])));
+  CHECK(std::isnan(bits_to_float(one[0])));
 }
 
 TEST_CASE("amax_cast_ref: BF16 copy rounds to nearest even, NaN -> 0x7FC0", "[forward_ops_ref]") {
@@ -187,7 +175,7 @@ TEST_CASE("amax_cast_ref: BF16 copy rounds to nearest even, NaN -> 0x7FC0", "[fo
   const std::vector<uint16_t> want = {0x3F80, 0x3F80, 0x3F82, 0x3F81, 0xBF80, 0x7F80,
                                       0x7F80, 0xFF80, 0x7FC0, 0x7FC0, 0x8000, 0x0000};
   std::vector<float> x(in.size());
-  for (size_t i = 0; i < in.size(); ++i) x[i] = float_of(in[i]);
+  for (size_t i = 0; i < in.size(); ++i) x[i] = bits_to_float(in[i]);
   std::vector<uint16_t> out(in.size(), 0xDEAD);
   AmaxCastParams p;
   p.x = x.data();
@@ -224,7 +212,7 @@ TEST_CASE("swiglu_ref: ops::swiglu_clamped per row, outputs and amax", "[forward
     ops::swiglu_clamped(g.data(), u, inter, limit);
     for (int64_t i = 0; i < inter; ++i) {
       const float h = out[r * inter + i];
-      CHECK(bits_of(h) == bits_of(g[i]));
+      CHECK(float_to_bits(h) == float_to_bits(g[i]));
       // Independent: silu(min(g, limit)) * clamp(u).
       const double gi = std::min<double>(gate_up[r * 2 * inter + i], limit);
       const double ui = std::min<double>(std::max<double>(u[i], -limit), limit);
@@ -241,8 +229,8 @@ TEST_CASE("swiglu_ref: ops::swiglu_clamped per row, outputs and amax", "[forward
       }
     }
   }
-  CHECK(float_of(amax[0]) == slot_max[0]);
-  CHECK(float_of(amax[1]) == slot_max[1]);  // row 1 (NaN) had slot -1: not observed
+  CHECK(bits_to_float(amax[0]) == slot_max[0]);
+  CHECK(bits_to_float(amax[1]) == slot_max[1]);  // row 1 (NaN) had slot -1: not observed
 }
 
 TEST_CASE("hc_pre_ref from the model's mixes equals model::hc_pre", "[forward_ops_ref]") {
@@ -289,10 +277,10 @@ TEST_CASE("hc_pre_ref from the model's mixes equals model::hc_pre", "[forward_op
   p.comb = comb.data();
   p.collapsed = col.data();
   hc_pre_ref(p);
-  CHECK(same_bits(pre, mix.pre));
-  CHECK(same_bits(post, mix.post));
-  CHECK(same_bits(comb, mix.comb));
-  CHECK(same_bits(col, collapsed));
+  CHECK(count_mismatches(pre, mix.pre, "hc_pre pre") == 0);
+  CHECK(count_mismatches(post, mix.post, "hc_pre post") == 0);
+  CHECK(count_mismatches(comb, mix.comb, "hc_pre comb") == 0);
+  CHECK(count_mismatches(col, collapsed, "hc_pre collapsed") == 0);
 
   // Doubly stochastic after enough iterations; pre in (hc_eps, 1 + hc_eps), post in (0, 2).
   if (c.hc_sinkhorn_iters == 20) {
@@ -336,7 +324,7 @@ TEST_CASE("hc_post_ref equals ops::hc_post and a naive loop", "[forward_ops_ref]
   mix.post = post;
   mix.comb = comb;
   ops::hc_post(mix, block_out.data(), dim, want.data());
-  CHECK(same_bits(got, want));
+  CHECK(count_mismatches(got, want, "hc_post") == 0);
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t k = 0; k < hc; ++k) {
       for (int64_t d = 0; d < dim; ++d) {

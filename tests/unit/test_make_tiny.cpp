@@ -9,6 +9,7 @@
 #include <set>
 
 #include "catch_compat.hpp"
+#include "core/strings.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats_test_util.hpp"
 #include "model/presets.hpp"
@@ -183,7 +184,7 @@ TEST_CASE("values do not depend on the shard count; the seed changes them", "[ma
     const auto bytes = read_tensor(a, name);
     n_same_seed_differs += bytes != read_tensor(b, name);
     // Tile scales may coincide across seeds; every value tensor must not.
-    const bool is_scale = name.size() > 6 && name.compare(name.size() - 6, 6, ".scale") == 0;
+    const bool is_scale = ends_with(name, model::kScaleSuffix);
     if (!is_scale) n_other_seed_same += bytes == read_tensor(c, name);
   }
   CHECK(n_same_seed_differs == 0);

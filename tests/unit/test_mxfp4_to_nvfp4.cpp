@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 #include "numerics/mxfp4_to_nvfp4.hpp"
@@ -15,6 +16,7 @@
 using namespace qf;
 using namespace qf::kernels;
 using namespace qf::numerics;
+using qf::test::Mismatches;
 
 namespace {
 
@@ -111,22 +113,20 @@ TEST_CASE("in-window blocks keep their nibbles and get scale 2^(k_j - k_max + 8)
     CHECK(e4m3_to_float(c.scale[2 * b]) == want);
     CHECK(c.scale[2 * b + 1] == c.scale[2 * b]);
   }
-  int n_bad = 0;
+  Mismatches codes("E2M1 code");
   for (size_t i = 0; i < w.packed.size() * 2; ++i) {
     const uint8_t in = nibble(w.packed, i);
     const uint8_t want = (in & 0x7) ? in : 0;  // -0 (8) becomes +0: ModelOpt's `x < 0` sign
-    if (nibble(c.packed, i) != want && n_bad++ < 5) {
-      FAIL_CHECK("element " << i << " in " << int(in) << " out " << int(nibble(c.packed, i)));
-    }
+    codes.expect(i, nibble(c.packed, i), want);
   }
-  CHECK(n_bad == 0);
+  CHECK(codes.count() == 0);
   const std::vector<float> y = nvfp4_dequant(c, w.n_rows, w.n_cols);
+  Mismatches values("dequantized");
   for (size_t i = 0; i < y.size(); ++i) {
-    if (y[i] != mxfp4_dequantize_bf16(nibble(w.packed, i), w.e8m0[i / 32]) && n_bad++ < 5) {
-      FAIL_CHECK("dequantized element " << i << " differs: " << y[i]);
-    }
+    const float want = mxfp4_dequantize_bf16(nibble(w.packed, i), w.e8m0[i / 32]);
+    values.check(y[i] == want, i, y[i], want);
   }
-  CHECK(n_bad == 0);
+  CHECK(values.count() == 0);
 }
 
 TEST_CASE("a block below the window uses ModelOpt's data-derived fallback", "[mxfp4]") {
@@ -261,18 +261,17 @@ TEST_CASE("the GPU kernel's block routine equals the reference loop", "[mxfp4]")
   const int k_max_local = mxfp4_k_max_local(e8m0_max(w.e8m0));
   REQUIRE(c.scale_2 == mxfp4_nvfp4_scale_2(k_max));
   uint32_t n_nonfinite = 0;
-  int n_bad = 0;
+  // A block differs in its scale or its codes; shown: its scale and the reference's.
+  Mismatches blocks("block scale", 0, 3);
   for (size_t b = 0; b < w.e8m0.size(); ++b) {
     uint32_t words[4], out[4];
     std::memcpy(words, &w.packed[16 * b], sizeof(words));
     const uint8_t scale =
         mxfp4_to_nvfp4_block(words, w.e8m0[b], k_max_local, c.scale_2, out, &n_nonfinite);
-    if ((scale != c.scale[2 * b] || std::memcmp(out, &c.packed[16 * b], 16) != 0) && n_bad++ < 3) {
-      FAIL_CHECK("block " << b << " e8m0 " << int(w.e8m0[b]) << " scale " << int(scale) << " ref "
-                          << int(c.scale[2 * b]));
-    }
+    blocks.check(scale == c.scale[2 * b] && std::memcmp(out, &c.packed[16 * b], 16) == 0, b, scale,
+                 c.scale[2 * b]);
   }
-  CHECK(n_bad == 0);
+  CHECK(blocks.count() == 0);
   CHECK(n_nonfinite == c.counts[kMxfp4CountNonfinite]);
 }
 

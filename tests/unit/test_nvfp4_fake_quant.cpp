@@ -8,25 +8,16 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
+#include "eval/eval_model.hpp"
+#include "eval/nvfp4_fake_quant.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 #include "model/forward_linear.hpp"
 #include "model/linear_observer.hpp"
 #include "numerics/bf16.hpp"
-#include "eval/eval_model.hpp"
-#include "eval/nvfp4_fake_quant.hpp"
 
 using namespace qf;
-
-namespace {
-
-uint32_t bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof(b));
-  return b;
-}
-
-}  // namespace
 
 TEST_CASE("nvfp4 activation fake-quant: hand-computed blocks", "[eval]") {
   const float input_scale = 0.5f;  // global scale: block scale = block amax / (6 * 0.5)
@@ -100,9 +91,7 @@ TEST_CASE("nvfp4 activation fake-quant equals the weight quantizer's round trip"
   d.y = want.data();
   kernels::nvfp4_dequantize_ref(d);
   pipeline::nvfp4_fake_quantize_rows(x.data(), n_rows, n_cols, input_scale);
-  int64_t n_diff = 0;
-  for (size_t i = 0; i < x.size(); ++i) n_diff += bits(x[i]) != bits(want[i]);
-  CHECK(n_diff == 0);
+  CHECK(qf::test::count_mismatches(x, want, "fake-quantized") == 0);
 }
 
 TEST_CASE("nvfp4 activation fake-quant: bad arguments and NaN", "[eval]") {

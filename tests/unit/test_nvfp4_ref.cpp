@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "compare_test_util.hpp"
 #include "core/check.hpp"
 #include "kernels/nvfp4_quantize.cuh"
 #include "numerics/nvfp4.hpp"
@@ -17,6 +18,7 @@
 using namespace qf;
 using namespace qf::kernels;
 using namespace qf::numerics;
+using qf::test::Mismatches;
 
 namespace {
 
@@ -210,20 +212,18 @@ TEST_CASE("random data: dequantized error within the E2M1 half step", "[nvfp4]")
     const Quantized q = quantize(x, n_rows, n_cols, scale_2);
     const std::vector<float> y = dequantize(q, n_rows, n_cols, scale_2);
     double err2 = 0, ref2 = 0;
-    int n_bad = 0;
+    Mismatches far("dequantized (want: x) beyond the bound");
     for (size_t i = 0; i < x.size(); ++i) {
       const float xi = bf16_to_float(x[i]);
       const float d = nvfp4_block_divisor(q.scale[i / 16], scale_2);
       const float r = std::fabs(xi) / d;
       const float half_step = r < 2 ? kHalfStepBelow2 : r < 4 ? kHalfStepBelow4 : kHalfStepTo6;
       const float bound = d * half_step + kRoundingSlack * (std::fabs(xi) + d);
-      if (std::fabs(xi - y[i]) > bound && n_bad++ < 5) {
-        FAIL_CHECK("element " << i << " x " << xi << " deq " << y[i] << " bound " << bound);
-      }
+      far.check(!(std::fabs(xi - y[i]) > bound), i, y[i], xi);
       err2 += double(xi - y[i]) * (xi - y[i]);
       ref2 += double(xi) * xi;
     }
-    CHECK(n_bad == 0);
+    CHECK(far.count() == 0);
     if (kind == 0) CHECK(err2 / ref2 < kMaxNmseNormal);
     // No block scale saturates when scale_2 comes from the tensor's own amax.
     for (uint8_t s : q.scale) CHECK(e4m3_to_float(s) <= 448.0f);
@@ -340,16 +340,13 @@ TEST_CASE("division-free BF16 encoding equals nvfp4_encode for every BF16", "[nv
       continue;
     }
     ++n_tested;
-    int n_bad = 0;
+    Mismatches m("nvfp4_encode_bf16 (want: nvfp4_encode) of BF16 code", 0, 3);
     for (uint32_t x = 0; x <= 0xFFFF; ++x) {
-      const uint8_t fast = nvfp4_encode_bf16(static_cast<uint16_t>(x), bounds);
-      const uint8_t spec = nvfp4_encode(bf16_to_float(static_cast<uint16_t>(x)), d);
-      if (fast != spec && n_bad++ < 3) {
-        FAIL_CHECK("d " << d << " x 0x" << std::hex << x << " fast " << int(fast) << " spec "
-                        << int(spec));
-      }
+      m.expect(x, nvfp4_encode_bf16(static_cast<uint16_t>(x), bounds),
+               nvfp4_encode(bf16_to_float(static_cast<uint16_t>(x)), d));
     }
-    CHECK(n_bad == 0);
+    INFO("divisor " << d);
+    CHECK(m.count() == 0);
   }
   CHECK(n_tested > 300);
   CHECK_FALSE(nvfp4_bf16_bounds(0x1p-125f, &bounds));
@@ -379,16 +376,16 @@ TEST_CASE("the GPU kernel's block routine equals the reference loop", "[nvfp4]")
   if (kind == 4) scale_2 /= 16;  // saturating block scales
   const Quantized q = quantize(x, 64, 256, scale_2);
   uint32_t n_nonfinite = 0;
-  int n_bad = 0;
+  // A block differs in its scale or its codes; shown: its scale and the reference's.
+  Mismatches blocks("block scale", 0, 3);
   for (size_t b = 0; b < q.scale.size(); ++b) {
     uint32_t words[8], packed[2];
     std::memcpy(words, &x[16 * b], sizeof(words));
     const uint8_t scale = nvfp4_quantize_block_bf16(words, scale_2, packed, &n_nonfinite);
-    if ((scale != q.scale[b] || std::memcmp(packed, &q.packed[8 * b], 8) != 0) && n_bad++ < 3) {
-      FAIL_CHECK("block " << b << " scale " << int(scale) << " ref " << int(q.scale[b]));
-    }
+    blocks.check(scale == q.scale[b] && std::memcmp(packed, &q.packed[8 * b], 8) == 0, b, scale,
+                 q.scale[b]);
   }
-  CHECK(n_bad == 0);
+  CHECK(blocks.count() == 0);
   CHECK(n_nonfinite == q.n_nonfinite);
 }
 

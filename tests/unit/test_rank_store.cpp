@@ -6,6 +6,7 @@
 
 #include "catch_compat.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/layer_file.hpp"
 #include "formats/rank_store.hpp"
 #include "formats/tensor_spec.hpp"
@@ -214,7 +215,7 @@ TEST_CASE("compare_provenance reports readable differences", "[rank_store]") {
   CHECK(diffs[0] == "gone: true vs (absent)");
   CHECK(diffs[1] == "list[1]: 2 vs 5");
   CHECK(diffs[2] == "list: 3 entries vs 2 entries");
-  CHECK(diffs[3].find("long: (absent) vs \"zzz") == 0);
+  CHECK(starts_with(diffs[3], "long: (absent) vs \"zzz"));
   CHECK(diffs[3].find("(302 chars)") != std::string::npos);
   CHECK(diffs[4] == "nested.y: \"a\" vs \"b\"");
   CHECK(diffs[5] == "x: 1 vs 1.5");
@@ -278,7 +279,7 @@ TEST_CASE("damaged committed files are errors naming the file", "[rank_store]") 
     CHECK(store.read_layer(0, kStageQuant) == make_layer_record(0, kStageQuant));
     require_error([&] { store.read_layer(1, kStageQuant); }, {path, "checksum mismatch"});
     REQUIRE(store.verify_files().size() == 1);
-    CHECK(store.verify_files()[0].find(path) == 0);
+    CHECK(starts_with(store.verify_files()[0], path));
   }
   SECTION("missing") {
     std::filesystem::remove(path);

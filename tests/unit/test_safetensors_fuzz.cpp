@@ -5,6 +5,7 @@
 
 #include "catch_compat.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/safetensors_reader.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats_test_util.hpp"
@@ -188,7 +189,7 @@ TEST_CASE("random headers from grammar pieces parse in memory or throw qf::Error
       REQUIRE(expected == buffer_n_bytes);
       ++n_parsed;
     } catch (const qf::Error& e) {
-      REQUIRE(e.message().rfind("mem", 0) == 0);
+      REQUIRE(starts_with(e.message(), "mem"));
     }
   }
   CHECK(n_parsed > 0);  // at least "{}" with an empty buffer

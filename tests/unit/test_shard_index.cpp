@@ -1,6 +1,7 @@
 // ShardIndex (model.safetensors.index.json) and the atomic-file helpers it is built on.
 #include "catch_compat.hpp"
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/shard_index.hpp"
@@ -24,7 +25,7 @@ TEST_CASE("index write/read round trip", "[formats]") {
   CHECK_FALSE(file_exists(temp_path_for(path)));
 
   const std::string text = read_bytes(path);
-  CHECK(text.rfind("{\n  \"metadata\": {", 0) == 0);  // indent 2, metadata first
+  CHECK(starts_with(text, "{\n  \"metadata\": {"));  // indent 2, metadata first
   CHECK(text.back() == '\n');
 
   const ShardIndex back = ShardIndex::read(path);

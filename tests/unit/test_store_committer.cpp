@@ -17,7 +17,7 @@
 using namespace qf;
 using namespace qf::formats;
 using namespace qf::formats::test;
-using pipeline::StoreCommitter;
+using formats::StoreCommitter;
 
 namespace {
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "catch_compat.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "model/config.hpp"
 #include "model/presets.hpp"
@@ -45,7 +46,7 @@ void check_scale_pairing(const model::ModelConfig& c, const std::vector<ModelTen
       REQUIRE(i + 1 < tensors.size());
       const ModelTensor& s = tensors[i + 1];
       CHECK(t.scale_name == s.spec.name);
-      const std::string base = t.spec.name.substr(0, t.spec.name.size() - 7);  // ".weight"
+      const std::string base = strip_suffix(t.spec.name, model::kWeightSuffix);
       CHECK(t.spec.name == base + ".weight");
       CHECK(s.spec.name == base + ".scale");
       if (t.role == TensorRole::kFp8Weight) {
@@ -282,11 +283,11 @@ TEST_CASE("matches transformers' save_pretrained names and shapes", "[tensor_tab
                                                       {"hc_head.hc_scale", "hc_head_scale"}};
   std::map<std::string, std::vector<int64_t>> theirs;
   for (const auto& [name, info] : fixture["tensors"].items()) {
-    std::string n = name.rfind("model.", 0) == 0 ? name.substr(6) : name;
+    std::string n = strip_prefix(name, "model.");
     if (renames.count(n)) n = renames.at(n);
     const std::string kv = ".attn.norm.weight";  // native: attn.kv_norm.weight
-    if (n.size() > kv.size() && n.compare(n.size() - kv.size(), kv.size(), kv) == 0) {
-      n = n.substr(0, n.size() - kv.size()) + ".attn.kv_norm.weight";
+    if (n.size() > kv.size() && ends_with(n, kv)) {
+      n = strip_suffix(n, kv) + ".attn.kv_norm.weight";
     }
     theirs[n] = info["shape"].get<std::vector<int64_t>>();
   }

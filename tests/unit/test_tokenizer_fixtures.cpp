@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "catch_compat.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "tokenizer_test_util.hpp"
@@ -25,7 +26,7 @@ std::vector<std::string> fixture_files() {
   for (const auto& entry :
        std::filesystem::directory_iterator(tokenizer::test::fixture_dir(), error)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() > 9 && name.compare(name.size() - 9, 9, ".ids.json") == 0) {
+    if (name != ".ids.json" && ends_with(name, ".ids.json")) {
       files.push_back(entry.path().string());
     }
   }

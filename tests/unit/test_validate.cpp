@@ -298,13 +298,13 @@ TEST_CASE("validate: configs, other files, checksums", "[validate]") {
       manifest[entry.path().filename().string()] =
           formats::checksum_hex(formats::checksum_file(entry.path().string()).digest);
     }
-    formats::write_file_atomic(out + "/" + pipeline::kChecksumsFileName, manifest.dump(2));
+    formats::write_file_atomic(out + "/" + formats::kChecksumsFileName, manifest.dump(2));
     auto report = validate(out);
     REQUIRE(report.passed());
     CHECK(report.check(pipeline::kCheckChecksums).n_pass == 3);
     const std::string first = manifest.begin().key();
     manifest[first] = "0000000000000000";
-    formats::write_file_atomic(out + "/" + pipeline::kChecksumsFileName, manifest.dump(2));
+    formats::write_file_atomic(out + "/" + formats::kChecksumsFileName, manifest.dump(2));
     report = validate(out);
     require_failure(report, pipeline::kCheckChecksums, first);
     CHECK(failed(report) == std::set<std::string>{"checksums"});
