@@ -15,6 +15,26 @@ inline bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+// `text` with its control bytes (NUL, 0x01-0x1F, DEL) written as \xNN, for names read from
+// files (tensor names, JSON keys) in messages: a NUL would cut the message where it is printed
+// through a C string, and control bytes would garble the terminal. UTF-8 stays as it is.
+inline std::string escape_nonprintable(const std::string& text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // printf into a std::string of any length.
 inline std::string str_printf(const char* format, ...) __attribute__((format(printf, 1, 2)));
 inline std::string str_printf(const char* format, ...) {
