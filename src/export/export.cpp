@@ -11,7 +11,6 @@
 #include <functional>
 #include <future>
 #include <map>
-#include <optional>
 #include <memory>
 #include <tuple>
 
@@ -249,13 +248,12 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
 
 ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                const InputScales& scales, const ExportOptions& options,
-                               dist::Communicator& comm) {
+                               formats::StagedOutput* staged, dist::Communicator& comm) {
   QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
-  std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
   run_on_root(comm, 0, "preparing the output directory", [&] {
-    staged.emplace(formats::StagedOutput::claim(options.out_dir));
+    QF_CHECK(staged != nullptr, "internal: rank 0 exports without the claimed output");
     stage_files(plan, *staged);
   });
   ExportReport report;
