@@ -112,8 +112,8 @@ void check_amax_modules(const QuantizePlan& plan, const std::map<std::string, fl
     }
   }
   QF_CHECK(unknown.empty(), path + ":", unknown.size(), "of", amax.size(),
-           "keys name no module of the checkpoint (no <key>.weight tensor):", listed(unknown),
-           "; keys look like", targets.empty() ? std::string("?") : *targets.begin());
+           "keys name no module of the checkpoint (no <key>.weight tensor):", listed(unknown) + ";",
+           "keys look like", targets.empty() ? std::string("?") : *targets.begin());
   QF_CHECK(targets.empty() || n_targets > 0, path + ":", "names none of the", targets.size(),
            "NVFP4 target modules of recipe", recipes().name(plan.recipe), "(e.g.",
            *targets.begin() + ")");
