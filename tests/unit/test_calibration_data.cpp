@@ -124,7 +124,7 @@ TEST_CASE("JSONL errors name the file and line", "[calib_data]") {
   };
   const std::string bad = tmp.file("bad.jsonl");
   CHECK(contains(error_for("[1,2,3]\n[1,2,\n", 2), bad + ":2"));
-  CHECK(contains(error_for("[1,2,3]\n[1,2,\n", 2), "not valid JSON"));
+  CHECK(contains(error_for("[1,2,3]\n[1,2,\n", 2), "invalid JSON"));
   CHECK(contains(error_for("[1,2,3]\n\n[1,2]\n", 2), bad + ":3"));
   CHECK(contains(error_for("[1,2,3]\n\n[1,2]\n", 2), "shorter"));
   CHECK(contains(error_for("[1,2,3.5]\n", 1), bad + ":1"));

@@ -266,7 +266,7 @@ TEST_CASE("calib-data errors name file and line; output is all or nothing", "[ca
   write_text(dir.file("bad.jsonl"), "{\"text\": \"ok\"}\n{\"text\": broken}\n");
   options.sources = {{dir.file("bad.jsonl"), 5}};
   CHECK(contains(error_of([&] { build_text_calibration(tok, options); }),
-                 dir.file("bad.jsonl") + ":2: not valid JSON"));
+                 dir.file("bad.jsonl") + ":2: invalid JSON"));
   write_text(dir.file("field.jsonl"), "{\"content\": \"ok\"}\n");
   options.sources = {{dir.file("field.jsonl"), 1}};
   CHECK(contains(error_of([&] { build_text_calibration(tok, options); }),
