@@ -35,6 +35,7 @@ int cmd_dequant(const Args& args) {
           options, {}, args, vm)) {
     return 0;
   }
+  refuse_empty_values(vm, {"in", "out"}, "dequant");
   const auto backend_choice = parse_enum_option(dist::backend_choices(), backend, "dequant");
   QF_CHECK(chunk_mib >= 1 && chunk_mib <= 16384, "--chunk-mib must be in [1, 16384], got",
            chunk_mib);

@@ -94,6 +94,7 @@ int cmd_quantize(const Args& args) {
           all, {}, args, vm)) {
     return 0;
   }
+  refuse_empty_values(vm, {"in", "out", "work", "calib", "amax-file", "shard"}, "quantize");
   run.recipe = parse_enum_option(pipeline::recipes(), a.recipe, "quantize");
   run.kv = parse_enum_option(pipeline::kv_caches(), a.kv, "quantize");
   const auto backend = parse_enum_option(dist::backend_choices(), a.backend, "quantize");

@@ -18,13 +18,15 @@ inline bool ends_with(const std::string& s, const std::string& tail) {
 // `text` with its control bytes (NUL, 0x01-0x1F, DEL) written as \xNN, for names read from
 // files (tensor names, JSON keys) in messages: a NUL would cut the message where it is printed
 // through a C string, and control bytes would garble the terminal. UTF-8 stays as it is.
-inline std::string escape_nonprintable(const std::string& text) {
+// keep_line_breaks: '\n' and '\t' stay (whole messages, which are laid out with them).
+inline std::string escape_nonprintable(const std::string& text, bool keep_line_breaks = false) {
   static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(text.size());
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
+    const bool line_break = byte == '\n' || byte == '\t';
+    if ((byte < 0x20 || byte == 0x7f) && !(keep_line_breaks && line_break)) {
       out += "\\x";
       out += kHex[byte >> 4];
       out += kHex[byte & 15];

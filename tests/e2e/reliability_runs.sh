@@ -68,4 +68,48 @@ json.dump(d, open("one-typo.json", "w"))'
 refused amax-one-typo "1 of 97 keys name no module|layers.1.ffn.experts.3.w4" o13 w13 \
   -- quantize --in src --out o13 --work w13 --amax-file one-typo.json
 
+# ---- defect 13: messages -------------------------------------------------------------------
+# A tensor name with a NUL and an ANSI escape, and a bad dtype: the whole message, escaped, with
+# its location; no raw control byte reaches the log (or inspect's table).
+rm -rf nul; cp -r src nul
+$edit nul dtype layers.0.attn.wq_b.weight F9_E9M9
+$edit nul rename layers.0.attn.wq_b.weight 'layers.0.attn.wq_b\x00evil\x1b[31m.weight'
+refused nul-name "tensor 'layers.0.attn.wq_b\x00evil\x1b[31m.weight': unknown dtype 'F9_E9M9'|[check failed" \
+  o13 w13 -- quantize --in nul --out o13 --work w13 --amax-file amax.json
+! grep -qP '[\x00\x1b]' log || fail "nul-name: raw control bytes in the log"
+rm -rf nul; cp -r src nul
+$edit nul rename layers.0.attn.wq_b.weight 'layers.0.attn.wq_b\x00evil\x1b[31m.weight'
+"$qf" inspect nul >log 2>&1 || true
+grep -qF 'unexpected layers.0.attn.wq_b\x00evil\x1b[31m.weight' log || { cat log; fail "inspect: name not escaped"; }
+! grep -qP '[\x00\x1b]' log || fail "inspect: raw control bytes on stdout"
+echo "ok: nul-name: inspect prints the name escaped"
+# What a shard file is when it is not a file: never "missing".
+shard_kind() {  # name "message" setup-command
+  rm -rf kind; cp -r src kind
+  local f=kind/model-00002-of-00003.safetensors; rm "$f"
+  eval "$3"
+  refused "shard-$1" "shard file model-00002-of-00003.safetensors listed in model.safetensors.index.json $2" \
+    o13 w13 -- quantize --in kind --out o13 --work w13 --amax-file amax.json
+}
+shard_kind loop "is a symlink loop" 'ln -s loop2 "$f"; ln -s model-00002-of-00003.safetensors kind/loop2'
+shard_kind dir "is a directory, not a file" 'mkdir "$f"'
+shard_kind fifo "is a FIFO (named pipe), not a file" 'mkfifo "$f"'
+shard_kind dangling "is a dangling symlink (to /nonexistent/x)" 'ln -s /nonexistent/x "$f"'
+mkfifo fifo.json
+refused amax-fifo "fifo.json: cannot read it: it is a FIFO" o13 w13 \
+  -- quantize --in src --out o13 --work w13 --amax-file fifo.json
+rm -rf kind; cp -r src kind; rm kind/config.json; mkfifo kind/config.json
+refused config-fifo "config.json: cannot read it: it is a FIFO" o13 w13 \
+  -- quantize --in kind --out o13 --work w13 --amax-file amax.json
+# Empty path options are refused, not taken as "not given" (--shard '' rebuilt every shard's
+# neighbour, --calib '' calibrated on the synthetic set).
+for opt in shard calib amax-file; do
+  rc=0; "$qf" quantize --in src --out o13 --work w13 --export-only --$opt '' >log 2>&1 || rc=$?
+  [ "$rc" = 2 ] || { cat log; fail "--$opt '': exit $rc"; }
+  expect_msg "empty-$opt" log "--$opt is empty"
+done
+rc=0; "$qf" quantize --in src --out o13 --work '' >log 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -qF -- "--work is empty" log || { cat log; fail "--work '': exit $rc"; }
+echo "ok: --shard/--calib/--amax-file/--work '' refused (exit 2)"
+
 echo "reliability_runs e2e: all checks passed ($((SECONDS - start_s)) s)"
