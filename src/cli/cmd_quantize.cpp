@@ -3,6 +3,7 @@
 // summary (job/quantize_world).
 #include "cli/options.hpp"
 #include "core/check.hpp"
+#include "core/stop_signal.hpp"
 #include "job/quantize_world.hpp"
 
 namespace qf::cli {
@@ -107,6 +108,7 @@ int cmd_quantize(const Args& args) {
   QF_CHECK(run.shard.empty() || run.export_only, "--shard needs --export-only");
   QF_CHECK(run.samples > 0 && run.seq_len > 0, "--samples and --seq-len must be positive");
   QF_CHECK(run.calib_batch > 0, "--calib-batch must be positive");
+  install_stop_handlers();  // SIGINT/SIGTERM: stop at the next safe point, then say how to resume
   pipeline::run_quantize_world(run, backend, comm, mpi_env());
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "dist/ownership_plan.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checkpoint_dir.hpp"
@@ -254,6 +255,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
     TensorStreamer streamer(source, *dequantizer, writer, options.chunk_bytes);
     for (const auto& t : plan.tensors) {
       if (plan.ownership.owner_of(t.name) != rank) continue;
+      check_stop_requested("between tensors");
       const size_t shard = plan.shard_of.at(t.name);
       auto it = outputs.find(shard);
       if (it == outputs.end()) {

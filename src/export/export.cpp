@@ -19,6 +19,7 @@
 #include "core/log.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
@@ -144,6 +145,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   ExportReport report;
   AsyncWriter writer(kWriteBuffers);
   for (const auto& job : jobs) {
+    check_stop_requested("between export chunks");
     const auto& out = *job.out;
     const auto& fd = files.at(job.shard);
     const uint64_t offset = plan.shards[job.shard].layout.file_offset.at(out.spec.name);

@@ -1,6 +1,7 @@
 // run_quantize: the phases of the main job (see quantize_job.hpp).
 #include "job/quantize_job.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -11,6 +12,7 @@
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
 #include "job/quantize_report_section.hpp"
@@ -130,6 +132,9 @@ void check_quantize_options(const QuantizeOptions& options) {
            "give --calib or --amax-file, not both");
 }
 
+// Where a run is when a stop signal reaches it (what it kept depends on it).
+enum class QuantizePhase { kChecks, kStores, kExport };
+
 // Calibration then quantization of every regular layer; committed layers are skipped on
 // resume. Records are committed in the background (StoreCommitter: quantizing layer l+1 overlaps
 // writing layer l) and all drained before this returns; a failed commit surfaces in the next
@@ -161,6 +166,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
   gpu::Nvfp4OpsPool ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
+    check_stop_requested("between quantized layers");
     if (!store.has_layer(layer, formats::kStageQuant)) {
       QuantizeStats stats;
       auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, ops);
@@ -213,9 +219,37 @@ void write_report(const QuantizeOptions& options, QuantizeReport& report, const 
   });
 }
 
-}  // namespace
+// What a stop signal left, and how to go on (the message of the Interrupted that main prints).
+std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
+                            const Interrupted& e) {
+  std::string text = "quantize: " + e.message() + ". ";
+  if (phase == QuantizePhase::kChecks) {
+    return text + "Nothing was created; run the same command again.";
+  }
+  if (!options.shard.empty()) {
+    return text + options.out_dir + " is unchanged; run the same command again.";
+  }
+  const int n_files = formats::RankStore::n_committed(options.work_dir, 0);
+  if (options.export_only) {
+    text += "The stores in " + options.work_dir + " are unchanged";
+  } else {
+    text += "Kept: every committed layer in " + options.work_dir + " (rank 0: " +
+            std::to_string(std::max(n_files, 0)) + " layer file(s); commits in flight finished)";
+  }
+  text += "; " + options.out_dir + " was not written";
+  if (phase == QuantizePhase::kExport) {
+    text += " (" + formats::StagedOutput::staging_dir_for(options.out_dir) + " removed)";
+  }
+  text += ". ";
+  if (options.export_only) return text + "Run the same command again.";
+  return text + (phase == QuantizePhase::kExport
+                     ? "Every layer is committed: write the output with the same command and "
+                       "--resume (or --export-only)."
+                     : "Continue with the same command and --resume.");
+}
 
-QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communicator& comm,
+                                   QuantizePhase& phase) {
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;
@@ -240,6 +274,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   // Rank 0 owns OUT from here to the end: a second run on the same output fails now, not after
   // calibration. Released (lock file removed) when the job stops early.
   std::optional<formats::StagedOutput> output;
+  phase = QuantizePhase::kStores;
   run_on_root(comm, 0, "claiming the output directory", [&] {
     output.emplace(options.shard.empty() ? formats::StagedOutput::claim(options.out_dir)
                                          : formats::StagedOutput::claim_existing(options.out_dir));
@@ -272,6 +307,7 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
   }
+  phase = QuantizePhase::kExport;
   const auto export_start = std::chrono::steady_clock::now();
   ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
   ExportReport exported;
@@ -287,6 +323,17 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   write_report(options, report, plan, scales, comm);
   if (output) output->release();  // --shard: the rebuilt OUT is free again
   return report;
+}
+
+}  // namespace
+
+QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+  QuantizePhase phase = QuantizePhase::kChecks;
+  try {
+    return run_quantize_phases(options, comm, phase);
+  } catch (const Interrupted& e) {
+    throw Interrupted(e.signal(), stopped_message(options, phase, e), e.reported_here());
+  }
 }
 
 }  // namespace qf::pipeline
