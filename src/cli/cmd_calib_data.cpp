@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "core/check.hpp"
+#include "formats/path_overlap.hpp"
 #include "tokenizer/calib_data.hpp"
 
 namespace qf::cli {
@@ -79,6 +80,13 @@ int cmd_calib_data(const Args& args) {
     QF_CHECK(std::filesystem::is_regular_file(source.path), source.path + ": no such file");
   }
   run.tokenizer_path = vm["tokenizer"].as<std::string>();
+  // --out is replaced (atomically, at the end): never one of the files this run reads.
+  formats::check_not_inside({"--out", run.out_path}, {"--tokenizer", run.tokenizer_path},
+                            "the output would replace an input");
+  for (const auto& source : options.sources) {
+    formats::check_not_inside({"--out", run.out_path}, {"--text", source.path},
+                              "the output would replace an input");
+  }
   run.bos = !vm.count("no-bos");
   run.bos_token = vm["bos-token"].as<std::string>();
   tokenizer::write_calib_data(run);

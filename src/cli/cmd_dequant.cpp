@@ -2,6 +2,7 @@
 // validation. Does not own the job or its totals (dequant/).
 #include "cli/options.hpp"
 #include "core/check.hpp"
+#include "core/stop_signal.hpp"
 #include "dequant/dequant.hpp"
 
 namespace qf::cli {
@@ -35,10 +36,12 @@ int cmd_dequant(const Args& args) {
           options, {}, args, vm)) {
     return 0;
   }
+  refuse_empty_values(vm, {"in", "out"}, "dequant");
   const auto backend_choice = parse_enum_option(dist::backend_choices(), backend, "dequant");
   QF_CHECK(chunk_mib >= 1 && chunk_mib <= 16384, "--chunk-mib must be in [1, 16384], got",
            chunk_mib);
   run.chunk_bytes = chunk_mib << 20;
+  install_stop_handlers();  // SIGINT/SIGTERM: stop at the next safe point, remove OUT.partial
   pipeline::run_dequant_world(run, backend_choice, mpi_env());
   return 0;
 }

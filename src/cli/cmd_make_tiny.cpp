@@ -5,6 +5,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "core/check.hpp"
+#include "formats/path_overlap.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
 #include "synthetic/make_tiny.hpp"
@@ -53,6 +54,10 @@ int cmd_make_tiny(const Args& args) {
   if (vm.count("config")) {
     if (!vm["preset"].defaulted()) {
       throw UsageError{"give either --preset or --config, not both", "make-tiny"};
+    }
+    if (options.force) {
+      formats::check_not_inside({"--config", vm["config"].as<std::string>()},
+                                {"--out", options.out_dir}, "--force would delete it");
     }
     options.config = model::ModelConfig::load(vm["config"].as<std::string>());
   } else {

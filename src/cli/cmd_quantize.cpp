@@ -3,6 +3,7 @@
 // summary (job/quantize_world).
 #include "cli/options.hpp"
 #include "core/check.hpp"
+#include "core/stop_signal.hpp"
 #include "job/quantize_world.hpp"
 
 namespace qf::cli {
@@ -98,6 +99,7 @@ int cmd_quantize(const Args& args) {
           all, {}, args, vm)) {
     return 0;
   }
+  refuse_empty_values(vm, {"in", "out", "work", "calib", "amax-file", "shard"}, "quantize");
   run.recipe = parse_enum_option(pipeline::recipes(), a.recipe, "quantize");
   run.expert_weights =
       parse_enum_option(pipeline::expert_weights_modes(), a.expert_weights, "quantize");
@@ -112,6 +114,7 @@ int cmd_quantize(const Args& args) {
   QF_CHECK(run.shard.empty() || run.export_only, "--shard needs --export-only");
   QF_CHECK(run.samples > 0 && run.seq_len > 0, "--samples and --seq-len must be positive");
   QF_CHECK(run.calib_batch > 0, "--calib-batch must be positive");
+  install_stop_handlers();  // SIGINT/SIGTERM: stop at the next safe point, then say how to resume
   pipeline::run_quantize_world(run, backend, comm, mpi_env());
   return 0;
 }

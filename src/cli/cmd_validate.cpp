@@ -49,6 +49,7 @@ int cmd_validate(const Args& args) {
           options, {}, args, vm)) {
     return 0;
   }
+  refuse_empty_values(vm, {"source", "out", "work", "json"}, "validate");
   pipeline::run_validate(run, std::cout);
   return 0;
 }

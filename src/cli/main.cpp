@@ -8,6 +8,7 @@
 #include "cli/options.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/stop_signal.hpp"
 #include "dist/mpi_env.hpp"
 
 #ifndef QF_VERSION
@@ -92,6 +93,11 @@ int main(int argc, char** argv) {
     std::cerr << "quantforge " << e.command << ": " << e.message << "\n"
               << "try 'quantforge " << e.command << " --help'" << std::endl;
     return 2;
+  } catch (const qf::Interrupted& e) {
+    // A stop signal reached the job; every rank stopped at a safe point. The job's message
+    // says what was kept and how to go on.
+    if (e.reported_here()) qf::log_error(e.message());
+    return qf::exit_status_for_signal(e.signal());
   } catch (const qf::CollectiveError& e) {
     // Every rank stops here together: no abort needed, only the reporting rank prints.
     if (e.reported_here()) qf::log_error(e.what());

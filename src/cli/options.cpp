@@ -7,6 +7,15 @@
 
 namespace qf::cli {
 
+void refuse_empty_values(const po::variables_map& vm, const std::vector<std::string>& names,
+                         const std::string& command) {
+  for (const std::string& name : names) {
+    if (vm.count(name) && !vm[name].defaulted() && vm[name].as<std::string>().empty()) {
+      throw UsageError{"--" + name + " is empty; give a path (or leave the option out)", command};
+    }
+  }
+}
+
 void add_common_options(po::options_description& options) {
   options.add_options()("help,h", "print this help and exit")(
       "log-level", po::value<std::string>()->default_value("info"),

@@ -3,6 +3,7 @@
 #pragma once
 #include <boost/program_options.hpp>
 #include <string>
+#include <vector>
 
 #include "cli/commands.hpp"
 #include "core/check.hpp"
@@ -29,6 +30,11 @@ E parse_enum_option(const EnumTable<E>& table, const std::string& name,
     throw UsageError{e.message(), command};
   }
 }
+
+// A UsageError for each of `names` given on the command line with an empty value (`--shard ''`
+// must not mean "no --shard", nor `--calib ''` "the synthetic set").
+void refuse_empty_values(const po::variables_map& vm, const std::vector<std::string>& names,
+                         const std::string& command);
 
 // Adds --help and --log-level to `options`.
 void add_common_options(po::options_description& options);

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/strings.hpp"
+
 namespace qf {
 namespace {
 int g_rank = 0;
@@ -22,7 +24,10 @@ int process_world_size() { return g_world_size; }
 std::string errno_text(int err) { return str_cat(std::strerror(err), " (errno ", err, ")"); }
 
 void throw_error(const char* kind, const char* statement, const char* file, int line,
-                 const std::string& message) {
+                 const std::string& raw_message) {
+  // Names from files may hold a NUL (what() would end there, losing the rest and the location)
+  // or terminal control bytes: every message is escaped once, here.
+  const std::string message = escape_nonprintable(raw_message, /*keep_line_breaks=*/true);
   char host[256] = "?";
   gethostname(host, sizeof(host) - 1);
   std::ostringstream out;

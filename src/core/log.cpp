@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <mutex>
 
+#include "core/strings.hpp"
+
 namespace qf {
 namespace {
 LogLevel g_level = LogLevel::kInfo;
@@ -51,7 +53,7 @@ void log_line(LogLevel level, bool all_ranks, const std::string& text) {
     line += prefix;
   }
   line += level_tag(level);
-  line += text;
+  line += escape_nonprintable(text, /*keep_line_breaks=*/true);
   line += '\n';
   std::lock_guard<std::mutex> lock(g_mutex);
   std::fwrite(line.data(), 1, line.size(), stderr);

@@ -27,6 +27,28 @@ inline std::string strip_suffix(const std::string& s, const std::string& tail) {
   return ends_with(s, tail) ? s.substr(0, s.size() - tail.size()) : s;
 }
 
+// `text` with its control bytes (NUL, 0x01-0x1F, DEL) written as \xNN, for names read from
+// files (tensor names, JSON keys) in messages: a NUL would cut the message where it is printed
+// through a C string, and control bytes would garble the terminal. UTF-8 stays as it is.
+// keep_line_breaks: '\n' and '\t' stay (whole messages, which are laid out with them).
+inline std::string escape_nonprintable(const std::string& text, bool keep_line_breaks = false) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    const bool line_break = byte == '\n' || byte == '\t';
+    if ((byte < 0x20 || byte == 0x7f) && !(keep_line_breaks && line_break)) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // printf into a std::string of any length.
 inline std::string str_printf(const char* format, ...) __attribute__((format(printf, 1, 2)));
 inline std::string str_printf(const char* format, ...) {

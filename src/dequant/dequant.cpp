@@ -14,9 +14,11 @@
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "dist/ownership_plan.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checkpoint_dir.hpp"
+#include "formats/path_overlap.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/shard_index.hpp"
@@ -58,6 +60,18 @@ nlohmann::json bf16_config(const formats::CheckpointDir& source) {
   const std::string path = source.dir() + "/config.json";
   const auto config = model::ModelConfig::from_json(source.read_json("config.json"), path);
   return model::config_json_for_format(config, model::WeightFormat::kBf16);
+}
+
+// --out (and OUT.partial, OUT.partial.lock) must not be --in or inside it, nor --in inside them:
+// the output would be written into the source (and copied by every later run over it).
+void check_dequant_paths(const DequantOptions& options) {
+  const formats::NamedPath in{"--in", options.in_dir};
+  for (const auto& written : formats::StagedOutput::written_paths(options.out_dir)) {
+    formats::check_not_inside(written, in,
+                              "the output would be written into the source checkpoint (and "
+                              "copied into every later output made from it)");
+    formats::check_not_inside(in, written, "dequant creates, replaces or deletes that path");
+  }
 }
 
 // Deterministic from the source alone, so every rank builds the same plan without talking.
@@ -244,6 +258,7 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
     TensorStreamer streamer(source, *dequantizer, writer, options.chunk_bytes);
     for (const auto& t : plan.tensors) {
       if (plan.ownership.owner_of(t.name) != rank) continue;
+      check_stop_requested("between tensors");
       const size_t shard = plan.shard_of.at(t.name);
       auto it = outputs.find(shard);
       if (it == outputs.end()) {
@@ -276,6 +291,8 @@ DequantReport run_dequant(const DequantOptions& options, dist::Communicator& com
   std::unique_ptr<formats::CheckpointDir> source;
   DequantPlan plan;
   dist::run_on_all_ranks(comm, "reading the source checkpoint", [&] {
+    check_dequant_paths(options);
+    formats::StagedOutput::check_final_dir(options.out_dir);
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_plan(*source, comm.world_size());
   });

@@ -1,9 +1,11 @@
 // run_dequant_world: the world around run_dequant and its totals line (see dequant.hpp).
 #include "core/log.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "dequant/dequant.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
+#include "formats/staged_output.hpp"
 
 namespace qf::pipeline {
 
@@ -12,7 +14,17 @@ void run_dequant_world(DequantOptions options, dist::BackendChoice backend,
   options.backend = dist::resolve_backend(backend);
   if (options.backend == dist::ComputeBackend::kCuda) dist::select_cuda_device(mpi.local_rank());
   dist::MpiCommunicator comm(mpi, dist::CommunicatorOptions{});
-  const DequantReport report = run_dequant(options, comm);
+  DequantReport report;
+  try {
+    report = run_dequant(options, comm);
+  } catch (const Interrupted& e) {
+    throw Interrupted(e.signal(),
+                      "dequant: " + e.message() + ". Nothing was kept (" +
+                          formats::StagedOutput::staging_dir_for(options.out_dir) +
+                          " removed, " + options.out_dir + " not written); run the same command "
+                          "again.",
+                      e.reported_here());
+  }
   uint64_t totals[4] = {report.bytes_read, report.bytes_written, report.n_tensors_converted,
                         report.n_tensors_copied};
   comm.allreduce_counts(totals, 4, "dequant totals");

@@ -5,17 +5,21 @@
 #include <vector>
 
 #include "core/check.hpp"
+#include "core/stop_signal.hpp"
 
 namespace qf::dist {
 namespace {
 
 // Runs work; returns the error it raised (if any) so that the caller can first tell its peers.
+// A StopRequested is no failure: the stop signal is shared after the work (stop_after).
 bool try_work(const std::function<void()>& work, std::string* what_text, std::string* message) {
   try {
     work();
     return true;
   } catch (const CollectiveError&) {
     throw;  // already shared
+  } catch (const StopRequested&) {
+    return true;
   } catch (const Error& e) {
     *what_text = e.what();
     *message = e.message();
@@ -42,8 +46,18 @@ void run_on_root(Communicator& comm, int root, const char* what,
 void run_on_all_ranks(Communicator& comm, const char* what, const std::function<void()>& work) {
   std::string what_text, message;
   const bool ok = try_work(work, &what_text, &message);
-  int64_t n_failed = ok ? 0 : 1;
-  comm.allreduce(&n_failed, 1, ElemType::kI64, ReduceOp::kSum, what);
+  // [ranks that failed, the largest stop signal any rank received]: a safe point for all.
+  int64_t status[2] = {ok ? 0 : 1, stop_signal()};
+  comm.allreduce(&status[0], 1, ElemType::kI64, ReduceOp::kSum, what);
+  comm.allreduce(&status[1], 1, ElemType::kI64, ReduceOp::kMax, what);
+  const int64_t n_failed = status[0];
+  if (n_failed == 0 && status[1] != 0) {
+    const int signal = static_cast<int>(status[1]);
+    throw Interrupted(signal,
+                      str_cat("stopped by ", signal_name(signal), " after ", what,
+                              stop_signal() ? "" : " (received by another rank)"),
+                      comm.rank() == 0);
+  }
   if (n_failed == 0) return;
   // Share the messages so that an error every rank hit alike (a bad input file) is printed
   // once, by the lowest rank that hit it, while distinct errors are all printed.

@@ -24,6 +24,7 @@
 #include "core/strings.hpp"
 #include "dist/collective_step.hpp"
 #include "formats/async_writer.hpp"
+#include "core/stop_signal.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
@@ -148,6 +149,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   ExportReport report;
   formats::AsyncWriter writer(kWriteBuffers);
   for (const auto& job : jobs) {
+    check_stop_requested("between export chunks");
     const auto& out = *job.out;
     const auto& fd = files.at(job.shard);
     const uint64_t offset = plan.shards[job.shard].layout.file_offset.at(out.spec.name);
@@ -253,14 +255,13 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
 
 ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                const InputScales& scales, const ExportOptions& options,
-                               dist::Communicator& comm) {
+                               formats::StagedOutput* staged, dist::Communicator& comm) {
   QF_NVTX_RANGE("quantize job: export");
   QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
-  std::optional<formats::StagedOutput> staged;  // rank 0: owns the output until it is complete
   dist::run_on_root(comm, 0, "preparing the output directory", [&] {
-    staged.emplace(formats::StagedOutput::claim(options.out_dir));
+    QF_CHECK(staged != nullptr, "internal: rank 0 exports without the claimed output");
     stage_files(plan, *staged);
   });
   ExportReport report;

@@ -7,6 +7,7 @@
 
 #include "dist/communicator.hpp"
 #include "formats/checkpoint_dir.hpp"
+#include "formats/staged_output.hpp"
 #include "quantize/input_scales.hpp"
 #include "export/quant_config.hpp"
 #include "quantize/quantize_plan.hpp"
@@ -28,9 +29,11 @@ struct ExportReport {
 // Collective: every rank writes the output tensors of the source tensors it owns (ownership of
 // the store's run, so the current rank count must equal store_world_size), rank 0 stages the
 // files first and writes index/config/other files and renames OUT.partial -> OUT last.
+// `staged`: on rank 0 the output the job claimed at its start (StagedOutput::claim of
+// options.out_dir, held since); null on the other ranks. On failure rank 0 discards it.
 ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                const InputScales& scales, const ExportOptions& options,
-                               dist::Communicator& comm);
+                               formats::StagedOutput* staged, dist::Communicator& comm);
 
 // Rebuilds output shard `shard_file` of an existing export in place (temp + rename), reading
 // quantized tensors from any rank's store. One process does it; other ranks only wait.

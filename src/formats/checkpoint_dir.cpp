@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
+#include "formats/posix_file.hpp"
 
 namespace qf::formats {
 namespace fs = std::filesystem;
@@ -27,7 +28,10 @@ CheckpointDir::CheckpointDir(const std::string& dir) : dir_(dir) {
   QF_CHECK(fs::is_directory(dir_, error), dir_ + ":", "not a directory");
   const fs::path root(dir_);
   const fs::path index_path = root / kShardIndexFileName;
-  if (is_file_or_link_to_file(index_path)) {
+  const std::string index_problem = not_a_regular_file(index_path.string());
+  QF_CHECK(index_problem.empty() || index_problem == "is missing", index_path.string() + ":",
+           "the index", index_problem);
+  if (index_problem.empty()) {
     has_index_ = true;
     index_ = ShardIndex::read(index_path.string());
     QF_CHECK(!index_.weight_map.empty(), index_path.string() + ":", "weight_map is empty");
@@ -40,8 +44,9 @@ CheckpointDir::CheckpointDir(const std::string& dir) : dir_(dir) {
                             : std::vector<std::string>{std::string(kSingleShardFileName)};
   for (const std::string& file : shard_files_) {
     const fs::path shard_path = root / file;
-    QF_CHECK(is_file_or_link_to_file(shard_path), dir_ + ":", "missing shard file", file,
-             "listed in", kShardIndexFileName);
+    const std::string problem = not_a_regular_file(shard_path.string());
+    QF_CHECK(problem.empty(), dir_ + ":", "shard file", file, "listed in", kShardIndexFileName,
+             problem);
     shards_.emplace_back(shard_path.string());
   }
 

@@ -88,39 +88,69 @@ double lock_wait_seconds() {
   return 10.0;
 }
 
-FileLock FileLock::acquire(const std::string& lock_path, const std::string& what,
-                           const std::string& hint, double wait_seconds) {
+namespace {
+
+FileDescriptor open_lock_file(const std::string& lock_path, const std::string& what) {
   int fd = -1;
   do {
     fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   } while (fd < 0 && errno == EINTR);
   QF_SYS_CHECK(fd, lock_path + ":", "cannot open the lock file of", what);
-  FileDescriptor lock(fd, lock_path);
+  return FileDescriptor(fd, lock_path);
+}
+
+// Whether `lock_path` still names the file `fd` holds. A holder removes its lock file when it
+// is done (release_and_remove); a process that got the flock of the removed file while waiting
+// must not count as the holder, or two processes could hold "the" lock at once.
+bool still_linked(const FileDescriptor& fd, const std::string& lock_path) {
+  struct stat held {}, named {};
+  return ::fstat(fd.get(), &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
+         held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
+// flock with the wait for a same-host holder that is exiting; EWOULDBLOCK is an error naming it.
+int lock_or_fail(const FileDescriptor& lock, const std::string& lock_path, const std::string& what,
+                 const std::string& hint, double wait_seconds) {
   int err = try_flock(lock.get());
-  if (err == EWOULDBLOCK) {
-    LockHolder holder = read_lock_holder(lock_path);
-    if (holder.alive_here && holder.pid != ::getpid() && wait_seconds > 0) {
-      log_warn(what, " is locked by ", holder.describe(), "; waiting up to ", wait_seconds,
-               " s for it to exit (a rank of a killed mpirun lives on for a moment)");
-      const auto deadline = std::chrono::steady_clock::now() +
-                            std::chrono::milliseconds(static_cast<int64_t>(wait_seconds * 1000));
-      while (err == EWOULDBLOCK && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        err = try_flock(lock.get());
-      }
-      if (err == EWOULDBLOCK) holder = read_lock_holder(lock_path);
+  if (err != EWOULDBLOCK) return err;
+  LockHolder holder = read_lock_holder(lock_path);
+  if (holder.alive_here && holder.pid != ::getpid() && wait_seconds > 0) {
+    log_warn(what, " is locked by ", holder.describe(), "; waiting up to ", wait_seconds,
+             " s for it to exit (a rank of a killed mpirun lives on for a moment)");
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(static_cast<int64_t>(wait_seconds * 1000));
+    while (err == EWOULDBLOCK && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      err = try_flock(lock.get());
     }
-    QF_CHECK(err != EWOULDBLOCK, what + ":", "another live process",
-             holder.pid > 0 ? "(" + holder.describe() + ")" : std::string("(holder unknown)"),
-             "holds", lock_path + ";", hint);
+    if (err == EWOULDBLOCK) holder = read_lock_holder(lock_path);
   }
-  if (err != 0) {
-    QF_CHECK(err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS || err == EINVAL, lock_path + ":",
-             "flock failed:", errno_text(err));
-    log_warn(lock_path, ": file locking is not supported here (", errno_text(err), "); ", hint);
+  QF_CHECK(err != EWOULDBLOCK, what + ":", "another live process",
+           holder.pid > 0 ? "(" + holder.describe() + ")" : std::string("(holder unknown)"),
+           "holds", lock_path + ";", hint);
+  return err;
+}
+
+}  // namespace
+
+FileLock FileLock::acquire(const std::string& lock_path, const std::string& what,
+                           const std::string& hint, double wait_seconds) {
+  constexpr int kMaxAttempts = 20;  // each retry means a holder released the file meanwhile
+  for (int attempt = 1;; ++attempt) {
+    FileDescriptor lock = open_lock_file(lock_path, what);
+    const int err = lock_or_fail(lock, lock_path, what, hint, wait_seconds);
+    if (err != 0) {
+      QF_CHECK(err == ENOLCK || err == EOPNOTSUPP || err == ENOSYS || err == EINVAL,
+               lock_path + ":", "flock failed:", errno_text(err));
+      log_warn(lock_path, ": file locking is not supported here (", errno_text(err), "); ", hint);
+    } else if (!still_linked(lock, lock_path)) {
+      QF_CHECK(attempt < kMaxAttempts, what + ":", lock_path,
+               "keeps being removed and re-created by other processes; cannot take it");
+      continue;
+    }
+    write_holder(lock);
+    return FileLock(std::move(lock), lock_path);
   }
-  write_holder(lock);
-  return FileLock(std::move(lock), lock_path);
 }
 
 void FileLock::release_and_remove() noexcept {

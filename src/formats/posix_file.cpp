@@ -18,6 +18,15 @@ namespace {
 // One pread/pwrite call moves at most this much; Linux caps a transfer near 2 GiB anyway.
 constexpr uint64_t kMaxTransferBytes = uint64_t{1} << 30;
 
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
 std::string parent_dir(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -58,13 +67,41 @@ void FileDescriptor::close() {
 
 // ---- open / stat -------------------------------------------------------------------------------
 
+std::string not_a_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    return S_ISREG(st.st_mode) ? "" : std::string("is ") + kind_of(st.st_mode) + ", not a file";
+  }
+  const int err = errno;
+  struct stat link {};
+  if (err == ELOOP) return "is a symlink loop";
+  if (err == ENOENT && ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    char target[4096] = {};
+    const ssize_t n = ::readlink(path.c_str(), target, sizeof(target) - 1);
+    return "is a dangling symlink (to " + std::string(target, n > 0 ? size_t(n) : 0) + ")";
+  }
+  if (err == ENOENT) return "is missing";
+  if (err == ENOTDIR) return "is missing (a component of its path is not a directory)";
+  return "cannot be examined: " + errno_text(err);
+}
+
 FileDescriptor open_for_read(const std::string& path) {
   int fd = -1;
+  // O_NONBLOCK: a FIFO must not block the open until some writer appears; regular files ignore
+  // the flag, which is cleared below anyway.
   do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   } while (fd < 0 && errno == EINTR);
+  if (fd < 0 && errno == ELOOP) QF_FAIL(path + ":", "cannot open for reading: a symlink loop");
   QF_SYS_CHECK(fd, path + ":", "cannot open for reading");
-  return FileDescriptor(fd, path);
+  FileDescriptor owner(fd, path);
+  struct stat st {};
+  QF_SYS_CHECK(::fstat(fd, &st), path + ":", "cannot stat");
+  QF_CHECK(S_ISREG(st.st_mode), path + ":", "cannot read it: it is", std::string(kind_of(st.st_mode)) + ",",
+           "not a file");
+  QF_SYS_CHECK(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK), path + ":",
+               "cannot clear O_NONBLOCK");
+  return owner;
 }
 
 FileDescriptor open_for_write(const std::string& path) {

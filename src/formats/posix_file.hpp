@@ -28,7 +28,13 @@ class FileDescriptor {
   std::string path_;
 };
 
+// Refuses what is not a regular file (following symlinks) with an error saying what it is (a
+// directory, a FIFO: never blocks waiting for a writer, a device, a symlink loop).
 FileDescriptor open_for_read(const std::string& path);
+// "" when `path` (symlinks followed) is a regular file; else what it is, for messages: "is
+// missing", "is a directory, not a file", "is a FIFO (named pipe), not a file", "is a symlink
+// loop", "is a dangling symlink (to T)", "cannot be examined: <errno text>".
+std::string not_a_regular_file(const std::string& path);
 // O_WRONLY | O_CREAT | O_TRUNC, mode 0644.
 FileDescriptor open_for_write(const std::string& path);
 uint64_t file_n_bytes(const FileDescriptor& fd);  // fstat; throws naming the file

@@ -154,6 +154,12 @@ std::string RankStore::rank_dir(const std::string& work_dir, int rank) {
   return work_dir + "/rank-" + std::to_string(rank);
 }
 
+int RankStore::n_committed(const std::string& work_dir, int rank) {
+  const std::string dir = rank_dir(work_dir, rank);
+  if (!path_exists(dir + "/" + kManifestName)) return -1;
+  return static_cast<int>(read_manifest(dir, rank).files.size());
+}
+
 std::vector<std::string> RankStore::compare_provenance(const nlohmann::json& a,
                                                        const nlohmann::json& b) {
   return provenance_differences(a, b);
@@ -177,9 +183,20 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
 
   const std::string manifest_path = dir + "/" + kManifestName;
   StoreManifest manifest;
-  const bool resumed = path_exists(manifest_path);
+  bool resumed = path_exists(manifest_path);
+  bool replaced = false;  // an existing manifest without committed layers, started afresh
   if (resumed) {
     manifest = read_manifest(dir, rank);
+    if (manifest.files.empty() && (manifest.world_size != world_size ||
+                                   !compare_provenance(manifest.provenance, provenance).empty())) {
+      log_warn(dir, ": holds no committed layer (a run that stopped before its first commit); "
+               "starting it afresh for this run");
+      resumed = false;
+      replaced = true;
+      manifest = StoreManifest{};
+    }
+  }
+  if (resumed) {
     std::vector<std::string> differences;
     if (manifest.world_size != world_size) {
       differences.push_back("world_size: " + std::to_string(manifest.world_size) + " vs " +
@@ -196,7 +213,9 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
                  "\nUse another work directory, or delete " + dir +
                  " to redo this rank from the start.");
   } else {
-    for (const std::string& name : regular_file_names(dir)) {
+    // (stray layer files of a replaced store are unlisted ones, removed below)
+    const auto names = replaced ? std::vector<std::string>{} : regular_file_names(dir);
+    for (const std::string& name : names) {
       int layer = 0;
       std::string stage;
       QF_CHECK(!parse_layer_file_name(name, &layer, &stage), dir + ":", "holds", name,
@@ -215,7 +234,7 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
                "\nThe store cannot be resumed; delete " + dir + " to redo this rank.");
 
   RankStore store(dir, std::move(manifest), std::move(lock));
-  if (!resumed) store.write_manifest();
+  if (!resumed) store.write_manifest();  // (replaces the manifest of an empty store)
   log_debug(dir, resumed ? ": resumed, " : ": created, ", store.files().size(),
             " committed layer file(s)");
   return store;

@@ -73,7 +73,9 @@ class RankStore {
  public:
   // The writer's entry point: creates WORK/rank-R (and WORK), or resumes the store there.
   // Resuming requires the stored world size and provenance to equal the given ones; otherwise a
-  // qf::Error lists every difference ("options.samples: 128 vs 256", stored value first).
+  // qf::Error lists every difference ("options.samples: 128 vs 256", stored value first). A
+  // store that holds no committed layer has nothing to mix: it is started afresh with the given
+  // provenance (warning), so a run that stopped before its first commit never blocks the retry.
   // Takes writer.lock (an error if another live process holds it), deletes temp files and layer
   // files the manifest does not list (warning for each), verifies the committed files.
   static RankStore create(const std::string& work_dir, int rank, int world_size,
@@ -105,6 +107,9 @@ class RankStore {
 
   // WORK/rank-R.
   static std::string rank_dir(const std::string& work_dir, int rank);
+  // The number of committed layer files WORK/rank-R/manifest.json lists, -1 without a manifest.
+  // Reads (and checks) the manifest only: takes no lock, verifies no file, changes nothing.
+  static int n_committed(const std::string& work_dir, int rank);
   // Human-readable differences, `a` (stored) first: see provenance_differences.
   static std::vector<std::string> compare_provenance(const nlohmann::json& a,
                                                      const nlohmann::json& b);

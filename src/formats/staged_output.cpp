@@ -107,14 +107,36 @@ StagedOutput::StagedOutput(std::string final_dir, FileLock lock)
       staging_dir_(staging_dir_for(final_dir_)),
       lock_(std::move(lock)) {}
 
+std::vector<NamedPath> StagedOutput::written_paths(const std::string& final_dir) {
+  const std::string staging = staging_dir_for(final_dir);
+  return {{"--out", final_dir},
+          {"the staging directory", staging},
+          {"the output lock file", staging + ".lock"}};
+}
+
 StagedOutput StagedOutput::claim(const std::string& final_dir) {
   check_final_dir(final_dir);
   const std::string staging = staging_dir_for(final_dir);
   FileLock lock = FileLock::acquire(staging + ".lock", "output " + trimmed(final_dir),
                                     "two runs must not write one output directory",
                                     lock_wait_seconds());
+  StagedOutput out(trimmed(final_dir), std::move(lock));
   check_final_dir(final_dir);  // again: the holder we may have waited for may have finished it
+  return out;
+}
+
+StagedOutput StagedOutput::claim_existing(const std::string& final_dir) {
+  std::error_code ec;
+  QF_CHECK(fs::is_directory(final_dir, ec), "output", final_dir, "is not an existing directory");
+  FileLock lock = FileLock::acquire(staging_dir_for(final_dir) + ".lock",
+                                    "output " + trimmed(final_dir),
+                                    "two runs must not write one output directory",
+                                    lock_wait_seconds());
   return StagedOutput(trimmed(final_dir), std::move(lock));
+}
+
+StagedOutput::~StagedOutput() {
+  if (lock_.held()) discard();
 }
 
 void StagedOutput::create_staging() {
@@ -130,6 +152,7 @@ void StagedOutput::create_staging() {
   }
   fs::create_directories(staging_dir_, ec);
   QF_CHECK(!ec, "cannot create staging directory", staging_dir_, ":", ec.message());
+  created_ = true;
   const std::string marker_text = "staging of " + final_dir_ + "\n";
   FileDescriptor marker = open_for_write(staging_dir_ + "/" + kMarkerName);
   pwrite_full(marker, marker_text.data(), marker_text.size(), 0);
@@ -176,11 +199,14 @@ void StagedOutput::commit() {
 void StagedOutput::discard() noexcept {
   if (complete_) {
     log_error("keeping ", staging_dir_, ": it holds the complete result; move it to ", final_dir_);
+    lock_.release_and_remove();
     return;
   }
-  std::error_code ec;
-  fs::remove_all(staging_dir_, ec);
-  if (ec) log_error("cannot remove ", staging_dir_, ": ", ec.message());
+  if (created_) {
+    std::error_code ec;
+    fs::remove_all(staging_dir_, ec);
+    if (ec) log_error("cannot remove ", staging_dir_, ": ", ec.message());
+  }
   lock_.release_and_remove();
 }
 

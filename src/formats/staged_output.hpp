@@ -5,8 +5,10 @@
 // writes them (ranks agree on that before calling commit).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "formats/file_lock.hpp"
+#include "formats/path_overlap.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 
@@ -30,9 +32,23 @@ class StagedOutput {
   // STAGING for `final_dir` (a pure function of the path and whether OUT is a mount point).
   static std::string staging_dir_for(const std::string& final_dir);
 
-  // Rank 0, before anything is written: check_final_dir, then takes STAGING.lock (a live owner
-  // is an error naming it; a same-host owner that is exiting is waited for).
+  // Every path a staged write of `final_dir` creates or replaces: OUT, STAGING, STAGING.lock
+  // (for the path-overlap checks jobs make before they start).
+  static std::vector<NamedPath> written_paths(const std::string& final_dir);
+
+  // Rank 0, at the start of a job (before its long phases, so that a second run on the same
+  // output fails at once): check_final_dir, then takes STAGING.lock (a live owner is an error
+  // naming it; a same-host owner that is exiting is waited for). Held until commit() or
+  // discard(), or the destructor (which discards: a job that stops early leaves no lock file).
   static StagedOutput claim(const std::string& final_dir);
+  // For a rebuild in place of an existing, complete `final_dir` (quantize --export-only --shard):
+  // takes STAGING.lock the same way, so that no other run writes OUT meanwhile. Creates no
+  // staging; only release() (or the destructor) may follow.
+  static StagedOutput claim_existing(const std::string& final_dir);
+
+  StagedOutput(StagedOutput&& other) noexcept = default;
+  StagedOutput& operator=(StagedOutput&&) = delete;
+  ~StagedOutput();
 
   // Creates a fresh STAGING. A stale one with the marker (a crashed run) is removed with a
   // warning; one without it (not made by quantforge, e.g. someone's --work) is refused.
@@ -41,9 +57,11 @@ class StagedOutput {
   // mount point), fsyncs OUT and its parent, removes the lock file. If the move fails the
   // complete result stays in STAGING and the qf::Error says how to finish by hand.
   void commit();
-  // Removes STAGING and everything in it after a failure (logs errors), unless commit() found
-  // it complete; then it is kept and named.
+  // Removes STAGING and everything in it after a failure (logs errors) if this object created
+  // it, unless commit() found it complete (then it is kept and named); releases the lock.
   void discard() noexcept;
+  // Releases the lock and removes its file (claim_existing's end).
+  void release() noexcept { lock_.release_and_remove(); }
 
   const std::string& final_dir() const { return final_dir_; }
   const std::string& staging_dir() const { return staging_dir_; }
@@ -52,6 +70,7 @@ class StagedOutput {
   StagedOutput(std::string final_dir, FileLock lock);
   std::string final_dir_, staging_dir_;
   FileLock lock_;
+  bool created_ = false;   // create_staging() made STAGING: only then may discard() remove it
   bool complete_ = false;  // commit() got past the fsync: never delete STAGING after that
 };
 

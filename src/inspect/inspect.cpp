@@ -73,7 +73,7 @@ std::vector<std::string> table_differences(const formats::CheckpointDir& ckpt,
     }
   }
   for (const auto& name : ckpt.tensor_names()) {
-    if (!want.count(name)) diffs.push_back("unexpected " + name);
+    if (!want.count(name)) diffs.push_back("unexpected " + escape_nonprintable(name));
   }
   return diffs;
 }
@@ -139,12 +139,12 @@ void print_json(const formats::CheckpointDir& ckpt, const Contents& c,
 
 void print_rows(const Contents& c, bool checksums, std::ostream& out) {
   size_t width = 4;
-  for (const auto& r : c.rows) width = std::max(width, r.info->name.size());
+  for (const auto& r : c.rows) width = std::max(width, escape_nonprintable(r.info->name).size());
   out << str_printf("\n%-*s  %-8s  %-18s  %14s  %s%s\n", static_cast<int>(width), "name", "dtype",
                     "shape", "bytes", "shard", checksums ? "  checksum" : "");
   for (const auto& r : c.rows) {
     out << str_printf("%-*s  %-8s  %-18s  %14llu  %s%s%s\n", static_cast<int>(width),
-                      r.info->name.c_str(), dtype_name(r.info->dtype),
+                      escape_nonprintable(r.info->name).c_str(), dtype_name(r.info->dtype),
                       formats::shape_str(r.info->shape).c_str(),
                       static_cast<unsigned long long>(r.info->n_bytes()), r.shard.c_str(),
                       checksums ? "  " : "", r.checksum.c_str());

@@ -32,8 +32,9 @@ gpu::DecoderLayerPolicy decoder_layer_policy_from_env() {
 
 class AmaxFileSource final : public CalibrationSource {
  public:
-  AmaxFileSource(const QuantizePlan& plan, const std::string& path)
-      : plan_(plan), amax_(read_amax_file(path)) {
+  AmaxFileSource(const QuantizePlan& plan, const std::string& path,
+                 std::map<std::string, float> amax)
+      : plan_(plan), amax_(std::move(amax)) {
     log_info("calibration: input amax imported from ", path, " (", amax_.size(), " modules)");
   }
   void run(formats::StoreCommitter& store) override {
@@ -53,14 +54,14 @@ class AmaxFileSource final : public CalibrationSource {
 class ForwardSource final : public CalibrationSource {
  public:
   ForwardSource(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                const QuantizeOptions& options, dist::Communicator& comm,
+                const QuantizeOptions& options, CalibrationSet set, dist::Communicator& comm,
                 formats::StoreCommitter& store)
       : comm_(comm),
-        calibrator_(
-            plan.config, source, comm, plan.ownership, load_set(plan, options),
-            CalibrationOptions{options.calib_batch, options.backend, options.cpu_bf16_linear_inputs,
-                               options.act_scale.needs_histogram(), options.device_comm,
-                               decoder_layer_policy_from_env()}) {
+        calibrator_(plan.config, source, comm, plan.ownership, logged(std::move(set), options),
+                    CalibrationOptions{options.calib_batch, options.backend,
+                                       options.cpu_bf16_linear_inputs,
+                                       options.act_scale.needs_histogram(), options.device_comm,
+                                       decoder_layer_policy_from_env()}) {
     if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The
@@ -83,12 +84,7 @@ class ForwardSource final : public CalibrationSource {
   }
 
  private:
-  static CalibrationSet load_set(const QuantizePlan& plan, const QuantizeOptions& options) {
-    auto set =
-        options.calib_path.empty()
-            ? synthetic_calibration_set(plan.config, options.samples, options.seq_len, options.seed)
-            : load_calibration_set(options.calib_path, options.samples, options.seq_len,
-                                   plan.config.vocab_size);
+  static CalibrationSet logged(CalibrationSet set, const QuantizeOptions& options) {
     log_info("calibration: ", set.n_samples, " samples x ", set.seq_len, " tokens (",
              options.calib_path.empty() ? "synthetic" : options.calib_path, ")");
     return set;
@@ -104,10 +100,15 @@ class ForwardSource final : public CalibrationSource {
 std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
+                                                           CalibrationInputs inputs,
                                                            dist::Communicator& comm,
                                                            formats::StoreCommitter& store) {
-  if (!options.amax_file.empty()) return std::make_unique<AmaxFileSource>(plan, options.amax_file);
-  return std::make_unique<ForwardSource>(plan, source, options, comm, store);
+  if (!options.amax_file.empty()) {
+    return std::make_unique<AmaxFileSource>(plan, options.amax_file, std::move(inputs.amax));
+  }
+  QF_CHECK(inputs.set.has_value(), "internal: no calibration set was loaded");
+  return std::make_unique<ForwardSource>(plan, source, options, std::move(*inputs.set), comm,
+                                         store);
 }
 
 }  // namespace qf::pipeline

@@ -6,6 +6,7 @@
 
 #include "dist/communicator.hpp"
 #include "formats/checkpoint_dir.hpp"
+#include "job/quantize_checks.hpp"
 #include "formats/rank_store.hpp"
 #include "quantize/quantize_plan.hpp"
 #include "quantize/quantize_weights.hpp"
@@ -33,9 +34,12 @@ class CalibrationSource {
   virtual void run(formats::StoreCommitter& store) = 0;
 };
 
+// `inputs`: what load_calibration_inputs loaded and checked before the run created anything
+// (the token set or the amax map; moved from).
 std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
                                                            const formats::CheckpointDir& source,
                                                            const QuantizeOptions& options,
+                                                           CalibrationInputs inputs,
                                                            dist::Communicator& comm,
                                                            formats::StoreCommitter& store);
 

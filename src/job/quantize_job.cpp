@@ -1,21 +1,25 @@
 // run_quantize: the phases of the main job (see quantize_job.hpp).
 #include "job/quantize_job.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
 #include "job/quantize_report_section.hpp"
 #include "model/forward_flops.hpp"
 #include "job/calibration_source.hpp"
+#include "job/quantize_checks.hpp"
 #include "dist/collective_step.hpp"
 #include "export/export.hpp"
 #include "quantize/input_scales.hpp"
@@ -85,18 +89,71 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
       {"source_files", files}};
 }
 
+// --export-only: rank 0's store must belong to this run (computing nothing, the backend that
+// filled it does not matter); the calibration records of every layer. Returns the store's rank
+// count (plan is rebuilt for it: who owned what is the stores' business).
+int open_stores_for_export(const QuantizeOptions& options, const nlohmann::json& prov,
+                           const formats::CheckpointDir& source, QuantizePlan& plan,
+                           std::map<int, formats::LayerRecord>& calib) {
+  auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
+  auto without_backend = [](nlohmann::json p) {
+    if (p.contains("options") && p["options"].is_object()) {
+      p["options"].erase("backend");
+      p["options"].erase("calib_batch");
+    }
+    return p;
+  };
+  const auto diff = formats::RankStore::compare_provenance(without_backend(store.provenance()),
+                                                           without_backend(prov));
+  QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
+           "belongs to another run:", diff.empty() ? "" : diff.front());
+  const int store_world_size = store.world_size();
+  if (store_world_size != plan.ownership.world_size()) {
+    plan = build_quantize_plan(source, options.recipe, store_world_size, options.expert_weights);
+  }
+  for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
+    QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,
+             "has no calibration record in", store.dir(), "; run quantize --resume first");
+    calib[l] = store.read_layer(l, formats::kStageCalib);
+  }
+  return store_world_size;
+}
+
+// Without --resume an existing store with committed layers is refused (a store with none holds
+// nothing to lose: RankStore::create starts it afresh).
+void check_store_startable(const QuantizeOptions& options, int rank) {
+  const int n_committed = formats::RankStore::n_committed(options.work_dir, rank);
+  QF_CHECK(n_committed <= 0 || options.resume, "work store",
+           formats::RankStore::rank_dir(options.work_dir, rank), "exists with", n_committed,
+           "committed layer file(s); pass --resume to continue it, or use a new --work directory");
+}
+
+// Option combinations (the command line checked each value's range).
+void check_quantize_options(const QuantizeOptions& options) {
+  QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
+           act_scale_name(options.act_scale),
+           "needs activation histograms, which an --amax-file does not have");
+  QF_CHECK(!options.export_only || !options.resume, "give --resume or --export-only, not both");
+  QF_CHECK(options.amax_file.empty() || options.calib_path.empty(),
+           "give --calib or --amax-file, not both");
+}
+
+// Where a run is when a stop signal reaches it (what it kept depends on it).
+enum class QuantizePhase { kChecks, kStores, kExport };
+
 // Calibration then quantization of every regular layer; committed layers are skipped on
 // resume. Records are committed in the background (StoreCommitter: quantizing layer l+1 overlaps
 // writing layer l) and all drained before this returns; a failed commit surfaces in the next
 // submit or the drain, on its rank, inside the caller's collective step.
 QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                          const QuantizeOptions& options, formats::RankStore& rank_store,
-                          dist::Communicator& comm) {
+                          const QuantizeOptions& options, CalibrationInputs inputs,
+                          formats::RankStore& rank_store, dist::Communicator& comm) {
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
   formats::StoreCommitter store(rank_store);
   auto phase_start = std::chrono::steady_clock::now();
-  auto calibration = make_calibration_source(plan, source, options, comm, store);
+  auto calibration =
+      make_calibration_source(plan, source, options, std::move(inputs), comm, store);
   calibration->run(store);  // queues calib records of every layer not yet committed
   const CalibrationCost cost = calibration->cost();
   report.calib_seconds = seconds_since(phase_start);
@@ -116,6 +173,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
   gpu::Nvfp4OpsPool ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
+    check_stop_requested("between quantized layers");
     if (!store.has_layer(layer, formats::kStageQuant)) {
       QuantizeStats stats;
       auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, ops);
@@ -168,68 +226,80 @@ void write_report(const QuantizeOptions& options, QuantizeReport& report, const 
   });
 }
 
-}  // namespace
+// What a stop signal left, and how to go on (the message of the Interrupted that main prints).
+std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
+                            const Interrupted& e) {
+  std::string text = "quantize: " + e.message() + ". ";
+  if (phase == QuantizePhase::kChecks) {
+    return text + "Nothing was created; run the same command again.";
+  }
+  if (!options.shard.empty()) {
+    return text + options.out_dir + " is unchanged; run the same command again.";
+  }
+  const int n_files = formats::RankStore::n_committed(options.work_dir, 0);
+  if (options.export_only) {
+    text += "The stores in " + options.work_dir + " are unchanged";
+  } else {
+    text += "Kept: every committed layer in " + options.work_dir + " (rank 0: " +
+            std::to_string(std::max(n_files, 0)) + " layer file(s); commits in flight finished)";
+  }
+  text += "; " + options.out_dir + " was not written";
+  if (phase == QuantizePhase::kExport) {
+    text += " (" + formats::StagedOutput::staging_dir_for(options.out_dir) + " removed)";
+  }
+  text += ". ";
+  if (options.export_only) return text + "Run the same command again.";
+  return text + (phase == QuantizePhase::kExport
+                     ? "Every layer is committed: write the output with the same command and "
+                       "--resume (or --export-only)."
+                     : "Continue with the same command and --resume.");
+}
 
-QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communicator& comm,
+                                   QuantizePhase& phase) {
   QF_NVTX_RANGE("quantize job");
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;
   nlohmann::json prov;
-  // Checked before any work: both calibration backends record histograms, an amax file has none.
-  QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
-           act_scale_name(options.act_scale),
-           "needs activation histograms, which an --amax-file does not have");
-  dist::run_on_all_ranks(comm, "reading and planning the source", [&] {
+  CalibrationInputs inputs;
+  // Every input is checked before anything is created (issue 18 defect 10): a bad option, path,
+  // source, calibration or amax file leaves no lock, store or output behind.
+  dist::run_on_all_ranks(comm, "checking the inputs", [&] {
+    check_quantize_options(options);
+    check_quantize_paths(options);
+    if (!options.export_only) check_work_dir_usable(options.work_dir);
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
     prov = provenance(options, *source);
-    if (!options.export_only) formats::StagedOutput::check_final_dir(options.out_dir);
+    if (options.shard.empty()) formats::StagedOutput::check_final_dir(options.out_dir);
+    inputs = load_calibration_inputs(plan, options);
+    if (!options.export_only) check_store_startable(options, comm.rank());
   });
   log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
            recipes().name(options.recipe), ", expert weights ",
            expert_weights_modes().name(options.expert_weights), "), ", plan.tensors.size(),
            " source tensors, ", comm.world_size(), " rank(s)");
+  // Rank 0 owns OUT from here to the end: a second run on the same output fails now, not after
+  // calibration. Released (lock file removed) when the job stops early.
+  std::optional<formats::StagedOutput> output;
+  phase = QuantizePhase::kStores;
+  dist::run_on_root(comm, 0, "claiming the output directory", [&] {
+    output.emplace(options.shard.empty() ? formats::StagedOutput::claim(options.out_dir)
+                                         : formats::StagedOutput::claim_existing(options.out_dir));
+  });
 
   QuantizeReport report;
   int store_world_size = comm.world_size();
   std::map<int, formats::LayerRecord> calib;
   dist::run_on_all_ranks(comm, "opening the work store", [&] {
-    const bool exists = std::filesystem::exists(
-        formats::RankStore::rank_dir(options.work_dir, comm.rank()) + "/manifest.json");
     if (options.export_only) {
-      auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
-      // Exporting computes nothing: the backend that filled the stores does not matter.
-      auto without_backend = [](nlohmann::json p) {
-        if (p.contains("options") && p["options"].is_object()) {
-          p["options"].erase("backend");
-          p["options"].erase("calib_batch");
-        }
-        return p;
-      };
-      const auto diff = formats::RankStore::compare_provenance(
-          without_backend(store.provenance()), without_backend(prov));
-      QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
-               "belongs to another run:", diff.empty() ? "" : diff.front());
-      store_world_size = store.world_size();
-      if (store_world_size != comm.world_size()) {
-        // Who owned what is the stores' business: the plan of the run that wrote them.
-        plan = build_quantize_plan(*source, options.recipe, store_world_size,
-                                   options.expert_weights);
-      }
-      for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
-        QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,
-                 "has no calibration record in", store.dir(), "; run quantize --resume first");
-        calib[l] = store.read_layer(l, formats::kStageCalib);
-      }
+      store_world_size = open_stores_for_export(options, prov, *source, plan, calib);
       return;
     }
-    QF_CHECK(!exists || options.resume, "work store",
-             formats::RankStore::rank_dir(options.work_dir, comm.rank()),
-             "exists; pass --resume to continue it, or use a new --work directory");
     auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
                                             formats::StoreVerify::kSizes);
-    report = fill_store(plan, *source, options, store, comm);
+    report = fill_store(plan, *source, options, std::move(inputs), store, comm);
     for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
       calib[l] = store.read_layer(l, formats::kStageCalib);
     }
@@ -246,17 +316,33 @@ QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& 
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
   }
+  phase = QuantizePhase::kExport;
   const auto export_start = std::chrono::steady_clock::now();
   ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
-  const auto exported =
-      options.shard.empty()
-          ? export_checkpoint(plan, *source, scales, export_options, comm)
-          : export_one_shard(plan, *source, scales, export_options, options.shard, comm);
+  ExportReport exported;
+  if (options.shard.empty()) {
+    exported = export_checkpoint(plan, *source, scales, export_options,
+                                 output ? &*output : nullptr, comm);
+  } else {
+    exported = export_one_shard(plan, *source, scales, export_options, options.shard, comm);
+  }
   report.bytes_written = exported.bytes_written;
   report.export_seconds = seconds_since(export_start);
   report.seconds = seconds_since(start);
   write_report(options, report, plan, scales, comm);
+  if (output) output->release();  // --shard: the rebuilt OUT is free again
   return report;
+}
+
+}  // namespace
+
+QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+  QuantizePhase phase = QuantizePhase::kChecks;
+  try {
+    return run_quantize_phases(options, comm, phase);
+  } catch (const Interrupted& e) {
+    throw Interrupted(e.signal(), stopped_message(options, phase, e), e.reported_here());
+  }
 }
 
 }  // namespace qf::pipeline

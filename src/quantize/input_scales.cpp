@@ -1,15 +1,23 @@
 // input_scale rules (see input_scales.hpp).
 #include "quantize/input_scales.hpp"
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "core/check.hpp"
+#include "core/log.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "numerics/nvfp4.hpp"
 #include "calibrate/act_histogram.hpp"
 
 namespace qf::pipeline {
 namespace {
+
+float input_scale_of_amax(float amax) {
+  return numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kTrueDivide);
+}
 
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> out;
@@ -90,15 +98,29 @@ formats::LayerRecord calib_record_from_amax(const QuantizePlan& plan, int layer,
   return record;
 }
 
+float min_input_amax() {
+  float amax = std::numeric_limits<float>::min() * numerics::kNvfp4AmaxPerScale;
+  while (input_scale_of_amax(amax) < std::numeric_limits<float>::min()) {
+    amax = std::nextafter(amax, std::numeric_limits<float>::infinity());
+  }
+  return amax;
+}
+
 std::map<std::string, float> read_amax_file(const std::string& path) {
   const auto json = formats::read_json_file(path);
-  QF_CHECK(json.is_object(), path, ": expected a JSON object {module: amax}");
+  QF_CHECK(json.is_object(), path + ":", "expected a JSON object {module: amax}");
   std::map<std::string, float> out;
   for (const auto& [key, value] : json.items()) {
-    QF_CHECK(value.is_number(), path, ": value of", key, "is not a number");
-    const float amax = value.get<float>();
-    QF_CHECK(numerics::is_finite_float(amax) && amax >= 0, path, ": amax of", key, "is", amax,
-             "(must be finite and >= 0)");
+    const std::string name = escape_nonprintable(key);
+    QF_CHECK(value.is_number(), path + ":", "value of", name, "is not a number:", value.dump());
+    const double wide = value.get<double>();
+    const float amax = static_cast<float>(wide);
+    QF_CHECK(numerics::is_finite_float(amax) && amax >= 0, path + ":", "amax of", name, "is",
+             value.dump(), "(must be finite in float32 and >= 0)");
+    QF_CHECK(amax == 0 || amax >= min_input_amax(), path + ":", "amax of", name, "is",
+             value.dump(), "- below", str_cat(min_input_amax(), ","),
+             "the smallest amax whose input_scale (amax / 2688) is a normal float32; use 0 for "
+             "a module that was never seen");
     out[key] = amax;
   }
   return out;
@@ -145,8 +167,15 @@ InputScales compute_input_scales(const QuantizePlan& plan,
     if (pair != plan.pair_of.end()) {
       value = std::max(value, resolved[QuantizePlan::module_of(pair->second)]);
     }
-    out.of_module[module] =
-        numerics::nvfp4_scale_from_amax(value, numerics::Nvfp4ScaleDivision::kTrueDivide);
+    if (value < min_input_amax()) {
+      log_warn("input amax ", value, " of ", module, " is below ", min_input_amax(),
+               " (its input_scale would be 0 or subnormal): raised to that");
+      value = min_input_amax();
+    }
+    const float scale = input_scale_of_amax(value);
+    QF_CHECK(std::isnormal(scale) && scale > 0, "input_scale of", module, "is", scale,
+             "(amax", value, "); it must be a normal, positive float32");
+    out.of_module[module] = scale;
   }
   return out;
 }

@@ -29,8 +29,15 @@ std::map<std::string, float> clip_amax_of_record(const formats::LayerRecord& rec
 // from the map are "not seen", amax 0). Used by `quantize --amax-file`.
 formats::LayerRecord calib_record_from_amax(const QuantizePlan& plan, int layer,
                                             const std::map<std::string, float>& amax);
-// Reads {module: amax} from a JSON file; errors name the file and key.
+// Reads {module: amax} from a JSON file; errors name the file and key. Each amax must be finite
+// and either 0 ("never seen": the module gets the uncalibrated rule below) or at least
+// min_input_amax(): a smaller one would give an input_scale that is 0 or subnormal in float32
+// (1e-45 / 2688 == 0), which loaders divide by; refused as a unit or typing mistake.
 std::map<std::string, float> read_amax_file(const std::string& path);
+
+// The smallest input amax whose input_scale (amax / 2688, float32 true division) is a normal
+// float32 (>= 2^-126), about 3.16e-35.
+float min_input_amax();
 
 struct InputScales {
   std::map<std::string, float> of_module;     // every target module -> input_scale
@@ -40,6 +47,9 @@ struct InputScales {
 // Throws naming the module when a non-expert target has no amax, or when an unseen expert has
 // no calibrated expert of the same projection to fall back on. The amax of each module is first
 // replaced by its clipping amax under `method` (act_scale.hpp); the rules above then apply to it.
+// A calibrated amax in (0, min_input_amax()) (activations that small are as good as zero, but
+// were seen) is raised to min_input_amax() with a warning naming the module, as ModelOpt's
+// export_amax clamps to FLT_MIN, so that every input_scale is a normal, positive float32.
 InputScales compute_input_scales(const QuantizePlan& plan,
                                  const std::map<int, formats::LayerRecord>& calib_records,
                                  const ActScaleMethod& method = {});

@@ -17,6 +17,7 @@
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
 #include "formats/atomic_file.hpp"
+#include "formats/path_overlap.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/shard_index.hpp"
@@ -64,6 +65,11 @@ void check_out_dir(const fs::path& out, bool force) {
            "exists and is not a directory");
   QF_CHECK(force || fs::is_empty(out), "make-tiny: --out", out.string(),
            "is not empty; refusing to overwrite it (use --force to replace it)");
+  if (force) {
+    formats::check_not_inside({"the current directory", fs::current_path(ec).string()},
+                              {"--out", out.string()},
+                              "--force would delete it (and everything in it)");
+  }
 }
 
 }  // namespace

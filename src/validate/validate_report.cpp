@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/check.hpp"
+#include "core/strings.hpp"
 #include "validate/validate.hpp"
 
 namespace qf::pipeline {
@@ -112,7 +113,9 @@ void print_validate_report(const ValidateReport& report, std::ostream& out, size
     if (c.passed()) continue;
     if (!any_failure) out << "\nfailures (first " << max_listed_failures << " per check):\n";
     any_failure = true;
-    for (const auto& f : c.failures) out << "  [" << c.name << "] " << f << "\n";
+    for (const auto& f : c.failures) {
+      out << "  [" << c.name << "] " << escape_nonprintable(f, /*keep_line_breaks=*/true) << "\n";
+    }
     if (c.n_fail > c.failures.size()) {
       out << "  [" << c.name << "] ... and " << (c.n_fail - c.failures.size()) << " more\n";
     }

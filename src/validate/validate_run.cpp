@@ -3,6 +3,7 @@
 
 #include "core/check.hpp"
 #include "formats/atomic_file.hpp"
+#include "formats/path_overlap.hpp"
 #include "validate/validate.hpp"
 #include "validate/verify_work.hpp"
 
@@ -12,6 +13,13 @@ void run_validate(const ValidateRunOptions& options, std::ostream& out) {
   const ValidateOptions& checks = options.checks;
   QF_CHECK(checks.max_listed_failures >= 0, "--failures must be >= 0, got",
            checks.max_listed_failures);
+  // The JSON report is a file of its own: never inside what is being checked.
+  for (const formats::NamedPath& checked : {formats::NamedPath{"--out", checks.out_dir},
+                                            formats::NamedPath{"--source", checks.source_dir},
+                                            formats::NamedPath{"--work", options.work_dir}}) {
+    formats::check_not_inside({"--json", options.json_path}, checked,
+                              "validate would add a file to what it checks");
+  }
   const ValidateReport report = validate_export(checks);
   print_validate_report(report, out, options.max_tensors, checks.max_listed_failures);
   out.flush();

@@ -26,6 +26,10 @@ for l in range(cfg["num_hidden_layers"]):
     for m in ("attn.wq_a", "attn.wq_b", "attn.wkv", "attn.wo_a", "attn.wo_b", "attn.indexer.wq_b",
               "ffn.shared_experts.w1", "ffn.shared_experts.w2", "ffn.shared_experts.w3"):
         full[f"layers.{l}.{m}"] = 2.0 + l
+# Only modules of the checkpoint: sliding-window layers have no indexer (keys must be modules).
+import os
+weights = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), "model.safetensors.index.json")))["weight_map"]
+full = {k: v for k, v in full.items() if k + ".weight" in weights}
 full.update(experts)
 json.dump(experts, open(f"{out}/amax.json", "w")); json.dump(full, open(f"{out}/amax_full.json", "w"))
 PY

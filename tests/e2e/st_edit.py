@@ -12,6 +12,8 @@ usage: st_edit.py DIR drop NAME            remove a tensor (shard and index)
                                            the previous tensor; past the end: out of range)
        st_edit.py DIR poke NAME I BYTE     set byte I (negative: from the end) of NAME's data
                                            to BYTE (e.g. 0xFF)
+       st_edit.py DIR rename NAME NEW      rename a tensor (shard and index); NEW may hold
+                                           Python escapes (\\x00, \\x1b, \\n)
 """
 import json
 import os
@@ -78,6 +80,13 @@ def main():
         header[name]["dtype"] = sys.argv[4]
     elif op == "shift":
         header[name]["data_offsets"] = [o + int(sys.argv[4]) for o in header[name]["data_offsets"]]
+    elif op == "rename":
+        new = sys.argv[4].encode().decode("unicode_escape")
+        header[new] = header.pop(name)
+        index = load_index(d)
+        index["weight_map"][new] = index["weight_map"].pop(name)
+        with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+            json.dump(index, f, indent=2)
     elif op == "poke":
         begin, end = header[name]["data_offsets"]
         i = int(sys.argv[4])

@@ -101,7 +101,7 @@ TEST_CASE("index and shards must agree", "[formats]") {
     index.weight_map["norm"] = "model-00003-of-00003.safetensors";
     index.write(index_path);
     require_error([&] { CheckpointDir c(tmp.path()); },
-                  {tmp.path(), "missing shard file", "model-00003-of-00003.safetensors"});
+                  {tmp.path(), "shard file model-00003-of-00003.safetensors", "is missing"});
   }
   SECTION("tensor listed in the index but not in its shard") {
     index.weight_map["ghost"] = kShard1;

@@ -23,7 +23,7 @@ using qf::test::error_of;
 namespace {
 
 // A child process that takes the lock, signals through a pipe, then holds it for hold_ms.
-pid_t spawn_holder(const std::string& path, int hold_ms) {
+pid_t spawn_holder(const std::string& path, int hold_ms, bool remove_at_end = false) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   const pid_t pid = ::fork();
@@ -35,6 +35,7 @@ pid_t spawn_holder(const std::string& path, int hold_ms) {
       const char ok = 1;
       (void)!::write(fds[1], &ok, 1);
       std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+      if (remove_at_end) lock.release_and_remove();
     } catch (...) {
       ::_exit(3);
     }
@@ -89,4 +90,20 @@ TEST_CASE("FileLock: a same-host holder that exits within the wait is waited for
   lock.release_and_remove();
   CHECK_FALSE(lock.held());
   CHECK_FALSE(qf::formats::test::file_exists(path));
+}
+
+TEST_CASE("FileLock: a holder that removes the lock file on release leaves one holder, not two",
+          "[formats][lock]") {
+  TempDir tmp;
+  const std::string path = tmp.file("out.partial.lock");
+  const pid_t child = spawn_holder(path, 500, /*remove_at_end=*/true);
+  // We wait on the file the child unlinks when done: getting its flock must not count, since a
+  // third process would create and lock a new file at the same path.
+  FileLock lock = FileLock::acquire(path, "output", "hint", 10.0);
+  reap(child);
+  CHECK(lock.held());
+  REQUIRE(qf::formats::test::file_exists(path));
+  CHECK(read_lock_holder(path).pid == ::getpid());
+  CHECK(contains(error_of([&] { FileLock::acquire(path, "output", "hint", 0); }),
+                 "another live process"));
 }

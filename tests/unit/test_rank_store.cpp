@@ -205,6 +205,22 @@ TEST_CASE("resume: same provenance continues, a different run is refused with ev
   }
 }
 
+TEST_CASE("resume: a store without committed layers is started afresh for any run",
+          "[rank_store]") {
+  TempDir tmp;
+  { RankStore store = RankStore::create(tmp.path(), 0, 2, make_provenance()); }
+  CHECK(RankStore::n_committed(tmp.path(), 0) == 0);
+  CHECK(RankStore::n_committed(tmp.path(), 1) == -1);
+  // A killed commit's renamed but unlisted layer file goes too.
+  write_bytes(RankStore::rank_dir(tmp.path(), 0) + "/layer-0000.calib.h5", "partial");
+  RankStore store = RankStore::create(tmp.path(), 0, 4, make_provenance(256));
+  CHECK(store.world_size() == 4);
+  CHECK(store.provenance() == make_provenance(256));
+  CHECK_FALSE(file_exists(RankStore::rank_dir(tmp.path(), 0) + "/layer-0000.calib.h5"));
+  store.commit_layer(make_layer_record(0, kStageCalib), kStageCalib);
+  CHECK(RankStore::n_committed(tmp.path(), 0) == 1);
+}
+
 TEST_CASE("compare_provenance reports readable differences", "[rank_store]") {
   CHECK(RankStore::compare_provenance(make_provenance(), make_provenance()).empty());
   const json a = {{"x", 1}, {"list", {1, 2, 3}}, {"nested", {{"y", "a"}}}, {"gone", true}};
