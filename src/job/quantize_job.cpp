@@ -56,9 +56,11 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
         {"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
     // Only when set, so that stores of runs without the option keep their provenance.
     if (options.cpu_bf16_linear_inputs) calibration["cpu_linear_inputs"] = "bf16";
-    // The CUDA forward's products differ with it (the CPU forward is FP32 either way).
-    if (options.cuda_fp32_linear_inputs && options.backend == dist::ComputeBackend::kCuda) {
-      calibration["cuda_linear_inputs"] = "fp32";
+    // The CUDA forward's products differ with it (the CPU forward is FP32 either way). Always
+    // present for cuda: stores of earlier versions (BF16 inputs, no key) are not resumed by a
+    // run that computes otherwise.
+    if (options.backend == dist::ComputeBackend::kCuda) {
+      calibration["cuda_linear_inputs"] = options.cuda_bf16_linear_inputs ? "bf16" : "fp32";
     }
     if (!options.calib_path.empty()) {
       calibration["calib_xxh64"] =
@@ -138,6 +140,9 @@ void check_quantize_options(const QuantizeOptions& options) {
            act_scale_name(options.act_scale),
            "needs activation histograms, which an --amax-file does not have");
   QF_CHECK(!options.export_only || !options.resume, "give --resume or --export-only, not both");
+  QF_CHECK(!options.cuda_bf16_linear_inputs || options.backend == dist::ComputeBackend::kCuda,
+           "--cuda-bf16-inputs is an option of the cuda backend; this run's backend is",
+           dist::backend_name(options.backend));
   QF_CHECK(options.amax_file.empty() || options.calib_path.empty(),
            "give --calib or --amax-file, not both");
 }

@@ -25,8 +25,10 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
                       {"amax_file", path_or_null(options.amax_file)},
                       {"calib_batch", options.calib_batch},
                       {"cpu_bf16_inputs", options.cpu_bf16_linear_inputs}};
-  // Only when set, so that reports of runs without the option stay as they were.
-  if (options.cuda_fp32_linear_inputs) calibration["cuda_fp32_inputs"] = true;
+  // cuda only, so that reports of cpu runs stay as they were.
+  if (options.backend == dist::ComputeBackend::kCuda) {
+    calibration["cuda_linear_inputs"] = options.cuda_bf16_linear_inputs ? "bf16" : "fp32";
+  }
   json lossless;
   if (!options.export_only) {
     lossless = {{"tensors_quantized", totals.n_targets},

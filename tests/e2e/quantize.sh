@@ -223,6 +223,12 @@ q --in "$tmp/src" --out "$tmp/nc" --work "$tmp/wnc" --amax-file "$tmp/amax.json"
   --comm nccl 2>"$tmp/log" && fail "--comm nccl with --backend cpu should be refused"
 grep -q -- "--comm nccl needs --backend cuda" "$tmp/log" || fail "--comm refusal unclear: $(cat "$tmp/log")"
 [ ! -e "$tmp/nc" ] && [ ! -e "$tmp/wnc" ] || fail "refused --comm left files"
+# --cuda-bf16-inputs is the cuda backend's (issue 24): refused with cpu, before any file.
+q --in "$tmp/src" --out "$tmp/nc" --work "$tmp/wnc" --backend cpu --cuda-bf16-inputs --samples 2 \
+  --seq-len 16 2>"$tmp/log" && fail "--cuda-bf16-inputs with --backend cpu should be refused"
+grep -q -- "--cuda-bf16-inputs is an option of the cuda backend; this run's backend is cpu" "$tmp/log" \
+  || fail "--cuda-bf16-inputs refusal unclear: $(cat "$tmp/log")"
+[ ! -e "$tmp/nc" ] && [ ! -e "$tmp/wnc" ] || fail "refused --cuda-bf16-inputs left files"
 q --in "$tmp/src" --out "$tmp/nc" --work "$tmp/wnc" --amax-file "$tmp/amax.json" --comm gloo \
   2>"$tmp/log" && fail "--comm gloo should be refused"
 grep -qF -- "unknown --comm 'gloo'; expected auto | mpi | nccl" "$tmp/log" || fail "unknown --comm unclear: $(cat "$tmp/log")"

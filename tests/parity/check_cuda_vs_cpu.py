@@ -1,8 +1,9 @@
 """GPU-machine parity of `quantize --backend cuda` against `--backend cpu` (the reference).
 
 For each make-tiny case, runs the whole job with the CPU backend (2 ranks) and the CUDA backend
-(1 rank, and 2 ranks sharing the GPU). The CUDA backend feeds its GEMMs BF16 activations, so the
-reference it must match is the CPU forward with the same BF16 rounding of linear inputs
+(1 rank, and 2 ranks sharing the GPU). With `--cuda-bf16-inputs` the CUDA backend feeds its GEMMs
+BF16 activations, so the reference it must match is the CPU forward with the same BF16 rounding
+of linear inputs
 (`--cpu-bf16-inputs`); against it, it compares (pass/fail):
   * calibration records (WORK/rank-0/layer-LLLL.calib.h5, f32/input_amax): every linear's input
     amax within --tol (default 1%) relative of the CPU value; zeros (never observed) must match;
@@ -13,8 +14,8 @@ reference it must match is the CPU forward with the same BF16 rounding of linear
     amax), which must be within --tol relative.
 The same comparison of the BF16 runs against the all-FP32 CPU forward is printed for information
 (on tiny random models a BF16 rounding can move a near-tie token to another expert, which moves
-that expert's amax by a few %). With `--cuda-fp32-inputs` (three BF16 planes per linear input,
-issue 24) the CUDA run is compared with the all-FP32 CPU forward strictly: identical expert token
+that expert's amax by a few %). The default CUDA run (three BF16 planes per linear input,
+issue 24; `cuda_fp32_np1`) is compared with the all-FP32 CPU forward strictly: identical expert token
 counts, every amax (routed experts included) and input_scale within --tol. Exit status 1 if any
 pass/fail check fails. usage:
   python3 check_cuda_vs_cpu.py --bin .device/bin/quantforge --work /tmp/x [--tol 0.01]
@@ -190,8 +191,9 @@ def main():
         run([args.bin, "make-tiny", "--out", src] + tiny_args, os.path.join(d, "make_tiny.log"))
         runs = {"cpu_np2": (2, ["--backend", "cpu"]),
                 "cpu_bf16_np2": (2, ["--backend", "cpu", "--cpu-bf16-inputs"]),
-                "cuda_np1": (1, ["--backend", "cuda"]), "cuda_np2": (2, ["--backend", "cuda"]),
-                "cuda_fp32_np1": (1, ["--backend", "cuda", "--cuda-fp32-inputs"])}
+                "cuda_np1": (1, ["--backend", "cuda", "--cuda-bf16-inputs"]),
+                "cuda_np2": (2, ["--backend", "cuda", "--cuda-bf16-inputs"]),
+                "cuda_fp32_np1": (1, ["--backend", "cuda"])}
         for label, (np_, backend) in runs.items():
             run(["mpirun", "-np", str(np_), args.bin, "quantize", "--in", src, "--out",
                  os.path.join(d, "out-" + label), "--work", os.path.join(d, "work-" + label)]

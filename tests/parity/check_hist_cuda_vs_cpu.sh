@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU machine: the CUDA engine's activation histograms vs the CPU reference's. make-tiny, then
 # `quantize --act-scale percentile` with --backend cpu --cpu-bf16-inputs and with --backend
-# cuda; for every non-routed linear of every layer the calib records must hold the same total
+# cuda --cuda-bf16-inputs; for every non-routed linear of every layer the calib records must hold the same total
 # count, and at most 1% of the counts may sit in another bin (values move across a bin edge only
 # through last-bit differences of the GEMMs' summation order). Routed experts are skipped: their
 # token sets differ where routing near-ties resolve differently (check_cuda_vs_cpu.py).
@@ -11,7 +11,7 @@ qf=$1 t=${2:-/tmp/qf-hist}
 rm -rf "$t"
 "$qf" make-tiny --preset tiny --seed 5 --out "$t/src" --log-level warn
 for be in cpu cuda; do
-  extra=(); [ $be = cpu ] && extra=(--cpu-bf16-inputs)
+  extra=(--cuda-bf16-inputs); [ $be = cpu ] && extra=(--cpu-bf16-inputs)
   "$qf" quantize --log-level warn --backend $be "${extra[@]}" --in "$t/src" --out "$t/out-$be" \
     --work "$t/w-$be" --samples 8 --seq-len 128 --act-scale percentile
 done
