@@ -27,7 +27,8 @@ packages=(build-essential cmake ninja-build pkg-config python3 git
           catch2 nlohmann-json3-dev
           libpcre2-dev
           slurmctld slurmd slurm-client munge
-          clang libclang-rt-14-dev clang-format)  # defences: sanitizers, libFuzzer, formatting
+          clang libclang-rt-14-dev clang-format  # defences: sanitizers, libFuzzer, formatting
+          chromium)  # tests/e2e/report_html.sh loads the report page headless (skipped without)
 if [ "$install" = 1 ]; then
   missing=()
   for p in "${packages[@]}"; do

@@ -49,6 +49,7 @@ qf_module(export src/export USES core formats model dist recipe source quantize)
 qf_module(report src/report USES core formats)
 qf_module(job src/job USES core formats model dist gpu recipe source calibrate quantize export
           report plan)
+qf_module(status src/status USES core formats dist recipe quantize export job)
 qf_module(dequant src/dequant USES core formats model dist gpu source)
 qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize)
 qf_module(eval src/eval USES core numerics formats ops model dist source calibrate report)
@@ -56,5 +57,5 @@ qf_module(inspect src/inspect USES core formats model)
 
 # ---- everything: the command line, tests and benches link it ------------------------------
 add_library(qf_all INTERFACE)
-target_link_libraries(qf_all INTERFACE qf_job qf_dequant qf_validate qf_eval qf_synthetic
+target_link_libraries(qf_all INTERFACE qf_job qf_status qf_dequant qf_validate qf_eval qf_synthetic
                       qf_plan qf_tokenizer qf_inspect)

@@ -9,18 +9,18 @@
 #include <cstring>
 #include <set>
 
+#include "calibrate/act_histogram.hpp"
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/progress.hpp"
 #include "core/strings.hpp"
+#include "dist/collective_step.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/linear_observer.hpp"
 #include "model/model_forward.hpp"
 #include "model/tensor_table.hpp"
-#include "calibrate/act_histogram.hpp"
-#include "dist/collective_step.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -219,7 +219,8 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& 
 }
 
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
-                                    dist::Communicator& comm) {
+                                    dist::Communicator& comm,
+                                    const CalibrationLayerHook& on_layer) {
   QF_NVTX_RANGE("calibrate");
   const auto start = std::chrono::steady_clock::now();
   const int n_layers = calibrator.n_layers();
@@ -271,8 +272,9 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
     const double layer_seconds = std::max(seconds_since(layer_start), 1e-9);
     const double read_rate =
         double(calibrator.exchange_stats().n_bytes_read - read_before) / layer_seconds;
-    log_info(counter, " calib layer ", layer, " (", calibrator.backend() == dist::ComputeBackend::kCuda ? "cuda" : "cpu",
-             "): ", n_tokens, " tokens, ", ProgressMeter::format_seconds(layer_seconds), ", ",
+    log_info(counter, " calib layer ", layer, " (",
+             calibrator.backend() == dist::ComputeBackend::kCuda ? "cuda" : "cpu", "): ", n_tokens,
+             " tokens, ", ProgressMeter::format_seconds(layer_seconds), ", ",
              static_cast<uint64_t>(double(n_tokens) / layer_seconds), " tokens/s, read ",
              ProgressMeter::format_bytes(read_rate), "/s (rank 0), ETA ",
              ProgressMeter::format_seconds(eta),
@@ -291,6 +293,17 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
                     forward > 0 ? double(t.n_tokens - times_before.n_tokens) / forward : 0.0,
                     commits.write_seconds - commits_before.write_seconds);
       log_info(line);
+    }
+    if (on_layer) {
+      CalibrationLayerDone done;
+      done.layer = layer;
+      done.n_layers = n_layers;
+      done.layer_seconds = layer_seconds;
+      done.layers_per_second = double(layer - first + 1) / std::max(elapsed, 1e-9);
+      done.eta_seconds = eta;
+      done.tokens_per_second = double(n_tokens) / layer_seconds;
+      done.recomputed = recomputed;
+      on_layer(done);
     }
   }
   stats.seconds = seconds_since(start);

@@ -4,6 +4,7 @@
 // record format, resume. Does not own: weight exchange, the forward, the store, input scales.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,20 @@ struct CalibrationRunStats {
   double seconds = 0.0;
 };
 
+// What run_calibration knows after each layer's collective step (for progress reporting).
+struct CalibrationLayerDone {
+  int layer = 0;
+  int n_layers = 0;
+  double layer_seconds = 0;      // this layer, on this rank
+  double layers_per_second = 0;  // since run_calibration started
+  double eta_seconds = 0;        // the remaining layers at that rate
+  double tokens_per_second = 0;  // this layer: calibration tokens (all ranks) / layer_seconds
+  bool recomputed = false;       // resumed: recomputed and checked against the stored record
+};
+// Called on every rank after each layer's step, at the same point on every rank: it may run
+// collectives.
+using CalibrationLayerHook = std::function<void(const CalibrationLayerDone&)>;
+
 // Calibrates every regular layer and commits each record to `store` (stage "calib").
 // Resume: the hidden states after a layer are not stored, so a run that finds layers already
 // committed recomputes them (to rebuild the hidden states) and checks that each recomputed
@@ -141,7 +156,8 @@ struct CalibrationRunStats {
 // layer, nothing is recomputed. One progress line per layer on rank 0.
 // This form leaves the last commits in flight: the caller drains `store` (in a collective step).
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
-                                    dist::Communicator& comm);
+                                    dist::Communicator& comm,
+                                    const CalibrationLayerHook& on_layer = {});
 // The same on a bare store, drained before returning.
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
                                     dist::Communicator& comm);

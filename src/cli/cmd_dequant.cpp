@@ -20,7 +20,10 @@ int cmd_dequant(const Args& args) {
        "output directory; must not exist or be empty (written as OUT.partial, then renamed)")  //
       ("backend", po::value(&backend)->default_value("auto"), backend_help.c_str())            //
       ("chunk-mib", po::value(&chunk_mib)->default_value(64),
-       "source MiB converted per step; bounds host (and device) memory per rank");
+       "source MiB converted per step; bounds host (and device) memory per rank")  //
+      ("progress-json", po::value(&run.progress_json),
+       "append the job's events to this file, one JSON object per line (rank 0; README "
+       "'Operating a run'): phases, bytes converted, rate and ETA, warnings");
   add_common_options(options);
   po::variables_map vm;
   if (!parse_command_line(

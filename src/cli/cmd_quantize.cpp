@@ -23,10 +23,9 @@ po::options_description quantize_options(QuantizeArgs& a) {
       ("in", po::value(&run.in_dir)->required(),
        "source checkpoint: native DeepSeek V4 (FP8 + FP4 experts) or BF16 (from dequant)");
   calib.add_options()  //
-      (
-          "calib", po::value(&run.calib_path),
-          "token ids: safetensors (input_ids [n, L]) or JSONL; default: a deterministic synthetic "
-          "set")                                                                                 //
+      ("calib", po::value(&run.calib_path),
+       "token ids: safetensors (input_ids [n, L]) or JSONL; default: a deterministic synthetic "
+       "set")                                                                                    //
       ("samples", po::value(&run.samples)->default_value(16), "calibration sequences")           //
       ("seq-len", po::value(&run.seq_len)->default_value(256), "tokens per sequence")            //
       ("seed", po::value(&run.seed)->default_value(0), "seed of the synthetic calibration set")  //
@@ -72,13 +71,15 @@ po::options_description quantize_options(QuantizeArgs& a) {
   output.add_options()  //
       ("out", po::value(&run.out_dir)->required(),
        "output checkpoint directory (absent or empty; written as OUT.partial, then renamed)")  //
-      (
-          "work", po::value(&run.work_dir)->required(),
-          "work directory for the per-rank HDF5 stores (WORK/rank-R), one committed layer at a "
-          "time")                                                                              //
+      ("work", po::value(&run.work_dir)->required(),
+       "work directory for the per-rank HDF5 stores (WORK/rank-R), one committed layer at a "
+       "time")                                                                                 //
       ("resume", po::bool_switch(&run.resume), "continue the run whose stores are in --work")  //
       ("export-only", po::bool_switch(&run.export_only),
        "write the output from the stores alone (every layer committed)")  //
+      ("progress-json", po::value(&run.progress_json),
+       "append the job's events to this file, one JSON object per line (rank 0; README "
+       "'Operating a run'): phases, every rank's layer commits, rate and ETA, warnings")  //
       ("shard", po::value(&run.shard),
        "with --export-only: rebuild only this output shard file (e.g. "
        "model-00002-of-00004.safetensors) of an existing export; any process count");

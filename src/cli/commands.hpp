@@ -20,6 +20,7 @@ int cmd_plan(const Args& args);
 int cmd_validate(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_calib_data(const Args& args);
+int cmd_status(const Args& args);
 
 struct Command {
   const char* name;

@@ -41,6 +41,8 @@ const std::vector<Command>& commands() {
       {"validate", "check an exported NVFP4 checkpoint against its source", cmd_validate, false},
       {"eval", "accuracy of an export against its source: KL, top-1, perplexity, worst modules",
        cmd_eval, true},
+      {"status", "where a quantize run is, what --resume would do, whether OUT is good (read-only)",
+       cmd_status, false},
       {"calib-data", "tokenize JSONL text with a tokenizer.json into calibration samples",
        cmd_calib_data, false},
   };

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "core/progress_stream.hpp"
 #include "core/strings.hpp"
 
 namespace qf {
@@ -41,6 +42,11 @@ const EnumTable<LogLevel>& log_levels() {
 }
 
 void log_line(LogLevel level, bool all_ranks, const std::string& text) {
+  // Warnings and errors also go to the progress stream (rank 0's only; whatever the level).
+  if (level == LogLevel::kWarn || level == LogLevel::kError) {
+    progress_stream::emit(level == LogLevel::kWarn ? "warning" : "error",
+                          {{"message", text}, {"rank", process_rank()}});
+  }
   if (level < g_level) return;
   if (!all_ranks && process_rank() != 0) return;
   std::string line;

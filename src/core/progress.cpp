@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/log.hpp"
+#include "core/progress_stream.hpp"
 
 namespace qf {
 
@@ -18,13 +19,18 @@ ProgressMeter::ProgressMeter(std::string label, uint64_t total, std::string unit
       enabled_(process_rank() == 0 && log_level() <= LogLevel::kInfo),
       tty_(isatty(STDERR_FILENO) != 0),
       start_(std::chrono::steady_clock::now()),
-      last_print_(start_) {}
+      last_print_(start_),
+      last_event_(start_) {}
 
 ProgressMeter::~ProgressMeter() { finish(); }
 
 void ProgressMeter::advance(uint64_t n_units) {
   done_ += n_units;
   const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_event_).count() >= kEventIntervalSeconds) {
+    last_event_ = now;
+    emit_event();
+  }
   const double since = std::chrono::duration<double>(now - last_print_).count();
   if (since >= (tty_ ? 0.2 : interval_)) {
     last_print_ = now;
@@ -35,7 +41,24 @@ void ProgressMeter::advance(uint64_t n_units) {
 void ProgressMeter::finish() {
   if (finished_) return;
   finished_ = true;
+  emit_event();
   print(true);
+}
+
+void ProgressMeter::emit_event() const {
+  if (!progress_stream::active()) return;
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double rate = elapsed > 0 ? double(done_) / elapsed : 0.0;
+  nlohmann::json fields = {{"phase", progress_stream::current_phase()},
+                           {"label", label_},
+                           {"done", done_},
+                           {"total", total_},
+                           {"unit", unit_},
+                           {"rate", rate},
+                           {"eta_seconds", nullptr}};
+  if (rate > 0) fields["eta_seconds"] = double(total_ - std::min(done_, total_)) / rate;
+  progress_stream::emit("progress", fields);
 }
 
 std::string ProgressMeter::format_bytes(double n_bytes, ByteUnits units) {

@@ -10,7 +10,9 @@ namespace qf {
 class ProgressMeter {
  public:
   // `total` units (bytes, tensors, tokens) named `unit`; prints at most every `interval`.
-  // Silent on ranks other than 0 and when the log level is above info.
+  // Silent on ranks other than 0 and when the log level is above info. With a progress stream
+  // open (progress_stream.hpp), also a "progress" event at most every kEventIntervalSeconds and
+  // at finish, whatever the log level.
   ProgressMeter(std::string label, uint64_t total, std::string unit,
                 double interval_seconds = 10.0);
   ~ProgressMeter();
@@ -24,7 +26,9 @@ class ProgressMeter {
   static std::string format_seconds(double seconds);  // "1h02m", "3m05s", "12.4s"
 
  private:
+  static constexpr double kEventIntervalSeconds = 1.0;
   void print(bool final_line);
+  void emit_event() const;
   std::string label_;
   std::string unit_;
   uint64_t total_;
@@ -35,6 +39,7 @@ class ProgressMeter {
   bool finished_ = false;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_print_;
+  std::chrono::steady_clock::time_point last_event_;
 };
 
 }  // namespace qf

@@ -14,21 +14,22 @@
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/progress.hpp"
+#include "core/progress_stream.hpp"
 #include "core/stop_signal.hpp"
+#include "dist/collective_step.hpp"
 #include "dist/ownership_plan.hpp"
+#include "formats/async_writer.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats/path_overlap.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/shard_index.hpp"
+#include "formats/staged_output.hpp"
+#include "gpu/block_dequantizer.hpp"
 #include "model/config.hpp"
 #include "model/tensor_table.hpp"
-#include "formats/async_writer.hpp"
-#include "gpu/block_dequantizer.hpp"
-#include "dist/collective_step.hpp"
 #include "source/native_tensors.hpp"
-#include "formats/staged_output.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -262,7 +263,9 @@ DequantReport convert_owned(const DequantPlan& plan, const formats::CheckpointDi
       const size_t shard = plan.shard_of.at(t.name);
       auto it = outputs.find(shard);
       if (it == outputs.end()) {
-        it = outputs.emplace(shard, formats::open_for_pwrite(staging + "/" + plan.shards[shard].file)).first;
+        it = outputs
+                 .emplace(shard, formats::open_for_pwrite(staging + "/" + plan.shards[shard].file))
+                 .first;
       }
       const uint64_t offset = plan.shards[shard].layout.file_offset.at(t.name);
       report.bytes_read += streamer.stream(t, it->second, offset);
@@ -305,8 +308,10 @@ DequantReport run_dequant(const DequantOptions& options, dist::Communicator& com
   });
   DequantReport report;
   try {
+    progress_stream::phase("convert");
     dist::run_on_all_ranks(comm, "converting tensors",
                            [&] { report = convert_owned(plan, *source, options, comm.rank()); });
+    progress_stream::phase("finish");
     dist::run_on_root(comm, 0, "writing index and config",
                       [&] { finish_output(plan, *source, *staged); });
   } catch (const CollectiveError&) {

@@ -20,6 +20,7 @@ struct DequantOptions {
   std::string out_dir;
   dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
   uint64_t chunk_bytes = 64ull << 20;  // source bytes converted per step (bounded memory)
+  std::string progress_json;  // --progress-json: rank 0 appends its events there ("" = off)
 };
 
 struct DequantReport {

@@ -177,9 +177,9 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
   // Make new directory entries durable (a crash must not lose a store that reported success).
   if (!work_dir_existed) fsync_parent_dir(work_dir);
   if (!dir_existed) fsync_parent_dir(dir);
-  FileLock lock = FileLock::acquire(dir + "/" + kLockName, "rank store " + dir,
-                                    "two runs must not share a work directory",
-                                    lock_wait_seconds());
+  FileLock lock =
+      FileLock::acquire(dir + "/" + kLockName, "rank store " + dir,
+                        "two runs must not share a work directory", lock_wait_seconds());
 
   const std::string manifest_path = dir + "/" + kManifestName;
   StoreManifest manifest;
@@ -189,7 +189,8 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
     manifest = read_manifest(dir, rank);
     if (manifest.files.empty() && (manifest.world_size != world_size ||
                                    !compare_provenance(manifest.provenance, provenance).empty())) {
-      log_warn(dir, ": holds no committed layer (a run that stopped before its first commit); "
+      log_warn(dir,
+               ": holds no committed layer (a run that stopped before its first commit); "
                "starting it afresh for this run");
       resumed = false;
       replaced = true;
@@ -238,6 +239,38 @@ RankStore RankStore::create(const std::string& work_dir, int rank, int world_siz
   log_debug(dir, resumed ? ": resumed, " : ": created, ", store.files().size(),
             " committed layer file(s)");
   return store;
+}
+
+std::string RankStore::lock_path(const std::string& work_dir, int rank) {
+  return rank_dir(work_dir, rank) + "/" + kLockName;
+}
+
+StoreInspection RankStore::inspect(const std::string& work_dir, int rank, StoreVerify verify) {
+  StoreInspection found;
+  found.dir = rank_dir(work_dir, rank);
+  found.exists = path_exists(found.dir + "/" + kManifestName);
+  if (!found.exists) return found;
+  try {
+    found.manifest = read_manifest(found.dir, rank);
+  } catch (const Error& e) {
+    found.error = e.message();
+    return found;
+  }
+  found.problems = check_committed_files(found.dir, found.manifest, verify);
+  try {
+    for (const std::string& name : regular_file_names(found.dir)) {
+      int layer = 0;
+      std::string stage;
+      if (is_temp_name(name)) {
+        found.temp_files.push_back(name);
+      } else if (parse_layer_file_name(name, &layer, &stage) && !is_listed(found.manifest, name)) {
+        found.unlisted_files.push_back(name);
+      }
+    }
+  } catch (const Error& e) {
+    found.problems.push_back(e.message());
+  }
+  return found;
 }
 
 RankStore RankStore::open(const std::string& work_dir, int rank, StoreVerify verify) {

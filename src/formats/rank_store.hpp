@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "formats/layer_record.hpp"
 #include "formats/file_lock.hpp"
+#include "formats/layer_record.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store_manifest.hpp"
 
@@ -67,6 +67,19 @@ constexpr const char* kStageQuant = "quant";
 // checksums (reads every file; what `validate` and export use).
 enum class StoreVerify { kSizes, kChecksums };
 
+// What a read-only look at one rank's store finds (`quantforge status`): the same manifest
+// parsing and committed-file checks as open()/create(), but nothing thrown for a damaged store,
+// nothing logged, nothing changed, no lock taken.
+struct StoreInspection {
+  std::string dir;                          // WORK/rank-R
+  bool exists = false;                      // dir/manifest.json is there
+  std::string error;                        // manifest unreadable or invalid ("" if fine)
+  StoreManifest manifest;                   // valid when exists && error.empty()
+  std::vector<std::string> problems;        // committed files failing the check (one line each)
+  std::vector<std::string> temp_files;      // *.tmp.* (a write in progress, or a killed one)
+  std::vector<std::string> unlisted_files;  // layer files manifest.json does not list
+};
+
 // Not thread-safe (HDF5 is built without thread safety): use a store from one thread at a time
 // (StoreCommitter commits on a background thread and serializes every call with it).
 class RankStore {
@@ -105,11 +118,17 @@ class RankStore {
   const std::string& dir() const { return dir_; }
   bool writable() const { return lock_.held(); }
 
+  // See StoreInspection. Errors only for a bad rank number.
+  static StoreInspection inspect(const std::string& work_dir, int rank,
+                                 StoreVerify verify = StoreVerify::kSizes);
+
   // WORK/rank-R.
   static std::string rank_dir(const std::string& work_dir, int rank);
   // The number of committed layer files WORK/rank-R/manifest.json lists, -1 without a manifest.
   // Reads (and checks) the manifest only: takes no lock, verifies no file, changes nothing.
   static int n_committed(const std::string& work_dir, int rank);
+  // WORK/rank-R/writer.lock (formats/file_lock.hpp).
+  static std::string lock_path(const std::string& work_dir, int rank);
   // Human-readable differences, `a` (stored) first: see provenance_differences.
   static std::vector<std::string> compare_provenance(const nlohmann::json& a,
                                                      const nlohmann::json& b);

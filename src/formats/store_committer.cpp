@@ -124,6 +124,13 @@ StoreCommitter::Stats StoreCommitter::stats() const {
   return stats_;
 }
 
+std::vector<StoreCommitter::Committed> StoreCommitter::take_committed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<Committed> taken;
+  taken.swap(committed_);
+  return taken;
+}
+
 void StoreCommitter::run() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
@@ -171,6 +178,10 @@ void StoreCommitter::run() {
     } else {
       ++stats_.n_commits;
       stats_.n_bytes += n_bytes;
+      committed_.push_back(Committed{
+          writing_key_.first, writing_key_.second, n_bytes, seconds,
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count()});
     }
     changed_.notify_all();
   }

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "formats/layer_record.hpp"
 #include "formats/rank_store.hpp"
@@ -31,6 +32,15 @@ class StoreCommitter {
     uint64_t n_bytes = 0;      // layer-file bytes committed
     double write_seconds = 0;  // the worker inside commit_layer (in the background)
     double wait_seconds = 0;   // callers blocked in submit / drain / read_layer
+  };
+
+  // One finished commit, for progress reporting (take_committed).
+  struct Committed {
+    std::string stage;
+    int layer = 0;
+    uint64_t n_bytes = 0;
+    double seconds = 0;    // inside commit_layer
+    double unix_time = 0;  // when it finished (seconds since the epoch, this host's clock)
   };
 
   // What the worker runs for a record: store.commit_layer, unless tests pass a stand-in (called
@@ -53,6 +63,8 @@ class StoreCommitter {
   // The store's read_layer, after that layer's queued commit (if any) finished.
   LayerRecord read_layer(int layer, const std::string& stage);
   Stats stats() const;
+  // The commits finished since the last call, in commit order (does not wait).
+  std::vector<Committed> take_committed();
   const std::string& dir() const { return dir_; }
 
  private:
@@ -79,6 +91,7 @@ class StoreCommitter {
   bool stopping_ = false;
   std::exception_ptr error_;  // first failure not yet rethrown
   Stats stats_;
+  std::vector<Committed> committed_;  // finished, not yet taken
   std::thread worker_;
 };
 

@@ -4,15 +4,14 @@
 #include <cstdlib>
 #include <string>
 
-#include "quantize/quantize_weights.hpp"
-
+#include "calibrate/calibrate.hpp"
+#include "calibrate/calibration_data.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
-#include "calibrate/calibrate.hpp"
-#include "calibrate/calibration_data.hpp"
-#include "quantize/input_scales.hpp"
 #include "job/quantize_job.hpp"
+#include "quantize/input_scales.hpp"
+#include "quantize/quantize_weights.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -69,15 +68,17 @@ class ForwardSource final : public CalibrationSource {
     // hook runs inside the layer's forward step, so a failed earlier commit (rethrown by
     // submit) stops every rank there; the time blocked in submit counts as hook time.
     ops_ = std::make_unique<gpu::Nvfp4OpsPool>(dist::ComputeBackend::kCuda);
-    calibrator_.set_layer_bytes_hook([this, &plan, &store, &comm](int layer,
-                                                                 const TensorBytes& bytes_of) {
-      if (store.has_layer(layer, formats::kStageQuant)) return;
-      auto record = quantize_owned_targets(plan, bytes_of, layer, comm.rank(), &fused_, *ops_);
-      record.attrs["stage"] = "nvfp4 weights";
-      store.submit(std::move(record), formats::kStageQuant);
-    });
+    calibrator_.set_layer_bytes_hook(
+        [this, &plan, &store, &comm](int layer, const TensorBytes& bytes_of) {
+          if (store.has_layer(layer, formats::kStageQuant)) return;
+          auto record = quantize_owned_targets(plan, bytes_of, layer, comm.rank(), &fused_, *ops_);
+          record.attrs["stage"] = "nvfp4 weights";
+          store.submit(std::move(record), formats::kStageQuant);
+        });
   }
-  void run(formats::StoreCommitter& store) override { run_calibration(calibrator_, store, comm_); }
+  void run(formats::StoreCommitter& store) override {
+    run_calibration(calibrator_, store, comm_, layer_hook_);
+  }
   CalibrationCost cost() const override {
     const EngineTimes t = calibrator_.engine_times();
     return {calibrator_.exchange_stats().n_bytes_read, t.n_tokens, t.compute_seconds,
@@ -98,12 +99,9 @@ class ForwardSource final : public CalibrationSource {
 
 }  // namespace
 
-std::unique_ptr<CalibrationSource> make_calibration_source(const QuantizePlan& plan,
-                                                           const formats::CheckpointDir& source,
-                                                           const QuantizeOptions& options,
-                                                           CalibrationInputs inputs,
-                                                           dist::Communicator& comm,
-                                                           formats::StoreCommitter& store) {
+std::unique_ptr<CalibrationSource> make_calibration_source(
+    const QuantizePlan& plan, const formats::CheckpointDir& source, const QuantizeOptions& options,
+    CalibrationInputs inputs, dist::Communicator& comm, formats::StoreCommitter& store) {
   if (!options.amax_file.empty()) {
     return std::make_unique<AmaxFileSource>(plan, options.amax_file, std::move(inputs.amax));
   }

@@ -15,6 +15,7 @@
 #include "job/quantize_job.hpp"
 #include "quantize/input_scales.hpp"
 #include "report/quantization_report.hpp"
+#include "report/quantization_report_html.hpp"
 
 namespace qf::pipeline {
 namespace fs = std::filesystem;
@@ -31,6 +32,7 @@ std::vector<NamedPath> written_paths(const QuantizeOptions& options) {
   const std::string report = quantization_report_path(options.out_dir);
   paths.push_back({"the quantization report", report});
   paths.push_back({"the quantization report table", quantization_report_text_path(report)});
+  paths.push_back({"the quantization report page", quantization_report_html_path(report)});
   return paths;
 }
 
@@ -41,8 +43,8 @@ void check_out_not_in_rank_dir(const QuantizeOptions& options) {
   const fs::path relative = out.lexically_relative(work);
   if (relative.empty() || *relative.begin() == "..") return;
   const std::string first = relative.begin()->string();
-  QF_CHECK(!starts_with(first, "rank-"), "--out", options.out_dir, "is inside", first,
-           "of --work", options.work_dir + ":", "that directory is a rank's work store");
+  QF_CHECK(!starts_with(first, "rank-"), "--out", options.out_dir, "is inside", first, "of --work",
+           options.work_dir + ":", "that directory is a rank's work store");
 }
 
 std::string listed(const std::vector<std::string>& names) {
@@ -71,8 +73,8 @@ void check_quantize_paths(const QuantizeOptions& options) {
                    "the work stores (manifests, locks, layer files) would become files of the "
                    "source checkpoint, copied into every later export");
   check_out_not_in_rank_dir(options);
-  for (const NamedPath& file : {NamedPath{"--calib", options.calib_path},
-                                NamedPath{"--amax-file", options.amax_file}}) {
+  for (const NamedPath& file :
+       {NamedPath{"--calib", options.calib_path}, NamedPath{"--amax-file", options.amax_file}}) {
     for (const NamedPath& written : written_paths(options)) {
       check_not_inside(file, written, "the run would replace the file it reads");
     }
@@ -136,11 +138,11 @@ CalibrationInputs load_calibration_inputs(const QuantizePlan& plan,
     check_amax_modules(plan, inputs.amax, options.amax_file);
     return inputs;
   }
-  inputs.set = options.calib_path.empty()
-                   ? synthetic_calibration_set(plan.config, options.samples, options.seq_len,
-                                               options.seed)
-                   : load_calibration_set(options.calib_path, options.samples, options.seq_len,
-                                          plan.config.vocab_size);
+  inputs.set =
+      options.calib_path.empty()
+          ? synthetic_calibration_set(plan.config, options.samples, options.seq_len, options.seed)
+          : load_calibration_set(options.calib_path, options.samples, options.seq_len,
+                                 plan.config.vocab_size);
   return inputs;
 }
 

@@ -13,27 +13,31 @@
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/progress.hpp"
+#include "core/progress_stream.hpp"
 #include "core/stop_signal.hpp"
-#include "formats/checksum.hpp"
-#include "formats/rank_store.hpp"
-#include "job/quantize_report_section.hpp"
-#include "model/forward_flops.hpp"
-#include "job/calibration_source.hpp"
-#include "job/quantize_checks.hpp"
 #include "dist/collective_step.hpp"
 #include "export/export.hpp"
-#include "quantize/input_scales.hpp"
-#include "report/quantization_report.hpp"
-#include "quantize/quantize_weights.hpp"
+#include "formats/checksum.hpp"
+#include "formats/rank_store.hpp"
 #include "formats/staged_output.hpp"
 #include "formats/store_committer.hpp"
+#include "job/calibration_source.hpp"
+#include "job/calibration_summary.hpp"
+#include "job/job_progress.hpp"
+#include "job/quantize_checks.hpp"
+#include "job/quantize_report_section.hpp"
+#include "model/forward_flops.hpp"
+#include "quantize/input_scales.hpp"
+#include "quantize/quantize_weights.hpp"
+#include "report/quantization_report.hpp"
+#include "report/quantization_report_html.hpp"
 
 namespace qf::pipeline {
-namespace {
 
 // What makes two runs the same run: resuming with any of these changed is refused (the store
 // lists every difference). The rank count is checked by the store itself.
-nlohmann::json provenance(const QuantizeOptions& options, const formats::CheckpointDir& source) {
+nlohmann::json quantize_provenance(const QuantizeOptions& options,
+                                   const formats::CheckpointDir& source) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& file : source.shard_files()) {
     const auto& shard = source.shard(file);
@@ -95,13 +99,9 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
       {"source_files", files}};
 }
 
-// --export-only: rank 0's store must belong to this run (computing nothing, the backend that
-// filled it does not matter); the calibration records of every layer. Returns the store's rank
-// count (plan is rebuilt for it: who owned what is the stores' business).
-int open_stores_for_export(const QuantizeOptions& options, const nlohmann::json& prov,
-                           const formats::CheckpointDir& source, QuantizePlan& plan,
-                           std::map<int, formats::LayerRecord>& calib) {
-  auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
+std::vector<std::string> export_only_provenance_differences(const nlohmann::json& stored,
+                                                            const nlohmann::json& current) {
+  // Exporting computes nothing: the backend that filled the stores does not matter.
   auto without_backend = [](nlohmann::json p) {
     if (p.contains("options") && p["options"].is_object()) {
       p["options"].erase("backend");
@@ -109,8 +109,19 @@ int open_stores_for_export(const QuantizeOptions& options, const nlohmann::json&
     }
     return p;
   };
-  const auto diff = formats::RankStore::compare_provenance(without_backend(store.provenance()),
-                                                           without_backend(prov));
+  return formats::RankStore::compare_provenance(without_backend(stored), without_backend(current));
+}
+
+namespace {
+
+// --export-only: rank 0's store must belong to this run (computing nothing, the backend that
+// filled it does not matter); the calibration records of every layer. Returns the store's rank
+// count (plan is rebuilt for it: who owned what is the stores' business).
+int open_stores_for_export(const QuantizeOptions& options, const nlohmann::json& prov,
+                           const formats::CheckpointDir& source, QuantizePlan& plan,
+                           std::map<int, formats::LayerRecord>& calib) {
+  auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
+  const auto diff = export_only_provenance_differences(store.provenance(), prov);
   QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
            "belongs to another run:", diff.empty() ? "" : diff.front());
   const int store_world_size = store.world_size();
@@ -150,19 +161,43 @@ void check_quantize_options(const QuantizeOptions& options) {
 // Where a run is when a stop signal reaches it (what it kept depends on it).
 enum class QuantizePhase { kChecks, kStores, kExport };
 
+// Rank 0's "progress" event after each calibrated layer (the stream is off on other ranks).
+void emit_calibration_progress(const CalibrationLayerDone& done) {
+  if (!progress_stream::active()) return;
+  nlohmann::json fields = {{"phase", "calibration"},
+                           {"label", "calibration"},
+                           {"layer", done.layer},
+                           {"done", done.layer + 1},
+                           {"total", done.n_layers},
+                           {"unit", "layers"},
+                           {"rate", done.layers_per_second},
+                           {"eta_seconds", done.eta_seconds},
+                           {"tokens_per_second", done.tokens_per_second},
+                           {"layer_seconds", done.layer_seconds},
+                           {"recomputed", done.recomputed}};
+  progress_stream::emit("progress", fields);
+}
+
 // Calibration then quantization of every regular layer; committed layers are skipped on
 // resume. Records are committed in the background (StoreCommitter: quantizing layer l+1 overlaps
 // writing layer l) and all drained before this returns; a failed commit surfaces in the next
 // submit or the drain, on its rank, inside the caller's collective step.
 QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
                           const QuantizeOptions& options, CalibrationInputs inputs,
-                          formats::RankStore& rank_store, dist::Communicator& comm) {
+                          formats::RankStore& rank_store, dist::Communicator& comm,
+                          JobProgress& job) {
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
   formats::StoreCommitter store(rank_store);
   auto phase_start = std::chrono::steady_clock::now();
-  auto calibration =
-      make_calibration_source(plan, source, options, std::move(inputs), comm, store);
+  job.phase("calibration");
+  auto calibration = make_calibration_source(plan, source, options, std::move(inputs), comm, store);
+  // After each layer's collective step: every rank's finished commits reach rank 0's stream.
+  calibration->set_layer_hook([&](const CalibrationLayerDone& done) {
+    job.collect(store);
+    job.exchange();
+    emit_calibration_progress(done);
+  });
   calibration->run(store);  // queues calib records of every layer not yet committed
   const CalibrationCost cost = calibration->cost();
   report.calib_seconds = seconds_since(phase_start);
@@ -179,6 +214,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   report.n_blocks_fallback += cost.fused.n_blocks_fallback;
   phase_start = std::chrono::steady_clock::now();
   QF_NVTX_RANGE("quantize job: quantize");  // the layer loop and the last store commits
+  job.phase("quantization");
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
   gpu::Nvfp4OpsPool ops(options.backend);
   for (int layer = 0; layer < n_layers; ++layer) {
@@ -197,8 +233,14 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
                 " fallback blocks");
     }
     progress.advance(1);
+    // No collective per layer here: rank 0 reports its own commits as they finish, the other
+    // ranks' arrive with the exchange after this phase's step.
+    job.collect(store);
+    job.emit_own();
   }
   store.drain();  // the last layers' commits (the CUDA calibration commits every quant record)
+  job.collect(store);
+  job.emit_own();
   progress.finish();
   report.quant_seconds = seconds_since(phase_start);
   const formats::StoreCommitter::Stats commits = store.stats();
@@ -212,7 +254,8 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
 // <OUT>.quantization_report.{json,txt}. A new export drops an earlier report's eval section (it
 // judged other bytes); a --shard rebuild (same bytes) keeps it.
 void write_report(const QuantizeOptions& options, QuantizeReport& report, const QuantizePlan& plan,
-                  const InputScales& scales, dist::Communicator& comm) {
+                  const InputScales& scales, const std::map<int, formats::LayerRecord>& calib,
+                  dist::Communicator& comm) {
   uint64_t counts[4] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
                         report.bytes_written};
   comm.allreduce_counts(counts, 4, "quantization report counts");
@@ -229,9 +272,11 @@ void write_report(const QuantizeOptions& options, QuantizeReport& report, const 
     if (!options.shard.empty() && previous.contains("eval")) doc["eval"] = previous["eval"];
     doc["quantize"] = quantize_report_section(options, report, totals, scales.fallback_modules,
                                               comm.world_size(), previous);
+    // For the HTML page's heat map and amax ranges (not among the golden report numbers).
+    doc["quantize"]["calibration_summary"] = calibration_summary(calib);
     write_quantization_report(path, doc);
-    log_info("quantize: report written to ", path, " (and ",
-             quantization_report_text_path(path), ")");
+    log_info("quantize: report written to ", path, " (and ", quantization_report_text_path(path),
+             ", ", quantization_report_html_path(path), ")");
   });
 }
 
@@ -249,8 +294,9 @@ std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
   if (options.export_only) {
     text += "The stores in " + options.work_dir + " are unchanged";
   } else {
-    text += "Kept: every committed layer in " + options.work_dir + " (rank 0: " +
-            std::to_string(std::max(n_files, 0)) + " layer file(s); commits in flight finished)";
+    text += "Kept: every committed layer in " + options.work_dir +
+            " (rank 0: " + std::to_string(std::max(n_files, 0)) +
+            " layer file(s); commits in flight finished)";
   }
   text += "; " + options.out_dir + " was not written";
   if (phase == QuantizePhase::kExport) {
@@ -265,9 +311,8 @@ std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
 }
 
 QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communicator& comm,
-                                   QuantizePhase& phase) {
-  QF_NVTX_RANGE("quantize job");
-  const auto start = std::chrono::steady_clock::now();
+                                   QuantizePhase& phase, JobProgress& job,
+                                   std::chrono::steady_clock::time_point start) {
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;
   nlohmann::json prov;
@@ -280,7 +325,7 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
     if (!options.export_only) check_work_dir_usable(options.work_dir);
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
-    prov = provenance(options, *source);
+    prov = quantize_provenance(options, *source);
     if (options.shard.empty()) formats::StagedOutput::check_final_dir(options.out_dir);
     inputs = load_calibration_inputs(plan, options);
     if (!options.export_only) check_store_startable(options, comm.rank());
@@ -304,11 +349,13 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   dist::run_on_all_ranks(comm, "opening the work store", [&] {
     if (options.export_only) {
       store_world_size = open_stores_for_export(options, prov, *source, plan, calib);
+      job.own_work_dir(plan.config.num_hidden_layers);
       return;
     }
     auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
                                             formats::StoreVerify::kSizes);
-    report = fill_store(plan, *source, options, std::move(inputs), store, comm);
+    job.own_work_dir(plan.config.num_hidden_layers);  // rank 0 holds its store's lock now
+    report = fill_store(plan, *source, options, std::move(inputs), store, comm, job);
     for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
       calib[l] = store.read_layer(l, formats::kStageCalib);
     }
@@ -316,6 +363,7 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   if (!options.export_only) {
     // Every rank's layers must be committed before anyone exports.
     dist::run_on_all_ranks(comm, "checking that every rank finished", [] {});
+    job.exchange();  // the other ranks' last commits
   }
 
   InputScales scales;
@@ -327,18 +375,20 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   }
   phase = QuantizePhase::kExport;
   const auto export_start = std::chrono::steady_clock::now();
+  job.phase("export");
   ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
   ExportReport exported;
   if (options.shard.empty()) {
-    exported = export_checkpoint(plan, *source, scales, export_options,
-                                 output ? &*output : nullptr, comm);
+    exported =
+        export_checkpoint(plan, *source, scales, export_options, output ? &*output : nullptr, comm);
   } else {
     exported = export_one_shard(plan, *source, scales, export_options, options.shard, comm);
   }
   report.bytes_written = exported.bytes_written;
   report.export_seconds = seconds_since(export_start);
   report.seconds = seconds_since(start);
-  write_report(options, report, plan, scales, comm);
+  job.phase("report");
+  write_report(options, report, plan, scales, calib, comm);
   if (output) output->release();  // --shard: the rebuilt OUT is free again
   return report;
 }
@@ -346,11 +396,20 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
 }  // namespace
 
 QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm) {
+  QF_NVTX_RANGE("quantize job");
+  const auto start = std::chrono::steady_clock::now();
+  JobProgress job(options, comm);
   QuantizePhase phase = QuantizePhase::kChecks;
   try {
-    return run_quantize_phases(options, comm, phase);
+    QuantizeReport report = run_quantize_phases(options, comm, phase, job, start);
+    job.finish(true, "", seconds_since(start));
+    return report;
   } catch (const Interrupted& e) {
+    job.finish(false, e.message(), seconds_since(start));
     throw Interrupted(e.signal(), stopped_message(options, phase, e), e.reported_here());
+  } catch (const std::exception& e) {
+    job.finish(false, e.what(), seconds_since(start));
+    throw;
   }
 }
 

@@ -3,13 +3,16 @@
 // provenance. Does not own calibration, quantization arithmetic or the export layout.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "dist/communicator.hpp"
-#include "quantize/act_scale.hpp"
 #include "dist/compute_backend.hpp"
-#include "plan/plan_report.hpp"
 #include "export/quant_config.hpp"
+#include "formats/checkpoint_dir.hpp"
+#include "plan/plan_report.hpp"
+#include "quantize/act_scale.hpp"
 #include "quantize/expert_weights.hpp"
 
 namespace qf::pipeline {
@@ -41,6 +44,9 @@ struct QuantizeOptions {
   // device_comm), owned by the caller; null = everything over the host communicator. Not part
   // of the run's identity (provenance): it moves the same bytes, results are identical.
   dist::Communicator* device_comm = nullptr;
+  // --progress-json: rank 0 appends the job's events there (core/progress_stream.hpp); "" = off.
+  // Not part of the run's identity.
+  std::string progress_json;
 };
 
 // What quantize counted, summed over ranks (the report's one reduction; the summary reuses it).
@@ -61,17 +67,27 @@ struct QuantizeReport {
   double seconds = 0;
   // This rank's cost per phase, for the job summary (zeros for phases skipped on resume).
   double calib_seconds = 0, quant_seconds = 0, export_seconds = 0;
-  double calib_forward_seconds = 0;  // CUDA: the forward alone
-  uint64_t calib_tokens = 0;         // token-layers this rank pushed through (CUDA engine)
-  double calib_flops = 0;            // their arithmetic (model/forward_flops.hpp)
-  uint64_t bytes_read = 0;           // source bytes (calibration + quantization)
-  uint64_t store_bytes_written = 0;  // work-store layer files committed in this run
-  double store_commit_seconds = 0;   // committing them (in the background of the phases)
+  double calib_forward_seconds = 0;      // CUDA: the forward alone
+  uint64_t calib_tokens = 0;             // token-layers this rank pushed through (CUDA engine)
+  double calib_flops = 0;                // their arithmetic (model/forward_flops.hpp)
+  uint64_t bytes_read = 0;               // source bytes (calibration + quantization)
+  uint64_t store_bytes_written = 0;      // work-store layer files committed in this run
+  double store_commit_seconds = 0;       // committing them (in the background of the phases)
   double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
   uint64_t peak_device_bytes = 0;
   QuantizeReportTotals totals;  // over all ranks, the same on every rank
 };
 
 QuantizeReport run_quantize(const QuantizeOptions& options, dist::Communicator& comm);
+
+// What makes two runs the same run (the rank stores' provenance; resume refuses any difference):
+// options, calibration inputs and the source's files (sizes, header checksums) and config.
+// `quantforge status` recomputes it to say whether a --resume would be refused.
+nlohmann::json quantize_provenance(const QuantizeOptions& options,
+                                   const formats::CheckpointDir& source);
+// The differences --export-only refuses: provenance_differences without the options that only
+// decide how layers are computed (backend, calib_batch), stored first.
+std::vector<std::string> export_only_provenance_differences(const nlohmann::json& stored,
+                                                            const nlohmann::json& current);
 
 }  // namespace qf::pipeline

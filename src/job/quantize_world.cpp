@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "core/log.hpp"
+#include "core/progress_stream.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "job/quantize_summary.hpp"
@@ -12,6 +13,7 @@ namespace qf::pipeline {
 
 QuantizeReport run_quantize_world(QuantizeOptions options, dist::BackendChoice backend,
                                   dist::CommChoice comm_choice, const dist::MpiEnv& mpi) {
+  const ProgressStreamScope progress_stream(options.progress_json, "quantize");  // rank 0
   options.backend = dist::resolve_backend(backend);
   if (options.backend == dist::ComputeBackend::kCuda) dist::select_cuda_device(mpi.local_rank());
   dist::MpiCommunicator comm(mpi, dist::CommunicatorOptions{});

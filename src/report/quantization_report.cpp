@@ -13,6 +13,7 @@
 #include "core/progress.hpp"
 #include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
+#include "report/quantization_report_html.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -55,8 +56,8 @@ std::string quantize_text(const json& q) {
   if (!c.value("amax_file", json()).is_null()) {
     t += line("  calibration           amax file %s", str(c["amax_file"]).c_str());
   } else {
-    t += line("  calibration           %s x %s tokens from %s", str(c.value("samples", json())).c_str(),
-              str(c.value("seq_len", json())).c_str(),
+    t += line("  calibration           %s x %s tokens from %s",
+              str(c.value("samples", json())).c_str(), str(c.value("seq_len", json())).c_str(),
               c.value("calib", json()).is_null()
                   ? ("the synthetic set, seed " + str(c.value("seed", json()))).c_str()
                   : str(c["calib"]).c_str());
@@ -64,12 +65,13 @@ std::string quantize_text(const json& q) {
   t += line("  NVFP4 targets         %s", str(q.value("targets", json())).c_str());
   const json& l = q.value("lossless_cast", json());
   if (l.is_object()) {
-    t += line("  lossless cast         %s lossless MXFP4 blocks, %s fallback blocks (%s tensors "
-              "quantized%s)",
-              str(l.value("blocks_lossless", json())).c_str(),
-              str(l.value("blocks_fallback", json())).c_str(),
-              str(l.value("tensors_quantized", json())).c_str(),
-              l.value("complete", false) ? "" : "; partial: a resumed or export-only run");
+    t += line(
+        "  lossless cast         %s lossless MXFP4 blocks, %s fallback blocks (%s tensors "
+        "quantized%s)",
+        str(l.value("blocks_lossless", json())).c_str(),
+        str(l.value("blocks_fallback", json())).c_str(),
+        str(l.value("tensors_quantized", json())).c_str(),
+        l.value("complete", false) ? "" : "; partial: a resumed or export-only run");
   } else {
     t += line("  lossless cast         unknown (--export-only quantizes nothing)");
   }
@@ -102,7 +104,8 @@ std::string eval_text(const json& e) {
             num(p.value("quantized", json())));
   t += line("  %-6s %14s", "layer", "hidden rel L2");
   for (const auto& l : e.value("layers", json::array())) {
-    t += line("  %-6s %14.6g", str(l.value("layer", json())).c_str(), num(l.value("rel_l2", json())));
+    t += line("  %-6s %14.6g", str(l.value("layer", json())).c_str(),
+              num(l.value("rel_l2", json())));
   }
   std::map<std::string, json> by_name;
   for (const auto& m : e.value("modules", json::array())) by_name[str(m.value("name", json()))] = m;
@@ -148,6 +151,15 @@ void write_quantization_report(const std::string& json_path, const json& report)
   formats::write_file_atomic(json_path, report.dump(2) + "\n");
   formats::write_file_atomic(quantization_report_text_path(json_path),
                              quantization_report_text(report));
+  // The page is a view: a report it cannot draw must not fail the job that wrote the numbers.
+  std::string page;
+  try {
+    page = quantization_report_html(report);
+  } catch (const std::exception& e) {
+    log_warn(quantization_report_html_path(json_path), ": cannot draw the report (", e.what(), ")");
+    return;
+  }
+  formats::write_file_atomic(quantization_report_html_path(json_path), page);
 }
 
 std::string quantization_report_text(const json& report) {
