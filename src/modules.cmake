@@ -50,7 +50,8 @@ qf_module(report src/report USES core formats)
 qf_module(job src/job USES core formats model dist gpu recipe source calibrate quantize export
           report plan)
 qf_module(dequant src/dequant USES core formats model dist gpu source)
-qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize)
+qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize
+          report)
 qf_module(eval src/eval USES core numerics formats ops model dist source calibrate report)
 qf_module(inspect src/inspect USES core formats model)
 
