@@ -51,7 +51,8 @@ qf_module(job src/job USES core formats model dist gpu recipe source calibrate q
           report plan)
 qf_module(status src/status USES core formats dist recipe quantize export job)
 qf_module(dequant src/dequant USES core formats model dist gpu source)
-qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize)
+qf_module(validate src/validate USES core numerics formats kernels model recipe source quantize
+          report)
 qf_module(eval src/eval USES core numerics formats ops model dist source calibrate report)
 qf_module(inspect src/inspect USES core formats model)
 

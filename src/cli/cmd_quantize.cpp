@@ -75,6 +75,10 @@ po::options_description quantize_options(QuantizeArgs& a) {
        "work directory for the per-rank HDF5 stores (WORK/rank-R), one committed layer at a "
        "time")                                                                                 //
       ("resume", po::bool_switch(&run.resume), "continue the run whose stores are in --work")  //
+      ("verify-source", po::bool_switch(&run.verify_source),
+       "with --resume or --export-only: re-hash every source file and compare with the digests "
+       "the work store recorded (accepts a source whose dates or inodes changed, e.g. a copy, "
+       "when its contents did not)")  //
       ("export-only", po::bool_switch(&run.export_only),
        "write the output from the stores alone (every layer committed)")  //
       ("progress-json", po::value(&run.progress_json),

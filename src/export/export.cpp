@@ -350,13 +350,18 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
                           files, "export (one shard)");
       formats::fsync_file(files.at(shard));
       files.at(shard).close();
-      const uint64_t digest = formats::checksum_file(temp).digest;
+      const std::string digest = formats::checksum_hex(formats::checksum_file(temp).digest);
+      // The rebuild reproduces the exported bytes; other bytes mean another store or source
+      // (issue 18 defect 8), and the shard in OUT stays as it is.
+      const std::string sums_path = options.out_dir + "/" + formats::kChecksumsFileName;
+      const auto sums = formats::read_json_file(sums_path);
+      const std::string recorded = sums.is_object() ? sums.value(shard_file, std::string()) : "";
+      QF_CHECK(digest == recorded, "--shard", shard_file + ": the rebuilt shard's xxh64", digest,
+               "differs from the one", sums_path, "records (" + recorded + "): the work store",
+               options.work_dir, "or the source is not what", options.out_dir, "was exported from;",
+               options.out_dir, "was not changed");
       formats::rename_file(temp, final_path);
       formats::fsync_parent_dir(final_path);
-      const std::string sums_path = options.out_dir + "/" + formats::kChecksumsFileName;
-      auto sums = formats::read_json_file(sums_path);
-      sums[shard_file] = formats::checksum_hex(digest);
-      formats::write_file_atomic(sums_path, sums.dump(2) + "\n");
     } catch (...) {
       formats::remove_file_noexcept(temp);
       throw;

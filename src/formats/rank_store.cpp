@@ -333,7 +333,47 @@ void RankStore::commit_layer(const LayerRecord& record, const std::string& stage
             checksum_hex(entry.checksum));
 }
 
+std::string RankStore::provenance_xxh64() const {
+  const std::string text = manifest_.provenance.dump();
+  return checksum_hex(checksum64(text.data(), text.size()));
+}
+
+void RankStore::set_source_identity(const nlohmann::json& source) {
+  QF_CHECK(writable(), dir_ + ":", "opened read-only; cannot record the source identity");
+  manifest_.source = source;
+  write_manifest();
+}
+
+void RankStore::note_source_digests(const std::map<std::string, std::string>& digests) {
+  std::lock_guard<std::mutex> lock(noted_->mutex);
+  for (const auto& [file, digest] : digests) noted_->digests[file] = digest;
+}
+
+void RankStore::flush_source_digests() {
+  {
+    std::lock_guard<std::mutex> lock(noted_->mutex);
+    if (noted_->digests.empty()) return;
+  }
+  write_manifest();
+}
+
+void RankStore::merge_noted_digests() {
+  std::map<std::string, std::string> digests;
+  {
+    std::lock_guard<std::mutex> lock(noted_->mutex);
+    digests.swap(noted_->digests);
+  }
+  if (digests.empty() || !manifest_.source.is_object() || !manifest_.source.contains("files")) {
+    return;
+  }
+  for (auto& entry : manifest_.source["files"]) {
+    const auto it = digests.find(entry.value("name", std::string()));
+    if (it != digests.end()) entry["xxh64"] = it->second;
+  }
+}
+
 void RankStore::write_manifest() {
+  merge_noted_digests();
   manifest_.updated = utc_timestamp_now();
   write_file_atomic(dir_ + "/" + kManifestName, manifest_to_text(manifest_));
 }

@@ -2,6 +2,9 @@
 // Owns: the commit protocol, verification, resume checks. Does not own: what a layer holds
 // (pipeline), the HDF5 mapping (layer_file), the manifest text (rank_store_manifest).
 #pragma once
+#include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,7 +16,7 @@
 
 namespace qf::formats {
 
-// ================================ on-disk layout, format version 1 ==============================
+// ================================ on-disk layout, format version 2 ==============================
 //
 // WORK/rank-R/                      one directory per rank R (no zero padding: rank-0, rank-12)
 //   manifest.json                   the commit record (below); written atomically after each commit
@@ -35,7 +38,7 @@ namespace qf::formats {
 //
 // manifest.json (object; keys sorted):
 //   format          "quantforge.rank_store"
-//   format_version  1
+//   format_version  2 (1: the same without "source"; still read)
 //   checksum        "xxh64": the algorithm of every checksum here (XXH64, seed 0, as hex)
 //   rank, world_size  of the run that wrote the store
 //   created, updated  UTC ISO 8601 times (not part of the provenance comparison)
@@ -43,6 +46,9 @@ namespace qf::formats {
 //                   files with sizes and checksums, ...); resume refuses any difference
 //   files           [{stage, layer, file, n_bytes, xxh64}] sorted by (stage, layer): n_bytes and
 //                   xxh64 cover the whole layer file
+//   source          (format_version 2) the source checkpoint's files as this store's run found
+//                   them: {"files": [{name, n_bytes, mtime_ns, ctime_ns, inode[, xxh64]}]}
+//                   (formats/source_identity.hpp); xxh64 of the whole file once hashed
 //   manifest_xxh64  XXH64 of the compact JSON dump (sorted keys) of this object minus this key
 //
 // Layer file (HDF5 1.8 object format, readable by HDF5 >= 1.8 and h5py; no timestamps, so equal
@@ -112,6 +118,20 @@ class RankStore {
   std::vector<std::string> verify_files() const;
 
   const nlohmann::json& provenance() const { return manifest_.provenance; }
+  // XXH64 hex of the provenance's compact JSON: which run a store belongs to, in one word (the
+  // quantization report records it; --shard and validate --work compare it).
+  std::string provenance_xxh64() const;
+  // The source files' identity recorded with the store (formats/source_identity.hpp); null for
+  // a store written before it existed (manifest version 1).
+  const nlohmann::json& source_identity() const { return manifest_.source; }
+  int64_t manifest_format_version() const { return manifest_.format_version; }
+  // Records `source` (writable stores; rewrites manifest.json at once).
+  void set_source_identity(const nlohmann::json& source);
+  // Thread-safe: content digests ({file: xxh64 hex}) to merge into the recorded identity's files
+  // at the next manifest write (the next commit, or set_source_identity / flush_source_digests).
+  void note_source_digests(const std::map<std::string, std::string>& digests);
+  // Writes the noted digests now (writable stores; none noted: nothing written).
+  void flush_source_digests();
   const std::vector<StoreFileEntry>& files() const { return manifest_.files; }
   int rank() const { return manifest_.rank; }
   int world_size() const { return manifest_.world_size; }
@@ -135,7 +155,15 @@ class RankStore {
 
  private:
   RankStore(std::string dir, StoreManifest manifest, FileLock lock)
-      : dir_(std::move(dir)), manifest_(std::move(manifest)), lock_(std::move(lock)) {}
+      : dir_(std::move(dir)),
+        manifest_(std::move(manifest)),
+        lock_(std::move(lock)),
+        noted_(std::make_shared<NotedDigests>()) {}
+  struct NotedDigests {
+    std::mutex mutex;
+    std::map<std::string, std::string> digests;
+  };
+  void merge_noted_digests();
   const StoreFileEntry* find(int layer, const std::string& stage) const;
   std::string path_of(const StoreFileEntry& entry) const { return dir_ + "/" + entry.file; }
   void write_manifest();
@@ -143,6 +171,7 @@ class RankStore {
   std::string dir_;
   StoreManifest manifest_;
   FileLock lock_;  // held in stores made by create()
+  std::shared_ptr<NotedDigests> noted_;  // shared_ptr: the store stays movable
 };
 
 }  // namespace qf::formats

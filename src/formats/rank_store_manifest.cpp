@@ -184,6 +184,7 @@ std::string manifest_to_text(const StoreManifest& manifest) {
                    {"updated", manifest.updated},
                    {"provenance", manifest.provenance},
                    {"files", files}};
+  if (!manifest.source.is_null()) document["source"] = manifest.source;
   try {
     document[kSelfChecksumKey] = self_checksum(document);
     return document.dump(2) + "\n";
@@ -217,6 +218,10 @@ StoreManifest manifest_from_text(const std::string& text, const std::string& pat
   manifest.created = string_field(document, "created", path);
   manifest.updated = string_field(document, "updated", path);
   manifest.provenance = field(document, "provenance", json::value_t::object, "an object", path);
+  manifest.format_version = version;
+  if (document.contains("source")) {
+    manifest.source = field(document, "source", json::value_t::object, "an object", path);
+  }
   const json& files = field(document, "files", json::value_t::array, "an array", path);
   std::set<std::pair<std::string, int>> seen;
   for (size_t i = 0; i < files.size(); ++i) {

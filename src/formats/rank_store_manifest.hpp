@@ -9,7 +9,9 @@
 namespace qf::formats {
 
 constexpr const char* kStoreManifestFormat = "quantforge.rank_store";
-constexpr int64_t kStoreManifestFormatVersion = 1;
+// 2: adds "source" (the source files' identity, formats/source_identity.hpp). Version 1
+// manifests are still read (no "source"); every manifest written is version 2.
+constexpr int64_t kStoreManifestFormatVersion = 2;
 
 // One committed layer file.
 struct StoreFileEntry {
@@ -27,6 +29,8 @@ struct StoreManifest {
   std::string updated;
   nlohmann::json provenance = nlohmann::json::object();
   std::vector<StoreFileEntry> files;  // sorted by (stage, layer)
+  nlohmann::json source;              // source identity; null: not recorded (a version 1 store)
+  int64_t format_version = kStoreManifestFormatVersion;  // as read
 };
 
 // Pretty JSON text with the self-checksum field filled in.

@@ -19,13 +19,16 @@
 #include "export/export.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
+#include "formats/source_identity.hpp"
 #include "formats/staged_output.hpp"
 #include "formats/store_committer.hpp"
 #include "job/calibration_source.hpp"
 #include "job/calibration_summary.hpp"
 #include "job/job_progress.hpp"
+#include "job/output_provenance.hpp"
 #include "job/quantize_checks.hpp"
 #include "job/quantize_report_section.hpp"
+#include "job/source_check.hpp"
 #include "model/forward_flops.hpp"
 #include "quantize/input_scales.hpp"
 #include "quantize/quantize_weights.hpp"
@@ -38,19 +41,6 @@ namespace qf::pipeline {
 // lists every difference). The rank count is checked by the store itself.
 nlohmann::json quantize_provenance(const QuantizeOptions& options,
                                    const formats::CheckpointDir& source) {
-  nlohmann::json files = nlohmann::json::array();
-  for (const auto& file : source.shard_files()) {
-    const auto& shard = source.shard(file);
-    // Header checksum + size: cheap, and it changes with any tensor added, moved or resized.
-    std::vector<uint8_t> header(shard.data_offset());
-    formats::FileDescriptor fd = formats::open_for_read(shard.path());
-    formats::pread_full(fd, header.data(), header.size(), 0);
-    files.push_back({{"name", file},
-                     {"n_bytes", shard.file_size()},
-                     {"header_xxh64",
-                      formats::checksum_hex(formats::checksum64(header.data(), header.size()))}});
-  }
-  const std::string config = source.read_json("config.json").dump();
   nlohmann::json calibration;
   if (!options.amax_file.empty()) {
     const auto sum = formats::checksum_file(options.amax_file);
@@ -91,12 +81,11 @@ nlohmann::json quantize_provenance(const QuantizeOptions& options,
   if (options.expert_weights != ExpertWeights::kCast) {
     run_options["expert_weights"] = expert_weights_modes().name(options.expert_weights);
   }
-  return {
-      {"tool", std::string("quantforge ") + QF_VERSION},
-      {"options", run_options},
-      {"calibration", calibration},
-      {"config_xxh64", formats::checksum_hex(formats::checksum64(config.data(), config.size()))},
-      {"source_files", files}};
+  return {{"tool", std::string("quantforge ") + QF_VERSION},
+          {"options", run_options},
+          {"calibration", calibration},
+          {"config_xxh64", formats::source_config_xxh64(source)},
+          {"source_files", formats::source_header_digests(source)}};
 }
 
 std::vector<std::string> export_only_provenance_differences(const nlohmann::json& stored,
@@ -119,11 +108,19 @@ namespace {
 // count (plan is rebuilt for it: who owned what is the stores' business).
 int open_stores_for_export(const QuantizeOptions& options, const nlohmann::json& prov,
                            const formats::CheckpointDir& source, QuantizePlan& plan,
-                           std::map<int, formats::LayerRecord>& calib) {
+                           std::map<int, formats::LayerRecord>& calib,
+                           const formats::SourceIdentity& current, const SourceDigests* verified,
+                           std::string& store_digest) {
   auto store = formats::RankStore::open(options.work_dir, 0, formats::StoreVerify::kSizes);
   const auto diff = export_only_provenance_differences(store.provenance(), prov);
   QF_CHECK(diff.empty(), "--export-only: the work store in", options.work_dir,
            "belongs to another run:", diff.empty() ? "" : diff.front());
+  check_source_for_export(store, current, verified);
+  store_digest = store.provenance_xxh64();
+  // Defect 8: OUT must have come from this store; checked before anything touches OUT.
+  if (!options.shard.empty()) {
+    check_store_matches_output(options.out_dir, options.shard, options.work_dir, store_digest);
+  }
   const int store_world_size = store.world_size();
   if (store_world_size != plan.ownership.world_size()) {
     plan = build_quantize_plan(source, options.recipe, store_world_size, options.expert_weights);
@@ -250,6 +247,28 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   return report;
 }
 
+// fill_store, with the content digests of this rank's share of the source hashed alongside and
+// recorded as they finish (also when the run stops: a resume after a stop can compare them).
+QuantizeReport fill_store_hashing_source(const QuantizePlan& plan,
+                                         const formats::CheckpointDir& source,
+                                         const QuantizeOptions& options, CalibrationInputs inputs,
+                                         formats::RankStore& store, dist::Communicator& comm,
+                                         JobProgress& job) {
+  QuantizeReport report;
+  {
+    auto hasher = start_source_hasher(source, store, comm.rank(), comm.world_size());
+    try {
+      report = fill_store(plan, source, options, std::move(inputs), store, comm, job);
+    } catch (...) {
+      hasher.reset();
+      flush_source_digests_noexcept(store);
+      throw;
+    }
+  }
+  store.flush_source_digests();
+  return report;
+}
+
 // Collective: sums the counts over ranks into report.totals; rank 0 writes
 // <OUT>.quantization_report.{json,txt}. A new export drops an earlier report's eval section (it
 // judged other bytes); a --shard rebuild (same bytes) keeps it.
@@ -317,6 +336,7 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   QuantizePlan plan;
   nlohmann::json prov;
   CalibrationInputs inputs;
+  formats::SourceIdentity source_at_start;  // every source file's stat (source_check.hpp)
   // Every input is checked before anything is created (issue 18 defect 10): a bad option, path,
   // source, calibration or amax file leaves no lock, store or output behind.
   dist::run_on_all_ranks(comm, "checking the inputs", [&] {
@@ -326,6 +346,7 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
     prov = quantize_provenance(options, *source);
+    source_at_start = formats::stat_source_files(source->dir(), source_identity_files(*source));
     if (options.shard.empty()) formats::StagedOutput::check_final_dir(options.out_dir);
     inputs = load_calibration_inputs(plan, options);
     if (!options.export_only) check_store_startable(options, comm.rank());
@@ -343,19 +364,28 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
                                          : formats::StagedOutput::claim_existing(options.out_dir));
   });
 
+  std::optional<SourceDigests> verified;  // --verify-source
+  if (options.verify_source)
+    verified = verify_source_against_stores(*source, options.work_dir, comm);
+
   QuantizeReport report;
   int store_world_size = comm.world_size();
   std::map<int, formats::LayerRecord> calib;
   dist::run_on_all_ranks(comm, "opening the work store", [&] {
+    const SourceDigests* verified_digests = verified ? &*verified : nullptr;
     if (options.export_only) {
-      store_world_size = open_stores_for_export(options, prov, *source, plan, calib);
+      store_world_size =
+          open_stores_for_export(options, prov, *source, plan, calib, source_at_start,
+                                 verified_digests, report.store_provenance_xxh64);
       job.own_work_dir(plan.config.num_hidden_layers);
       return;
     }
     auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
                                             formats::StoreVerify::kSizes);
     job.own_work_dir(plan.config.num_hidden_layers);  // rank 0 holds its store's lock now
-    report = fill_store(plan, *source, options, std::move(inputs), store, comm, job);
+    check_and_record_source(store, source_at_start, verified_digests);
+    report = fill_store_hashing_source(plan, *source, options, std::move(inputs), store, comm, job);
+    report.store_provenance_xxh64 = store.provenance_xxh64();
     for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
       calib[l] = store.read_layer(l, formats::kStageCalib);
     }
@@ -367,8 +397,11 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   }
 
   InputScales scales;
-  dist::run_on_all_ranks(comm, "computing input scales",
-                         [&] { scales = compute_input_scales(plan, calib, options.act_scale); });
+  dist::run_on_all_ranks(comm, "computing input scales", [&] {
+    // The layers were computed from the source as it was at the start; the export copies it now.
+    check_source_unchanged_since_start(*source, source_at_start);
+    scales = compute_input_scales(plan, calib, options.act_scale);
+  });
   report.n_fallback_experts = scales.fallback_modules.size();
   for (const auto& module : scales.fallback_modules) {
     log_info("uncalibrated expert (input_scale from the max of its projection): ", module);

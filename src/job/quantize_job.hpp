@@ -28,6 +28,10 @@ struct QuantizeOptions {
   bool resume = false;       // continue a run whose stores exist in work_dir
   bool export_only = false;  // every layer is committed; only (re)write the output
   std::string shard;         // with export_only: rebuild only this output shard file
+  // Re-hash every source file before resuming or exporting and compare with the content digests
+  // the store recorded (job/source_check.hpp); accepts a source whose dates or inodes changed
+  // (a copy) when its contents did not. Not part of the run's identity.
+  bool verify_source = false;
   // Calibration: token ids (--calib), or an imported {module: amax} file (--amax-file).
   std::string calib_path;
   std::string amax_file;
@@ -75,6 +79,9 @@ struct QuantizeReport {
   double store_commit_seconds = 0;       // committing them (in the background of the phases)
   double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
   uint64_t peak_device_bytes = 0;
+  // XXH64 of the work store's provenance (job/output_provenance.hpp): the report records which
+  // store an export came from, and --shard refuses another one.
+  std::string store_provenance_xxh64;
   QuantizeReportTotals totals;  // over all ranks, the same on every rank
 };
 

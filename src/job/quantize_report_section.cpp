@@ -46,6 +46,7 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
           {"source", options.in_dir},
           {"out", options.out_dir},
           {"work", options.work_dir},
+          {"store_provenance_xxh64", rank0.store_provenance_xxh64},
           {"world_size", world_size},
           {"mode", mode},
           {"options",

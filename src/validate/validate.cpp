@@ -160,7 +160,7 @@ const CheckInfo kChecks[] = {
     {kCheckLossless, "lossless-cast MXFP4 blocks decode bit-exactly"},
     {kCheckConfig, "config.json = source + quantization_config per recipe"},
     {kCheckHfQuantConfig, "hf_quant_config.json consistent with config.json"},
-    {kCheckOtherFiles, "non-shard source files present and identical"},
+    {kCheckOtherFiles, "non-shard source files identical; no file the export does not write"},
     {kCheckChecksums, "quantforge_checksums.json digests match (if present)"},
 };
 }  // namespace
@@ -212,6 +212,7 @@ ValidateReport validate_export(const ValidateOptions& options) {
   progress.finish();
   check_configs(ctx);
   check_other_files(ctx);
+  check_extra_files(ctx);
   check_checksums(ctx);
 
   ValidateReport report;

@@ -107,6 +107,7 @@ std::vector<TensorAccuracy> check_quantized(Context& ctx,
                                             const std::function<void(uint64_t)>& progress);
 void check_configs(Context& ctx);      // validate_config.cpp
 void check_other_files(Context& ctx);  // validate_files.cpp
+void check_extra_files(Context& ctx);  // validate_files.cpp: files the export does not write
 void check_checksums(Context& ctx);    // validate_files.cpp
 
 // Runs fn(i) for i in [0, n_items) on up to n_threads threads; an exception from fn(i) is passed

@@ -2,11 +2,14 @@
 // byte, and the optional integrity manifest quantforge_checksums.json ({file: xxh64 hex}).
 // Does not read tensors or parse configs.
 #include <filesystem>
+#include <set>
 
 #include "core/check.hpp"
 #include "core/parallel.hpp"
+#include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
+#include "formats/shard_index.hpp"
 #include "validate/validate_context.hpp"
 
 namespace qf::pipeline::validate_detail {
@@ -43,6 +46,36 @@ void check_other_files(Context& ctx) {
       [&](size_t i, const std::string& message) {
         check.fail("file", files[i], "could not be compared:", message);
       });
+}
+
+void check_extra_files(Context& ctx) {
+  // Issue 18 defect 12: a file the export does not write (a stray copy, a store, an editor's
+  // backup) fails, named. Shard files are the index and inventory checks' business.
+  auto& check = ctx.check(kCheckOtherFiles);
+  std::set<std::string> expected = {"config.json", "hf_quant_config.json", kChecksumsFileName,
+                                    formats::kShardIndexFileName};
+  for (const auto& file : ctx.source.other_files()) expected.insert(file);
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path root = fs::path(ctx.out.dir).lexically_normal();
+  fs::recursive_directory_iterator it(root, error), end;
+  if (error) return;  // the inventory reports an unreadable OUT
+  for (; it != end; it.increment(error)) {
+    if (error) {
+      check.fail("cannot list", ctx.out.dir + ":", error.message());
+      return;
+    }
+    const std::string base = it->path().filename().string();
+    if (it->is_directory(error)) {
+      if (base == ".cache" || base == "__pycache__") it.disable_recursion_pending();
+      continue;
+    }
+    const std::string relative = it->path().lexically_relative(root).generic_string();
+    if (ends_with(relative, ".safetensors") || expected.count(relative)) continue;
+    check.fail("file", relative,
+               "is in the output but is no part of the export (not a source "
+               "file, not written by quantize)");
+  }
 }
 
 void check_checksums(Context& ctx) {

@@ -6,6 +6,7 @@
 #include "formats/path_overlap.hpp"
 #include "validate/validate.hpp"
 #include "validate/verify_work.hpp"
+#include "validate/work_provenance.hpp"
 
 namespace qf::pipeline {
 
@@ -19,6 +20,10 @@ void run_validate(const ValidateRunOptions& options, std::ostream& out) {
                                             formats::NamedPath{"--work", options.work_dir}}) {
     formats::check_not_inside({"--json", options.json_path}, checked,
                               "validate would add a file to what it checks");
+  }
+  // A store from another run would vouch for nothing: refused before any check (defect 12).
+  if (!options.work_dir.empty()) {
+    check_work_matches_export(checks.source_dir, checks.out_dir, options.work_dir);
   }
   const ValidateReport report = validate_export(checks);
   print_validate_report(report, out, options.max_tensors, checks.max_listed_failures);
@@ -34,10 +39,19 @@ void run_validate(const ValidateRunOptions& options, std::ostream& out) {
         << work.n_files << " committed files, " << (work_ok ? "all checksums match" : "PROBLEMS:")
         << "\n";
     for (const auto& line : work.problems) out << "  " << line << "\n";
+    if (work_ok) {
+      const WorkScalesCheck scales =
+          check_input_scales_against_work(checks.source_dir, checks.out_dir, options.work_dir);
+      work_ok = scales.problems.empty();
+      out << "input scales vs the work store's calibration: " << scales.n_checked << " compared, "
+          << (work_ok ? "all equal" : "PROBLEMS:") << "\n";
+      for (const auto& line : scales.problems) out << "  " << line << "\n";
+    }
     out.flush();
   }
   if (!report.passed()) QF_FAIL(report.summary());
-  QF_CHECK(work_ok, "validate: the work stores in", options.work_dir, "are damaged (listed above)");
+  QF_CHECK(work_ok, "validate: the work stores in", options.work_dir,
+           "are damaged or disagree with the output (listed above)");
 }
 
 }  // namespace qf::pipeline

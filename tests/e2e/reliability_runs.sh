@@ -112,4 +112,109 @@ rc=0; "$qf" quantize --in src --out o13 --work '' >log 2>&1 || rc=$?
 [ "$rc" = 2 ] && grep -qF -- "--work is empty" log || { cat log; fail "--work '': exit $rc"; }
 echo "ok: --shard/--calib/--amax-file/--work '' refused (exit 2)"
 
+# ---- defect 9: source data changed after a partial run -------------------------------------
+# A calibrated run stopped (SIGTERM) after its first layers; then one byte of a tensor changes in
+# place (same size). --resume and --export-only must refuse, naming the file, also with the
+# mtime set back (the ctime tells) and with --verify-source (the content digest tells); an
+# unchanged copy of the source (new inodes and dates) is accepted with --verify-source only.
+rank_pids() {  # work
+  local p
+  for p in $(pgrep -f -- "--work $1( |\$)"); do
+    [ "$(ps -o comm= -p "$p" 2>/dev/null)" = quantforge ] && echo "$p"
+  done
+}
+cp -r src s9; cp -r src s9copy
+C9=(quantize --out o9 --work w9 --samples 4 --seq-len 32)
+mpirun -np 2 "$qf" "${C9[@]}" --in s9 --log-level warn >log9 2>&1 &
+run9=$!
+for i in $(seq 1500); do [ -e w9/rank-0/layer-0001.calib.h5 ] && break; sleep 0.01; done
+pids=$(rank_pids w9); [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+wait "$run9" || true
+rm -rf o9
+python3 - w9 <<'PY' || fail "source identity not recorded in the stores"
+import json, sys
+files = {}
+for r in (0, 1):
+    for f in json.load(open(f"{sys.argv[1]}/rank-{r}/manifest.json"))["source"]["files"]:
+        files.setdefault(f["name"], set()).add(f.get("xxh64"))
+assert "config.json" in files and "model-00002-of-00003.safetensors" in files, files
+PY
+shard9=$($edit s9 shard-of layers.0.attn.wq_b.weight)
+mtime9=$(stat -c %y "s9/$shard9")
+$edit s9 poke layers.0.attn.wq_b.weight 0 0x55
+refused changed-resume "the source checkpoint changed since this store's run recorded it|$shard9: modified|--verify-source" \
+  o9 "" -- "${C9[@]}" --in s9 --resume
+refused changed-export "$shard9: modified" o9 "" -- "${C9[@]}" --in s9 --export-only
+touch -d "$mtime9" "s9/$shard9"
+refused changed-mtime-restored "$shard9: changed with its mtime kept or restored (ctime" o9 "" \
+  -- "${C9[@]}" --in s9 --resume
+hashed=$(python3 -c 'import json, sys; print(sum(1 for r in (0, 1) for f in json.load(open(f"w9/rank-{r}/manifest.json"))["source"]["files"] if f["name"] == sys.argv[1] and "xxh64" in f))' "$shard9")
+if [ "$hashed" != 0 ]; then
+  refused changed-verify "source file(s) differ from what the store's run read|$shard9: content xxh64" \
+    o9 "" -- "${C9[@]}" --in s9 --resume --verify-source
+fi
+refused copy-unverified "replaced by another file (inode" o9 "" -- "${C9[@]}" --in s9copy --resume
+run 2 "${C9[@]}" --in s9copy --resume --verify-source
+[ "$rc" = 0 ] || { cat log >&2; fail "an unchanged copy with --verify-source: exit $rc"; }
+mpirun -np 2 "$qf" quantize --in src --out o9ref --work w9ref --samples 4 --seq-len 32 --log-level warn
+diff -r o9ref o9 >/dev/null || fail "resume on a verified copy differs from an uninterrupted run"
+echo "ok: defect 9: changed source refused on --resume/--export-only (digest of $shard9 recorded: $hashed); a verified copy resumes to identical bytes"
+
+# ---- defect 8: --export-only --shard with another run's store ------------------------------
+amax_file amax2.json 0.5
+run 2 quantize --in src --out o8a --work w8a --amax-file amax.json
+[ "$rc" = 0 ] || { cat log >&2; fail "defect 8: run A"; }
+run 2 quantize --in src --out o8b --work w8b --amax-file amax2.json
+[ "$rc" = 0 ] || { cat log >&2; fail "defect 8: run B"; }
+shard8=$($edit o8a shard-of layers.0.ffn.experts.0.w1.input_scale)
+snap() { (cd o8a && find . -type f -exec sha256sum {} + | LC_ALL=C sort); }
+snap >o8a.sum
+refused shard-other-store "the work store in w8b is not the one o8a was exported from|was not changed" \
+  "" "" -- quantize --in src --out o8a --work w8b --amax-file amax2.json --export-only --shard "$shard8"
+snap | diff -q o8a.sum - >/dev/null || fail "shard-other-store: o8a changed"
+mv o8a.quantization_report.json report8.json  # no record: the rebuilt shard's checksum decides
+refused shard-other-store-noreport "the rebuilt shard's xxh64|differs from the one|was not changed" \
+  "" "" -- quantize --in src --out o8a --work w8b --amax-file amax2.json --export-only --shard "$shard8"
+snap | diff -q o8a.sum - >/dev/null || fail "shard-other-store-noreport: o8a changed"
+mv report8.json o8a.quantization_report.json
+run 2 quantize --in src --out o8a --work w8a --amax-file amax.json --export-only --shard "$shard8"
+[ "$rc" = 0 ] || { cat log >&2; fail "defect 8: --shard with the right store"; }
+snap | diff -q o8a.sum - >/dev/null || fail "defect 8: --shard with the right store changed bytes"
+echo "ok: defect 8: --shard refuses another run's store (report record, then checksum) and leaves OUT as it was"
+
+# ---- defect 12: validate --work and extra files --------------------------------------------
+v() { rc=0; "$qf" validate --source src --out "$@" --log-level warn >log 2>&1 || rc=$?; }
+v o8a --work w8a
+[ "$rc" = 0 ] || { cat log >&2; fail "validate --work of its own store"; }
+expect_msg validate-work log "input scales vs the work store's calibration:" "all equal"
+v o8a --work w8b
+[ "$rc" != 0 ] || { cat log >&2; fail "validate --work of another run's store passed"; }
+expect_msg validate-other-work log "--work w8b is from another run" "provenance xxh64"
+# No checksums file: a changed unpaired input_scale (w2's) is caught through --work alone.
+rm -rf o12; cp -r o8a o12; cp o8a.quantization_report.json o12.quantization_report.json
+rm o12/quantforge_checksums.json
+python3 - o12 layers.0.ffn.experts.0.w2.input_scale <<'PY'
+import json, struct, sys, glob
+for path in glob.glob(f"{sys.argv[1]}/*.safetensors"):
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        if sys.argv[2] in header:
+            begin = header[sys.argv[2]]["data_offsets"][0]
+            f.seek(8 + n + begin); value = struct.unpack("<f", f.read(4))[0]
+            f.seek(8 + n + begin); f.write(struct.pack("<f", value * 2))
+PY
+v o12
+[ "$rc" = 0 ] || { cat log >&2; fail "validate without --work should pass a doubled unpaired scale (nothing to compare)"; }
+v o12 --work w8a
+[ "$rc" != 0 ] || { cat log >&2; fail "validate --work missed a changed unpaired input_scale"; }
+expect_msg validate-scale log "layers.0.ffn.experts.0.w2.input_scale is" "the work store's calibration gives"
+# Extra files in OUT fail, named.
+rm -rf o12; cp -r o8a o12
+echo stray >o12/notes.txt; mkdir o12/sub; echo x >o12/sub/left.bin
+v o12
+[ "$rc" != 0 ] || { cat log >&2; fail "validate passed extra files"; }
+expect_msg validate-extra log "notes.txt is in the output but is no part of the export" "sub/left.bin"
+echo "ok: defect 12: validate --work refuses another run's store, checks unpaired input scales without checksums; extra files fail"
+
 echo "reliability_runs e2e: all checks passed ($((SECONDS - start_s)) s)"
