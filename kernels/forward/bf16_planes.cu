@@ -14,7 +14,8 @@ namespace {
 constexpr int kPlaneThreads = 256;
 
 __global__ void bf16_planes_kernel(Bf16PlanesParams p) {
-  const int64_t n = p.n_rows * p.n_cols;
+  const int64_t n_rows = p.row_count != nullptr ? min(p.n_rows, int64_t{*p.row_count}) : p.n_rows;
+  const int64_t n = n_rows * p.n_cols;
   for (int64_t i = blockIdx.x * int64_t{kPlaneThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kPlaneThreads) {
     const int64_t r = i / p.n_cols, c = i - r * p.n_cols;

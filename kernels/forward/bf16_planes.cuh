@@ -13,10 +13,12 @@
 namespace qf::kernels {
 
 // mid[r, :], lo[r, :] of row x[src(r), :] with src(r) = row_index ? row_index[r] : r
-// (row_index: the gather's row -> token map; rows past n_rows are not touched).
+// (row_index: the gather's row -> token map; rows past n_rows are not touched, nor rows r >=
+// *row_count when row_count is given: the MoE dispatch knows its row count on the device only).
 struct Bf16PlanesParams {
   const float* x = nullptr;            // [*, n_cols] FP32
   const int32_t* row_index = nullptr;  // [n_rows] or null
+  const int32_t* row_count = nullptr;  // [1] or null (all n_rows)
   int64_t n_rows = 0, n_cols = 0;
   uint16_t* mid = nullptr;  // [n_rows, n_cols]
   uint16_t* lo = nullptr;   // [n_rows, n_cols]
@@ -25,8 +27,7 @@ struct Bf16PlanesParams {
 void bf16_planes_ref(const Bf16PlanesParams& p);  // host pointers
 
 #ifdef QF_HAVE_CUDA
-// Device pointers; rows with index past the device's dispatched count are the caller's concern
-// (n_rows is exact). Validates, launches on stream, no sync.
+// Device pointers. Validates, launches on stream, no sync.
 void launch_bf16_planes(const Bf16PlanesParams& p, cudaStream_t stream);
 #endif
 

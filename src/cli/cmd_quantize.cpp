@@ -33,6 +33,12 @@ po::options_description quantize_options(QuantizeArgs& a) {
       ("cpu-bf16-inputs", po::bool_switch(&run.cpu_bf16_linear_inputs),
        "--backend cpu: round every linear's input to BF16 like the CUDA backend (the reference "
        "the CUDA results are compared with; the default cpu forward is FP32 throughout)")  //
+      ("cuda-fp32-inputs", po::bool_switch(&run.cuda_fp32_linear_inputs),
+       "--backend cuda: feed every linear its FP32 input as three BF16 planes (hi + mid + lo, "
+       "FP32-accurate products, 3x the GEMM work) instead of one BF16 rounding, so the hidden "
+       "states and the expert routing follow the FP32 reference: identical expert token counts "
+       "and every input amax within 1% of --backend cpu (README, CUDA backend guarantees); no "
+       "effect on the cpu backend, which is FP32 throughout")  //
       ("calib-batch", po::value(&run.calib_batch)->default_value(4),
        "sequences per calibration forward: bounds activation memory and sets the expert GEMM "
        "sizes (cuda: 8 x 4096 tokens keeps an H100's MoE GEMMs above half of peak); the cpu "

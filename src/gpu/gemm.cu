@@ -18,13 +18,13 @@ int as_int(int64_t v, const char* what) {
 }  // namespace
 
 void gemm_bf16(const CublasHandle& h, const uint16_t* x, int64_t ldx, const uint16_t* w, float* y,
-               int64_t ldy, int64_t m, int64_t n, int64_t k) {
+               int64_t ldy, int64_t m, int64_t n, int64_t k, float beta) {
   QF_NVTX_RANGE("gemm_bf16");
   if (m == 0) return;
-  const float one = 1.0f, zero = 0.0f;
+  const float one = 1.0f;
   QF_CUBLAS_CHECK(cublasGemmEx(h.get(), CUBLAS_OP_T, CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
                                as_int(k, "k"), &one, w, CUDA_R_16BF, as_int(k, "ldw"), x,
-                               CUDA_R_16BF, as_int(ldx, "ldx"), &zero, y, CUDA_R_32F,
+                               CUDA_R_16BF, as_int(ldx, "ldx"), &beta, y, CUDA_R_32F,
                                as_int(ldy, "ldy"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   "BF16 GEMM", m, "x", n, "x", k);
 }
@@ -41,14 +41,14 @@ void gemm_f32(const CublasHandle& h, const float* x, const float* w, float* y, i
 }
 
 void gemm_bf16_grouped(const CublasHandle& h, const uint16_t* x, const uint16_t* w, float* y,
-                       int64_t m, int64_t n, int64_t k, int64_t groups) {
+                       int64_t m, int64_t n, int64_t k, int64_t groups, float beta) {
   QF_NVTX_RANGE("gemm_bf16_grouped");
   if (m == 0) return;
-  const float one = 1.0f, zero = 0.0f;
+  const float one = 1.0f;
   QF_CUBLAS_CHECK(
       cublasGemmStridedBatchedEx(h.get(), CUBLAS_OP_T, CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
                                  as_int(k, "k"), &one, w, CUDA_R_16BF, as_int(k, "ldw"), n * k, x,
-                                 CUDA_R_16BF, as_int(groups * k, "ldx"), k, &zero, y, CUDA_R_32F,
+                                 CUDA_R_16BF, as_int(groups * k, "ldx"), k, &beta, y, CUDA_R_32F,
                                  as_int(groups * n, "ldy"), n, as_int(groups, "groups"),
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
       "grouped BF16 GEMM", groups, "x", m, "x", n, "x", k);

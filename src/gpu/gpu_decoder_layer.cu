@@ -10,6 +10,7 @@
 #include "core/nvtx.hpp"
 #include "gpu/gemm.hpp"
 #include "kernels/forward/act_histogram.cuh"
+#include "kernels/forward/bf16_planes.cuh"
 #include "kernels/forward/forward_ops.cuh"
 #include "ops/rope.hpp"
 
@@ -175,7 +176,24 @@ void GpuDecoderLayer::observe_and_cast(const float* x, int64_t n_rows, int64_t n
   p.amax_bits = amax_bits + slot;
   p.out_bf16 = out_bf16;
   kernels::launch_amax_cast(p, stream_);
+  write_lower_planes(x, nullptr, nullptr, n_rows, n_cols, out_bf16, n_rows * n_cols, stream_);
   observe_hist(x, n_rows, n_cols, slot, stream_);
+}
+
+void GpuDecoderLayer::write_lower_planes(const float* x, const int32_t* row_index,
+                                         const int32_t* row_count, int64_t n_rows,
+                                         int64_t n_cols, uint16_t* out,
+                                         int64_t plane_stride, cudaStream_t stream) {
+  if (n_planes() == 1 || n_rows == 0) return;
+  kernels::Bf16PlanesParams p;
+  p.x = x;
+  p.row_index = row_index;
+  p.row_count = row_count;
+  p.n_rows = n_rows;
+  p.n_cols = n_cols;
+  p.mid = out + plane_stride;
+  p.lo = out + 2 * plane_stride;
+  kernels::launch_bf16_planes(p, stream);
 }
 
 void GpuDecoderLayer::observe_hist(const float* x, int64_t n_rows, int64_t n_cols, int slot,
@@ -205,7 +223,10 @@ void GpuDecoderLayer::linear(const DeviceLayerWeights& w, const std::string& nam
   const DeviceLinear& lin = w.linear(name);
   uint16_t* scratch = buf<uint16_t>(kWeightScratch, lin.n_rows * lin.n_cols);
   const uint16_t* weight = linear_as_bf16(lin, scratch, stream_);
-  gemm_bf16(cublas_, x, ldx, weight, y, lin.n_rows, m, lin.n_rows, lin.n_cols);
+  for (int p = 0; p < n_planes(); ++p) {
+    gemm_bf16(cublas_, x + p * m * ldx, ldx, weight, y, lin.n_rows, m, lin.n_rows, lin.n_cols,
+              p == 0 ? 0.0f : 1.0f);
+  }
 }
 
 // model::hc_pre: mixes = rms(hidden flattened) * fn^T, then pre/post/comb and the collapse.

@@ -1,6 +1,7 @@
 // One DeepSeek V4 decoder layer on the GPU for calibration (CUDA backend): the same forward as
 // model::decoder_layer_forward (transformers 5.17 DeepseekV4DecoderLayer), with activations in
-// FP32, linear inputs cast to BF16 for cuBLAS GEMMs (FP32 accumulate), weights dequantized from
+// FP32, linear inputs cast to BF16 for cuBLAS GEMMs (FP32 accumulate; or split into three BF16
+// planes for FP32-accurate products, DecoderLayerPolicy::fp32_linear_inputs), weights dequantized from
 // source precision right before their GEMM, and the input amax of every linear recorded in
 // device "amax slots" (kernels/forward/forward_ops.cuh) before the cast; on request also the
 // |input| histogram of every slot (kernels/forward/act_histogram.cuh).
@@ -23,6 +24,12 @@ struct DecoderLayerPolicy {
   bool expert_cache = true;
   // Time each section of each layer with CUDA events and log it per layer (SectionTimer).
   bool profile_sections = false;
+  // Every linear input reaches its GEMMs as three BF16 planes (hi + mid + lo of the FP32
+  // activation, numerics::float_to_bf16_planes), accumulated in FP32: the products are those
+  // of FP32 inputs to ~1e-7 relative, so the hidden states, and with them the routing, follow
+  // the FP32 reference (issue 24). Off: one BF16 plane (inputs rounded to BF16), 3x less GEMM
+  // work. The observed amax are of the FP32 inputs either way.
+  bool fp32_linear_inputs = false;
 };
 
 }  // namespace qf::gpu
@@ -130,7 +137,8 @@ class GpuDecoderLayer {
   // One expert MLP's operands: y = w2(swiglu(w1 x, w3 x)) on `m` rows.
   struct ExpertCall {
     std::string prefix;      // "ffn.experts.E" or "ffn.shared_experts"
-    const uint16_t* x_rows;  // [m, dim] BF16
+    const uint16_t* x_rows;  // [m, dim] BF16, planes (n_planes()) plane_stride elements apart
+    int64_t plane_stride;
     int64_t m;
     int hidden_slot;  // observation slot of the SwiGLU output (w2's input)
     float* y;         // [m, dim]
@@ -160,14 +168,26 @@ class GpuDecoderLayer {
   // seq_len (position = row % seq_len).
   void apply_rope(const DeviceRope& rope, float* x, int64_t n_rows, int64_t n_vecs, int64_t dim,
                   int64_t seq_len, bool inverse = false);
-  // y[m, n] = x_bf16[m, k] * W^T with W the BF16 of linear `name`.
+  // BF16 planes per linear input: 1, or 3 with policy_.fp32_linear_inputs.
+  int n_planes() const { return policy_.fp32_linear_inputs ? 3 : 1; }
+  // y[m, n] = x[m, k] * W^T with W the BF16 of linear `name` and x the sum of its n_planes()
+  // BF16 planes, each [m, ldx], contiguous (as observe_and_cast writes them).
   void linear(const DeviceLayerWeights& w, const std::string& name, const uint16_t* x, int64_t ldx,
               float* y, int64_t m);
+  // The mid and lo planes (numerics::float_to_bf16_planes) of FP32 rows x[row_index[r]] (or
+  // x[r] without an index), r < n_rows (and < *row_count, a device count, when given), at
+  // out + plane_stride and out + 2 * plane_stride; the
+  // hi plane at `out` is the caller's (the cast, gather or SwiGLU kernel writes it). No-op with
+  // one plane.
+  void write_lower_planes(const float* x, const int32_t* row_index, const int32_t* row_count,
+                          int64_t n_rows, int64_t n_cols, uint16_t* out, int64_t plane_stride,
+                          cudaStream_t stream);
   // W (BF16 of linear `name`) written into `out` on `stream` (always a copy, also for BF16
   // storage).
   void weight_into(const DeviceLayerWeights& w, const std::string& name, uint16_t* out,
                    cudaStream_t stream);
-  // amax (and, when hist_ is set, histogram) of x into `slot`, plus the BF16 copy.
+  // amax (and, when hist_ is set, histogram) of x into `slot`, plus the BF16 planes of x
+  // (out_bf16 holds n_planes() * n_rows * n_cols).
   void observe_and_cast(const float* x, int64_t n_rows, int64_t n_cols, uint32_t* amax_bits,
                         int slot, uint16_t* out_bf16);
   // Histogram of x [n_rows, n_cols] into `slot` on `stream` (no-op when hist_ is null).

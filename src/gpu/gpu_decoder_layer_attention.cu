@@ -39,11 +39,11 @@ void GpuDecoderLayer::attention_qkv(const DeviceLayerWeights& w, const DeviceRop
   const int64_t T = n_tokens, dim = c_.hidden_size, nh = c_.num_attention_heads, hd = c_.head_dim,
                 ql = c_.q_lora_rank;
   observe_and_cast(buf<float>(kX), T, dim, amax_bits, ObservationSlots::kAttnIn,
-                   buf<uint16_t>(kXBf16, T * dim));
+                   buf<uint16_t>(kXBf16, n_planes() * T * dim));
   linear(w, "attn.wq_a.weight", buf<uint16_t>(kXBf16), dim, buf<float>(kQRes, T * ql), T);
   rms_norm(buf<float>(kQRes), buf<float>(kQRes), w.f32("attn.q_norm.weight", ql), T, ql);
   observe_and_cast(buf<float>(kQRes), T, ql, amax_bits, ObservationSlots::kQResidual,
-                   buf<uint16_t>(kQResBf16, T * ql));
+                   buf<uint16_t>(kQResBf16, n_planes() * T * ql));
   linear(w, "attn.wq_b.weight", buf<uint16_t>(kQResBf16), ql, buf<float>(kQ, T * nh * hd), T);
   rms_norm(buf<float>(kQ), buf<float>(kQ), nullptr, T * nh, hd);
   linear(w, "attn.wkv.weight", buf<uint16_t>(kXBf16), dim, buf<float>(kKv, T * hd), T);
@@ -86,13 +86,16 @@ void GpuDecoderLayer::attention_output(const DeviceLayerWeights& w, int layer, i
   QF_CHECK(wo_a.n_rows == groups * rank && wo_a.n_cols == group_in, "layer", layer,
            "wo_a shape does not match o_groups / o_lora_rank");
   observe_and_cast(buf<float>(kAttn), T, nh * hd, amax_bits, ObservationSlots::kAttnOut,
-                   buf<uint16_t>(kAttnBf16, T * nh * hd));
+                   buf<uint16_t>(kAttnBf16, n_planes() * T * nh * hd));
   const uint16_t* wo_a_bf16 =
       linear_as_bf16(wo_a, buf<uint16_t>(kWeightScratch, wo_a.n_rows * wo_a.n_cols), stream_);
-  gemm_bf16_grouped(cublas_, buf<uint16_t>(kAttnBf16), wo_a_bf16,
-                    buf<float>(kLow, T * groups * rank), T, rank, group_in, groups);
+  float* low = buf<float>(kLow, T * groups * rank);
+  for (int p = 0; p < n_planes(); ++p) {
+    gemm_bf16_grouped(cublas_, buf<uint16_t>(kAttnBf16) + p * T * nh * hd, wo_a_bf16, low, T, rank,
+                      group_in, groups, p == 0 ? 0.0f : 1.0f);
+  }
   observe_and_cast(buf<float>(kLow), T, groups * rank, amax_bits, ObservationSlots::kLowRank,
-                   buf<uint16_t>(kLowBf16, T * groups * rank));
+                   buf<uint16_t>(kLowBf16, n_planes() * T * groups * rank));
   linear(w, "attn.wo_b.weight", buf<uint16_t>(kLowBf16), groups * rank, buf<float>(kBlockOut), T);
 }
 

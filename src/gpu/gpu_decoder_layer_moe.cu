@@ -23,7 +23,7 @@ void GpuDecoderLayer::moe(const DeviceLayerWeights& w, int layer, const int64_t*
   QF_NVTX_RANGE("layer: moe");
   timer_.mark("router + dispatch");
   observe_and_cast(buf<float>(kX), n_tokens, c_.hidden_size, amax_bits, ObservationSlots::kFfnIn,
-                   buf<uint16_t>(kXBf16, n_tokens * c_.hidden_size));
+                   buf<uint16_t>(kXBf16, n_planes() * n_tokens * c_.hidden_size));
   route(w, layer, token_ids, n_tokens);
   dispatch(layer, n_tokens);
   gather(n_tokens, amax_bits);
@@ -111,9 +111,11 @@ void GpuDecoderLayer::gather(int64_t n_tokens, uint32_t* amax_bits) {
   g.n_rows = n_rows;
   g.dim = dim;
   g.n_experts = n_exp;
-  g.rows_bf16 = buf<uint16_t>(kRowsBf16, n_rows * dim);
+  g.rows_bf16 = buf<uint16_t>(kRowsBf16, n_planes() * n_rows * dim);
   g.amax_bits = amax_bits + ObservationSlots::expert_in(0);
   kernels::launch_moe_gather(g, stream_);
+  write_lower_planes(g.x, g.row_token, g.expert_offsets + n_exp, n_rows, dim, g.rows_bf16,
+                     n_rows * dim, stream_);
   if (hist_ == nullptr) return;
   kernels::ActHistParams h;
   h.x = buf<float>(kX);
@@ -168,6 +170,7 @@ void GpuDecoderLayer::run_experts(const DeviceLayerWeights& w, int64_t n_tokens,
     const ExpertCall call{
         "ffn.experts." + std::to_string(e),
         buf<uint16_t>(kRowsBf16) + begin * dim,
+        n_tokens * c_.num_experts_per_tok * dim,
         m,
         ObservationSlots::expert_hidden(static_cast<int>(e), static_cast<int>(n_exp)),
         y + begin * dim,
@@ -176,6 +179,7 @@ void GpuDecoderLayer::run_experts(const DeviceLayerWeights& w, int64_t n_tokens,
   }
   const ExpertCall shared{"ffn.shared_experts",
                           buf<uint16_t>(kXBf16),
+                          n_tokens * dim,
                           n_tokens,
                           ObservationSlots::kSharedHidden,
                           buf<float>(kSharedOut, n_tokens * dim),
@@ -193,7 +197,7 @@ void GpuDecoderLayer::expert_mlp(const DeviceLayerWeights& w, ExpertLane& lane,
                                  const ExpertCall& call, int64_t max_rows, uint32_t* amax_bits) {
   const int64_t dim = c_.hidden_size, inter = c_.moe_intermediate_size;
   float* gate_up = lane_buf<float>(lane, kGateUp, max_rows * 2 * inter);
-  uint16_t* h = lane_buf<uint16_t>(lane, kHBf16, max_rows * inter);
+  uint16_t* h = lane_buf<uint16_t>(lane, kHBf16, n_planes() * max_rows * inter);
   uint16_t* w13_e = nullptr;
   uint16_t* w2_e = nullptr;
   bool fill = true;
@@ -211,8 +215,10 @@ void GpuDecoderLayer::expert_mlp(const DeviceLayerWeights& w, ExpertLane& lane,
     weight_into(w, call.prefix + ".w3.weight", w13_e + inter * dim, lane.stream);
     weight_into(w, call.prefix + ".w2.weight", w2_e, lane.stream);
   }
-  lane.planned->bf16(*lane.cublas, call.x_rows, dim, w13_e, gate_up, 2 * inter, call.m, 2 * inter,
-                     dim);
+  for (int p = 0; p < n_planes(); ++p) {
+    lane.planned->bf16(*lane.cublas, call.x_rows + p * call.plane_stride, dim, w13_e, gate_up,
+                       2 * inter, call.m, 2 * inter, dim, p == 0 ? 0.0f : 1.0f);
+  }
   kernels::SwigluParams s;
   s.gate_up = gate_up;
   s.n_rows = call.m;
@@ -220,11 +226,16 @@ void GpuDecoderLayer::expert_mlp(const DeviceLayerWeights& w, ExpertLane& lane,
   s.limit = static_cast<float>(c_.swiglu_limit);
   s.out_bf16 = h;
   s.amax_bits = amax_bits + call.hidden_slot;
-  // Histograms count the FP32 SwiGLU output (what the amax sees), so keep it for them.
-  if (hist_ != nullptr) s.out = lane_buf<float>(lane, kHF32, max_rows * inter);
+  // Histograms count the FP32 SwiGLU output (what the amax sees), and the lower planes are cut
+  // from it, so keep it for them.
+  if (hist_ != nullptr || n_planes() > 1) s.out = lane_buf<float>(lane, kHF32, max_rows * inter);
   kernels::launch_swiglu(s, lane.stream);
   if (hist_ != nullptr) observe_hist(s.out, call.m, inter, call.hidden_slot, lane.stream);
-  lane.planned->bf16(*lane.cublas, h, inter, w2_e, call.y, dim, call.m, dim, inter);
+  write_lower_planes(s.out, nullptr, nullptr, call.m, inter, h, max_rows * inter, lane.stream);
+  for (int p = 0; p < n_planes(); ++p) {
+    lane.planned->bf16(*lane.cublas, h + p * max_rows * inter, inter, w2_e, call.y, dim, call.m,
+                       dim, inter, p == 0 ? 0.0f : 1.0f);
+  }
 }
 
 // Per token: the routed experts' rows scaled by their weights in ascending expert order, plus

@@ -102,7 +102,7 @@ const PlannedGemm::Plan& PlannedGemm::plan_for(const Key& key) {
 
 void PlannedGemm::bf16(const CublasHandle& fallback, const uint16_t* x, int64_t ldx,
                        const uint16_t* w, float* y, int64_t ldy, int64_t m, int64_t n,
-                       int64_t k) {
+                       int64_t k, float beta) {
   QF_NVTX_RANGE("planned_gemm_bf16");
   if (m == 0) return;
   const bool ok_layout = aligned(x) && aligned(w) && aligned(y) && (ldx * 2) % kAlignment == 0 &&
@@ -110,9 +110,9 @@ void PlannedGemm::bf16(const CublasHandle& fallback, const uint16_t* x, int64_t 
   const Plan* plan = ok_layout ? &plan_for({n, k, ldx, ldy, bucket_of(m)}) : nullptr;
   if (plan && plan->usable) {
     Layout a(CUDA_R_16BF, k, n, k), b(CUDA_R_16BF, k, m, ldx), c(CUDA_R_32F, n, m, ldy);
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f;
     const cublasStatus_t st =
-        cublasLtMatmul(lt_, desc_, &one, w, a.get, x, b.get, &zero, y, c.get, y, c.get,
+        cublasLtMatmul(lt_, desc_, &one, w, a.get, x, b.get, &beta, y, c.get, y, c.get,
                        &plan->algo, workspace_.get(), kWorkspaceBytes, stream_);
     if (st == CUBLAS_STATUS_SUCCESS) return;
     // The planned algorithm declined this m (checked before launching: nothing was written).
@@ -120,7 +120,7 @@ void PlannedGemm::bf16(const CublasHandle& fallback, const uint16_t* x, int64_t 
              "cuBLASLt BF16 GEMM", m, "x", n, "x", k, "failed with status", static_cast<int>(st));
   }
   ++n_fallbacks_;
-  gemm_bf16(fallback, x, ldx, w, y, ldy, m, n, k);
+  gemm_bf16(fallback, x, ldx, w, y, ldy, m, n, k, beta);
 }
 
 }  // namespace qf::gpu

@@ -30,8 +30,9 @@ class PlannedGemm {
   // y = x * w^T as gemm_bf16: x BF16 [m, k] (row stride ldx), w BF16 [n, k], y FP32 [m, n]
   // (row stride ldy); m == 0 is a no-op. Falls back to cublasGemmEx (through `fallback`) where
   // no planned algorithm applies (unaligned pointers, or cuBLASLt declines the shape).
+  // beta as gemm_bf16 (1: accumulate into y).
   void bf16(const CublasHandle& fallback, const uint16_t* x, int64_t ldx, const uint16_t* w,
-            float* y, int64_t ldy, int64_t m, int64_t n, int64_t k);
+            float* y, int64_t ldy, int64_t m, int64_t n, int64_t k, float beta = 0.0f);
 
   // Row bucket of m: the next power of two, at least 16 (the algorithm is planned for it).
   static int64_t bucket_of(int64_t m);

@@ -17,12 +17,13 @@
 namespace qf::pipeline {
 namespace {
 
-// The CUDA layer's policy from the environment, read here at the top of the job only (kept for
-// backward compatibility, docs/CUDA_BACKEND.md): QF_EXPERT_CACHE=0 turns the per-layer BF16
+// The CUDA layer's policy: --cuda-fp32-inputs, and from the environment, read here at the top of
+// the job only (kept for backward compatibility, docs/CUDA_BACKEND.md): QF_EXPERT_CACHE=0 turns the per-layer BF16
 // expert cache off; QF_PROFILE=1 (any value but empty or starting with 0) logs GPU time per
 // section of each layer.
-gpu::DecoderLayerPolicy decoder_layer_policy_from_env() {
+gpu::DecoderLayerPolicy decoder_layer_policy(const QuantizeOptions& options) {
   gpu::DecoderLayerPolicy policy;
+  policy.fp32_linear_inputs = options.cuda_fp32_linear_inputs;
   const char* cache = std::getenv("QF_EXPERT_CACHE");
   policy.expert_cache = cache == nullptr || std::string(cache) != "0";
   const char* profile = std::getenv("QF_PROFILE");
@@ -90,7 +91,7 @@ class ForwardSource final : public CalibrationSource {
     o.cpu_bf16_linear_inputs = options.cpu_bf16_linear_inputs;
     o.record_histograms = options.act_scale.needs_histogram();
     o.device_comm = options.device_comm;
-    o.layer_policy = decoder_layer_policy_from_env();
+    o.layer_policy = decoder_layer_policy(options);
     if (weight_scale_needs_hessian(plan.weight_scale)) {
       // X^T X of the targets that use it; each rank keeps its own targets' (the plan outlives
       // the calibrator).

@@ -57,6 +57,10 @@ nlohmann::json provenance(const QuantizeOptions& options, const formats::Checkpo
         {"samples", options.samples}, {"seq_len", options.seq_len}, {"seed", options.seed}};
     // Only when set, so that stores of runs without the option keep their provenance.
     if (options.cpu_bf16_linear_inputs) calibration["cpu_linear_inputs"] = "bf16";
+    // The CUDA forward's products differ with it (the CPU forward is FP32 either way).
+    if (options.cuda_fp32_linear_inputs && options.backend == dist::ComputeBackend::kCuda) {
+      calibration["cuda_linear_inputs"] = "fp32";
+    }
     if (!options.calib_path.empty()) {
       calibration["calib_xxh64"] =
           formats::checksum_hex(formats::checksum_file(options.calib_path).digest);

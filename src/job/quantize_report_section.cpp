@@ -25,6 +25,8 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
                       {"amax_file", path_or_null(options.amax_file)},
                       {"calib_batch", options.calib_batch},
                       {"cpu_bf16_inputs", options.cpu_bf16_linear_inputs}};
+  // Only when set, so that reports of runs without the option stay as they were.
+  if (options.cuda_fp32_linear_inputs) calibration["cuda_fp32_inputs"] = true;
   json lossless;
   if (!options.export_only) {
     lossless = {{"tensors_quantized", totals.n_targets},
