@@ -66,10 +66,11 @@ po::options_description quantize_options(QuantizeArgs& a) {
           "scales of the requantized NVFP4 weights (FP8/BF16 sources: in --recipe full the "
           "attention, indexer wq_b and shared experts; FP4 experts only with --expert-weights "
           "requantize; cast experts stay exact):") +
-      "\ngptq and hessian record X^T X of those linears' inputs during calibration (--backend "
-      "cpu, not with --amax-file): 8 * n^2 bytes per distinct input of in_features n, in memory "
-      "for the current layer on every rank and in its owner's work store (\"hessian\" stage); "
-      "routed experts get none (mse instead)";
+      "\nEvery method but max runs with --backend cpu only (no CUDA kernel yet). gptq and "
+      "hessian record X^T X of those linears' inputs during calibration (not with --amax-file): "
+      "8 * n^2 bytes per distinct input of in_features n, in memory for the current layer on "
+      "every rank and in its owner's work store (\"hessian\" stage); routed experts get none "
+      "(mse instead)";
   quant.add_options()                                                                  //
       ("recipe", po::value(&a.recipe)->default_value("experts"), recipe_help.c_str())  //
       ("expert-weights", po::value(&a.expert_weights)->default_value("cast"),

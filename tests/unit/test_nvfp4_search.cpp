@@ -3,6 +3,7 @@
 // its own error: squared, or d^T H d); the reported error is the decoded bytes' error.
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -197,4 +198,17 @@ TEST_CASE("nvfp4 search: zero blocks and the four-over-six scale", "[nvfp4_searc
   // The first weight_scale_2 candidate is ModelOpt's.
   CHECK(nvfp4_scale_2_candidate(3.0f, 0) ==
         nvfp4_scale_from_amax(3.0f, Nvfp4ScaleDivision::kTrueDivide));
+}
+
+TEST_CASE("nvfp4 search: NaN/Inf blocks keep the max-mapped scale and are counted",
+          "[nvfp4_search]") {
+  std::vector<float> x(32, 0.5f);
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  x[20] = std::numeric_limits<float>::infinity();
+  const Result max = run(x, 1, 32, 1.0f, Nvfp4BlockSearch::kMax);
+  for (const auto search : {Nvfp4BlockSearch::kFourOverSix, Nvfp4BlockSearch::kMse}) {
+    const Result r = run(x, 1, 32, 1.0f, search);
+    CHECK(r.n_nonfinite == 2);
+    CHECK(r.scale == max.scale);
+  }
 }
