@@ -10,6 +10,7 @@
 #include <set>
 
 #include "calibrate/act_histogram.hpp"
+#include "calibrate/hessian_recorder.hpp"
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
@@ -56,6 +57,24 @@ std::string first_difference(const formats::LayerRecord& stored,
   return "record contents differ";
 }
 
+// Both recorders on one forward: amax and histograms, and the Hessians when recorded.
+class TeeObserver final : public model::LinearInputObserver {
+ public:
+  TeeObserver(model::LinearInputObserver* a, model::LinearInputObserver* b) : a_(a), b_(b) {}
+  void observe(const std::string& name, const float* x, int64_t n_rows, int64_t n_cols) override {
+    a_->observe(name, x, n_rows, n_cols);
+    if (b_) b_->observe(name, x, n_rows, n_cols);
+  }
+  void observe_expert_tokens(int layer, int expert, int64_t n_tokens) override {
+    a_->observe_expert_tokens(layer, expert, n_tokens);
+    if (b_) b_->observe_expert_tokens(layer, expert, n_tokens);
+  }
+
+ private:
+  model::LinearInputObserver* a_;
+  model::LinearInputObserver* b_;
+};
+
 }  // namespace
 
 std::vector<std::string> calib_linear_names(const model::ModelConfig& config, int layer) {
@@ -84,6 +103,9 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
            "calibration set", set_.source, "is malformed:", set_.n_samples, "x", set_.seq_len,
            "with", set_.token_ids.size(), "ids");
   QF_CHECK(options_.batch_seqs >= 1, "calibration batch must be >= 1 sequence");
+  QF_CHECK(!options_.hessian_wanted || options_.backend == dist::ComputeBackend::kCpu,
+           "X^T X of the calibration inputs (--weight-scale gptq | hessian) is recorded by the cpu",
+           "calibration engine only; use --backend cpu");
   QF_CHECK(!options_.cpu_bf16_linear_inputs || options_.backend == dist::ComputeBackend::kCpu,
            "BF16 linear inputs are an option of the CPU reference (the CUDA backend always uses "
            "them)");
@@ -128,8 +150,9 @@ LayerStatistics Calibrator::forward_layer_cuda(int layer, const std::vector<std:
 }
 
 LayerStatistics Calibrator::forward_layer_cpu(int layer, const std::vector<std::string>& names,
-                                              const std::string& tag) {
+                                              const std::string& tag, HessianRecorder* hessians) {
   HistogramRecorder recorder;
+  TeeObserver observer(&recorder, hessians);
   const model::LayerWeights weights = exchange_.fetch_layer(layer);
   const std::string what = tag + " forward";
   dist::run_on_all_ranks(comm_, what.c_str(), [&] {
@@ -142,7 +165,8 @@ LayerStatistics Calibrator::forward_layer_cpu(int layer, const std::vector<std::
                                      local_tokens_.begin() + first + n_tokens);
       std::vector<float> h(hidden_.begin() + first * token_floats,
                            hidden_.begin() + (first + n_tokens) * token_floats);
-      model::decoder_layer_forward(config_, layer, weights, ids, n_seqs, seq_len, h, &recorder,
+      if (hessians) hessians->begin_batch(n_seqs);
+      model::decoder_layer_forward(config_, layer, weights, ids, n_seqs, seq_len, h, &observer,
                                    options_.cpu_bf16_linear_inputs);
       std::copy(h.begin(), h.end(), hidden_.begin() + first * token_floats);
     }
@@ -170,7 +194,7 @@ LayerStatistics Calibrator::forward_layer_cpu(int layer, const std::vector<std::
   return stats;
 }
 
-formats::LayerRecord Calibrator::calibrate_layer(int layer) {
+formats::LayerRecord Calibrator::calibrate_layer(int layer, formats::LayerRecord* hessian) {
   QF_CHECK(layer == next_layer_, "calibrate_layer(", layer, "): layers run in order; next is",
            next_layer_);
   QF_CHECK(layer < config_.num_hidden_layers, "calibrate_layer(", layer,
@@ -179,8 +203,16 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   const std::vector<std::string> names = calib_linear_names(config_, layer);
   // [n linears, kActHistBins]: the CPU backend always records it, the CUDA engine on request.
   const bool with_hist = !engine_ || options_.record_histograms;
+  QF_CHECK(!records_hessians() || hessian != nullptr, "calibrate_layer: Hessians are recorded",
+           "but no hessian record was passed");
+  std::unique_ptr<HessianRecorder> hessians;
+  if (records_hessians()) {
+    std::vector<bool> wanted(names.size());
+    for (size_t i = 0; i < names.size(); ++i) wanted[i] = options_.hessian_wanted(names[i]);
+    hessians = std::make_unique<HessianRecorder>(hessian_slots(config_, layer, names, wanted));
+  }
   LayerStatistics stats = engine_ ? forward_layer_cuda(layer, names, tag, with_hist)
-                                  : forward_layer_cpu(layer, names, tag);
+                                  : forward_layer_cpu(layer, names, tag, hessians.get());
   // Already MAX over ranks when the engine reduced them on the device (a second MAX would be
   // harmless, just a wasted round trip).
   if (!(engine_ && engine_->amax_on_device())) {
@@ -192,6 +224,8 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
     comm_.allreduce_counts(stats.hist.data(), stats.hist.size(),
                            (tag + " input histograms").c_str());
   }
+
+  if (hessians) *hessian = reduce_hessians(layer, *hessians);
 
   formats::LayerRecord record;
   record.layer = layer;
@@ -208,6 +242,45 @@ formats::LayerRecord Calibrator::calibrate_layer(int layer) {
   }
   ++next_layer_;
   return record;
+}
+
+formats::LayerRecord Calibrator::reduce_hessians(int layer, HessianRecorder& hessians) {
+  const std::string tag = "layer " + std::to_string(layer) + " hessian";
+  const auto& slots = hessians.slots();
+  // Which slots read which input: the same on every rank that ran a sample (a rank without
+  // samples saw nothing: -1), so MAX agrees with each rank's own view.
+  std::vector<int64_t> input_of(slots.size());
+  for (size_t s = 0; s < slots.size(); ++s) input_of[s] = hessians.input_of()[s];
+  comm_.allreduce(input_of.data(), input_of.size(), dist::ElemType::kI64, dist::ReduceOp::kMax,
+                  (tag + " inputs").c_str());
+  dist::run_on_all_ranks(comm_, (tag + " inputs check").c_str(), [&] {
+    for (size_t s = 0; s < slots.size(); ++s) {
+      const int mine = hessians.input_of()[s];
+      QF_CHECK(mine < 0 || mine == input_of[s], tag + ":", slots[s].name, "reads the input of",
+               slots[mine].name, "here but of slot", input_of[s], "on another rank");
+    }
+    hessians.set_input_of(std::vector<int>(input_of.begin(), input_of.end()));
+  });
+  std::vector<double> sums;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    if (input_of[s] != int64_t(s)) continue;
+    std::vector<double>& own = hessians.sums(s);
+    const int64_t nn = slots[s].n * slots[s].n;
+    for (int g = 0; g < slots[s].n_groups; ++g) mirror_upper(own.data() + g * nn, slots[s].n);
+    sums.insert(sums.end(), own.begin(), own.end());
+  }
+  comm_.allreduce(sums.data(), sums.size(), dist::ElemType::kF64, dist::ReduceOp::kSum,
+                  (tag + " X^T X").c_str());
+  size_t at = 0;
+  std::vector<bool> keep(slots.size());
+  for (size_t s = 0; s < slots.size(); ++s) {
+    keep[s] = !options_.hessian_kept || options_.hessian_kept(slots[s].name);
+    if (input_of[s] != int64_t(s)) continue;
+    std::vector<double>& own = hessians.sums(s);
+    std::copy(sums.begin() + at, sums.begin() + at + own.size(), own.begin());
+    at += own.size();
+  }
+  return hessian_record(layer, hessians, keep, set_.n_tokens());
 }
 
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
@@ -227,8 +300,12 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
   CalibrationRunStats stats;
   // Every rank holding every layer: nothing to do (no need to rebuild hidden states).
   int64_t n_complete = 1;
+  const bool with_hessian = calibrator.records_hessians();
   for (int l = 0; l < n_layers && n_complete; ++l) {
-    n_complete = store.has_layer(l, formats::kStageCalib) ? 1 : 0;
+    n_complete = store.has_layer(l, formats::kStageCalib) &&
+                         (!with_hessian || store.has_layer(l, kStageHessian))
+                     ? 1
+                     : 0;
   }
   comm.allreduce(&n_complete, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, "calib resume");
   if (n_complete == comm.world_size()) {
@@ -242,13 +319,22 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
     const uint64_t read_before = calibrator.exchange_stats().n_bytes_read;
     const EngineTimes times_before = calibrator.engine_times();
     const formats::StoreCommitter::Stats commits_before = store.stats();
-    formats::LayerRecord record = calibrator.calibrate_layer(layer);
+    formats::LayerRecord hessian;
+    formats::LayerRecord record =
+        calibrator.calibrate_layer(layer, with_hessian ? &hessian : nullptr);
     bool recomputed = false;
     const std::string what = "layer " + std::to_string(layer) + " calib commit";
     // Queued for the background commit; a failed earlier commit is rethrown here, inside the step.
+    // The hessian record goes after the calib record: a crash between them recomputes the layer.
     dist::run_on_all_ranks(comm, what.c_str(), [&] {
+      const auto submit_hessian = [&] {
+        if (with_hessian && !store.has_layer(layer, kStageHessian)) {
+          store.submit(std::move(hessian), kStageHessian);
+        }
+      };
       if (!store.has_layer(layer, formats::kStageCalib)) {
         store.submit(std::move(record), formats::kStageCalib);
+        submit_hessian();
         return;
       }
       recomputed = true;
@@ -262,6 +348,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
       QF_CHECK(stored == record, "layer", layer, ": the recomputed calibration differs from the",
                "one committed in", store.dir(), "(", first_difference(stored, record),
                "): other inputs or a nondeterministic forward; remove the store to start over");
+      submit_hessian();
     });
     ++(recomputed ? stats.n_layers_recomputed : stats.n_layers_committed);
     const double elapsed = seconds_since(start);

@@ -70,7 +70,15 @@ struct CalibrationOptions {
   // cache and section profiling (the job fills those from QF_EXPERT_CACHE / QF_PROFILE; results
   // do not depend on them).
   gpu::DecoderLayerPolicy layer_policy;
+  // CPU backend only: record X^T X of the inputs of the linears (calib names) hessian_wanted
+  // selects, for --weight-scale gptq | hessian (hessian_recorder.hpp); every rank passes the
+  // same predicate. This rank's hessian record keeps those hessian_kept selects (its own
+  // targets). Null: no Hessians.
+  std::function<bool(const std::string& linear)> hessian_wanted;
+  std::function<bool(const std::string& linear)> hessian_kept;
 };
+
+class HessianRecorder;
 
 class Calibrator {
  public:
@@ -86,7 +94,10 @@ class Calibrator {
   // Collective. Runs regular layer `layer` on this rank's samples (layers strictly in order
   // 0, 1, ..., num_hidden_layers - 1), all-reduces the statistics and returns the calib record
   // (identical on every rank). Any rank's failure stops every rank (qf::CollectiveError).
-  formats::LayerRecord calibrate_layer(int layer);
+  // With CalibrationOptions::hessian_wanted, *hessian (required then) receives this rank's
+  // hessian record of the layer (hessian_recorder.hpp).
+  formats::LayerRecord calibrate_layer(int layer, formats::LayerRecord* hessian = nullptr);
+  bool records_hessians() const { return bool(options_.hessian_wanted); }
 
   int next_layer() const { return next_layer_; }
   int n_layers() const { return config_.num_hidden_layers; }
@@ -110,8 +121,11 @@ class Calibrator {
   // CPU reference forward over this rank's samples. Every failure is a collective step's.
   LayerStatistics forward_layer_cuda(int layer, const std::vector<std::string>& names,
                                      const std::string& tag, bool with_hist);
+  // hessians (may be null) also observes the CPU forward's linear inputs.
   LayerStatistics forward_layer_cpu(int layer, const std::vector<std::string>& names,
-                                    const std::string& tag);
+                                    const std::string& tag, HessianRecorder* hessians);
+  // Collective: the Hessians of every rank summed; this rank's hessian record.
+  formats::LayerRecord reduce_hessians(int layer, HessianRecorder& hessians);
 
   const model::ModelConfig& config_;
   dist::Communicator& comm_;
@@ -148,12 +162,15 @@ struct CalibrationLayerDone {
 // collectives.
 using CalibrationLayerHook = std::function<void(const CalibrationLayerDone&)>;
 
-// Calibrates every regular layer and commits each record to `store` (stage "calib").
+// Calibrates every regular layer and commits each record to `store` (stage "calib"; and stage
+// "hessian" when the calibrator records Hessians: committed after the layer's calib record).
 // Resume: the hidden states after a layer are not stored, so a run that finds layers already
 // committed recomputes them (to rebuild the hidden states) and checks that each recomputed
 // record equals the stored one bit for bit (a free determinism check: a difference means other
-// inputs or a nondeterministic forward, and stops the run). If every rank's store holds every
-// layer, nothing is recomputed. One progress line per layer on rank 0.
+// inputs or a nondeterministic forward, and stops the run). A hessian record already committed
+// is kept (not compared: its sums depend on the world size in the last bits); a missing one is
+// committed from the recomputation. If every rank's store holds every layer (both stages when
+// Hessians are recorded), nothing is recomputed. One progress line per layer on rank 0.
 // This form leaves the last commits in flight: the caller drains `store` (in a collective step).
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommitter& store,
                                     dist::Communicator& comm,

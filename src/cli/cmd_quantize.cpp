@@ -12,7 +12,7 @@ namespace {
 // What the command line fills: the job's options and the enum options' names.
 struct QuantizeArgs {
   pipeline::QuantizeOptions run;
-  std::string recipe, kv, backend, comm, act_scale, expert_weights;
+  std::string recipe, kv, backend, comm, act_scale, expert_weights, weight_scale;
 };
 
 po::options_description quantize_options(QuantizeArgs& a) {
@@ -60,10 +60,22 @@ po::options_description quantize_options(QuantizeArgs& a) {
       "with --amax-file)";
   const std::string expert_weights_help =
       pipeline::expert_weights_modes().help("FP4 routed experts of the source:");
+  const std::string weight_scale_help =
+      pipeline::weight_scale_methods().help(
+          "scales of the requantized NVFP4 weights (FP8/BF16 sources: in --recipe full the "
+          "attention, indexer wq_b and shared experts; FP4 experts only with --expert-weights "
+          "requantize; cast experts stay exact):") +
+      "\nEvery method but max runs with --backend cpu only (no CUDA kernel yet). gptq and "
+      "hessian record X^T X of those linears' inputs during calibration (not with --amax-file): "
+      "8 * n^2 bytes per distinct input of in_features n, in memory for the current layer on "
+      "every rank and in its owner's work store (\"hessian\" stage); routed experts get none "
+      "(mse instead)";
   quant.add_options()                                                                  //
       ("recipe", po::value(&a.recipe)->default_value("experts"), recipe_help.c_str())  //
       ("expert-weights", po::value(&a.expert_weights)->default_value("cast"),
-       expert_weights_help.c_str())                                                    //
+       expert_weights_help.c_str())  //
+      ("weight-scale", po::value(&a.weight_scale)->default_value("max"),
+       weight_scale_help.c_str())                                                      //
       ("kv-cache", po::value(&a.kv)->default_value("none"), kv_help.c_str())           //
       ("backend", po::value(&a.backend)->default_value("auto"), backend_help.c_str())  //
       ("comm", po::value(&a.comm)->default_value("auto"), comm_help.c_str())           //
@@ -114,6 +126,8 @@ int cmd_quantize(const Args& args) {
   run.recipe = parse_enum_option(pipeline::recipes(), a.recipe, "quantize");
   run.expert_weights =
       parse_enum_option(pipeline::expert_weights_modes(), a.expert_weights, "quantize");
+  run.weight_scale =
+      parse_enum_option(pipeline::weight_scale_methods(), a.weight_scale, "quantize");
   run.kv = parse_enum_option(pipeline::kv_caches(), a.kv, "quantize");
   const auto backend = parse_enum_option(dist::backend_choices(), a.backend, "quantize");
   const auto comm = parse_enum_option(dist::comm_choices(), a.comm, "quantize");

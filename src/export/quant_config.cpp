@@ -104,6 +104,10 @@ json hf_quant_config_json(const QuantizePlan& plan, KvCache kv) {
   if (plan.expert_weights != ExpertWeights::kCast) {
     quantforge["expert_weights"] = expert_weights_modes().name(plan.expert_weights);
   }
+  // Absent means max (ModelOpt's scales; exports before the option have no such key).
+  if (plan.weight_scale != WeightScale::kMax) {
+    quantforge["weight_scale"] = weight_scale_methods().name(plan.weight_scale);
+  }
   return {{"producer", producer()},
           {"quantization",
            {{"quant_algo", "MIXED_PRECISION"},

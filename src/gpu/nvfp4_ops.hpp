@@ -7,7 +7,9 @@
 
 #include "dist/compute_backend.hpp"
 #include "kernels/dequant.cuh"
+#include "kernels/nvfp4_gptq.cuh"
 #include "kernels/nvfp4_quantize.cuh"
+#include "kernels/nvfp4_search.cuh"
 
 namespace qf::gpu {
 
@@ -23,6 +25,19 @@ class Nvfp4Ops {
   virtual void nvfp4_quantize(const kernels::Nvfp4QuantizeParams& p) = 0;
   virtual void mxfp4_e8m0_max(const kernels::Mxfp4E8m0MaxParams& p) = 0;
   virtual void mxfp4_to_nvfp4(const kernels::Mxfp4ToNvfp4Params& p) = 0;
+
+  // --weight-scale other than max: the searched block scales and GPTQ. The CPU references
+  // only: there is no CUDA kernel yet and the quantize job refuses these methods with the cuda
+  // backend (numerics/nvfp4_search.hpp pins the roundings such a kernel would have to follow).
+  virtual void nvfp4_search_quantize(const kernels::Nvfp4SearchQuantizeParams& p) {
+    kernels::nvfp4_search_quantize_ref(p);
+  }
+  virtual void gptq_inverse_factor(const kernels::GptqFactorParams& p) {
+    kernels::gptq_inverse_factor_ref(p);
+  }
+  virtual void nvfp4_gptq_quantize(const kernels::Nvfp4GptqParams& p) {
+    kernels::nvfp4_gptq_quantize_ref(p);
+  }
 };
 // kCpu: the references. kCuda: the current device (CUDA builds; throws otherwise). A CUDA
 // Nvfp4Ops remembers that device and may then be used from any thread.

@@ -58,10 +58,7 @@ class ForwardSource final : public CalibrationSource {
                 formats::StoreCommitter& store)
       : comm_(comm),
         calibrator_(plan.config, source, comm, plan.ownership, logged(std::move(set), options),
-                    CalibrationOptions{options.calib_batch, options.backend,
-                                       options.cpu_bf16_linear_inputs,
-                                       options.act_scale.needs_histogram(), options.device_comm,
-                                       decoder_layer_policy(options)}) {
+                    calibration_options(plan, options, comm)) {
     if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The
@@ -86,6 +83,29 @@ class ForwardSource final : public CalibrationSource {
   }
 
  private:
+  static CalibrationOptions calibration_options(const QuantizePlan& plan,
+                                                const QuantizeOptions& options,
+                                                const dist::Communicator& comm) {
+    CalibrationOptions o;
+    o.batch_seqs = options.calib_batch;
+    o.backend = options.backend;
+    o.cpu_bf16_linear_inputs = options.cpu_bf16_linear_inputs;
+    o.record_histograms = options.act_scale.needs_histogram();
+    o.device_comm = options.device_comm;
+    o.layer_policy = decoder_layer_policy(options);
+    if (weight_scale_needs_hessian(plan.weight_scale)) {
+      // X^T X of the targets that use it; each rank keeps its own targets' (the plan outlives
+      // the calibrator).
+      o.hessian_wanted = [&plan](const std::string& linear) {
+        return plan.wants_hessian(linear + ".weight");
+      };
+      const int rank = comm.rank();
+      o.hessian_kept = [&plan, rank](const std::string& linear) {
+        return plan.ownership.owner_of(linear + ".weight") == rank;
+      };
+    }
+    return o;
+  }
   static CalibrationSet logged(CalibrationSet set, const QuantizeOptions& options) {
     log_info("calibration: ", set.n_samples, " samples x ", set.seq_len, " tokens (",
              options.calib_path.empty() ? "synthetic" : options.calib_path, ")");

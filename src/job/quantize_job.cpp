@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 
+#include "calibrate/hessian_recorder.hpp"
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
@@ -81,6 +82,11 @@ nlohmann::json quantize_provenance(const QuantizeOptions& options,
   if (options.expert_weights != ExpertWeights::kCast) {
     run_options["expert_weights"] = expert_weights_modes().name(options.expert_weights);
   }
+  // The weights' scale method: only when not max, for the same reason (a hessian stage of
+  // another method's run, or codes of another method, must not be mixed into this one).
+  if (options.weight_scale != WeightScale::kMax) {
+    run_options["weight_scale"] = weight_scale_methods().name(options.weight_scale);
+  }
   return {{"tool", std::string("quantforge ") + QF_VERSION},
           {"options", run_options},
           {"calibration", calibration},
@@ -124,6 +130,7 @@ int open_stores_for_export(const QuantizeOptions& options, const nlohmann::json&
   const int store_world_size = store.world_size();
   if (store_world_size != plan.ownership.world_size()) {
     plan = build_quantize_plan(source, options.recipe, store_world_size, options.expert_weights);
+    plan.weight_scale = options.weight_scale;
   }
   for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
     QF_CHECK(store.has_layer(l, formats::kStageCalib), "--export-only: layer", l,
@@ -147,6 +154,16 @@ void check_quantize_options(const QuantizeOptions& options) {
   QF_CHECK(!options.act_scale.needs_histogram() || options.amax_file.empty(), "--act-scale",
            act_scale_name(options.act_scale),
            "needs activation histograms, which an --amax-file does not have");
+  QF_CHECK(!weight_scale_needs_hessian(options.weight_scale) || options.export_only ||
+               options.amax_file.empty(),
+           "--weight-scale", weight_scale_methods().name(options.weight_scale),
+           "needs the X^T X of the calibration inputs, which an --amax-file does not have");
+  // No CUDA kernel for the searches or GPTQ yet: refused rather than run on the side.
+  QF_CHECK(options.weight_scale == WeightScale::kMax || options.export_only ||
+               options.backend == dist::ComputeBackend::kCpu,
+           "--weight-scale", weight_scale_methods().name(options.weight_scale),
+           "is implemented by the cpu backend only (no CUDA kernel yet): use --backend cpu, or",
+           "--weight-scale max with the cuda backend");
   QF_CHECK(!options.export_only || !options.resume, "give --resume or --export-only, not both");
   QF_CHECK(!options.cuda_bf16_linear_inputs || options.backend == dist::ComputeBackend::kCuda,
            "--cuda-bf16-inputs is an option of the cuda backend; this run's backend is",
@@ -209,6 +226,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   report.n_targets += cost.fused.n_targets;
   report.n_blocks_lossless += cost.fused.n_blocks_lossless;
   report.n_blocks_fallback += cost.fused.n_blocks_fallback;
+  report.n_blocks_moved += cost.fused.n_blocks_moved;
   phase_start = std::chrono::steady_clock::now();
   QF_NVTX_RANGE("quantize job: quantize");  // the layer loop and the last store commits
   job.phase("quantization");
@@ -218,12 +236,19 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
     check_stop_requested("between quantized layers");
     if (!store.has_layer(layer, formats::kStageQuant)) {
       QuantizeStats stats;
-      auto record = quantize_owned_targets(plan, source, layer, comm.rank(), &stats, ops);
+      // gptq | hessian: this rank's X^T X of the layer, committed by the calibration.
+      formats::LayerRecord hessians;
+      if (weight_scale_needs_hessian(plan.weight_scale)) {
+        hessians = store.read_layer(layer, kStageHessian);
+      }
+      auto record =
+          quantize_owned_targets(plan, source, layer, comm.rank(), &stats, ops, &hessians);
       record.attrs["stage"] = "nvfp4 weights";
       store.submit(std::move(record), formats::kStageQuant);
       report.n_targets += stats.n_targets;
       report.n_blocks_lossless += stats.n_blocks_lossless;
       report.n_blocks_fallback += stats.n_blocks_fallback;
+      report.n_blocks_moved += stats.n_blocks_moved;
       report.bytes_read += stats.bytes_read;
       log_debug("[r", comm.rank(), "] layer ", layer, ": ", stats.n_targets, " targets, ",
                 stats.n_blocks_lossless, " lossless / ", stats.n_blocks_fallback,
@@ -275,15 +300,16 @@ QuantizeReport fill_store_hashing_source(const QuantizePlan& plan,
 void write_report(const QuantizeOptions& options, QuantizeReport& report, const QuantizePlan& plan,
                   const InputScales& scales, const std::map<int, formats::LayerRecord>& calib,
                   dist::Communicator& comm) {
-  uint64_t counts[4] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
-                        report.bytes_written};
-  comm.allreduce_counts(counts, 4, "quantization report counts");
+  uint64_t counts[5] = {report.n_targets, report.n_blocks_lossless, report.n_blocks_fallback,
+                        report.bytes_written, report.n_blocks_moved};
+  comm.allreduce_counts(counts, 5, "quantization report counts");
   QuantizeReportTotals& totals = report.totals;
   totals.n_targets_planned = plan.targets.size();
   totals.n_targets = counts[0];
   totals.n_blocks_lossless = counts[1];
   totals.n_blocks_fallback = counts[2];
   totals.bytes_written = counts[3];
+  totals.n_blocks_moved = counts[4];
   dist::run_on_root(comm, 0, "writing the quantization report", [&] {
     const std::string path = quantization_report_path(options.out_dir);
     const nlohmann::json previous = read_quantization_report(path);
@@ -345,6 +371,7 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
     if (!options.export_only) check_work_dir_usable(options.work_dir);
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
     plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
+    plan.weight_scale = options.weight_scale;
     prov = quantize_provenance(options, *source);
     source_at_start = formats::stat_source_files(source->dir(), source_identity_files(*source));
     if (options.shard.empty()) formats::StagedOutput::check_final_dir(options.out_dir);
@@ -353,7 +380,8 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   });
   log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
            recipes().name(options.recipe), ", expert weights ",
-           expert_weights_modes().name(options.expert_weights), "), ", plan.tensors.size(),
+           expert_weights_modes().name(options.expert_weights), ", weight scales ",
+           weight_scale_methods().name(options.weight_scale), "), ", plan.tensors.size(),
            " source tensors, ", comm.world_size(), " rank(s)");
   // Rank 0 owns OUT from here to the end: a second run on the same output fails now, not after
   // calibration. Released (lock file removed) when the job stops early.

@@ -14,6 +14,7 @@
 #include "plan/plan_report.hpp"
 #include "quantize/act_scale.hpp"
 #include "quantize/expert_weights.hpp"
+#include "quantize/weight_scale.hpp"
 
 namespace qf::pipeline {
 
@@ -23,6 +24,9 @@ struct QuantizeOptions {
   std::string work_dir;
   Recipe recipe = Recipe::kExperts;
   ExpertWeights expert_weights = ExpertWeights::kCast;  // FP4 experts: lossless cast or requantize
+  // Scales of the requantized targets (weight_scale.hpp). gptq | hessian record X^T X during the
+  // calibration forward (cpu backend, token calibration: not with --amax-file).
+  WeightScale weight_scale = WeightScale::kMax;
   KvCache kv = KvCache::kNone;
   dist::ComputeBackend backend = dist::ComputeBackend::kCpu;
   bool resume = false;       // continue a run whose stores exist in work_dir
@@ -59,6 +63,7 @@ struct QuantizeReportTotals {
   uint64_t n_targets = 0;          // quantized in this invocation (all ranks)
   uint64_t n_blocks_lossless = 0;
   uint64_t n_blocks_fallback = 0;
+  uint64_t n_blocks_moved = 0;
   uint64_t bytes_written = 0;
 };
 
@@ -66,6 +71,7 @@ struct QuantizeReport {
   uint64_t n_targets = 0;  // quantized by this rank in this run
   uint64_t n_blocks_lossless = 0;
   uint64_t n_blocks_fallback = 0;
+  uint64_t n_blocks_moved = 0;      // --weight-scale search: 16-blocks off the max-mapped scale
   uint64_t n_fallback_experts = 0;  // experts with the documented input_scale fallback
   uint64_t bytes_written = 0;
   double seconds = 0;

@@ -42,32 +42,38 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
   const char* mode = options.export_only ? (options.shard.empty() ? "export-only"
                                                                   : "export-only --shard")
                                          : (options.resume ? "resume" : "run");
-  return {{"tool", std::string("quantforge ") + QF_VERSION},
-          {"source", options.in_dir},
-          {"out", options.out_dir},
-          {"work", options.work_dir},
-          {"store_provenance_xxh64", rank0.store_provenance_xxh64},
-          {"world_size", world_size},
-          {"mode", mode},
-          {"options",
-           {{"recipe", recipes().name(options.recipe)},
-            {"expert_weights", expert_weights_modes().name(options.expert_weights)},
-            {"kv_cache", kv_caches().name(options.kv)},
-            {"backend", dist::backend_name(options.backend)},
-            {"act_scale", act_scale_name(options.act_scale)},
-            {"shard", path_or_null(options.shard)},
-            {"calibration", calibration}}},
-          {"targets", totals.n_targets_planned},
-          {"lossless_cast", lossless},
-          {"uncalibrated_experts", uncalibrated_experts},
-          {"n_uncalibrated_experts", uncalibrated_experts.size()},
-          {"bytes_written", totals.bytes_written},
-          // Rank 0's clock; every phase ends in a collective.
-          {"seconds",
-           {{"calibration", rank0.calib_seconds},
-            {"quantization", rank0.quant_seconds},
-            {"export", rank0.export_seconds},
-            {"total", rank0.seconds}}}};
+  json out = {{"tool", std::string("quantforge ") + QF_VERSION},
+              {"source", options.in_dir},
+              {"out", options.out_dir},
+              {"work", options.work_dir},
+              {"store_provenance_xxh64", rank0.store_provenance_xxh64},
+              {"world_size", world_size},
+              {"mode", mode},
+              {"options",
+               {{"recipe", recipes().name(options.recipe)},
+                {"expert_weights", expert_weights_modes().name(options.expert_weights)},
+                {"weight_scale", weight_scale_methods().name(options.weight_scale)},
+                {"kv_cache", kv_caches().name(options.kv)},
+                {"backend", dist::backend_name(options.backend)},
+                {"act_scale", act_scale_name(options.act_scale)},
+                {"shard", path_or_null(options.shard)},
+                {"calibration", calibration}}},
+              {"targets", totals.n_targets_planned},
+              {"lossless_cast", lossless},
+              {"uncalibrated_experts", uncalibrated_experts},
+              {"n_uncalibrated_experts", uncalibrated_experts.size()},
+              {"bytes_written", totals.bytes_written},
+              // Rank 0's clock; every phase ends in a collective.
+              {"seconds",
+               {{"calibration", rank0.calib_seconds},
+                {"quantization", rank0.quant_seconds},
+                {"export", rank0.export_seconds},
+                {"total", rank0.seconds}}}};
+  // 16-blocks of the requantized targets whose E4M3 scale is not the max-mapped one.
+  if (options.weight_scale != WeightScale::kMax && !options.export_only) {
+    out["weight_scale_blocks_moved"] = totals.n_blocks_moved;
+  }
+  return out;
 }
 
 }  // namespace qf::pipeline

@@ -80,8 +80,12 @@ void print_quantize_summary(const QuantizeReport& r, const QuantizeOptions& opti
                             dist::Communicator& comm, dist::Communicator* device_comm) {
   const QuantizeReportTotals& t = r.totals;
   log_info("quantize: ", t.n_targets, " tensors quantized in this run (lossless MXFP4 blocks ",
-           t.n_blocks_lossless, ", fallback blocks ", t.n_blocks_fallback, "), ",
-           r.n_fallback_experts, " uncalibrated experts, wrote ",
+           t.n_blocks_lossless, ", fallback blocks ", t.n_blocks_fallback,
+           options.weight_scale == WeightScale::kMax
+               ? std::string()
+               : str_cat("; --weight-scale ", weight_scale_methods().name(options.weight_scale),
+                         ": ", t.n_blocks_moved, " blocks off the max-mapped scale"),
+           "), ", r.n_fallback_experts, " uncalibrated experts, wrote ",
            ProgressMeter::format_bytes(double(t.bytes_written)), " in ",
            ProgressMeter::format_seconds(r.seconds), " -> ", options.out_dir);
   // Communication so far (Communicator::stats()), before the summary's own collective.

@@ -85,4 +85,11 @@ std::vector<float> attention_forward(const ModelConfig& c, int layer, const Atte
   return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer, bf16_linear_inputs);
 }
 
+int linear_input_groups(const ModelConfig& config, const std::string& linear_name) {
+  const std::string tail = ".attn.wo_a";
+  const bool wo_a = linear_name.size() > tail.size() &&
+                    linear_name.compare(linear_name.size() - tail.size(), tail.size(), tail) == 0;
+  return wo_a ? static_cast<int>(config.o_groups) : 1;
+}
+
 }  // namespace qf::model

@@ -4,6 +4,7 @@
 // and indexer (forward_compressor) or the norms / hyper-connections around the sub-layer.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/config.hpp"
@@ -19,5 +20,10 @@ std::vector<float> attention_forward(const ModelConfig& config, int layer,
                                      const AttentionWeights& w, const float* x, int n_seqs,
                                      int64_t seq_len, LinearInputObserver* observer,
                                      bool bf16_linear_inputs = false);
+
+// How many separate inputs a linear's observe() rows interleave: o_groups for the grouped
+// `layers.L.attn.wo_a` (row = token * o_groups + g holds group g's slice, projected by weight
+// rows [g * o_lora_rank, (g + 1) * o_lora_rank)), 1 for every other linear.
+int linear_input_groups(const ModelConfig& config, const std::string& linear_name);
 
 }  // namespace qf::model

@@ -51,6 +51,17 @@ std::vector<std::string> QuantizePlan::targets_of_layer(int layer) const {
   return out;
 }
 
+bool QuantizePlan::requantized(const std::string& weight_name) const {
+  if (!targets.count(weight_name)) return false;
+  return tensor(weight_name).kind != StorageKind::kFp4Block ||
+         expert_weights == ExpertWeights::kRequantize;
+}
+
+bool QuantizePlan::wants_hessian(const std::string& weight_name) const {
+  return weight_scale_needs_hessian(weight_scale) && requantized(weight_name) &&
+         !is_routed_expert_weight_name(weight_name);
+}
+
 QuantizePlan build_quantize_plan(const formats::CheckpointDir& source, Recipe recipe,
                                  int world_size, ExpertWeights expert_weights) {
   QuantizePlan plan;

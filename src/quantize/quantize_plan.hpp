@@ -12,6 +12,7 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/config.hpp"
 #include "quantize/expert_weights.hpp"
+#include "quantize/weight_scale.hpp"
 #include "recipe/recipe.hpp"
 #include "source/native_tensors.hpp"
 
@@ -35,7 +36,9 @@ struct QuantizePlan {
   model::ModelConfig config;
   Recipe recipe = Recipe::kExperts;
   ExpertWeights expert_weights = ExpertWeights::kCast;  // how FP4 expert targets are quantized
-  std::vector<NativeTensor> tensors;           // source weights/plain tensors (scales folded in)
+  WeightScale weight_scale =
+      WeightScale::kMax;              // scales of the requantized targets (the job sets it)
+  std::vector<NativeTensor> tensors;  // source weights/plain tensors (scales folded in)
   std::map<std::string, size_t> tensor_index;  // name -> index into tensors
   std::set<std::string> targets;               // `<p>.weight` names that become NVFP4
   std::map<std::string, std::string> pair_of;  // w1 <-> w3 sibling (shared scales)
@@ -49,6 +52,12 @@ struct QuantizePlan {
   std::vector<std::string> targets_of_layer(int layer) const;
   // Module name of a weight: `<p>.weight` -> `<p>`.
   static std::string module_of(const std::string& weight_name);
+  // Whether target `weight_name` is requantized from exact BF16 values (FP8/BF16 sources; FP4
+  // experts under --expert-weights requantize), i.e. --weight-scale applies to it.
+  bool requantized(const std::string& weight_name) const;
+  // Whether its calibration input's X^T X is recorded for --weight-scale gptq | hessian: the
+  // requantized targets except routed experts (one n x n matrix per expert is not cheap).
+  bool wants_hessian(const std::string& weight_name) const;
 };
 
 // Checks the source against the tensor table of its own config.json (every name, dtype and

@@ -189,6 +189,18 @@ void check_hf_quant_config(Context& ctx, const json& qc) {
       check.pass();
     }
   }
+  // ... and, when it names the weight-scale method, a known one other than max (no key).
+  if (hf.contains("quantforge") && hf["quantforge"].is_object() &&
+      hf["quantforge"].contains("weight_scale")) {
+    const json& have = hf["quantforge"]["weight_scale"];
+    if (!have.is_string() || !weight_scale_methods().contains(have.get<std::string>()) ||
+        have == weight_scale_methods().name(WeightScale::kMax)) {
+      check.fail("hf_quant_config.json quantforge.weight_scale is", have.dump(), "; expected one",
+                 "of", weight_scale_methods().names(), "other than max, or no key (max)");
+    } else {
+      check.pass();
+    }
+  }
 }
 
 }  // namespace
@@ -229,6 +241,10 @@ void detect_expert_weights(Context& ctx) {
   if (have.is_string() && expert_weights_modes().contains(have.get<std::string>())) {
     ctx.expert_weights = expert_weights_modes().parse(have.get<std::string>());
     ctx.expert_weights_known = true;
+  }
+  const json& method = hf["quantforge"].value("weight_scale", json("max"));
+  if (method.is_string() && weight_scale_methods().contains(method.get<std::string>())) {
+    ctx.weight_scale = weight_scale_methods().parse(method.get<std::string>());
   }
 }
 

@@ -16,6 +16,7 @@
 #include "formats/shard_index.hpp"
 #include "model/config.hpp"
 #include "quantize/expert_weights.hpp"
+#include "quantize/weight_scale.hpp"
 #include "recipe/recipe.hpp"
 #include "source/native_tensors.hpp"
 #include "validate/validate.hpp"
@@ -85,8 +86,13 @@ struct Context {
   // leaves it to check_quantized to infer from the weight_scale_2 values.
   bool expert_weights_known = false;
   ExpertWeights expert_weights = ExpertWeights::kCast;
-  std::string expert_weights_text;        // for the report; "" when OUT has no FP4-source target
-  std::map<std::string, Target> targets;  // by source weight name
+  std::string expert_weights_text;  // for the report; "" when OUT has no FP4-source target
+  // hf_quant_config.json's quantforge "weight_scale" (absent = max): with another method the
+  // requantized targets' scales are searched (or GPTQ's), so validate checks weight_scale_2
+  // against the search's candidates and does not hold their blocks to max's scale (nor, for
+  // gptq, their elements to nearest rounding).
+  WeightScale weight_scale = WeightScale::kMax;
+  std::map<std::string, Target> targets;                        // by source weight name
   std::map<std::string, std::vector<ExpectedTensor>> expected;  // by shard file, source order
   OutputDir out;
   std::map<std::string, std::unique_ptr<CheckRecorder>> checks;
@@ -99,6 +105,7 @@ struct Context {
 void open_output_dir(Context& ctx);        // validate_inventory.cpp
 void detect_recipe(Context& ctx);          // validate_config.cpp: from OUT's config.json
 void detect_expert_weights(Context& ctx);  // validate_config.cpp: from hf_quant_config.json
+                                           // (and the weight_scale method)
 void plan_expected_outputs(Context& ctx);  // validate_inventory.cpp: targets and outputs
 void check_index(Context& ctx);            // validate_inventory.cpp
 void check_inventory(Context& ctx);        // validate_inventory.cpp (inventory + layout)

@@ -12,6 +12,7 @@
 #include "kernels/dequant.cuh"
 #include "kernels/nvfp4_quantize.cuh"
 #include "numerics/mxfp4_to_nvfp4.hpp"
+#include "numerics/nvfp4_search.hpp"
 #include "validate/validate_context.hpp"
 
 namespace qf::pipeline::validate_detail {
@@ -107,6 +108,24 @@ double block_scale_limit(uint8_t code) {
   const double here = numerics::e4m3_to_float(code);
   const double next = code < numerics::kE4m3MaxCode ? numerics::e4m3_to_float(code + 1) : here;
   return 0.5 * (here + next) * (1.0 + kBoundSlack);
+}
+
+// Whether --weight-scale chose this target's scales: a method other than max, and a requantized
+// source (FP8/BF16; FP4 only under --expert-weights requantize, as declared).
+bool searched_scales(const Context& ctx, const NativeTensor& t) {
+  if (ctx.weight_scale == WeightScale::kMax) return false;
+  return t.kind != StorageKind::kFp4Block ||
+         (ctx.expert_weights_known && ctx.expert_weights == ExpertWeights::kRequantize);
+}
+
+// The element bound and the block-scale bound of a target. --weight-scale other than max: a
+// searched block scale may clip the block's max (it rounds with less error that way), and GPTQ's
+// codes are not the nearest ones by design; the counts stay in the report, not failures.
+bool accuracy_holds(const Context& ctx, const NativeTensor& t, uint64_t n_out_of_bound,
+                    uint64_t n_scale_too_small) {
+  const bool searched = searched_scales(ctx, t);
+  const bool gptq = searched && ctx.weight_scale == WeightScale::kGptq;
+  return (n_out_of_bound == 0 || gptq) && (n_scale_too_small == 0 || searched);
 }
 
 TargetResult check_target(Context& ctx, const Target& target) {
@@ -268,7 +287,7 @@ TargetResult check_target(Context& ctx, const Target& target) {
   acc.mean_rel = acc.n_elems ? sum_rel / double(acc.n_elems) : 0.0;
   res.source_amax = acc.source_amax;
   res.values_checked = true;
-  if (acc.n_out_of_bound == 0 && acc.n_scale_too_small == 0) {
+  if (accuracy_holds(ctx, t, acc.n_out_of_bound, acc.n_scale_too_small)) {
     accuracy.pass();
   } else {
     std::string text = str_cat(t.name, ": ", acc.n_out_of_bound, " of ", acc.n_elems,
@@ -294,20 +313,28 @@ float cast_scale_2(const TargetResult& r, const TargetResult* pair) {
 
 // amax / 2688 with amax the max over the pair: true division (torch on CPU) or times 1/2688 (on
 // CUDA); an all-zero weight may use any finite positive scale.
-bool amax_rule_holds(const TargetResult& r, const TargetResult* pair, float* want) {
+// With searched scales (--weight-scale other than max), any of the search's candidates
+// (amax/2688) * (8 + j)/8 (numerics/nvfp4_search.hpp).
+bool amax_rule_holds(const TargetResult& r, const TargetResult* pair, bool searched, float* want) {
   const float amax = std::max(r.source_amax, pair ? pair->source_amax : 0.0f);
   const float a = numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kTrueDivide);
   const float b =
       numerics::nvfp4_scale_from_amax(amax, numerics::Nvfp4ScaleDivision::kReciprocalMultiply);
   const uint32_t have = numerics::float_to_bits(r.weight_scale_2);
   *want = a;
-  return amax == 0.0f || have == numerics::float_to_bits(a) || have == numerics::float_to_bits(b);
+  if (amax == 0.0f || have == numerics::float_to_bits(a) || have == numerics::float_to_bits(b)) {
+    return true;
+  }
+  for (int c = 0; searched && c < numerics::kNvfp4Scale2Candidates; ++c) {
+    if (have == numerics::float_to_bits(numerics::nvfp4_scale_2_candidate(amax, c))) return true;
+  }
+  return false;
 }
 
 // One target's weight_scale_2 against its rule: the lossless cast's (`cast`) or amax/2688. A
 // failure says when the value follows the other rule (an export mixing the two).
 void check_global_scale(CheckRecorder& global, const Target& target, const TargetResult& r,
-                        const TargetResult* pair, bool cast) {
+                        const TargetResult* pair, bool cast, bool searched) {
   if (!r.values_checked || (pair && !pair->values_checked)) {
     global.skip();
     return;
@@ -315,7 +342,7 @@ void check_global_scale(CheckRecorder& global, const Target& target, const Targe
   const bool is_fp4 = target.source->kind == StorageKind::kFp4Block;
   const uint32_t have = numerics::float_to_bits(r.weight_scale_2);
   float amax_want = 0;
-  const bool amax_ok = amax_rule_holds(r, pair, &amax_want);
+  const bool amax_ok = amax_rule_holds(r, pair, searched, &amax_want);
   const float cast_want = is_fp4 ? cast_scale_2(r, pair) : 0.0f;
   const bool cast_ok = is_fp4 && have == numerics::float_to_bits(cast_want);
   if (cast ? cast_ok : amax_ok) {
@@ -329,6 +356,7 @@ void check_global_scale(CheckRecorder& global, const Target& target, const Targe
     global.fail(target.module + ": weight_scale_2", r.weight_scale_2, "but weight amax",
                 std::max(r.source_amax, pair ? pair->source_amax : 0.0f),
                 pair ? "(max over the w1/w3 pair)" : "", "gives amax/2688 =", amax_want,
+                searched ? "(nor one of the --weight-scale search's multiples of it)" : "",
                 cast_ok ? "(it follows the lossless cast's 2^(k_max-8): an export mixing cast "
                           "and requantized experts)"
                         : "");
@@ -384,6 +412,16 @@ std::vector<TensorAccuracy> check_quantized(Context& ctx,
   if (any_fp4 && !fp4_cast) {
     lossless.set_note("FP4 experts requantized (--expert-weights requantize): no lossless cast");
   }
+  if (ctx.weight_scale != WeightScale::kMax) {
+    ctx.check(kCheckAccuracy)
+        .set_note(str_cat("--weight-scale ", weight_scale_methods().name(ctx.weight_scale),
+                          ": block scales below the block max are allowed",
+                          ctx.weight_scale == WeightScale::kGptq
+                              ? "; GPTQ's codes are not nearest-rounded, the element bound is "
+                                "reported, not enforced"
+                              : "",
+                          "; weight_scale_2 may be any of the search's candidates"));
+  }
 
   // weight_scale_2 rule (EXPORT_FORMAT.md): FP4 sources cast: 2^(k_max - 8) with k_max shared by
   // the pair; FP8/BF16 sources and requantized FP4 sources: amax / 2688 with amax the max over
@@ -407,7 +445,8 @@ std::vector<TensorAccuracy> check_quantized(Context& ctx,
                       r.first_inexact);
       }
     }
-    check_global_scale(global, target, r, pair, is_fp4 && fp4_cast);
+    check_global_scale(global, target, r, pair, is_fp4 && fp4_cast,
+                       searched_scales(ctx, *target.source));
     // Each pair once, from its w1.
     if (!pair || target.source->name > target.pair_weight) continue;
     if (!r.scalars_valid || !pair->scalars_valid) {
