@@ -128,6 +128,165 @@ bool accuracy_holds(const Context& ctx, const NativeTensor& t, uint64_t n_out_of
   return (n_out_of_bound == 0 || gptq) && (n_scale_too_small == 0 || searched);
 }
 
+// The four outputs of a target with the dtypes and shapes the export declares; inventory has
+// already reported any that is missing or misshapen (so nothing is judged here).
+const formats::TensorInfo* well_formed_outputs(const Context& ctx, const NativeTensor& t,
+                                               const std::string& p) {
+  const std::vector<int64_t> w_shape = {t.n_rows, t.n_cols / 2},
+                             s_shape = {t.n_rows, t.n_cols / 16};
+  const auto* w_info = ctx.out.find(p + ".weight");
+  const auto* s_info = ctx.out.find(p + ".weight_scale");
+  const auto* s2_info = ctx.out.find(p + ".weight_scale_2");
+  const auto* in_info = ctx.out.find(p + ".input_scale");
+  const bool ok = w_info && s_info && s2_info && in_info && w_info->dtype == DType::kU8 &&
+                  w_info->shape == w_shape && s_info->dtype == DType::kF8E4M3 &&
+                  s_info->shape == s_shape && s2_info->dtype == DType::kF32 &&
+                  in_info->dtype == DType::kF32 && s2_info->n_elems() == 1 &&
+                  in_info->n_elems() == 1;
+  return ok ? w_info : nullptr;
+}
+
+// The scalars and the block scales: finite and > 0. Fills res's scalars; false (and the
+// failure recorded) otherwise.
+bool scales_valid(Context& ctx, const NativeTensor& t, const std::string& p,
+                  const std::vector<uint8_t>& block_scale, TargetResult& res) {
+  res.weight_scale_2 = res.accuracy.weight_scale_2 = read_f32(ctx.out, p + ".weight_scale_2");
+  res.input_scale = res.accuracy.input_scale = read_f32(ctx.out, p + ".input_scale");
+  res.scalars_valid = positive_finite(res.weight_scale_2) && positive_finite(res.input_scale);
+  uint64_t n_bad = 0, first_bad = 0;
+  for (size_t i = 0; i < block_scale.size(); ++i) {
+    const uint8_t b = block_scale[i];
+    if (b == 0 || b >= numerics::kE4m3NanCode) {  // zero, NaN, or sign bit set (<= 0 or -0)
+      if (n_bad++ == 0) first_bad = i;
+    }
+  }
+  if (res.scalars_valid && n_bad == 0) {
+    ctx.check(kCheckScales).pass();
+    return true;
+  }
+  std::string bad_blocks;
+  if (n_bad) {
+    const uint8_t b = block_scale[first_bad];
+    bad_blocks = str_cat(n_bad, " weight_scale byte(s) not finite and > 0, first [",
+                         first_bad / size_t(t.n_cols / 16), ", ", first_bad % size_t(t.n_cols / 16),
+                         "] = 0x", std::hex, int(b), std::dec,
+                         b == 0x7F || b == 0xFF ? " (NaN)"
+                         : b == 0 || b == 0x80  ? " (zero)"
+                                                : " (negative)");
+  }
+  ctx.check(kCheckScales)
+      .fail(p + ": weight_scale_2", res.weight_scale_2, "input_scale",
+            str_cat(res.input_scale, bad_blocks.empty() ? "" : ";"), bad_blocks);
+  return false;
+}
+
+// FP4 source: the largest UE8M0 byte (into res) and k_max, shared by the w1/w3 pair
+// (EXPORT_FORMAT.md), as the lossless window is.
+int fp4_k_max(const Context& ctx, const Target& target, const std::vector<uint8_t>& e8m0,
+              TargetResult& res) {
+  for (const uint8_t b : e8m0) res.e8m0_max = std::max<uint32_t>(res.e8m0_max, b);
+  int k_max = numerics::mxfp4_k_max(res.e8m0_max);
+  if (target.pair_weight.empty()) return k_max;
+  const NativeTensor& pair = *ctx.source_by_name.at(target.pair_weight);
+  uint32_t pair_max = 0;
+  if (pair.kind == StorageKind::kFp4Block) {
+    const formats::SafetensorsReader* shard = nullptr;
+    const auto& info = ctx.source.tensor(pair.scale_name, &shard);
+    for (const uint8_t b : shard->read_tensor(info)) pair_max = std::max<uint32_t>(pair_max, b);
+  }
+  return std::max(k_max, numerics::mxfp4_k_max(pair_max));
+}
+
+// What the value pass gathers over the chunks of one target besides TensorAccuracy.
+struct ValueScan {
+  double sum_rel = 0;
+  std::string first_out, first_inexact, first_small;
+};
+
+// One chunk of rows [row0, row0 + n / n_cols): every 16-block's scale bound and every element's
+// error bound (validate.hpp "Accuracy bound"), source x against decoded y.
+void scan_blocks(const std::vector<float>& x, const std::vector<float>& y,
+                 const uint8_t* chunk_scales, float scale_2, int64_t row0, int64_t n,
+                 int64_t n_cols, TensorAccuracy& acc, ValueScan& scan) {
+  for (int64_t b = 0; b < n / kNvfp4BlockSize; ++b) {
+    const int64_t e0 = b * kNvfp4BlockSize;
+    const uint8_t code = chunk_scales[b];
+    const double s = numerics::nvfp4_block_divisor(code, scale_2);
+    float amax = 0;
+    for (int i = 0; i < kNvfp4BlockSize; ++i) amax = std::max(amax, std::fabs(x[e0 + i]));
+    acc.source_amax = std::max(acc.source_amax, amax);
+    if (double(amax) / (6.0 * double(scale_2)) > block_scale_limit(code)) {
+      if (acc.n_scale_too_small++ == 0) {
+        scan.first_small =
+            str_cat("block [", row0 + e0 / n_cols, ", ", (e0 % n_cols) / 16, "]: amax ", amax,
+                    " needs scale >= ", amax / (6.0 * scale_2), " but has ",
+                    numerics::e4m3_to_float(code));
+      }
+    }
+    const double inv_rel_base = 1.0 / (amax > 0 ? double(amax) : 6.0 * s);
+    const double s2 = 2.0 * s, s4 = 4.0 * s, s6 = 6.0 * s;
+    for (int i = 0; i < kNvfp4BlockSize; ++i) {
+      const double xv = x[e0 + i], yv = y[e0 + i];
+      const double err = std::fabs(yv - xv), bound = element_bound(std::fabs(xv), s, s2, s4, s6);
+      const double rel = err * inv_rel_base;  // NaN for a NaN source or decode
+      scan.sum_rel += rel;
+      if (!(rel <= acc.worst_rel)) acc.worst_rel = std::isnan(rel) ? INFINITY : rel;
+      if (!(err <= acc.worst_bound_ratio * bound)) {
+        acc.worst_bound_ratio = std::isnan(err) ? INFINITY : err / bound;
+      }
+      if (!(err <= bound) && acc.n_out_of_bound++ == 0) {
+        scan.first_out =
+            str_cat("first [", row0 + (e0 + i) / n_cols, ", ", (e0 + i) % n_cols, "]: decoded ",
+                    yv, " source ", xv, " bound ", bound, " (block scale ", s, ")");
+      }
+    }
+  }
+}
+
+// FP4 source, one chunk: the 32-blocks the lossless cast keeps exactly
+// (numerics/mxfp4_to_nvfp4.hpp) must decode to the source bit for bit.
+void scan_lossless(const std::vector<float>& x, const std::vector<float>& y,
+                   const uint8_t* chunk_e8m0, int k_max, int64_t row0, int64_t n, int64_t n_cols,
+                   TensorAccuracy& acc, ValueScan& scan) {
+  for (int64_t g = 0; g < n / 32; ++g) {
+    const uint8_t e = chunk_e8m0[g];
+    const int k = numerics::mxfp4_exponent(e);
+    if (e == 0 || k < k_max - numerics::kMxfp4LosslessSpan ||
+        k > numerics::kMxfp4MaxFiniteExponent)
+      continue;
+    ++acc.n_lossless_blocks;
+    bool exact = true;
+    for (int i = 0; i < 32 && exact; ++i) exact = y[g * 32 + i] == x[g * 32 + i];
+    if (exact) {
+      ++acc.n_exact_blocks;
+    } else if (scan.first_inexact.empty()) {
+      int i = 0;
+      while (y[g * 32 + i] == x[g * 32 + i]) ++i;
+      scan.first_inexact =
+          str_cat("first block [", row0 + (g * 32) / n_cols, ", ", (g * 32 % n_cols) / 32,
+                  "] element ", i, ": decoded ", y[g * 32 + i], " source ", x[g * 32 + i]);
+    }
+  }
+}
+
+// The accuracy verdict of a scanned target.
+void judge_accuracy(Context& ctx, const NativeTensor& t, const TensorAccuracy& acc,
+                    const ValueScan& scan) {
+  auto& accuracy = ctx.check(kCheckAccuracy);
+  if (accuracy_holds(ctx, t, acc.n_out_of_bound, acc.n_scale_too_small)) {
+    accuracy.pass();
+    return;
+  }
+  std::string text =
+      str_cat(t.name, ": ", acc.n_out_of_bound, " of ", acc.n_elems, " elements outside the bound");
+  if (acc.n_out_of_bound) text += "; " + scan.first_out;
+  if (acc.n_scale_too_small) {
+    text += str_cat("; ", acc.n_scale_too_small,
+                    " block scale(s) below amax/6 by more than E4M3 rounding; ", scan.first_small);
+  }
+  accuracy.fail_text(text);
+}
+
 TargetResult check_target(Context& ctx, const Target& target) {
   const NativeTensor& t = *target.source;
   const std::string& p = target.module;
@@ -138,58 +297,22 @@ TargetResult check_target(Context& ctx, const Target& target) {
                : t.kind == StorageKind::kFp4Block ? "FP4"
                                                   : "BF16";
   acc.n_elems = uint64_t(t.n_rows) * uint64_t(t.n_cols);
-  auto& scales = ctx.check(kCheckScales);
-  auto& accuracy = ctx.check(kCheckAccuracy);
-  auto& lossless = ctx.check(kCheckLossless);
   const bool is_fp4 = t.kind == StorageKind::kFp4Block;
-
-  // Inventory already reported a missing or misshapen output; nothing to judge here.
-  const std::vector<int64_t> w_shape = {t.n_rows, t.n_cols / 2},
-                             s_shape = {t.n_rows, t.n_cols / 16};
-  const auto* w_info = ctx.out.find(p + ".weight");
-  const auto* s_info = ctx.out.find(p + ".weight_scale");
-  const auto* s2_info = ctx.out.find(p + ".weight_scale_2");
-  const auto* in_info = ctx.out.find(p + ".input_scale");
-  if (!w_info || !s_info || !s2_info || !in_info || w_info->dtype != DType::kU8 ||
-      w_info->shape != w_shape || s_info->dtype != DType::kF8E4M3 || s_info->shape != s_shape ||
-      s2_info->dtype != DType::kF32 || in_info->dtype != DType::kF32 || s2_info->n_elems() != 1 ||
-      in_info->n_elems() != 1) {
-    scales.skip();
-    accuracy.skip();
-    if (is_fp4) lossless.skip();
+  auto skip_values = [&] {
+    ctx.check(kCheckAccuracy).skip();
+    if (is_fp4) ctx.check(kCheckLossless).skip();
+  };
+  const formats::TensorInfo* w_info = well_formed_outputs(ctx, t, p);
+  if (w_info == nullptr) {
+    ctx.check(kCheckScales).skip();
+    skip_values();
     return res;
   }
-
-  // ---- scales
-  res.weight_scale_2 = acc.weight_scale_2 = read_f32(ctx.out, p + ".weight_scale_2");
-  res.input_scale = acc.input_scale = read_f32(ctx.out, p + ".input_scale");
-  res.scalars_valid = positive_finite(res.weight_scale_2) && positive_finite(res.input_scale);
   const auto block_scale = ctx.out.read(p + ".weight_scale");
-  uint64_t n_bad = 0, first_bad = 0;
-  for (size_t i = 0; i < block_scale.size(); ++i) {
-    const uint8_t b = block_scale[i];
-    if (b == 0 || b >= numerics::kE4m3NanCode) {  // zero, NaN, or sign bit set (<= 0 or -0)
-      if (n_bad++ == 0) first_bad = i;
-    }
-  }
-  if (!res.scalars_valid || n_bad) {
-    std::string bad_blocks;
-    if (n_bad) {
-      const uint8_t b = block_scale[first_bad];
-      bad_blocks = str_cat(n_bad, " weight_scale byte(s) not finite and > 0, first [",
-                           first_bad / size_t(t.n_cols / 16), ", ",
-                           first_bad % size_t(t.n_cols / 16), "] = 0x", std::hex, int(b), std::dec,
-                           b == 0x7F || b == 0xFF ? " (NaN)"
-                           : b == 0 || b == 0x80  ? " (zero)"
-                                                  : " (negative)");
-    }
-    scales.fail(p + ": weight_scale_2", res.weight_scale_2, "input_scale",
-                str_cat(res.input_scale, bad_blocks.empty() ? "" : ";"), bad_blocks);
-    accuracy.skip();
-    if (is_fp4) lossless.skip();
+  if (!scales_valid(ctx, t, p, block_scale, res)) {
+    skip_values();
     return res;
   }
-  scales.pass();
 
   // ---- values, a chunk of rows at a time
   SourceRows source(ctx.source, t);
@@ -197,110 +320,34 @@ TargetResult check_target(Context& ctx, const Target& target) {
   const int64_t rows_per_chunk =
       numerics::kFp8TileRows *
       std::max<int64_t>(1, kChunkElems / (numerics::kFp8TileRows * n_cols));
-  // FP4: k_max is shared by the w1/w3 pair (EXPORT_FORMAT.md), as the lossless window is.
-  int k_max = 0;
-  if (is_fp4) {
-    for (const uint8_t b : source.scale()) res.e8m0_max = std::max<uint32_t>(res.e8m0_max, b);
-    k_max = numerics::mxfp4_k_max(res.e8m0_max);
-    if (!target.pair_weight.empty()) {
-      const NativeTensor& pair = *ctx.source_by_name.at(target.pair_weight);
-      uint32_t pair_max = 0;
-      if (pair.kind == StorageKind::kFp4Block) {
-        const formats::SafetensorsReader* shard = nullptr;
-        const auto& info = ctx.source.tensor(pair.scale_name, &shard);
-        for (const uint8_t b : shard->read_tensor(info)) pair_max = std::max<uint32_t>(pair_max, b);
-      }
-      k_max = std::max(k_max, numerics::mxfp4_k_max(pair_max));
-    }
-  }
+  const int k_max = is_fp4 ? fp4_k_max(ctx, target, source.scale(), res) : 0;
+  const formats::SafetensorsReader* out_shard = nullptr;
+  ctx.out.find(p + ".weight", &out_shard);
   std::vector<float> x, y;
   std::vector<uint8_t> packed;
-  double sum_rel = 0;
-  std::string first_out, first_inexact, first_small;
+  ValueScan scan;
   const float scale_2 = res.weight_scale_2;
   for (int64_t row0 = 0; row0 < t.n_rows; row0 += rows_per_chunk) {
     const int64_t n_rows = std::min(rows_per_chunk, t.n_rows - row0), n = n_rows * n_cols;
     source.read(row0, n_rows, x);
     packed.resize(size_t(n / 2));
-    const formats::SafetensorsReader* out_shard = nullptr;
-    ctx.out.find(p + ".weight", &out_shard);
     out_shard->read(*w_info, uint64_t(row0 * n_cols / 2), uint64_t(n / 2), packed.data());
     y.resize(size_t(n));
-    kernels::nvfp4_dequantize_ref({packed.data(), block_scale.data() + row0 * n_blocks_per_row,
-                                   &scale_2, n_rows, n_cols, kernels::Nvfp4ScaleLayout::kLinear,
-                                   y.data()});
-    for (int64_t b = 0; b < n / kNvfp4BlockSize; ++b) {
-      const int64_t e0 = b * kNvfp4BlockSize;
-      const uint8_t code = block_scale[size_t(row0 * n_blocks_per_row + b)];
-      const double s = numerics::nvfp4_block_divisor(code, scale_2);
-      float amax = 0;
-      for (int i = 0; i < kNvfp4BlockSize; ++i) amax = std::max(amax, std::fabs(x[e0 + i]));
-      acc.source_amax = std::max(acc.source_amax, amax);
-      if (double(amax) / (6.0 * double(scale_2)) > block_scale_limit(code)) {
-        if (acc.n_scale_too_small++ == 0) {
-          first_small = str_cat("block [", row0 + e0 / n_cols, ", ", (e0 % n_cols) / 16, "]: amax ",
-                                amax, " needs scale >= ", amax / (6.0 * scale_2), " but has ",
-                                numerics::e4m3_to_float(code));
-        }
-      }
-      const double inv_rel_base = 1.0 / (amax > 0 ? double(amax) : 6.0 * s);
-      const double s2 = 2.0 * s, s4 = 4.0 * s, s6 = 6.0 * s;
-      for (int i = 0; i < kNvfp4BlockSize; ++i) {
-        const double xv = x[e0 + i], yv = y[e0 + i];
-        const double err = std::fabs(yv - xv), bound = element_bound(std::fabs(xv), s, s2, s4, s6);
-        const double rel = err * inv_rel_base;  // NaN for a NaN source or decode
-        sum_rel += rel;
-        if (!(rel <= acc.worst_rel)) acc.worst_rel = std::isnan(rel) ? INFINITY : rel;
-        if (!(err <= acc.worst_bound_ratio * bound)) {
-          acc.worst_bound_ratio = std::isnan(err) ? INFINITY : err / bound;
-        }
-        if (!(err <= bound) && acc.n_out_of_bound++ == 0) {
-          first_out =
-              str_cat("first [", row0 + (e0 + i) / n_cols, ", ", (e0 + i) % n_cols, "]: decoded ",
-                      yv, " source ", xv, " bound ", bound, " (block scale ", s, ")");
-        }
-      }
-    }
-    if (is_fp4) {  // 32-blocks the lossless cast keeps exactly (numerics/mxfp4_to_nvfp4.hpp)
-      const auto& e8m0 = source.scale();
-      for (int64_t g = 0; g < n / 32; ++g) {
-        const uint8_t e = e8m0[size_t(row0 * (n_cols / 32) + g)];
-        const int k = numerics::mxfp4_exponent(e);
-        if (e == 0 || k < k_max - numerics::kMxfp4LosslessSpan ||
-            k > numerics::kMxfp4MaxFiniteExponent)
-          continue;
-        ++acc.n_lossless_blocks;
-        bool exact = true;
-        for (int i = 0; i < 32 && exact; ++i) exact = y[g * 32 + i] == x[g * 32 + i];
-        if (exact) {
-          ++acc.n_exact_blocks;
-        } else if (first_inexact.empty()) {
-          int i = 0;
-          while (y[g * 32 + i] == x[g * 32 + i]) ++i;
-          first_inexact =
-              str_cat("first block [", row0 + (g * 32) / n_cols, ", ", (g * 32 % n_cols) / 32,
-                      "] element ", i, ": decoded ", y[g * 32 + i], " source ", x[g * 32 + i]);
-        }
-      }
+    const uint8_t* chunk_scales = block_scale.data() + row0 * n_blocks_per_row;
+    kernels::nvfp4_dequantize_ref({packed.data(), chunk_scales, &scale_2, n_rows, n_cols,
+                                   kernels::Nvfp4ScaleLayout::kLinear, y.data()});
+    scan_blocks(x, y, chunk_scales, scale_2, row0, n, n_cols, acc, scan);
+    if (is_fp4) {
+      scan_lossless(x, y, source.scale().data() + row0 * (n_cols / 32), k_max, row0, n, n_cols,
+                    acc, scan);
     }
   }
-  acc.mean_rel = acc.n_elems ? sum_rel / double(acc.n_elems) : 0.0;
+  acc.mean_rel = acc.n_elems ? scan.sum_rel / double(acc.n_elems) : 0.0;
   res.source_amax = acc.source_amax;
   res.values_checked = true;
-  if (accuracy_holds(ctx, t, acc.n_out_of_bound, acc.n_scale_too_small)) {
-    accuracy.pass();
-  } else {
-    std::string text = str_cat(t.name, ": ", acc.n_out_of_bound, " of ", acc.n_elems,
-                               " elements outside the bound");
-    if (acc.n_out_of_bound) text += "; " + first_out;
-    if (acc.n_scale_too_small) {
-      text += str_cat("; ", acc.n_scale_too_small,
-                      " block scale(s) below amax/6 by more than E4M3 rounding; ", first_small);
-    }
-    accuracy.fail_text(text);
-  }
+  judge_accuracy(ctx, t, acc, scan);
   // The lossless verdict waits for the export's expert-weights mode (check_quantized).
-  res.first_inexact = first_inexact;
+  res.first_inexact = scan.first_inexact;
   return res;
 }
 
