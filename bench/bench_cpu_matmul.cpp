@@ -24,7 +24,7 @@ double seconds_of(const Shape& s, const std::vector<float>& x, const std::vector
                   std::vector<float>& y) {
   const auto start = std::chrono::steady_clock::now();
   qf::ops::matmul_rows_ref(x.data(), s.n_cols, s.n_rows, w.data(), s.w_rows, s.n_cols, y.data(),
-                             s.w_rows);
+                           s.w_rows);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -40,7 +40,8 @@ int main() {
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::printf("threads %lld\n", static_cast<long long>(qf::thread_count()));
-  std::printf("%-26s %8s %8s %8s %10s %10s\n", "shape", "rows", "outputs", "k", "best ms", "GFLOP/s");
+  std::printf("%-26s %8s %8s %8s %10s %10s\n", "shape", "rows", "outputs", "k", "best ms",
+              "GFLOP/s");
   for (const Shape& s : shapes) {
     std::vector<float> x(s.n_rows * s.n_cols), w(s.w_rows * s.n_cols), y(s.n_rows * s.w_rows);
     for (auto& v : x) v = normal(rng);
@@ -48,9 +49,9 @@ int main() {
     double best = 1e30;
     for (int rep = 0; rep < 5; ++rep) best = std::min(best, seconds_of(s, x, w, y));
     const double flops = 2.0 * s.n_rows * s.w_rows * s.n_cols;
-    std::printf("%-26s %8lld %8lld %8lld %10.2f %10.1f\n", s.what,
-                static_cast<long long>(s.n_rows), static_cast<long long>(s.w_rows),
-                static_cast<long long>(s.n_cols), best * 1e3, flops / best / 1e9);
+    std::printf("%-26s %8lld %8lld %8lld %10.2f %10.1f\n", s.what, static_cast<long long>(s.n_rows),
+                static_cast<long long>(s.w_rows), static_cast<long long>(s.n_cols), best * 1e3,
+                flops / best / 1e9);
   }
   return 0;
 }

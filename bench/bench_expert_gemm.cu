@@ -42,10 +42,10 @@ void fill(DeviceBuffer<uint16_t>& b, uint32_t seed) {
 void gemm(cublasHandle_t h, const uint16_t* x, const uint16_t* w, void* y, cudaDataType out_type,
           int m, int n, int k) {
   const float one = 1.0f, zero = 0.0f;
-  QF_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, CUDA_R_16BF, k, x,
-                               CUDA_R_16BF, k, &zero, y, out_type, n, CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT),
-                  "GEMM", m, "x", n, "x", k);
+  QF_CUBLAS_CHECK(
+      cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k,
+                   &zero, y, out_type, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "GEMM", m, "x", n, "x", k);
 }
 
 }  // namespace
@@ -96,12 +96,12 @@ int main(int argc, char** argv) {
             const int s = e % lanes;
             cublasHandle_t hd = handles[s]->get();
             const size_t row0 = size_t(e) * rows;
-            char* y = reinterpret_cast<char*>(out_f32.get()) +
-                      row0 * dim * (out == CUDA_R_32F ? 4 : 2);
+            char* y =
+                reinterpret_cast<char*>(out_f32.get()) + row0 * dim * (out == CUDA_R_32F ? 4 : 2);
             gemm(hd, x.get() + row0 * dim, w13.get() + size_t(e) * 2 * inter * dim, y, out, rows,
                  2 * inter, dim);
-            gemm(hd, h.get() + row0 * inter, w2.get() + size_t(e) * dim * inter, y, out, rows,
-                 dim, inter);
+            gemm(hd, h.get() + row0 * inter, w2.get() + size_t(e) * dim * inter, y, out, rows, dim,
+                 inter);
           }
           for (int s = 0; s < lanes; ++s) {
             QF_CUDA_CHECK(cudaEventRecord(done[s]->get(), streams[s]->get()), "join");

@@ -184,8 +184,8 @@ __device__ __forceinline__ uint32_t encode_pair(uint32_t w, const uint32_t (&com
   const uint32_t bit0 = g[0] ^ g[1] ^ g[2] ^ g[3] ^ g[4] ^ g[5] ^ g[6];
   const uint32_t bit1 = g[1] ^ g[3] ^ g[5];
   const uint32_t sign = w & (a + 0x7FFF7FFFu);  // bit 15: x < 0 and a >= 1
-  return ((bit0 >> 3) & 0x10001000u) | ((bit1 >> 2) & 0x20002000u) |
-         ((g[3] >> 1) & 0x40004000u) | (sign & 0x80008000u);
+  return ((bit0 >> 3) & 0x10001000u) | ((bit1 >> 2) & 0x20002000u) | ((g[3] >> 1) & 0x40004000u) |
+         (sign & 0x80008000u);
 }
 
 // Four encode_pair results (elements 0-7) -> 4 packed bytes, low nibble = even element.
@@ -241,7 +241,8 @@ __device__ __forceinline__ uint2 quantize_block(uint4 v0, uint4 v1, float scale_
 __global__ void __launch_bounds__(kThreads)
     nvfp4_quantize_kernel(const uint4* __restrict__ x, int64_t n_blocks,
                           const float* __restrict__ scale_2_ptr, uint2* __restrict__ packed,
-                          uint8_t* __restrict__ scale, unsigned long long* __restrict__ n_nonfinite) {
+                          uint8_t* __restrict__ scale,
+                          unsigned long long* __restrict__ n_nonfinite) {
   __shared__ Nvfp4BoundsEntry table[256];
   const float scale_2 = __ldg(scale_2_ptr);
   build_bounds_table(scale_2, table);
@@ -261,8 +262,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (blk < n_blocks) {  // at most one block left for this thread
     uint32_t s;
-    const uint2 p = quantize_block(__ldg(x + 2 * blk), __ldg(x + 2 * blk + 1), scale_2, table, &s,
-                                   &bad);
+    const uint2 p =
+        quantize_block(__ldg(x + 2 * blk), __ldg(x + 2 * blk + 1), scale_2, table, &s, &bad);
     __stcs(packed + blk, p);
     scale[blk] = static_cast<uint8_t>(s);
   }
@@ -332,11 +333,13 @@ __device__ __forceinline__ uint4 cast_block(uint4 v, uint8_t s, int k_max, int k
   return make_uint4(o[0], o[1], o[2], o[3]);
 }
 
-__global__ void __launch_bounds__(kThreads) mxfp4_to_nvfp4_kernel(
-    const uint4* __restrict__ packed, const uint8_t* __restrict__ e8m0, int64_t n_blocks32,
-    const uint32_t* __restrict__ e8m0_max, const uint32_t* __restrict__ e8m0_max_pair,
-    uint4* __restrict__ out_packed, uint16_t* __restrict__ out_scale,
-    float* __restrict__ out_scale_2, unsigned long long* __restrict__ counts) {
+__global__ void __launch_bounds__(kThreads)
+    mxfp4_to_nvfp4_kernel(const uint4* __restrict__ packed, const uint8_t* __restrict__ e8m0,
+                          int64_t n_blocks32, const uint32_t* __restrict__ e8m0_max,
+                          const uint32_t* __restrict__ e8m0_max_pair,
+                          uint4* __restrict__ out_packed, uint16_t* __restrict__ out_scale,
+                          float* __restrict__ out_scale_2,
+                          unsigned long long* __restrict__ counts) {
   const uint32_t self_max = __ldg(e8m0_max);
   int k_max = mxfp4_k_max(self_max);
   if (e8m0_max_pair) k_max = max(k_max, mxfp4_k_max(__ldg(e8m0_max_pair)));

@@ -47,7 +47,8 @@ struct CompressPoolParams {
   float* out = nullptr;
 };
 
-// ---- HCA visibility: visible[b*seq_len + t, e] = (e < (t + 1) / rate) -----------------------------
+// ---- HCA visibility: visible[b*seq_len + t, e] = (e < (t + 1) / rate)
+// -----------------------------
 struct CausalVisibilityParams {
   int64_t n_seqs = 0, seq_len = 0, n_entries = 0, rate = 0;
   uint8_t* visible = nullptr;  // [n_seqs * seq_len, n_entries]
@@ -61,14 +62,14 @@ struct IndexerSelectParams {
   const float* q = nullptr;        // [n_seqs * seq_len, n_heads, head_dim] (roped)
   const float* weights = nullptr;  // [n_seqs * seq_len, n_heads] (already * n_heads^-0.5)
   const float* keys = nullptr;     // [n_seqs, n_entries, head_dim]
-  int64_t n_seqs = 0, seq_len = 0, n_entries = 0, n_heads = 0, head_dim = 0, rate = 0,
-          top_k = 0;
+  int64_t n_seqs = 0, seq_len = 0, n_entries = 0, n_heads = 0, head_dim = 0, rate = 0, top_k = 0;
   uint8_t* visible = nullptr;  // [n_seqs * seq_len, n_entries]
   void* workspace = nullptr;   // device scratch of indexer_select_workspace_bytes(p)
 };
 size_t indexer_select_workspace_bytes(const IndexerSelectParams& p);
 
-// ---- CPU references (attention_ref.cpp) -----------------------------------------------------------
+// ---- CPU references (attention_ref.cpp)
+// -----------------------------------------------------------
 void sink_attention_ref(const SinkAttentionParams& p);
 void compress_pool_ref(const CompressPoolParams& p);
 void causal_visibility_ref(const CausalVisibilityParams& p);

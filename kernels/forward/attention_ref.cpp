@@ -7,8 +7,8 @@
 #include "core/check.hpp"
 #include "kernels/forward/attention.cuh"
 #include "ops/compress_pool.hpp"
-#include "ops/sink_attention.hpp"
 #include "ops/rope.hpp"
+#include "ops/sink_attention.hpp"
 
 namespace qf::kernels {
 
@@ -19,8 +19,8 @@ void sink_attention_ref(const SinkAttentionParams& p) {
   for (int64_t b = 0; b < p.n_seqs; ++b) {
     const std::vector<float> o =
         ops::sink_attention(p.q + b * S * H * D, p.kv + b * S * D, S, H, D, p.sinks, p.window,
-                              E > 0 ? p.compressed + b * E * D : nullptr, E,
-                              E > 0 ? p.visible + b * S * E : nullptr, p.scale);
+                            E > 0 ? p.compressed + b * E * D : nullptr, E,
+                            E > 0 ? p.visible + b * S * E : nullptr, p.scale);
     std::copy(o.begin(), o.end(), p.out + b * S * H * D);
   }
 }
@@ -36,8 +36,9 @@ void compress_pool_ref(const CompressPoolParams& p) {
   const int64_t n_win = p.seq_len / p.rate;
   for (int64_t b = 0; b < p.n_seqs; ++b) {
     const int64_t row0 = b * p.seq_len * width;
-    const std::vector<float> e = ops::compress_sequence(
-        p.kv + row0, p.gate + row0, p.seq_len, p.ape, p.norm, p.rate, p.head_dim, p.overlapping, rope, p.eps);
+    const std::vector<float> e =
+        ops::compress_sequence(p.kv + row0, p.gate + row0, p.seq_len, p.ape, p.norm, p.rate,
+                               p.head_dim, p.overlapping, rope, p.eps);
     std::copy(e.begin(), e.end(), p.out + b * n_win * p.head_dim);
   }
 }
@@ -56,8 +57,8 @@ void indexer_select_ref(const IndexerSelectParams& p) {
   const int64_t S = p.seq_len, H = p.n_heads, D = p.head_dim, E = p.n_entries;
   for (int64_t b = 0; b < p.n_seqs; ++b) {
     const std::vector<uint8_t> vis =
-        ops::indexer_select(p.q + b * S * H * D, p.weights + b * S * H, p.keys + b * E * D, S, E,
-                              H, D, p.rate, p.top_k);
+        ops::indexer_select(p.q + b * S * H * D, p.weights + b * S * H, p.keys + b * E * D, S, E, H,
+                            D, p.rate, p.top_k);
     std::copy(vis.begin(), vis.end(), p.visible + b * S * E);
   }
 }

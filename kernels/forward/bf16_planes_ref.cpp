@@ -9,7 +9,8 @@ namespace qf::kernels {
 
 void bf16_planes_ref(const Bf16PlanesParams& p) {
   QF_CHECK(p.n_rows >= 0 && p.n_cols >= 0, "bf16_planes shape", p.n_rows, "x", p.n_cols);
-  QF_CHECK(p.n_rows == 0 || p.n_cols == 0 || (p.x && p.mid && p.lo), "bf16_planes needs x, mid, lo");
+  QF_CHECK(p.n_rows == 0 || p.n_cols == 0 || (p.x && p.mid && p.lo),
+           "bf16_planes needs x, mid, lo");
   const int64_t n_rows =
       p.row_count != nullptr ? std::min<int64_t>(p.n_rows, *p.row_count) : p.n_rows;
   for (int64_t r = 0; r < n_rows; ++r) {

@@ -60,8 +60,8 @@ struct SwigluParams {
   const float* gate_up = nullptr;  // [n_rows, 2 * inter]
   int64_t n_rows = 0, inter = 0;
   float limit = 10.0f;
-  float* out = nullptr;              // [n_rows, inter] FP32 (may be null if out_bf16 is set)
-  uint16_t* out_bf16 = nullptr;      // [n_rows, inter] or null
+  float* out = nullptr;               // [n_rows, inter] FP32 (may be null if out_bf16 is set)
+  uint16_t* out_bf16 = nullptr;       // [n_rows, inter] or null
   const int32_t* row_slot = nullptr;  // as AmaxCastParams
   uint32_t* amax_bits = nullptr;      // null: no amax
 };

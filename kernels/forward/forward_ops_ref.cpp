@@ -7,11 +7,11 @@
 
 #include "core/check.hpp"
 #include "kernels/forward/forward_ops.cuh"
+#include "numerics/bf16.hpp"
 #include "ops/hyper_connection_mix.hpp"
 #include "ops/moe_math.hpp"
 #include "ops/rms_norm.hpp"
 #include "ops/rope.hpp"
-#include "numerics/bf16.hpp"
 
 namespace qf::kernels {
 namespace {
@@ -59,7 +59,7 @@ void rope_ref(const RopeParams& p) {
     ops::rope_cos_sin(table, (r % p.period) * p.position_step, c.data(), s.data());
     for (int64_t v = 0; v < p.n_vecs; ++v) {
       ops::apply_rope_trailing(p.x + (r * p.n_vecs + v) * p.dim, p.dim, p.rope_dim, c.data(),
-                                 s.data(), p.inverse);
+                               s.data(), p.inverse);
     }
   }
 }

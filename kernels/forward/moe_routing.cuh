@@ -15,30 +15,32 @@ namespace qf::kernels {
 
 enum class RouterScoring : int32_t { kSqrtSoftplus = 0, kSigmoid = 1 };
 
-// ---- routing (model::route_tokens after the gate GEMM) -------------------------------------------
-// score = router_score(logit); selection: tid2eid[token_ids[t]] (hash, tid2eid non-null) or top-k
-// of score + gate_bias, ties to the lower expert id; weights = score[sel] / (sum of the k
-// selected scores + 1e-20) * routed_scaling. Token ids outside [0, vocab) set *error_flag = 1.
-// (Hash layers: so does a tid2eid entry outside [0, n_experts); such a token gets expert 0 with
-// weight 0 in every slot. gate_bias may be null: no bias.)
+// ---- routing (model::route_tokens after the gate GEMM)
+// ------------------------------------------- score = router_score(logit); selection:
+// tid2eid[token_ids[t]] (hash, tid2eid non-null) or top-k of score + gate_bias, ties to the lower
+// expert id; weights = score[sel] / (sum of the k selected scores + 1e-20) * routed_scaling. Token
+// ids outside [0, vocab) set *error_flag = 1. (Hash layers: so does a tid2eid entry outside [0,
+// n_experts); such a token gets expert 0 with weight 0 in every slot. gate_bias may be null: no
+// bias.)
 struct RouteParams {
-  const float* logits = nullptr;     // [n_tokens, n_experts] FP32
-  const float* gate_bias = nullptr;  // [n_experts] (top-k layers)
-  const int32_t* tid2eid = nullptr;  // [vocab, top_k] (hash layers) or null
+  const float* logits = nullptr;       // [n_tokens, n_experts] FP32
+  const float* gate_bias = nullptr;    // [n_experts] (top-k layers)
+  const int32_t* tid2eid = nullptr;    // [vocab, top_k] (hash layers) or null
   const int64_t* token_ids = nullptr;  // [n_tokens] (hash layers)
   int64_t n_tokens = 0, n_experts = 0, top_k = 0, vocab = 0;
   RouterScoring scoring = RouterScoring::kSqrtSoftplus;
   float routed_scaling = 1.0f;
-  int32_t* experts = nullptr;  // [n_tokens, top_k] out
-  float* weights = nullptr;    // [n_tokens, top_k] out
+  int32_t* experts = nullptr;     // [n_tokens, top_k] out
+  float* weights = nullptr;       // [n_tokens, top_k] out
   int32_t* error_flag = nullptr;  // [1] out (not cleared: caller zeroes it)
 };
 
-// ---- dispatch: assignments grouped by expert ------------------------------------------------------
-// Rows of expert e are expert_offsets[e] .. expert_offsets[e+1]; within an expert, slot-major then
-// token (torch.where(mask[e]) order, the CPU reference's). row_token / row_slot name each row's
-// assignment; token_row[t * top_k + s] is the row of assignment (t, s). Expert ids outside
-// [0, n_experts) set *error_flag = 1 and get no row (token_row = -1, not counted in the offsets).
+// ---- dispatch: assignments grouped by expert
+// ------------------------------------------------------ Rows of expert e are expert_offsets[e] ..
+// expert_offsets[e+1]; within an expert, slot-major then token (torch.where(mask[e]) order, the CPU
+// reference's). row_token / row_slot name each row's assignment; token_row[t * top_k + s] is the
+// row of assignment (t, s). Expert ids outside [0, n_experts) set *error_flag = 1 and get no row
+// (token_row = -1, not counted in the offsets).
 struct MoeDispatchParams {
   const int32_t* experts = nullptr;  // [n_tokens, top_k]
   int64_t n_tokens = 0, top_k = 0, n_experts = 0;
@@ -51,10 +53,10 @@ struct MoeDispatchParams {
 };
 size_t moe_dispatch_workspace_bytes(const MoeDispatchParams& p);
 
-// ---- gather: rows[i, :] = bf16(x[row_token[i], :]); amax per expert ------------------------------
-// amax_bits[e] = max over the rows of expert e of bits(|x|) (forward_ops.cuh amax slots).
-// Rows i >= expert_offsets[n_experts] (read on the device) are left untouched, so n_rows may be
-// the n_tokens * top_k bound. NaN is written as BF16 0x7FC0.
+// ---- gather: rows[i, :] = bf16(x[row_token[i], :]); amax per expert
+// ------------------------------ amax_bits[e] = max over the rows of expert e of bits(|x|)
+// (forward_ops.cuh amax slots). Rows i >= expert_offsets[n_experts] (read on the device) are left
+// untouched, so n_rows may be the n_tokens * top_k bound. NaN is written as BF16 0x7FC0.
 struct MoeGatherParams {
   const float* x = nullptr;  // [n_tokens, dim]
   const int32_t* row_token = nullptr;
@@ -64,9 +66,10 @@ struct MoeGatherParams {
   uint32_t* amax_bits = nullptr;  // [n_experts] (accumulated with atomicMax) or null
 };
 
-// ---- combine (model::moe_forward's accumulation order) --------------------------------------------
-// out[t, :] = shared[t, :] + sum over t's assignments, in ascending (expert, slot) order starting
-// from 0.0f, of weights[t, s] * y[token_row[t * top_k + s], :]; i.e. exactly
+// ---- combine (model::moe_forward's accumulation order)
+// -------------------------------------------- out[t, :] = shared[t, :] + sum over t's assignments,
+// in ascending (expert, slot) order starting from 0.0f, of weights[t, s] * y[token_row[t * top_k +
+// s], :]; i.e. exactly
 // ((0 + w_a*y_a) + w_b*y_b) + ... then + shared, as the reference does. Assignments with
 // token_row < 0 (dropped by the dispatch) are skipped.
 struct MoeCombineParams {
@@ -79,7 +82,8 @@ struct MoeCombineParams {
   float* out = nullptr;  // [n_tokens, dim]
 };
 
-// ---- CPU references (moe_routing_ref.cpp) ---------------------------------------------------------
+// ---- CPU references (moe_routing_ref.cpp)
+// ---------------------------------------------------------
 void route_ref(const RouteParams& p);
 void moe_dispatch_ref(const MoeDispatchParams& p);  // workspace unused
 void moe_gather_ref(const MoeGatherParams& p);

@@ -9,9 +9,9 @@
 
 #include "core/check.hpp"
 #include "kernels/forward/moe_routing.cuh"
-#include "ops/moe_math.hpp"
 #include "numerics/bf16.hpp"
 #include "numerics/block_dequant.hpp"
+#include "ops/moe_math.hpp"
 
 namespace qf::kernels {
 

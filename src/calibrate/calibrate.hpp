@@ -66,9 +66,9 @@ struct CalibrationOptions {
   // calibrator) for the layer weights and the input amax; null: all over the host
   // communicator. Results are the same either way.
   dist::Communicator* device_comm = nullptr;
-  // CUDA backend: FP32-accurate linear inputs (unless --cuda-bf16-inputs), and the GPU layer's expert
-  // cache and section profiling (the job fills those from QF_EXPERT_CACHE / QF_PROFILE; results
-  // do not depend on them).
+  // CUDA backend: FP32-accurate linear inputs (unless --cuda-bf16-inputs), and the GPU layer's
+  // expert cache and section profiling (the job fills those from QF_EXPERT_CACHE / QF_PROFILE;
+  // results do not depend on them).
   gpu::DecoderLayerPolicy layer_policy;
   // CPU backend only: record X^T X of the inputs of the linears (calib names) hessian_wanted
   // selects, for --weight-scale gptq | hessian (hessian_recorder.hpp); every rank passes the

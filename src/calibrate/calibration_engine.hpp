@@ -29,12 +29,12 @@ struct LayerStatistics {
 };
 
 struct EngineTimes {
-  double weights_seconds = 0;   // waiting for / exchanging / uploading weights (not overlapped)
+  double weights_seconds = 0;    // waiting for / exchanging / uploading weights (not overlapped)
   double read_wait_seconds = 0;  // of which: waiting for this rank's reads (read-ahead misses)
-  double hook_seconds = 0;      // waiting for the layer-bytes hook (NVFP4 of the layer, queued
-                                // commit) after the forward, which it runs beside
-  double compute_seconds = 0;   // the forward itself
-  uint64_t n_tokens = 0;        // tokens pushed through layers (sum over layers)
+  double hook_seconds = 0;       // waiting for the layer-bytes hook (NVFP4 of the layer, queued
+                                 // commit) after the forward, which it runs beside
+  double compute_seconds = 0;    // the forward itself
+  uint64_t n_tokens = 0;         // tokens pushed through layers (sum over layers)
   uint64_t peak_device_bytes = 0;
 };
 
@@ -47,7 +47,8 @@ class CalibrationEngine {
   // Local (may throw on this rank only: callers wrap it in run_on_all_ranks). Runs the fetched
   // layer over this rank's samples, updating the hidden states, and returns the statistics of
   // `linear_names` (calib order).
-  virtual LayerStatistics compute_layer(int layer, const std::vector<std::string>& linear_names) = 0;
+  virtual LayerStatistics compute_layer(int layer,
+                                        const std::vector<std::string>& linear_names) = 0;
   virtual EngineTimes times() const = 0;
   // Whether compute_layer also returns LayerStatistics::hist (off by default: it costs one more
   // pass over every linear input, and an FP32 copy of each expert's SwiGLU output).

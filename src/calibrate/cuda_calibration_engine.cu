@@ -13,21 +13,21 @@
 #include <map>
 #include <set>
 
+#include "calibrate/calibration_engine.hpp"
+#include "calibrate/layer_arena.hpp"
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
 #include "core/elapsed.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "core/strings.hpp"
+#include "dist/collective_step.hpp"
 #include "dist/nccl_communicator.hpp"
 #include "gpu/device_layer.hpp"
 #include "gpu/gpu_decoder_layer.hpp"
 #include "gpu/hidden_states.hpp"
 #include "gpu/layer_upload.hpp"
 #include "numerics/act_hist_bins.hpp"
-#include "calibrate/calibration_engine.hpp"
-#include "dist/collective_step.hpp"
-#include "calibrate/layer_arena.hpp"
 #include "source/native_weight_loader.hpp"
 
 namespace qf::pipeline {
@@ -54,7 +54,7 @@ struct HostLinear {
 // others never reach the host). The hook asks for this rank's targets, their `.scale`s and
 // their w1/w3 siblings: one owner group (ownership_plan.hpp), so owned in both cases.
 struct HostLayer {
-  std::map<std::string, HostLinear> by_weight;      // checkpoint weight name -> bytes
+  std::map<std::string, HostLinear> by_weight;         // checkpoint weight name -> bytes
   std::map<std::string, std::string> weight_of_scale;  // `.scale` name -> its weight's name
   std::vector<uint8_t> bytes_of(const std::string& name) const {
     const auto s = weight_of_scale.find(name);
@@ -66,7 +66,8 @@ struct HostLayer {
     QF_CHECK(it != by_weight.end(), "tensor", name,
              "is not a linear of the exchanged layer held on this rank's host (with --comm "
              "nccl only the linears this rank owns are)");
-    return {it->second.bytes.begin(), it->second.bytes.begin() + static_cast<int64_t>(it->second.n_stored)};
+    return {it->second.bytes.begin(),
+            it->second.bytes.begin() + static_cast<int64_t>(it->second.n_stored)};
   }
 };
 
@@ -74,8 +75,8 @@ struct HostLayer {
 // uploaded.
 void upload_small(gpu::DeviceLayerWeights& w, const std::string& key, const NativeTensor& t,
                   const std::vector<uint8_t>& bytes) {
-  const std::vector<float> values = decode_source_tensor(t, bytes.data(), bytes.size(),
-                                                         logical_shape(t));
+  const std::vector<float> values =
+      decode_source_tensor(t, bytes.data(), bytes.size(), logical_shape(t));
   if (ends_with(key, "gate.tid2eid")) {
     gpu::upload_tid2eid(w, std::vector<int32_t>(values.begin(), values.end()), t.name);
     return;
@@ -212,9 +213,8 @@ gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBy
     device_comm->broadcast_many(parts, what.c_str());
   }
   // The staging buffer is reused by the next layer: wait for the copies (and broadcasts).
-  run_on_all_ranks(comm, what.c_str(), [&] {
-    QF_CUDA_CHECK(cudaStreamSynchronize(stream), what, "upload");
-  });
+  run_on_all_ranks(comm, what.c_str(),
+                   [&] { QF_CUDA_CHECK(cudaStreamSynchronize(stream), what, "upload"); });
   bind_linears(layout, w, linear_bytes, host);
   return w;
 }

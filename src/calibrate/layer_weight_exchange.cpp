@@ -3,10 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <set>
-#include <tuple>
 #include <map>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include "core/check.hpp"
 #include "dist/collective_step.hpp"
@@ -44,8 +44,7 @@ std::map<std::string, std::vector<uint8_t>> LayerWeightExchange::read_owned(
   for (const auto& name : names) {
     const std::string native = native_weight_name(name, tie);
     const auto it = tensors_.find(native);
-    QF_CHECK(it != tensors_.end(), source_.dir() + ": no tensor", native, "(needed as", name,
-             ")");
+    QF_CHECK(it != tensors_.end(), source_.dir() + ": no tensor", native, "(needed as", name, ")");
     if (plan_.owner_of(native) != comm_.rank() || !seen.insert(native).second) continue;
     to_read.emplace_back(it->second.shard, source_.tensor(native).begin, &it->second);
   }

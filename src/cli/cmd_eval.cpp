@@ -52,7 +52,8 @@ int cmd_eval(const Args& args) {
           "The quantized model is simulated as served (W4A4): NVFP4 weights decoded from OUT,\n"
           "their inputs quantized per 16-element block with the exported input_scale; every other\n"
           "tensor comes from SRC. CPU FP32 reference forward; ranks split the samples.\n"
-          "  mpirun -np 2 quantforge eval --source SRC --out OUT   # -> OUT.quantization_report.json",
+          "  mpirun -np 2 quantforge eval --source SRC --out OUT   # -> "
+          "OUT.quantization_report.json",
           all, {}, args, vm)) {
     return 0;
   }

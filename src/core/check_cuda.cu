@@ -25,8 +25,8 @@ void throw_cublas_error(long rc, const char* statement, const char* file, int li
 void throw_nccl_error(long rc, const char* statement, const char* file, int line,
                       const std::string& message) {
   throw_error("NCCL call failed", statement, file, line,
-              join_message(message, "-", ncclGetErrorString(static_cast<ncclResult_t>(rc)),
-                           "/", ncclGetLastError(nullptr)));
+              join_message(message, "-", ncclGetErrorString(static_cast<ncclResult_t>(rc)), "/",
+                           ncclGetLastError(nullptr)));
 }
 
 }  // namespace qf

@@ -69,8 +69,8 @@ class PinnedBuffer {
   void grow(size_t n_bytes) {
     if (n_bytes <= n_bytes_) return;
     release();
-    QF_CUDA_CHECK(cudaHostAlloc(&ptr_, n_bytes, cudaHostAllocDefault), "cudaHostAlloc of",
-                  n_bytes, "bytes");
+    QF_CUDA_CHECK(cudaHostAlloc(&ptr_, n_bytes, cudaHostAllocDefault), "cudaHostAlloc of", n_bytes,
+                  "bytes");
     n_bytes_ = n_bytes;
   }
   uint8_t* get() const { return static_cast<uint8_t*>(ptr_); }

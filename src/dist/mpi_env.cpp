@@ -39,9 +39,9 @@ MpiEnv::MpiEnv(int* argc, char*** argv) {
   hostname_ = host;
   std::vector<uint64_t> hashes(world_size_);
   uint64_t mine = host_hash(hostname_);
-  QF_MPI_CHECK(MPI_Allgather(&mine, 1, MPI_UINT64_T, hashes.data(), 1, MPI_UINT64_T,
-                             MPI_COMM_WORLD),
-               "all-gather of host hashes");
+  QF_MPI_CHECK(
+      MPI_Allgather(&mine, 1, MPI_UINT64_T, hashes.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
+      "all-gather of host hashes");
   local_rank_ = 0;
   local_size_ = 0;
   for (int r = 0; r < world_size_; ++r) {

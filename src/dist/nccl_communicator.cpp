@@ -213,14 +213,14 @@ void NcclCommunicator::do_broadcast_many(const std::vector<BroadcastPart>& parts
     QF_NCCL_CHECK(ncclGroupStart(), describe("broadcast_many", what), "group start");
     for (size_t i = first; i < last; ++i) {
       const BroadcastPart& p = parts[i];
-      const ncclResult_t rc =
-          ncclBroadcast(p.buf, p.buf, p.n_bytes, ncclUint8, p.root, comm_.get(), comm_stream_.get());
+      const ncclResult_t rc = ncclBroadcast(p.buf, p.buf, p.n_bytes, ncclUint8, p.root, comm_.get(),
+                                            comm_stream_.get());
       if (rc != ncclSuccess) ncclGroupEnd();
       QF_NCCL_CHECK(rc, describe("broadcast_many", what), "(part", i, ",", p.n_bytes,
                     "bytes from root", p.root, ")");
     }
-    QF_NCCL_CHECK(ncclGroupEnd(), describe("broadcast_many", what), "group end (parts", first,
-                  "to", last - 1, ")");
+    QF_NCCL_CHECK(ncclGroupEnd(), describe("broadcast_many", what), "group end (parts", first, "to",
+                  last - 1, ")");
   }
   signal_compute("broadcast_many", what);
 }

@@ -172,10 +172,10 @@ void ModuleErrorRecorder::observe(const std::string& linear_name, const float* x
       const int64_t first_row = t0 * groups + g, stride = groups * n_cols;
       ys.resize(static_cast<size_t>(nt * n_out));
       yq.resize(static_cast<size_t>(nt * n_out));
-      ops::matmul_rows_ref(x + first_row * n_cols, stride, nt, ws->row(g * n_out), n_out,
-                             n_cols, ys.data(), n_out);
-      ops::matmul_rows_ref(xq.data() + first_row * n_cols, stride, nt, wq->row(g * n_out),
-                             n_out, n_cols, yq.data(), n_out);
+      ops::matmul_rows_ref(x + first_row * n_cols, stride, nt, ws->row(g * n_out), n_out, n_cols,
+                           ys.data(), n_out);
+      ops::matmul_rows_ref(xq.data() + first_row * n_cols, stride, nt, wq->row(g * n_out), n_out,
+                           n_cols, yq.data(), n_out);
       parallel_for(nt, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           double err = 0, ref = 0;

@@ -21,10 +21,10 @@
 #include "core/nvtx.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
+#include "core/stop_signal.hpp"
 #include "core/strings.hpp"
 #include "dist/collective_step.hpp"
 #include "formats/async_writer.hpp"
-#include "core/stop_signal.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
@@ -274,7 +274,8 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
       const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
       for (const auto& job : jobs) {
         if (files.count(job.shard)) continue;
-        files.emplace(job.shard, formats::open_for_pwrite(staging + "/" + plan.shards[job.shard].file));
+        files.emplace(job.shard,
+                      formats::open_for_pwrite(staging + "/" + plan.shards[job.shard].file));
       }
       report = write_jobs(plan, source, scales, options.work_dir, std::move(jobs), files,
                           "export (rank 0's share)");

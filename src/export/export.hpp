@@ -6,10 +6,10 @@
 #include <string>
 
 #include "dist/communicator.hpp"
+#include "export/quant_config.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats/staged_output.hpp"
 #include "quantize/input_scales.hpp"
-#include "export/quant_config.hpp"
 #include "quantize/quantize_plan.hpp"
 
 namespace qf::pipeline {

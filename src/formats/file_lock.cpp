@@ -55,7 +55,8 @@ void write_holder(const FileDescriptor& fd) {
 
 std::string LockHolder::describe() const {
   if (pid <= 0) return "";
-  return "pid " + std::to_string(pid) + " on host " + host + (since.empty() ? "" : " since " + since);
+  return "pid " + std::to_string(pid) + " on host " + host +
+         (since.empty() ? "" : " since " + since);
 }
 
 LockHolder read_lock_holder(const std::string& lock_path) {
@@ -69,9 +70,12 @@ LockHolder read_lock_holder(const std::string& lock_path) {
   std::istringstream in(text.substr(0, 4096));
   std::string key;
   while (in >> key) {
-    if (key == "pid") in >> h.pid;
-    else if (key == "host") in >> h.host;
-    else if (key == "since") in >> h.since;
+    if (key == "pid")
+      in >> h.pid;
+    else if (key == "host")
+      in >> h.host;
+    else if (key == "since")
+      in >> h.since;
   }
   struct stat st {};
   h.alive_here = h.pid > 0 && h.host == this_host() &&
@@ -103,7 +107,8 @@ FileDescriptor open_lock_file(const std::string& lock_path, const std::string& w
 // is done (release_and_remove); a process that got the flock of the removed file while waiting
 // must not count as the holder, or two processes could hold "the" lock at once.
 bool still_linked(const FileDescriptor& fd, const std::string& lock_path) {
-  struct stat held {}, named {};
+  struct stat held {
+  }, named{};
   return ::fstat(fd.get(), &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
          held.st_dev == named.st_dev && held.st_ino == named.st_ino;
 }

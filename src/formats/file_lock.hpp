@@ -12,8 +12,8 @@ namespace qf::formats {
 struct LockHolder {
   long pid = 0;
   std::string host;
-  std::string since;  // UTC, ISO 8601
-  bool alive_here = false;  // on this host and /proc/<pid> exists
+  std::string since;             // UTC, ISO 8601
+  bool alive_here = false;       // on this host and /proc/<pid> exists
   std::string describe() const;  // "pid 1234 on host node7 since 2026-12-05T13:05:02Z" or ""
 };
 LockHolder read_lock_holder(const std::string& lock_path);

@@ -97,8 +97,8 @@ FileDescriptor open_for_read(const std::string& path) {
   FileDescriptor owner(fd, path);
   struct stat st {};
   QF_SYS_CHECK(::fstat(fd, &st), path + ":", "cannot stat");
-  QF_CHECK(S_ISREG(st.st_mode), path + ":", "cannot read it: it is", std::string(kind_of(st.st_mode)) + ",",
-           "not a file");
+  QF_CHECK(S_ISREG(st.st_mode), path + ":", "cannot read it: it is",
+           std::string(kind_of(st.st_mode)) + ",", "not a file");
   QF_SYS_CHECK(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK), path + ":",
                "cannot clear O_NONBLOCK");
   return owner;

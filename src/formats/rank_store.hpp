@@ -170,7 +170,7 @@ class RankStore {
 
   std::string dir_;
   StoreManifest manifest_;
-  FileLock lock_;  // held in stores made by create()
+  FileLock lock_;                        // held in stores made by create()
   std::shared_ptr<NotedDigests> noted_;  // shared_ptr: the store stays movable
 };
 

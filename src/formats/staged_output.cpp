@@ -64,7 +64,8 @@ bool is_mount_point(const std::string& dir) {
       return true;
     }
   }
-  struct stat self {}, up {};
+  struct stat self {
+  }, up{};
   return ::stat(real.c_str(), &self) == 0 && ::stat(real.parent_path().c_str(), &up) == 0 &&
          self.st_dev != up.st_dev;
 }
@@ -117,9 +118,9 @@ std::vector<NamedPath> StagedOutput::written_paths(const std::string& final_dir)
 StagedOutput StagedOutput::claim(const std::string& final_dir) {
   check_final_dir(final_dir);
   const std::string staging = staging_dir_for(final_dir);
-  FileLock lock = FileLock::acquire(staging + ".lock", "output " + trimmed(final_dir),
-                                    "two runs must not write one output directory",
-                                    lock_wait_seconds());
+  FileLock lock =
+      FileLock::acquire(staging + ".lock", "output " + trimmed(final_dir),
+                        "two runs must not write one output directory", lock_wait_seconds());
   StagedOutput out(trimmed(final_dir), std::move(lock));
   check_final_dir(final_dir);  // again: the holder we may have waited for may have finished it
   return out;
@@ -128,10 +129,9 @@ StagedOutput StagedOutput::claim(const std::string& final_dir) {
 StagedOutput StagedOutput::claim_existing(const std::string& final_dir) {
   std::error_code ec;
   QF_CHECK(fs::is_directory(final_dir, ec), "output", final_dir, "is not an existing directory");
-  FileLock lock = FileLock::acquire(staging_dir_for(final_dir) + ".lock",
-                                    "output " + trimmed(final_dir),
-                                    "two runs must not write one output directory",
-                                    lock_wait_seconds());
+  FileLock lock =
+      FileLock::acquire(staging_dir_for(final_dir) + ".lock", "output " + trimmed(final_dir),
+                        "two runs must not write one output directory", lock_wait_seconds());
   return StagedOutput(trimmed(final_dir), std::move(lock));
 }
 
@@ -143,8 +143,8 @@ void StagedOutput::create_staging() {
   std::error_code ec;
   if (fs::exists(staging_dir_, ec)) {
     QF_CHECK(fs::exists(staging_dir_ + "/" + kMarkerName, ec), staging_dir_,
-             "exists but was not made by a quantforge run for", final_dir_,
-             "(no", std::string(kMarkerName) + " marker): it may hold someone's data or a",
+             "exists but was not made by a quantforge run for", final_dir_, "(no",
+             std::string(kMarkerName) + " marker): it may hold someone's data or a",
              "complete export whose final move failed; move or remove it yourself");
     log_warn("removing ", staging_dir_, " left behind by an earlier, unfinished run");
     fs::remove_all(staging_dir_, ec);
@@ -172,8 +172,8 @@ void StagedOutput::commit() {
     for (const auto& entry : fs::directory_iterator(staging_dir_, ec)) {
       const fs::path to = fs::path(final_dir_) / entry.path().filename();
       fs::rename(entry.path(), to, ec);
-      QF_CHECK(!ec, "cannot move", entry.path().string(), "to", to.string(), ":", ec.message(),
-               ";", finish_by_hand);
+      QF_CHECK(!ec, "cannot move", entry.path().string(), "to", to.string(), ":", ec.message(), ";",
+               finish_by_hand);
     }
     QF_CHECK(!ec, "cannot list", staging_dir_, ":", ec.message(), ";", finish_by_hand);
     fs::remove(staging_dir_, ec);
@@ -181,9 +181,8 @@ void StagedOutput::commit() {
     fsync_dir(final_dir_);
   } else {
     if (fs::exists(final_dir_, ec)) {
-      QF_CHECK(fs::is_directory(final_dir_, ec) && fs::is_empty(final_dir_, ec),
-               "output directory", final_dir_, "appeared and is not empty while the job ran;",
-               finish_by_hand);
+      QF_CHECK(fs::is_directory(final_dir_, ec) && fs::is_empty(final_dir_, ec), "output directory",
+               final_dir_, "appeared and is not empty while the job ran;", finish_by_hand);
       fs::remove(final_dir_, ec);
       QF_CHECK(!ec, "cannot replace empty output directory", final_dir_, ":", ec.message(), ";",
                finish_by_hand);

@@ -4,8 +4,8 @@
 
 #include "core/check.hpp"
 #include "core/cuda_raii.hpp"
-#include "kernels/dequant.cuh"
 #include "gpu/block_dequantizer.hpp"
+#include "kernels/dequant.cuh"
 
 namespace qf::gpu {
 namespace {

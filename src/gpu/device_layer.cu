@@ -1,7 +1,6 @@
 // DeviceLayerWeights lookups and the per-linear dequant to BF16 scratch.
-#include "gpu/device_layer.hpp"
-
 #include "core/check.hpp"
+#include "gpu/device_layer.hpp"
 #include "kernels/dequant.cuh"
 
 namespace qf::gpu {
@@ -15,8 +14,8 @@ const DeviceLinear& DeviceLayerWeights::linear(const std::string& name) const {
 const float* DeviceLayerWeights::f32(const std::string& name, int64_t n_values) const {
   const auto it = small.find(name);
   QF_CHECK(it != small.end(), "layer", layer, ": no tensor", name, "on the GPU");
-  QF_CHECK(static_cast<int64_t>(it->second.values.n_elems()) >= n_values, "layer", layer, ":",
-           name, "has", it->second.values.n_elems(), "values, the forward needs", n_values);
+  QF_CHECK(static_cast<int64_t>(it->second.values.n_elems()) >= n_values, "layer", layer, ":", name,
+           "has", it->second.values.n_elems(), "values, the forward needs", n_values);
   return it->second.values.get();
 }
 

@@ -18,8 +18,8 @@ void gemm_bf16(const CublasHandle& h, const uint16_t* x, int64_t ldx, const uint
                int64_t ldy, int64_t m, int64_t n, int64_t k, float beta = 0.0f);
 
 // The same in FP32 (x, w, y FP32; contiguous rows).
-void gemm_f32(const CublasHandle& h, const float* x, const float* w, float* y, int64_t m,
-              int64_t n, int64_t k);
+void gemm_f32(const CublasHandle& h, const float* x, const float* w, float* y, int64_t m, int64_t n,
+              int64_t k);
 
 // Block-diagonal grouped projection (attention wo_a): for g in [0, groups):
 //   y[:, g*n : (g+1)*n] = x[:, g*k : (g+1)*k] * w[g*n : (g+1)*n, :]^T

@@ -1,14 +1,13 @@
 // GpuDecoderLayer (see the header): set-up, the workspace table, the shared helpers, mHC and the
 // layer's op sequence; the attention and MoE blocks are gpu_decoder_layer_attention.cu and
 // gpu_decoder_layer_moe.cu. Each step names the CPU reference function it mirrors.
-#include "gpu/gpu_decoder_layer.hpp"
-
 #include <iterator>
 #include <regex>
 
 #include "core/check.hpp"
 #include "core/nvtx.hpp"
 #include "gpu/gemm.hpp"
+#include "gpu/gpu_decoder_layer.hpp"
 #include "kernels/forward/act_histogram.cuh"
 #include "kernels/forward/bf16_planes.cuh"
 #include "kernels/forward/forward_ops.cuh"
@@ -181,9 +180,8 @@ void GpuDecoderLayer::observe_and_cast(const float* x, int64_t n_rows, int64_t n
 }
 
 void GpuDecoderLayer::write_lower_planes(const float* x, const int32_t* row_index,
-                                         const int32_t* row_count, int64_t n_rows,
-                                         int64_t n_cols, uint16_t* out,
-                                         int64_t plane_stride, cudaStream_t stream) {
+                                         const int32_t* row_count, int64_t n_rows, int64_t n_cols,
+                                         uint16_t* out, int64_t plane_stride, cudaStream_t stream) {
   if (n_planes() == 1 || n_rows == 0) return;
   kernels::Bf16PlanesParams p;
   p.x = x;
@@ -212,9 +210,9 @@ void GpuDecoderLayer::weight_into(const DeviceLayerWeights& w, const std::string
   const DeviceLinear& lin = w.linear(name);
   const uint16_t* got = linear_as_bf16(lin, out, stream);
   if (got != out) {
-    QF_CUDA_CHECK(cudaMemcpyAsync(out, got, lin.n_rows * lin.n_cols * 2, cudaMemcpyDeviceToDevice,
-                                  stream),
-                  "copy of BF16 weight", name);
+    QF_CUDA_CHECK(
+        cudaMemcpyAsync(out, got, lin.n_rows * lin.n_cols * 2, cudaMemcpyDeviceToDevice, stream),
+        "copy of BF16 weight", name);
   }
 }
 

@@ -1,8 +1,8 @@
 // One DeepSeek V4 decoder layer on the GPU for calibration (CUDA backend): the same forward as
 // model::decoder_layer_forward (transformers 5.17 DeepseekV4DecoderLayer), with activations in
 // FP32, linear inputs cast to BF16 for cuBLAS GEMMs (FP32 accumulate; or split into three BF16
-// planes for FP32-accurate products, DecoderLayerPolicy::fp32_linear_inputs), weights dequantized from
-// source precision right before their GEMM, and the input amax of every linear recorded in
+// planes for FP32-accurate products, DecoderLayerPolicy::fp32_linear_inputs), weights dequantized
+// from source precision right before their GEMM, and the input amax of every linear recorded in
 // device "amax slots" (kernels/forward/forward_ops.cuh) before the cast; on request also the
 // |input| histogram of every slot (kernels/forward/act_histogram.cuh).
 // Owns: the layer's op sequence, its activation workspace (one buffer table), the observation
@@ -66,7 +66,7 @@ struct ObservationSlots {
     kNumFixed
   };
   static int expert_in(int expert) { return kNumFixed + expert; }  // experts.E.w1/w3
-  static int expert_hidden(int expert, int n_experts) {             // experts.E.w2
+  static int expert_hidden(int expert, int n_experts) {            // experts.E.w2
     return kNumFixed + n_experts + expert;
   }
   static int count(int n_experts) { return kNumFixed + 2 * n_experts; }
@@ -191,8 +191,7 @@ class GpuDecoderLayer {
   void observe_and_cast(const float* x, int64_t n_rows, int64_t n_cols, uint32_t* amax_bits,
                         int slot, uint16_t* out_bf16);
   // Histogram of x [n_rows, n_cols] into `slot` on `stream` (no-op when hist_ is null).
-  void observe_hist(const float* x, int64_t n_rows, int64_t n_cols, int slot,
-                    cudaStream_t stream);
+  void observe_hist(const float* x, int64_t n_rows, int64_t n_cols, int slot, cudaStream_t stream);
 
   // ---- mHC (gpu_decoder_layer.cu) ----
   void hc_pre(const DeviceLayerWeights& w, const std::string& site, const float* hidden,

@@ -1,10 +1,9 @@
 // DeviceHiddenStates (hidden_states.hpp).
-#include "gpu/hidden_states.hpp"
-
 #include <utility>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "gpu/hidden_states.hpp"
 
 namespace qf::gpu {
 

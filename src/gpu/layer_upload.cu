@@ -1,12 +1,11 @@
 // Small-tensor uploads, arena linear binding and the pinned arena staging (layer_upload.hpp).
-#include "gpu/layer_upload.hpp"
-
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "core/check.hpp"
 #include "core/nvtx.hpp"
+#include "gpu/layer_upload.hpp"
 
 namespace qf::gpu {
 

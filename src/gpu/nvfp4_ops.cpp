@@ -48,7 +48,8 @@ Nvfp4OpsPool::Nvfp4OpsPool(dist::ComputeBackend backend, int n_workers) {
   if (n_workers <= 0) {
     // CUDA: a few streams hide each other's copies; more only add scratch and contention.
     const int64_t threads = thread_count();
-    n_workers = static_cast<int>(backend == dist::ComputeBackend::kCpu ? threads : std::min<int64_t>(8, threads));
+    n_workers = static_cast<int>(
+        backend == dist::ComputeBackend::kCpu ? threads : std::min<int64_t>(8, threads));
   }
   for (int i = 0; i < std::max(1, n_workers); ++i) ops_.push_back(make_nvfp4_ops(backend));
 }

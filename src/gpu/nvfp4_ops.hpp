@@ -43,10 +43,10 @@ class Nvfp4Ops {
 // Nvfp4Ops remembers that device and may then be used from any thread.
 std::unique_ptr<Nvfp4Ops> make_nvfp4_ops(dist::ComputeBackend backend);
 
-// One Nvfp4Ops per worker of quantize_owned_targets (quantize/quantize_weights): the targets of a layer are independent,
-// so workers quantize them concurrently (CUDA: one stream and scratch each, so one worker's
-// copies overlap another's kernels and host work). n_workers <= 0: the default for the backend
-// (CPU: thread_count(); CUDA: up to 8).
+// One Nvfp4Ops per worker of quantize_owned_targets (quantize/quantize_weights): the targets of a
+// layer are independent, so workers quantize them concurrently (CUDA: one stream and scratch each,
+// so one worker's copies overlap another's kernels and host work). n_workers <= 0: the default for
+// the backend (CPU: thread_count(); CUDA: up to 8).
 class Nvfp4OpsPool {
  public:
   explicit Nvfp4OpsPool(dist::ComputeBackend backend, int n_workers = 0);

@@ -88,9 +88,9 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
     d.packed = upload(in_a_, p.packed, n / 2);
     d.e8m0 = upload(in_b_, p.e8m0, n / 32);
     d.e8m0_max = reinterpret_cast<const uint32_t*>(upload(small_, p.e8m0_max, 4, 0));
-    d.e8m0_max_pair = p.e8m0_max_pair
-                          ? reinterpret_cast<const uint32_t*>(upload(small_, p.e8m0_max_pair, 4, 16))
-                          : nullptr;
+    d.e8m0_max_pair =
+        p.e8m0_max_pair ? reinterpret_cast<const uint32_t*>(upload(small_, p.e8m0_max_pair, 4, 16))
+                        : nullptr;
     out_a_.grow(n / 2);
     out_b_.grow(n / 16);
     d.out_packed = out_a_.get();
@@ -110,9 +110,9 @@ class CudaNvfp4Ops final : public Nvfp4Ops {
   // Copies n bytes of host `src` into `buf` (grown) at `offset`; returns the device pointer.
   uint8_t* upload(DeviceBuffer<uint8_t>& buf, const void* src, uint64_t n, uint64_t offset = 0) {
     buf.grow(std::max<uint64_t>(offset + n, &buf == &small_ ? 256 : 1));
-    QF_CUDA_CHECK(cudaMemcpyAsync(buf.get() + offset, src, n, cudaMemcpyHostToDevice,
-                                  stream_.get()),
-                  "NVFP4 input upload of", n, "bytes");
+    QF_CUDA_CHECK(
+        cudaMemcpyAsync(buf.get() + offset, src, n, cudaMemcpyHostToDevice, stream_.get()),
+        "NVFP4 input upload of", n, "bytes");
     return buf.get() + offset;
   }
   void download(void* dst, const void* src, uint64_t n) {

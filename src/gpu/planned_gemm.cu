@@ -1,12 +1,11 @@
 // PlannedGemm (planned_gemm.hpp): cuBLASLt with a per-bucket algorithm cache.
-#include "gpu/planned_gemm.hpp"
-
 #include <limits>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/nvtx.hpp"
 #include "gpu/gemm.hpp"
+#include "gpu/planned_gemm.hpp"
 
 namespace qf::gpu {
 namespace {
@@ -40,12 +39,12 @@ PlannedGemm::PlannedGemm(cudaStream_t stream) : stream_(stream) {
   QF_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                   "cublasLtMatmulDescCreate");
   const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  QF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
-                                                 sizeof(trans_a)),
-                  "matmul desc TRANSA");
-  QF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
-                                                 sizeof(trans_b)),
-                  "matmul desc TRANSB");
+  QF_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)),
+      "matmul desc TRANSA");
+  QF_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)),
+      "matmul desc TRANSB");
   workspace_.grow(kWorkspaceBytes);
   QF_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference_), "cublasLtMatmulPreferenceCreate");
   const uint64_t ws = kWorkspaceBytes;
@@ -55,10 +54,10 @@ PlannedGemm::PlannedGemm(cudaStream_t stream) : stream_(stream) {
   // No split-K reductions: one algorithm per bucket must give the same bits on every run (a
   // resume compares calibration records bit for bit).
   const uint32_t no_reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
-  QF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-                      preference_, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &no_reduction,
-                      sizeof(no_reduction)),
-                  "preference reduction scheme");
+  QF_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(preference_, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                           &no_reduction, sizeof(no_reduction)),
+      "preference reduction scheme");
   for (const auto attr :
        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
@@ -101,8 +100,8 @@ const PlannedGemm::Plan& PlannedGemm::plan_for(const Key& key) {
 }
 
 void PlannedGemm::bf16(const CublasHandle& fallback, const uint16_t* x, int64_t ldx,
-                       const uint16_t* w, float* y, int64_t ldy, int64_t m, int64_t n,
-                       int64_t k, float beta) {
+                       const uint16_t* w, float* y, int64_t ldy, int64_t m, int64_t n, int64_t k,
+                       float beta) {
   QF_NVTX_RANGE("planned_gemm_bf16");
   if (m == 0) return;
   const bool ok_layout = aligned(x) && aligned(w) && aligned(y) && (ldx * 2) % kAlignment == 0 &&
@@ -112,8 +111,8 @@ void PlannedGemm::bf16(const CublasHandle& fallback, const uint16_t* x, int64_t 
     Layout a(CUDA_R_16BF, k, n, k), b(CUDA_R_16BF, k, m, ldx), c(CUDA_R_32F, n, m, ldy);
     const float one = 1.0f;
     const cublasStatus_t st =
-        cublasLtMatmul(lt_, desc_, &one, w, a.get, x, b.get, &beta, y, c.get, y, c.get,
-                       &plan->algo, workspace_.get(), kWorkspaceBytes, stream_);
+        cublasLtMatmul(lt_, desc_, &one, w, a.get, x, b.get, &beta, y, c.get, y, c.get, &plan->algo,
+                       workspace_.get(), kWorkspaceBytes, stream_);
     if (st == CUBLAS_STATUS_SUCCESS) return;
     // The planned algorithm declined this m (checked before launching: nothing was written).
     QF_CHECK(st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE,

@@ -1,11 +1,10 @@
 // SectionTimer: cudaEvents between marks, summed per section name.
-#include "gpu/section_timer.hpp"
-
 #include <algorithm>
 #include <cstdio>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "gpu/section_timer.hpp"
 
 namespace qf::gpu {
 

@@ -16,10 +16,10 @@
 namespace qf::pipeline {
 namespace {
 
-// The CUDA layer's policy: FP32-accurate linear inputs unless --cuda-bf16-inputs, and from the environment, read here at the top of
-// the job only (kept for backward compatibility, docs/CUDA_BACKEND.md): QF_EXPERT_CACHE=0 turns the per-layer BF16
-// expert cache off; QF_PROFILE=1 (any value but empty or starting with 0) logs GPU time per
-// section of each layer.
+// The CUDA layer's policy: FP32-accurate linear inputs unless --cuda-bf16-inputs, and from the
+// environment, read here at the top of the job only (kept for backward compatibility,
+// docs/CUDA_BACKEND.md): QF_EXPERT_CACHE=0 turns the per-layer BF16 expert cache off; QF_PROFILE=1
+// (any value but empty or starting with 0) logs GPU time per section of each layer.
 gpu::DecoderLayerPolicy decoder_layer_policy(const QuantizeOptions& options) {
   gpu::DecoderLayerPolicy policy;
   policy.fp32_linear_inputs = !options.cuda_bf16_linear_inputs;

@@ -24,8 +24,8 @@ void check_quantize_paths(const QuantizeOptions& options);
 
 // The calibration inputs, loaded once and validated before any file is created.
 struct CalibrationInputs {
-  std::optional<CalibrationSet> set;    // the token set (synthetic or --calib)
-  std::map<std::string, float> amax;    // --amax-file
+  std::optional<CalibrationSet> set;  // the token set (synthetic or --calib)
+  std::map<std::string, float> amax;  // --amax-file
 };
 
 // Loads what the run will calibrate from (nothing for --export-only): the --calib file against

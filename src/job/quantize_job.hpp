@@ -43,7 +43,7 @@ struct QuantizeOptions {
   int seq_len = 256;
   uint64_t seed = 0;
   int calib_batch = 4;  // sequences per calibration forward (memory; cuda: last-bit effects)
-  bool cpu_bf16_linear_inputs = false;  // CalibrationOptions::cpu_bf16_linear_inputs
+  bool cpu_bf16_linear_inputs = false;   // CalibrationOptions::cpu_bf16_linear_inputs
   bool cuda_bf16_linear_inputs = false;  // not gpu::DecoderLayerPolicy::fp32_linear_inputs
   // Clipping amax of the input scales (act_scale.hpp); non-max methods need the calibration's
   // histograms (recorded by either backend, not by an --amax-file).

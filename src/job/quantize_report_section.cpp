@@ -39,9 +39,9 @@ json quantize_report_section(const QuantizeOptions& options, const QuantizeRepor
   } else if (previous.contains("quantize") && previous["quantize"].is_object()) {
     lossless = previous["quantize"].value("lossless_cast", json());
   }
-  const char* mode = options.export_only ? (options.shard.empty() ? "export-only"
-                                                                  : "export-only --shard")
-                                         : (options.resume ? "resume" : "run");
+  const char* mode = options.export_only
+                         ? (options.shard.empty() ? "export-only" : "export-only --shard")
+                         : (options.resume ? "resume" : "run");
   json out = {{"tool", std::string("quantforge ") + QF_VERSION},
               {"source", options.in_dir},
               {"out", options.out_dir},

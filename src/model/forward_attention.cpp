@@ -26,7 +26,8 @@ std::vector<float> attention_forward(const ModelConfig& c, int layer, const Atte
   const std::string p = "layers." + std::to_string(layer) + ".attn.";
   const int64_t n_tokens = n_seqs * seq_len, nh = c.num_attention_heads, hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  const ops::RopeTable rope = ops::make_rope_table(c.rope_for_layer(layer), hd, c.max_position_embeddings);
+  const ops::RopeTable rope =
+      ops::make_rope_table(c.rope_for_layer(layer), hd, c.max_position_embeddings);
 
   // q: wq_a -> q_norm (weighted) -> wq_b -> per-head unweighted RMSNorm -> RoPE.
   std::vector<float> q_residual =
@@ -80,7 +81,8 @@ std::vector<float> attention_forward(const ModelConfig& c, int layer, const Atte
   std::vector<float> low(n_tokens * groups * rank);
   for (int64_t g = 0; g < groups; ++g) {  // group g of every token against its rows of wo_a
     ops::matmul_rows_ref(attn.data() + g * group_in, groups * group_in, n_tokens,
-                    w.wo_a.row(g * rank), rank, group_in, low.data() + g * rank, groups * rank);
+                         w.wo_a.row(g * rank), rank, group_in, low.data() + g * rank,
+                         groups * rank);
   }
   return linear_forward(p + "wo_b", low.data(), n_tokens, w.wo_b, observer, bf16_linear_inputs);
 }

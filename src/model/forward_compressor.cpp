@@ -28,8 +28,8 @@ std::vector<float> pool_sequence(const float* kv, const float* gate, int64_t seq
   const int64_t width = overlapping ? 2 * head_dim : head_dim;
   QF_CHECK(w.ape.n_rows == rate && w.ape.n_cols == width, "compressor ape is", w.ape.n_rows, "x",
            w.ape.n_cols, "expected", rate, "x", width);
-  return ops::compress_sequence(kv, gate, seq_len, w.ape.data.data(), w.norm.data(), rate,
-                                head_dim, overlapping, rope, eps);
+  return ops::compress_sequence(kv, gate, seq_len, w.ape.data.data(), w.norm.data(), rate, head_dim,
+                                overlapping, rope, eps);
 }
 
 }  // namespace
@@ -93,16 +93,17 @@ CompressedKv compressor_forward(const ModelConfig& c, int layer, const Attention
   for (float& v : iweights) v *= weights_scaling;
   for (int b = 0; b < n_seqs; ++b) {
     for (int64_t t = 0; t < seq_len; ++t) {
-      ops::apply_rope_trailing_n(iq.data() + (b * seq_len + t) * inh * ihd, inh, ihd, irope, t, false);
+      ops::apply_rope_trailing_n(iq.data() + (b * seq_len + t) * inh * ihd, inh, ihd, irope, t,
+                                 false);
     }
   }
   for (int b = 0; b < n_seqs; ++b) {
     const std::vector<float> keys =
         pool_sequence(ikv.data() + b * seq_len * 2 * ihd, igate.data() + b * seq_len * 2 * ihd,
                       seq_len, iw.compressor, rate, ihd, true, irope, eps);
-    const std::vector<uint8_t> vis =
-        ops::indexer_select(iq.data() + b * seq_len * inh * ihd, iweights.data() + b * seq_len * inh,
-                       keys.data(), seq_len, out.n_entries, inh, ihd, rate, c.index_topk);
+    const std::vector<uint8_t> vis = ops::indexer_select(
+        iq.data() + b * seq_len * inh * ihd, iweights.data() + b * seq_len * inh, keys.data(),
+        seq_len, out.n_entries, inh, ihd, rate, c.index_topk);
     std::copy(vis.begin(), vis.end(), out.visible.begin() + b * seq_len * out.n_entries);
   }
   return out;

@@ -11,11 +11,11 @@ LayerFlops layer_flops_per_token(const ModelConfig& c, int layer, int64_t seq_le
   const double L = double(seq_len);
   LayerFlops f;
   double macs = 0;
-  macs += 2 * (hc * d) * (2 + hc) * hc;          // two mHC sites: mixes GEMM
-  macs += d * ql + ql * nh * hd + d * hd;         // wq_a, wq_b, wkv
-  macs += nh * hd * double(c.o_lora_rank);        // wo_a (block-diagonal: each group once)
+  macs += 2 * (hc * d) * (2 + hc) * hc;                    // two mHC sites: mixes GEMM
+  macs += d * ql + ql * nh * hd + d * hd;                  // wq_a, wq_b, wkv
+  macs += nh * hd * double(c.o_lora_rank);                 // wo_a (block-diagonal: each group once)
   macs += double(c.o_groups) * double(c.o_lora_rank) * d;  // wo_b
-  macs += d * c.n_routed_experts;                 // router
+  macs += d * c.n_routed_experts;                          // router
   const double expert_macs = (c.num_experts_per_tok + c.n_shared_experts) * 3 * d * inter;
   macs += expert_macs;
   // Attention core: a query at position t sees min(window, t + 1) keys; averaged over t.
@@ -25,7 +25,7 @@ LayerFlops layer_flops_per_token(const ModelConfig& c, int layer, int64_t seq_le
   const int rate = c.compress_ratio(layer);
   if (rate > 0) {
     const double width = c.has_indexer(layer) ? 2 * hd : hd;
-    macs += 2 * d * width;                        // compressor wkv, wgate
+    macs += 2 * d * width;                                          // compressor wkv, wgate
     const double n_causal_avg = std::max(0.0, (L / rate - 1) / 2);  // entries complete before t
     avg_entries = n_causal_avg;
     if (c.has_indexer(layer)) {

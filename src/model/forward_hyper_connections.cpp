@@ -58,7 +58,8 @@ void hc_pre(const ModelConfig& c, const HyperConnectionWeights& w, const float* 
       for (int64_t k = 0; k < hc * hc; ++k) {
         logits[k] = m[2 * hc + k] * comb_scale + base[2 * hc + k];
       }
-      ops::sinkhorn_comb(logits.data(), hc, c.hc_sinkhorn_iters, hc_eps, mix->comb.data() + t * hc * hc);
+      ops::sinkhorn_comb(logits.data(), hc, c.hc_sinkhorn_iters, hc_eps,
+                         mix->comb.data() + t * hc * hc);
       const float* x = hidden + t * hc * dim;
       float* out = collapsed->data() + t * dim;
       for (int64_t d = 0; d < dim; ++d) {

@@ -23,7 +23,6 @@ struct Tensor2D {
 // y[n_rows, w.n_rows] = x[n_rows, w.n_cols] * w^T, FP32 with 8-way partial sums per dot product.
 void matmul_ref(const float* x, int64_t n_rows, const Tensor2D& w, float* y);
 
-
 // Observes x under `name` (if observer is non-null), applies the observer's input transform to
 // a copy of x if it has one (LinearInputObserver::transforms_inputs), then returns x * w^T.
 // With bf16_inputs the product uses x rounded to BF16 (RNE) as the CUDA backend's GEMMs do (the

@@ -96,8 +96,8 @@ ExpertWeights load_expert(const Source& loader, const std::string& prefix, const
 
 }  // namespace
 
-LazyExperts::LazyExperts(WeightLoader loader, std::string prefix, int64_t n_experts,
-                         int64_t hidden, int64_t intermediate)
+LazyExperts::LazyExperts(WeightLoader loader, std::string prefix, int64_t n_experts, int64_t hidden,
+                         int64_t intermediate)
     : loader_(std::move(loader)),
       prefix_(std::move(prefix)),
       n_experts_(n_experts),
@@ -177,8 +177,8 @@ static LayerWeights load_layer(const ModelConfig& c, int layer, const Source& lo
     m.gate_bias = load(loader, p + "ffn.gate.bias", {n_exp});
   }
   if (loader.lazy_experts) {
-    m.lazy = std::make_shared<LazyExperts>(loader.loader, p + "ffn.experts.", n_exp,
-                                           c.hidden_size, c.moe_intermediate_size);
+    m.lazy = std::make_shared<LazyExperts>(loader.loader, p + "ffn.experts.", n_exp, c.hidden_size,
+                                           c.moe_intermediate_size);
   } else {
     m.experts.reserve(n_exp);
     for (int64_t e = 0; e < n_exp; ++e) {

@@ -83,9 +83,9 @@ class LazyExperts {
 };
 
 struct MoeWeights {
-  Tensor2D gate;                 // [n_routed_experts, hidden]: router weight
-  std::vector<float> gate_bias;  // [n_routed_experts] (top-k layers: selection-only bias)
-  std::vector<int32_t> tid2eid;  // [vocab, top_k] (hash layers)
+  Tensor2D gate;                       // [n_routed_experts, hidden]: router weight
+  std::vector<float> gate_bias;        // [n_routed_experts] (top-k layers: selection-only bias)
+  std::vector<int32_t> tid2eid;        // [vocab, top_k] (hash layers)
   std::vector<ExpertWeights> experts;  // every routed expert; empty when `lazy` holds them
   std::shared_ptr<LazyExperts> lazy;   // set by load_layer_weights(..., lazy_experts = true)
   ExpertWeights shared;

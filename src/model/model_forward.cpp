@@ -31,7 +31,7 @@ std::vector<float> final_hidden(const ModelConfig& c, const GlobalWeights& g,
   const int64_t n_tokens = static_cast<int64_t>(hidden.size()) / (c.hc_mult * c.hidden_size);
   std::vector<float> out = hc_head_collapse(c, g, hidden.data(), n_tokens);
   ops::rms_norm_rows(out.data(), n_tokens, c.hidden_size, g.norm.data(),
-                static_cast<float>(c.rms_norm_eps));
+                     static_cast<float>(c.rms_norm_eps));
   return out;
 }
 

@@ -14,8 +14,9 @@
 namespace qf::ops {
 
 std::vector<float> compress_sequence(const float* kv, const float* gate, int64_t seq_len,
-                                     const float* ape, const float* norm, int64_t rate, int64_t head_dim,
-                                     bool overlapping, const RopeTable& rope, float eps) {
+                                     const float* ape, const float* norm, int64_t rate,
+                                     int64_t head_dim, bool overlapping, const RopeTable& rope,
+                                     float eps) {
   const int64_t width = overlapping ? 2 * head_dim : head_dim;
   const int64_t n_windows = seq_len / rate;
   const int64_t n_slots = overlapping ? 2 * rate : rate;
@@ -38,8 +39,7 @@ std::vector<float> compress_sequence(const float* kv, const float* gate, int64_t
             slot_logit[j] = neg_inf;
           }
           slot_kv[rate + j] = kv[row * width + head_dim + d];
-          slot_logit[rate + j] =
-              gate[row * width + head_dim + d] + ape[j * width + head_dim + d];
+          slot_logit[rate + j] = gate[row * width + head_dim + d] + ape[j * width + head_dim + d];
         } else {
           slot_kv[j] = kv[row * width + d];
           slot_logit[j] = gate[row * width + d] + ape[j * width + d];

@@ -18,10 +18,12 @@ namespace qf::ops {
 //    first-half channels (Ca, gate + ape[:, :hd]) and window w's second half (Cb); window 0's
 //    Ca slots are empty (weight 0).
 // ape [rate, width] (width = head_dim, or 2*head_dim when overlapping) is added to the gate
-// logits; norm [head_dim]. Then RMSNorm(norm weight) and RoPE on the trailing rope dims at position w * rate.
+// logits; norm [head_dim]. Then RMSNorm(norm weight) and RoPE on the trailing rope dims at position
+// w * rate.
 std::vector<float> compress_sequence(const float* kv, const float* gate, int64_t seq_len,
-                                     const float* ape, const float* norm, int64_t rate, int64_t head_dim,
-                                     bool overlapping, const RopeTable& rope, float eps);
+                                     const float* ape, const float* norm, int64_t rate,
+                                     int64_t head_dim, bool overlapping, const RopeTable& rope,
+                                     float eps);
 
 // Indexer scores of one sequence: score[t][w] = sum_h weights[t,h] * relu(q[t,h] . k[w]) *
 // index_head_dim^-0.5 (q, k roped; weights already scaled by index_n_heads^-0.5), then top-k

@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-
 namespace qf::ops {
 
 // One entry of config.rope_parameters ("main" or "compress").

@@ -26,14 +26,13 @@
 // what r reads for one layer and the NVFP4 results it writes for it.
 #include "plan/plan_report.hpp"
 
-#include "model/forward_flops.hpp"
-
 #include <algorithm>
 #include <map>
 
 #include "core/check.hpp"
 #include "core/int_math.hpp"
 #include "core/log.hpp"
+#include "model/forward_flops.hpp"
 
 namespace qf::pipeline {
 
@@ -185,8 +184,8 @@ void add_calibration_compute(const model::ModelConfig& config, PlanReport& repor
     if (opt.calib_tflops > 0) {
       const double attention_rate =
           opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops;
-      report.calib_compute_seconds += tokens * (f.linears / (opt.calib_tflops * 1e12) +
-                                                f.attention / (attention_rate * 1e12));
+      report.calib_compute_seconds +=
+          tokens * (f.linears / (opt.calib_tflops * 1e12) + f.attention / (attention_rate * 1e12));
     }
   }
   report.calib_compute_seconds /= double(opt.world_size);

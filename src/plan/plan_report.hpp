@@ -90,7 +90,7 @@ struct PlanReport {
   int slowest_rank = 0;
   // Calibration compute (options.calib_tflops > 0): every rank runs its share of the samples
   // through every layer; the layer's weights stream in while the previous layer computes.
-  double calib_flops = 0.0;          // the whole calibration set through the regular layers
+  double calib_flops = 0.0;            // the whole calibration set through the regular layers
   double calib_compute_seconds = 0.0;  // sum over layers of flops / rate, / world
   double total_seconds = 0.0;          // job_seconds + calib_compute_seconds (no overlap credit)
   std::vector<std::pair<std::string, int>> owners;  // filled when options.with_owners

@@ -149,9 +149,12 @@ nlohmann::json plan_report_json(const PlanReport& report) {
   const dist::PlanBalance& bal = report.balance;
   nlohmann::json j;
   j["source"] = report.source;
-  j["options"] = {{"ranks", opt.world_size},          {"ranks_per_node", opt.ranks_per_node},
-                  {"read_gbps", opt.read_gbps},       {"write_gbps", opt.write_gbps},
-                  {"samples", opt.samples},           {"seq_len", opt.seq_len},
+  j["options"] = {{"ranks", opt.world_size},
+                  {"ranks_per_node", opt.ranks_per_node},
+                  {"read_gbps", opt.read_gbps},
+                  {"write_gbps", opt.write_gbps},
+                  {"samples", opt.samples},
+                  {"seq_len", opt.seq_len},
                   {"recipe", recipes().name(opt.recipe)}};
   j["totals"] = {{"n_src_tensors", report.n_src_tensors},
                  {"src_bytes", report.src_bytes},

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include "calibrate/act_histogram.hpp"
 #include "core/check.hpp"
 #include "numerics/e2m1.hpp"
 #include "numerics/nvfp4.hpp"
-#include "calibrate/act_histogram.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -109,12 +109,14 @@ float mse_clip(const std::vector<int64_t>& hist, float amax) {
   return best;
 }
 
-float select_clip_amax(const ActScaleMethod& method, const std::vector<int64_t>& hist,
-                       float amax) {
+float select_clip_amax(const ActScaleMethod& method, const std::vector<int64_t>& hist, float amax) {
   switch (method.kind) {
-    case ActScaleMethod::kMax: return amax;
-    case ActScaleMethod::kPercentile: return percentile_clip(hist, amax, method.percentile);
-    case ActScaleMethod::kMse: return mse_clip(hist, amax);
+    case ActScaleMethod::kMax:
+      return amax;
+    case ActScaleMethod::kPercentile:
+      return percentile_clip(hist, amax, method.percentile);
+    case ActScaleMethod::kMse:
+      return mse_clip(hist, amax);
   }
   return amax;
 }

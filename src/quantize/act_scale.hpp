@@ -28,8 +28,7 @@ std::string act_scale_name(const ActScaleMethod& method);
 
 // The clipping amax of one linear: amax itself for kMax, for an empty histogram (no count) or
 // amax 0; otherwise the method's choice, always in (0, amax]. hist: kActHistBins counts.
-float select_clip_amax(const ActScaleMethod& method, const std::vector<int64_t>& hist,
-                       float amax);
+float select_clip_amax(const ActScaleMethod& method, const std::vector<int64_t>& hist, float amax);
 
 // percentile: the upper edge of the bin holding the ceil(P% * n)-th smallest |x| (zeros
 // included), clamped to amax.

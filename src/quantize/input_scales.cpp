@@ -5,12 +5,12 @@
 #include <limits>
 #include <sstream>
 
+#include "calibrate/act_histogram.hpp"
 #include "core/check.hpp"
 #include "core/log.hpp"
 #include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "numerics/nvfp4.hpp"
-#include "calibrate/act_histogram.hpp"
 
 namespace qf::pipeline {
 namespace {
@@ -117,8 +117,8 @@ std::map<std::string, float> read_amax_file(const std::string& path) {
     const float amax = static_cast<float>(wide);
     QF_CHECK(numerics::is_finite_float(amax) && amax >= 0, path + ":", "amax of", name, "is",
              value.dump(), "(must be finite in float32 and >= 0)");
-    QF_CHECK(amax == 0 || amax >= min_input_amax(), path + ":", "amax of", name, "is",
-             value.dump(), "- below", str_cat(min_input_amax(), ","),
+    QF_CHECK(amax == 0 || amax >= min_input_amax(), path + ":", "amax of", name, "is", value.dump(),
+             "- below", str_cat(min_input_amax(), ","),
              "the smallest amax whose input_scale (amax / 2688) is a normal float32; use 0 for "
              "a module that was never seen");
     out[key] = amax;
@@ -173,8 +173,8 @@ InputScales compute_input_scales(const QuantizePlan& plan,
       value = min_input_amax();
     }
     const float scale = input_scale_of_amax(value);
-    QF_CHECK(std::isnormal(scale) && scale > 0, "input_scale of", module, "is", scale,
-             "(amax", value, "); it must be a normal, positive float32");
+    QF_CHECK(std::isnormal(scale) && scale > 0, "input_scale of", module, "is", scale, "(amax",
+             value, "); it must be a normal, positive float32");
     out.of_module[module] = scale;
   }
   return out;

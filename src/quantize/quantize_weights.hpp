@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/layer_weight_exchange.hpp"
 #include "core/parallel.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats/layer_record.hpp"
 #include "gpu/nvfp4_ops.hpp"
-#include "calibrate/layer_weight_exchange.hpp"
 #include "quantize/quantize_plan.hpp"
 
 namespace qf::pipeline {

@@ -217,10 +217,9 @@ void scan_blocks(const std::vector<float>& x, const std::vector<float>& y,
     acc.source_amax = std::max(acc.source_amax, amax);
     if (double(amax) / (6.0 * double(scale_2)) > block_scale_limit(code)) {
       if (acc.n_scale_too_small++ == 0) {
-        scan.first_small =
-            str_cat("block [", row0 + e0 / n_cols, ", ", (e0 % n_cols) / 16, "]: amax ", amax,
-                    " needs scale >= ", amax / (6.0 * scale_2), " but has ",
-                    numerics::e4m3_to_float(code));
+        scan.first_small = str_cat("block [", row0 + e0 / n_cols, ", ", (e0 % n_cols) / 16,
+                                   "]: amax ", amax, " needs scale >= ", amax / (6.0 * scale_2),
+                                   " but has ", numerics::e4m3_to_float(code));
       }
     }
     const double inv_rel_base = 1.0 / (amax > 0 ? double(amax) : 6.0 * s);
@@ -236,8 +235,8 @@ void scan_blocks(const std::vector<float>& x, const std::vector<float>& y,
       }
       if (!(err <= bound) && acc.n_out_of_bound++ == 0) {
         scan.first_out =
-            str_cat("first [", row0 + (e0 + i) / n_cols, ", ", (e0 + i) % n_cols, "]: decoded ",
-                    yv, " source ", xv, " bound ", bound, " (block scale ", s, ")");
+            str_cat("first [", row0 + (e0 + i) / n_cols, ", ", (e0 + i) % n_cols, "]: decoded ", yv,
+                    " source ", xv, " bound ", bound, " (block scale ", s, ")");
       }
     }
   }
@@ -251,8 +250,7 @@ void scan_lossless(const std::vector<float>& x, const std::vector<float>& y,
   for (int64_t g = 0; g < n / 32; ++g) {
     const uint8_t e = chunk_e8m0[g];
     const int k = numerics::mxfp4_exponent(e);
-    if (e == 0 || k < k_max - numerics::kMxfp4LosslessSpan ||
-        k > numerics::kMxfp4MaxFiniteExponent)
+    if (e == 0 || k < k_max - numerics::kMxfp4LosslessSpan || k > numerics::kMxfp4MaxFiniteExponent)
       continue;
     ++acc.n_lossless_blocks;
     bool exact = true;
@@ -338,8 +336,8 @@ TargetResult check_target(Context& ctx, const Target& target) {
                                    kernels::Nvfp4ScaleLayout::kLinear, y.data()});
     scan_blocks(x, y, chunk_scales, scale_2, row0, n, n_cols, acc, scan);
     if (is_fp4) {
-      scan_lossless(x, y, source.scale().data() + row0 * (n_cols / 32), k_max, row0, n, n_cols,
-                    acc, scan);
+      scan_lossless(x, y, source.scale().data() + row0 * (n_cols / 32), k_max, row0, n, n_cols, acc,
+                    scan);
     }
   }
   acc.mean_rel = acc.n_elems ? scan.sum_rel / double(acc.n_elems) : 0.0;

@@ -200,8 +200,7 @@ int count_mismatches(const formats::LayerRecord& record, const Reference& ref) {
     const auto it = ref.hist[l].find(names[i]);
     const std::vector<int64_t> expected =
         it == ref.hist[l].end() ? std::vector<int64_t>(pipeline::kActHistBins, 0) : it->second;
-    if (!std::equal(expected.begin(), expected.end(),
-                    hist.begin() + i * pipeline::kActHistBins)) {
+    if (!std::equal(expected.begin(), expected.end(), hist.begin() + i * pipeline::kActHistBins)) {
       if (n_wrong < 5) WARN("layer " << l << " " << names[i] << ": histogram differs");
       ++n_wrong;
     }

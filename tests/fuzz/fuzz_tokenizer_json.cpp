@@ -9,7 +9,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   qf::fuzz::expect_ok_or_error([&] {
     const auto json = qf::formats::parse_json_strict(text, "tokenizer.json");
     const auto tok = qf::tokenizer::Tokenizer::from_json(json, "tokenizer.json");
-    (void)tok.encode_with_special_tokens("def f(x):\n    return x  # 42 \xe4\xbd\xa0\xe5\xa5\xbd <|end|>");
+    (void)tok.encode_with_special_tokens(
+        "def f(x):\n    return x  # 42 \xe4\xbd\xa0\xe5\xa5\xbd <|end|>");
   });
   return 0;
 }

@@ -86,8 +86,8 @@ TEST_CASE("act_histogram gpu: plain rows equal the reference exactly", "[gpu][ac
   };
   // Narrow rows (many rows per block), V4-like widths, and rows wider than a block's share
   // (one row per block).
-  const Shape shapes[] = {{1, 1}, {3, 5}, {7, 33}, {1000, 64}, {37, 4096}, {2048, 4096},
-                          {4, 70001}, {129, 2048}};
+  const Shape shapes[] = {{1, 1},     {3, 5},       {7, 33},    {1000, 64},
+                          {37, 4096}, {2048, 4096}, {4, 70001}, {129, 2048}};
   uint32_t seed = 1;
   for (const Shape& s : shapes) {
     const std::vector<float> x = awkward_values(size_t(s.n_rows * s.n_cols), seed++);
@@ -110,7 +110,8 @@ TEST_CASE("act_histogram gpu: plain rows equal the reference exactly", "[gpu][ac
     REQUIRE(count_mismatches(gpu, ref, "counts [slot, bin]", Exact::kBits, kActHistBins) == 0);
     // The reference really counted every value once (so the comparison is not vacuous).
     int64_t added = 0;
-    for (int b = 0; b < kActHistBins; ++b) added += ref[2 * kActHistBins + b] - start[2 * kActHistBins + b];
+    for (int b = 0; b < kActHistBins; ++b)
+      added += ref[2 * kActHistBins + b] - start[2 * kActHistBins + b];
     REQUIRE(added == s.n_rows * s.n_cols);
   }
 }

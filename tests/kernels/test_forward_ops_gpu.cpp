@@ -61,7 +61,7 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng, float std = 1.0f,
     if (!specials) continue;
     if (k == 5) x = std::numeric_limits<float>::infinity();
     if (k == 6) x = -0.0f;
-    if (k == 7) x = 1e-40f;                                          // subnormal
+    if (k == 7) x = 1e-40f;                                                     // subnormal
     if (k == 8) x = bits_to_float((float_to_bits(x) & 0xFFFF0000u) | 0x8000u);  // BF16 tie
   }
   return v;

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "catch_compat.hpp"
-#include "gpu_test_util.hpp"
 #include "core/check.hpp"
 #include "gpu/device_workspace.hpp"
 #include "gpu/layer_upload.hpp"
+#include "gpu_test_util.hpp"
 
 using namespace qf;
 using qf::test::download;

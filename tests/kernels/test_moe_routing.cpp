@@ -39,8 +39,8 @@ constexpr float kWeightRelTol = 1e-5f;
 
 float host_score(RouterScoring scoring, float logit) {
   return ops::router_score(scoring == RouterScoring::kSigmoid ? ops::ScoringFunc::kSigmoid
-                                                                : ops::ScoringFunc::kSqrtSoftplus,
-                             logit);
+                                                              : ops::ScoringFunc::kSqrtSoftplus,
+                           logit);
 }
 
 // Runs launch_route on a copy of the host params p (host pointers) and returns experts, weights

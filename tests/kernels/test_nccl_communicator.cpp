@@ -224,8 +224,8 @@ TEST_CASE("NCCL broadcast_many fills one arena from many roots; amax bits reduce
   arena.upload(host.data());
   std::vector<Communicator::BroadcastPart> parts;
   for (size_t i = 0; i < n_parts; ++i) {
-    parts.push_back({arena.get<uint8_t>() + i * part_bytes, part_bytes,
-                     static_cast<int>(i % n_ranks)});
+    parts.push_back(
+        {arena.get<uint8_t>() + i * part_bytes, part_bytes, static_cast<int>(i % n_ranks)});
   }
   comm->broadcast_many(parts, "gpu broadcast_many");
   comm->synchronize("gpu broadcast_many");

@@ -196,8 +196,7 @@ TEST_CASE("nvfp4 quantize + dequantize: GPU bit-exact vs reference", "[gpu][nvfp
 
 // The kernel's fast path encodes two elements at once from per-scale-byte bounds; this sweeps
 // every finite BF16 magnitude (both signs) under many block scales and three scale_2 values.
-TEST_CASE("nvfp4 quantize: every finite BF16 under many block scales, bit-exact",
-          "[gpu][nvfp4]") {
+TEST_CASE("nvfp4 quantize: every finite BF16 under many block scales, bit-exact", "[gpu][nvfp4]") {
   const float scale_2 = GENERATE(1.0f / 64, 0.01f, 3.3e-5f);
   INFO("scale_2 " << scale_2);
   // Each block: its amax A first, then 15 sweep values of magnitude <= A (alternating sign).

@@ -39,7 +39,8 @@ std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
 
 // y[m, n] (row stride ldy) = x[m, k] (stride ldx) w[n, k]^T in double; bound = sum |x||w|.
 void reference(const std::vector<uint16_t>& x, int64_t ldx, const std::vector<uint16_t>& w,
-               int64_t m, int64_t n, int64_t k, std::vector<double>* y, std::vector<double>* bound) {
+               int64_t m, int64_t n, int64_t k, std::vector<double>* y,
+               std::vector<double>* bound) {
   y->assign(m * n, 0.0);
   bound->assign(m * n, 0.0);
   for (int64_t i = 0; i < m; ++i) {

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "core/check.hpp"
-#include "formats/checkpoint_dir.hpp"
 #include "eval/nvfp4_export_tensors.hpp"
+#include "formats/checkpoint_dir.hpp"
 
 using namespace qf;
 using json = nlohmann::json;

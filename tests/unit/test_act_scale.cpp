@@ -7,10 +7,10 @@
 #include <random>
 #include <vector>
 
+#include "calibrate/act_histogram.hpp"
 #include "catch_compat.hpp"
 #include "formats/layer_record.hpp"
 #include "kernels/forward/act_histogram.cuh"
-#include "calibrate/act_histogram.hpp"
 #include "quantize/act_scale.hpp"
 #include "quantize/input_scales.hpp"
 

@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/calibration_data.hpp"
 #include "catch_compat.hpp"
-#include "error_test_util.hpp"
 #include "core/check.hpp"
+#include "error_test_util.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats_test_util.hpp"
 #include "model/presets.hpp"
-#include "calibrate/calibration_data.hpp"
 
 using namespace qf;
 using formats::test::TempDir;
@@ -104,11 +104,11 @@ TEST_CASE("JSONL: arrays and input_ids objects, blank lines skipped, cut to seq_
   TempDir tmp;
   const std::string path = tmp.file("calib.jsonl");
   REQUIRE_WRITE_TEXT(path,
-             "[1, 2, 3, 4, 5]\n"
-             "\n"
-             "{\"input_ids\": [6, 7, 8, 9], \"text\": \"ignored\"}\n"
-             "  \r\n"
-             "[10, 11, 12, 13, 14, 15]\n");
+                     "[1, 2, 3, 4, 5]\n"
+                     "\n"
+                     "{\"input_ids\": [6, 7, 8, 9], \"text\": \"ignored\"}\n"
+                     "  \r\n"
+                     "[10, 11, 12, 13, 14, 15]\n");
   const CalibrationSet set = load_calibration_set(path, 0, 4, 16);
   CHECK(set.n_samples == 3);
   CHECK(set.token_ids == std::vector<int64_t>{1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13});

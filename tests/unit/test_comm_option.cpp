@@ -5,9 +5,9 @@
 #include <string>
 
 #include "catch_compat.hpp"
-#include "error_test_util.hpp"
 #include "core/check.hpp"
 #include "dist/compute_backend.hpp"
+#include "error_test_util.hpp"
 
 using namespace qf;
 using qf::dist::CommChoice;

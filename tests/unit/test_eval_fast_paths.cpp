@@ -143,7 +143,7 @@ TEST_CASE("blocked matmul: every element is its dot_ref, strided rows, any threa
         ThreadsEnv env(threads);
         std::vector<float> y(n_rows * y_stride, -1.0f);
         ops::matmul_rows_ref(x.data(), x_stride, n_rows, w.data(), w_rows, n_cols, y.data(),
-                               y_stride);
+                             y_stride);
         bool all_equal = true;
         for (int64_t r = 0; r < n_rows; ++r) {
           for (int64_t o = 0; o < y_stride; ++o) {

@@ -101,7 +101,7 @@ TEST_CASE("rope_ref: ops::apply_rope_trailing_n at (r % period) * step", "[forwa
     rope_ref(p);
     for (int64_t r = 0; r < n_rows; ++r) {
       ops::apply_rope_trailing_n(want.data() + r * n_vecs * dim, n_vecs, dim, table,
-                                   (r % period) * step, inverse);
+                                 (r % period) * step, inverse);
     }
     CHECK(count_mismatches(got, want, "rope") == 0);
     // Independent double check of one row/vector: nope channels untouched, pairs rotated.
@@ -255,8 +255,7 @@ TEST_CASE("hc_pre_ref from the model's mixes equals model::hc_pre", "[forward_op
 
   // The mixes GEMM as model/ does it: unweighted RMSNorm of the flattened streams, then fn^T.
   std::vector<float> flat = hidden;
-  ops::rms_norm_rows(flat.data(), n_tokens, hc * dim, nullptr,
-                       static_cast<float>(c.rms_norm_eps));
+  ops::rms_norm_rows(flat.data(), n_tokens, hc * dim, nullptr, static_cast<float>(c.rms_norm_eps));
   std::vector<float> mixes(n_tokens * w.fn.n_rows);
   model::matmul_ref(flat.data(), n_tokens, w.fn, mixes.data());
 

@@ -128,8 +128,9 @@ TEST_CASE("check_amax_modules: keys must be modules of the checkpoint", "[input_
   auto one_bad = amax;
   one_bad["layers.0.ffn.experts.0.w4"] = 1.0f;
   CHECK(contains(error_of([&] { check_amax_modules(plan, one_bad, "f.json"); }),
-                 "1 of " + std::to_string(one_bad.size()) + " keys name no module of the "
-                 "checkpoint (no <key>.weight tensor): layers.0.ffn.experts.0.w4"));
+                 "1 of " + std::to_string(one_bad.size()) +
+                     " keys name no module of the "
+                     "checkpoint (no <key>.weight tensor): layers.0.ffn.experts.0.w4"));
   // Modules of the checkpoint the recipe does not quantize: accepted (warning), unless the
   // file names no target at all.
   std::map<std::string, float> attention_only = {{"layers.0.attn.wq_a", 2.0f}};

@@ -10,22 +10,22 @@
 #include <string>
 #include <vector>
 
-#include "catch_compat.hpp"
-#include "error_test_util.hpp"
-#include "core/check.hpp"
-#include "core/log.hpp"
-#include "formats/checkpoint_dir.hpp"
-#include "formats_test_util.hpp"
-#include "tiny_checkpoint_util.hpp"
-#include "model/forward_decoder_layer.hpp"
-#include "model/layer_weights.hpp"
-#include "model/presets.hpp"
 #include "calibrate/calibrate.hpp"
 #include "calibrate/layer_arena.hpp"
 #include "calibrate/layer_weight_exchange.hpp"
-#include "synthetic/make_tiny.hpp"
+#include "catch_compat.hpp"
+#include "core/check.hpp"
+#include "core/log.hpp"
+#include "error_test_util.hpp"
+#include "formats/checkpoint_dir.hpp"
+#include "formats_test_util.hpp"
+#include "model/forward_decoder_layer.hpp"
+#include "model/layer_weights.hpp"
+#include "model/presets.hpp"
 #include "quantize/quantize_plan.hpp"
 #include "quantize/quantize_weights.hpp"
+#include "synthetic/make_tiny.hpp"
+#include "tiny_checkpoint_util.hpp"
 
 using namespace qf;
 using namespace qf::pipeline;
@@ -115,10 +115,10 @@ std::string tiny_checkpoint(const formats::test::TempDir& dir) {
 }  // namespace
 
 TEST_CASE("arena_weight_names: every calib linear but the router, as .weight", "[arena]") {
-  const auto names = arena_weight_names(
-      {"layers.0.attn.wq_a", "layers.0.ffn.gate", "layers.0.ffn.experts.1.w2"});
-  CHECK(names == std::set<std::string>{"layers.0.attn.wq_a.weight",
-                                       "layers.0.ffn.experts.1.w2.weight"});
+  const auto names =
+      arena_weight_names({"layers.0.attn.wq_a", "layers.0.ffn.gate", "layers.0.ffn.experts.1.w2"});
+  CHECK(names ==
+        std::set<std::string>{"layers.0.attn.wq_a.weight", "layers.0.ffn.experts.1.w2.weight"});
 }
 
 TEST_CASE("layer_arena_layout: request order, aligned slots, scales after codes, owner runs",
@@ -157,8 +157,8 @@ TEST_CASE("layer_arena_layout: request order, aligned slots, scales after codes,
     // w1 and w3 of one expert: one owner group, so one run covers both.
     CHECK(a.slots[2].owner == a.slots[3].owner);
     // The same offsets for every world size: only the owners depend on the plan.
-    const ArenaLayout one = layer_arena_layout(2, forward, tensors, false, arena,
-                                               source_ownership_plan(all, 1));
+    const ArenaLayout one =
+        layer_arena_layout(2, forward, tensors, false, arena, source_ownership_plan(all, 1));
     CHECK(one.n_bytes == a.n_bytes);
     CHECK(one.runs.size() == 1);
     for (size_t i = 0; i < a.slots.size(); ++i) CHECK(one.slots[i].offset == a.slots[i].offset);
@@ -167,14 +167,15 @@ TEST_CASE("layer_arena_layout: request order, aligned slots, scales after codes,
   // Errors name the tensor and the reason.
   NativeTensorIndex bad = tensors;
   bad["layers.2.attn.wo_b.weight"].stored.dtype = DType::kF32;
-  CHECK(error_of([&] { layer_arena_layout(2, forward, bad, false, arena, plan); })
-            .find("layers.2.attn.wo_b.weight is F32") != std::string::npos);
+  CHECK(error_of([&] {
+          layer_arena_layout(2, forward, bad, false, arena, plan);
+        }).find("layers.2.attn.wo_b.weight is F32") != std::string::npos);
   CHECK(error_of([&] {
           layer_arena_layout(2, {forward.begin(), forward.end() - 1}, tensors, false, arena, plan);
-        }).find("layers.2.ffn.experts.0.w3.weight is not among the weights") !=
-        std::string::npos);
-  CHECK(error_of([&] { layer_arena_layout(3, forward, tensors, false, arena, plan); })
-            .find("is not in layer 3") != std::string::npos);
+        }).find("layers.2.ffn.experts.0.w3.weight is not among the weights") != std::string::npos);
+  CHECK(error_of([&] {
+          layer_arena_layout(3, forward, tensors, false, arena, plan);
+        }).find("is not in layer 3") != std::string::npos);
 }
 
 TEST_CASE("layer_arena_layout on make-tiny: every linear, rank-count independent offsets",
@@ -247,7 +248,8 @@ TEST_CASE("quantize_owned_targets asks a rank only for tensors it owns", "[arena
   set_log_level(LogLevel::kWarn);  // one info line per quantized tensor otherwise
   formats::test::TempDir dir;
   const formats::CheckpointDir source(tiny_checkpoint(dir));
-  gpu::Nvfp4OpsPool ops(dist::ComputeBackend::kCpu, 3);  // bytes_of is called from 3 workers at once
+  gpu::Nvfp4OpsPool ops(dist::ComputeBackend::kCpu,
+                        3);  // bytes_of is called from 3 workers at once
   for (const Recipe recipe : {Recipe::kExperts, Recipe::kFull}) {
     for (const int world : {1, 2, 3}) {
       // requantize reads the w1/w3 sibling's weight too (its amax), not only its scale.

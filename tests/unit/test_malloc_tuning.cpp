@@ -10,8 +10,7 @@
 #include <malloc.h>
 #endif
 
-TEST_CASE("keep_freed_memory_for_reuse: large blocks from the heap, kept after free",
-          "[malloc]") {
+TEST_CASE("keep_freed_memory_for_reuse: large blocks from the heap, kept after free", "[malloc]") {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
   constexpr size_t kBytes = size_t{64} << 20;  // above glibc's 32 MB mmap-threshold ceiling
   const auto mapped_blocks = [] { return mallinfo2().hblks; };
@@ -30,7 +29,7 @@ TEST_CASE("keep_freed_memory_for_reuse: large blocks from the heap, kept after f
   CHECK(mapped_blocks() == before);  // from the heap now
   std::free(p);
   const size_t kept = mallinfo2().fordblks;  // free bytes held by malloc
-  CHECK(kept >= kBytes);                      // not trimmed back to the system
+  CHECK(kept >= kBytes);                     // not trimmed back to the system
 #else
   SUCCEED("not glibc >= 2.33: nothing to check");
 #endif

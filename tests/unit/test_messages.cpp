@@ -67,7 +67,7 @@ TEST_CASE("not_a_regular_file says what a path is", "[messages]") {
   CHECK(contains(error_of([&] { formats::read_file_bytes(fifo); }), "it is a FIFO"));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
   CHECK(contains(error_of([&] { formats::read_file_bytes(dir); }), "it is a directory"));
-  CHECK(contains(error_of([&] { formats::read_file_bytes(tmp.file("loop-a")); }),
-                 "a symlink loop"));
+  CHECK(
+      contains(error_of([&] { formats::read_file_bytes(tmp.file("loop-a")); }), "a symlink loop"));
   CHECK(formats::read_file_bytes(tmp.file("good-link")) == "x");
 }

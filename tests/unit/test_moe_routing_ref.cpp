@@ -117,7 +117,7 @@ RouteParams route_params(const model::ModelConfig& c, int layer, const model::Mo
   p.top_k = c.num_experts_per_tok;
   p.vocab = c.vocab_size;
   p.scoring = c.scoring_func == ops::ScoringFunc::kSigmoid ? RouterScoring::kSigmoid
-                                                             : RouterScoring::kSqrtSoftplus;
+                                                           : RouterScoring::kSqrtSoftplus;
   p.routed_scaling = static_cast<float>(c.routed_scaling_factor);
   return p;
 }

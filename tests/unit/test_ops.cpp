@@ -1,6 +1,6 @@
-// Unit checks of the reference forward's ops (src/ops) and the router around them against hand-computed or independently computed
-// (double precision, naive loop) values: RMSNorm, RoPE/YaRN, Sinkhorn, router, SwiGLU clamp,
-// sink attention, compressor pooling and indexer top-k.
+// Unit checks of the reference forward's ops (src/ops) and the router around them against
+// hand-computed or independently computed (double precision, naive loop) values: RMSNorm,
+// RoPE/YaRN, Sinkhorn, router, SwiGLU clamp, sink attention, compressor pooling and indexer top-k.
 #include <cmath>
 #include <random>
 #include <tuple>
@@ -233,8 +233,8 @@ TEST_CASE("compressor pooling: HCA windows and CSA overlap", "[forward]") {
                              kv[(row - rate) * width + d]});
           }
           const int64_t off = overlap ? D : 0;
-          slots.push_back({gate[row * width + off + d] + ape[j * width + off + d],
-                           kv[row * width + off + d]});
+          slots.push_back(
+              {gate[row * width + off + d] + ape[j * width + off + d], kv[row * width + off + d]});
         }
         double denom = 0, num = 0;
         for (auto& s : slots) denom += std::exp(s.first);

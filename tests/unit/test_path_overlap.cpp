@@ -73,8 +73,9 @@ TEST_CASE("check_not_inside names both options, both paths and why", "[formats][
   });
   CHECK(contains(message, "--work " + tmp.file("in/w") + " is inside --in " + tmp.file("in")));
   CHECK(contains(message, "because"));
-  const std::string same = error_of(
-      [&] { check_not_inside({"--out", tmp.file("in/")}, {"--in", tmp.file("in")}, "x"); });
+  const std::string same = error_of([&] {
+    check_not_inside({"--out", tmp.file("in/")}, {"--in", tmp.file("in")}, "x");
+  });
   CHECK(contains(same, "is the same path as --in"));
   CHECK(error_of([&] {
           check_not_inside({"--work", tmp.file("w")}, {"--in", tmp.file("in")}, "x");

@@ -10,9 +10,9 @@
 #include "formats_test_util.hpp"
 #include "model/presets.hpp"
 #include "model/tensor_table.hpp"
-#include "synthetic/make_tiny.hpp"
 #include "plan/plan_report.hpp"
 #include "source/checkpoint_tensors.hpp"
+#include "synthetic/make_tiny.hpp"
 
 using namespace qf;
 using model::ModelTensor;

@@ -5,13 +5,13 @@
 #include <string>
 
 #include "catch_compat.hpp"
-#include "error_test_util.hpp"
 #include "core/log.hpp"
+#include "error_test_util.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats_test_util.hpp"
-#include "tiny_checkpoint_util.hpp"
 #include "quantize/quantize_plan.hpp"
 #include "quantize/quantize_weights.hpp"
+#include "tiny_checkpoint_util.hpp"
 
 using namespace qf;
 using namespace qf::pipeline;
@@ -41,9 +41,9 @@ TEST_CASE("quantize_owned_targets: any number of workers gives the same record",
             QuantizeStats s1, s4;
             const auto r1 = quantize_owned_targets(plan, source, layer, rank, &s1, one);
             const auto r4 = quantize_owned_targets(plan, source, layer, rank, &s4, four);
-            INFO(recipes().name(recipe) << " world " << world << " expert weights "
-                                        << expert_weights_modes().name(mode) << " layer " << layer
-                                        << " rank " << rank);
+            INFO(recipes().name(recipe)
+                 << " world " << world << " expert weights " << expert_weights_modes().name(mode)
+                 << " layer " << layer << " rank " << rank);
             CHECK(r1 == r4);  // tensors in the same order, same bytes; same i64 cast counts
             CHECK(s1.n_targets == s4.n_targets);
             CHECK(s1.n_blocks_lossless == s4.n_blocks_lossless);

@@ -10,8 +10,8 @@
 #include "catch_compat.hpp"
 #include "core/check.hpp"
 #include "formats/rank_store.hpp"
-#include "formats_test_util.hpp"
 #include "formats/store_committer.hpp"
+#include "formats_test_util.hpp"
 #include "rank_store_test_util.hpp"
 
 using namespace qf;

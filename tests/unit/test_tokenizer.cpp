@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "catch_compat.hpp"
-#include "error_test_util.hpp"
-#include "core/check.hpp"
-#include "formats_test_util.hpp"
 #include "calibrate/calibration_data.hpp"
+#include "catch_compat.hpp"
+#include "core/check.hpp"
+#include "error_test_util.hpp"
+#include "formats_test_util.hpp"
 #include "tokenizer/byte_level.hpp"
 #include "tokenizer/text_calibration.hpp"
 #include "tokenizer/tokenizer.hpp"

@@ -9,8 +9,9 @@
 
 namespace qf::test {
 
-inline pipeline::MakeTinyOptions tiny_options(const std::string& out_dir, model::WeightFormat format,
-                                              int n_shards, uint64_t seed) {
+inline pipeline::MakeTinyOptions tiny_options(const std::string& out_dir,
+                                              model::WeightFormat format, int n_shards,
+                                              uint64_t seed) {
   pipeline::MakeTinyOptions options;
   options.config = model::preset_config("tiny");
   options.format = format;
