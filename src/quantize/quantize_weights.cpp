@@ -136,6 +136,67 @@ double search_error(gpu::Nvfp4Ops& ops, const std::vector<float>& x, int64_t n_r
   return error;
 }
 
+// The per-tensor weight_scale_2 among numerics::kNvfp4Scale2Candidates whose searched block
+// scales give the least error over the tensor and its w1/w3 sibling (x_pair, same X^T X).
+int best_scale_2_candidate(gpu::Nvfp4Ops& ops, const NativeTensor& t, const std::vector<float>& x,
+                           const std::vector<float>& x_pair, float amax,
+                           numerics::Nvfp4BlockSearch search, const std::vector<double>& h_blocks,
+                           int64_t group_rows) {
+  // The sibling reads the same input (w1/w3): the same X^T X, one group.
+  const int64_t pair_rows = x_pair.empty() ? 0 : int64_t(x_pair.size()) / t.n_cols;
+  int best = 0;
+  double best_error = 0;
+  for (int c = 0; c < numerics::kNvfp4Scale2Candidates; ++c) {
+    const float scale_2 = numerics::nvfp4_scale_2_candidate(amax, c);
+    double error = search_error(ops, x, t.n_rows, t.n_cols, scale_2, search, h_blocks, group_rows);
+    if (pair_rows > 0) {
+      error += search_error(ops, x_pair, pair_rows, t.n_cols, scale_2, search, h_blocks, pair_rows);
+    }
+    if (c == 0 || error < best_error) best = c, best_error = error;
+  }
+  return best;
+}
+
+// GPTQ over each row group of x with its X^T X (h): codes and block scales into packed/scale.
+// Returns the blocks whose scale is not the max-mapped one of the original weights.
+uint64_t gptq_quantize(gpu::Nvfp4Ops& ops, const NativeTensor& t, const Hessian& h,
+                       const std::vector<float>& x, int64_t group_rows, float scale_2,
+                       numerics::Nvfp4BlockSearch search, std::vector<uint8_t>& packed,
+                       std::vector<uint8_t>& scale) {
+  const int64_t n = h.n, nn = n * n;
+  std::vector<double> u(static_cast<size_t>(nn));
+  for (int g = 0; g < h.n_groups; ++g) {
+    int n_retries = 0;
+    bool identity = false;
+    ops.gptq_inverse_factor(
+        {h.data.data() + g * nn, n, kernels::kGptqDefaultDamp, u.data(), &n_retries, &identity});
+    if (identity || n_retries > 0) {
+      log_warn("tensor ", t.name, " group ", g, ": X^T X + 1% damping is not positive definite",
+               identity ? "; GPTQ falls back to plain rounding" : "",
+               identity ? "" : str_cat("; damping raised 10x ", n_retries, " time(s)"));
+    }
+    kernels::Nvfp4GptqParams p;
+    p.w = x.data() + g * group_rows * n;
+    p.n_rows = group_rows;
+    p.n_cols = n;
+    p.u = u.data();
+    p.scale_2 = scale_2;
+    p.search = search;
+    p.packed = packed.data() + g * group_rows * n / 2;
+    p.scale = scale.data() + g * group_rows * n / 16;
+    ops.nvfp4_gptq_quantize(p);
+  }
+  uint64_t n_moved = 0;
+  for (int64_t b = 0; b < int64_t(scale.size()); ++b) {
+    float block_amax = 0;
+    for (int i = 0; i < numerics::kNvfp4BlockSize; ++i) {
+      block_amax = std::max(block_amax, std::fabs(x[b * 16 + i]));
+    }
+    n_moved += scale[b] != numerics::nvfp4_block_scale(block_amax, scale_2) ? 1 : 0;
+  }
+  return n_moved;
+}
+
 // --weight-scale other than max (weight_scale.hpp): weight_scale_2 = the candidate
 // (numerics/nvfp4_search.hpp) of least error summed over the tensor and its w1/w3 sibling (so
 // both pick the same value: the sum is the same either way round), then the searched block
@@ -170,19 +231,8 @@ void quantize_searched(const QuantizePlan& plan, const NativeTensor& t, const st
                                              h_blocks.data() + g * per_group);
     }
   }
-  // The sibling reads the same input (w1/w3): the same X^T X, one group.
-  const int64_t pair_rows = x_pair.empty() ? 0 : int64_t(x_pair.size()) / t.n_cols;
 
-  int best = 0;
-  double best_error = 0;
-  for (int c = 0; c < numerics::kNvfp4Scale2Candidates; ++c) {
-    const float scale_2 = numerics::nvfp4_scale_2_candidate(amax, c);
-    double error = search_error(ops, x, t.n_rows, t.n_cols, scale_2, search, h_blocks, group_rows);
-    if (pair_rows > 0) {
-      error += search_error(ops, x_pair, pair_rows, t.n_cols, scale_2, search, h_blocks, pair_rows);
-    }
-    if (c == 0 || error < best_error) best = c, best_error = error;
-  }
+  const int best = best_scale_2_candidate(ops, t, x, x_pair, amax, search, h_blocks, group_rows);
   const float scale_2 = numerics::nvfp4_scale_2_candidate(amax, best);
   QF_CHECK(numerics::is_finite_float(scale_2) && scale_2 > 0, "tensor", t.name,
            "got weight_scale_2", scale_2);
@@ -192,37 +242,7 @@ void quantize_searched(const QuantizePlan& plan, const NativeTensor& t, const st
   double error = 0;
   const bool gptq = method == WeightScale::kGptq && has_h;
   if (gptq) {
-    const int64_t n = h.n, nn = n * n;
-    std::vector<double> u(static_cast<size_t>(nn));
-    for (int g = 0; g < h.n_groups; ++g) {
-      int n_retries = 0;
-      bool identity = false;
-      ops.gptq_inverse_factor(
-          {h.data.data() + g * nn, n, kernels::kGptqDefaultDamp, u.data(), &n_retries, &identity});
-      if (identity || n_retries > 0) {
-        log_warn("tensor ", t.name, " group ", g, ": X^T X + 1% damping is not positive definite",
-                 identity ? "; GPTQ falls back to plain rounding" : "",
-                 identity ? "" : str_cat("; damping raised 10x ", n_retries, " time(s)"));
-      }
-      kernels::Nvfp4GptqParams p;
-      p.w = x.data() + g * group_rows * n;
-      p.n_rows = group_rows;
-      p.n_cols = n;
-      p.u = u.data();
-      p.scale_2 = scale_2;
-      p.search = search;
-      p.packed = packed.data() + g * group_rows * n / 2;
-      p.scale = scale.data() + g * group_rows * n / 16;
-      ops.nvfp4_gptq_quantize(p);
-    }
-    // Blocks whose scale is not the max-mapped one of the original weights.
-    for (int64_t b = 0; b < int64_t(scale.size()); ++b) {
-      float block_amax = 0;
-      for (int i = 0; i < numerics::kNvfp4BlockSize; ++i) {
-        block_amax = std::max(block_amax, std::fabs(x[b * 16 + i]));
-      }
-      n_moved += scale[b] != numerics::nvfp4_block_scale(block_amax, scale_2) ? 1 : 0;
-    }
+    n_moved = gptq_quantize(ops, t, h, x, group_rows, scale_2, search, packed, scale);
   } else {
     kernels::Nvfp4SearchQuantizeParams p;
     p.x = x.data();
