@@ -30,7 +30,11 @@ int cmd_validate(const Args& args) {
       ("json", po::value(&run.json_path),
        "also write the full report (every check and tensor) as JSON to this file")  //
       ("work", po::value(&run.work_dir),
-       "also verify the run's per-rank HDF5 stores (every committed file's size and XXH64)");
+       "also verify the run's per-rank HDF5 stores (every committed file's size and XXH64)")  //
+      ("report", po::value(&run.report_path),
+       "merge the verdict (section \"validate\") into this quantization report and redraw its "
+       "text and page; default: OUT.quantization_report.json when it exists")  //
+      ("no-report", po::bool_switch(&run.no_report), "leave every quantization report alone");
   add_common_options(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -49,7 +53,7 @@ int cmd_validate(const Args& args) {
           options, {}, args, vm)) {
     return 0;
   }
-  refuse_empty_values(vm, {"source", "out", "work", "json"}, "validate");
+  refuse_empty_values(vm, {"source", "out", "work", "json", "report"}, "validate");
   pipeline::run_validate(run, std::cout);
   return 0;
 }

@@ -19,7 +19,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kMarkerName = ".quantforge-staging";
+// STAGING.marker beside STAGING (staged_output.hpp); kLegacyMarkerName inside STAGING is how
+// runs before 2026-12 marked it (still recognised as stale staging).
+constexpr const char* kMarkerSuffix = ".marker";
+constexpr const char* kLegacyMarkerName = ".quantforge-staging";
 constexpr const char* kInsideName = ".quantforge.partial";
 
 void fsync_dir(const std::string& dir) {
@@ -112,7 +115,8 @@ std::vector<NamedPath> StagedOutput::written_paths(const std::string& final_dir)
   const std::string staging = staging_dir_for(final_dir);
   return {{"--out", final_dir},
           {"the staging directory", staging},
-          {"the output lock file", staging + ".lock"}};
+          {"the output lock file", staging + ".lock"},
+          {"the staging marker", staging + kMarkerSuffix}};
 }
 
 StagedOutput StagedOutput::claim(const std::string& final_dir) {
@@ -141,57 +145,70 @@ StagedOutput::~StagedOutput() {
 
 void StagedOutput::create_staging() {
   std::error_code ec;
+  const std::string marker = staging_dir_ + kMarkerSuffix;
   if (fs::exists(staging_dir_, ec)) {
-    QF_CHECK(fs::exists(staging_dir_ + "/" + kMarkerName, ec), staging_dir_,
-             "exists but was not made by a quantforge run for", final_dir_, "(no",
-             std::string(kMarkerName) + " marker): it may hold someone's data or a",
-             "complete export whose final move failed; move or remove it yourself");
+    QF_CHECK(fs::exists(marker, ec) || fs::exists(staging_dir_ + "/" + kLegacyMarkerName, ec),
+             staging_dir_, "exists but was not made by a quantforge run for", final_dir_, "(no",
+             marker, "marker): it may hold someone's data or a complete export whose final",
+             "move failed; move or remove it yourself");
     log_warn("removing ", staging_dir_, " left behind by an earlier, unfinished run");
     fs::remove_all(staging_dir_, ec);
     QF_CHECK(!ec, "cannot remove stale staging directory", staging_dir_, ":", ec.message());
   }
+  // The marker first: a crash between the two leaves a marker without a directory (harmless),
+  // never a directory without its marker (which no later run would dare to remove).
+  const std::string marker_text = "staging of " + final_dir_ + "\n";
+  FileDescriptor marker_fd = open_for_write(marker);
+  pwrite_full(marker_fd, marker_text.data(), marker_text.size(), 0);
+  marker_fd.close();
   fs::create_directories(staging_dir_, ec);
   QF_CHECK(!ec, "cannot create staging directory", staging_dir_, ":", ec.message());
   created_ = true;
-  const std::string marker_text = "staging of " + final_dir_ + "\n";
-  FileDescriptor marker = open_for_write(staging_dir_ + "/" + kMarkerName);
-  pwrite_full(marker, marker_text.data(), marker_text.size(), 0);
-  marker.close();
 }
 
 void StagedOutput::commit() {
-  const std::string marker = staging_dir_ + "/" + kMarkerName;
-  remove_file_noexcept(marker);
+  // The marker (beside STAGING, so it never moves into OUT) stays until OUT is in place: a crash
+  // before that leaves stale staging that the next run removes and redoes. When the move fails,
+  // the marker goes first, so that the complete result it leaves in STAGING is never removed.
+  const std::string marker = staging_dir_ + kMarkerSuffix;
   fsync_dir(staging_dir_);
   complete_ = true;
   const std::string finish_by_hand =
       "the complete result is in " + staging_dir_ + "; move it into place yourself";
   std::error_code ec;
+  auto keep_staging_unless = [&](bool ok) {
+    if (!ok) remove_file_noexcept(marker);
+    return ok;
+  };
   if (staging_dir_ == final_dir_ + "/" + kInsideName) {
     // OUT is a mount point: move every entry up one level, then drop the empty staging dir.
     for (const auto& entry : fs::directory_iterator(staging_dir_, ec)) {
       const fs::path to = fs::path(final_dir_) / entry.path().filename();
       fs::rename(entry.path(), to, ec);
-      QF_CHECK(!ec, "cannot move", entry.path().string(), "to", to.string(), ":", ec.message(), ";",
-               finish_by_hand);
+      QF_CHECK(keep_staging_unless(!ec), "cannot move", entry.path().string(), "to", to.string(),
+               ":", ec.message(), ";", finish_by_hand);
     }
-    QF_CHECK(!ec, "cannot list", staging_dir_, ":", ec.message(), ";", finish_by_hand);
+    QF_CHECK(keep_staging_unless(!ec), "cannot list", staging_dir_, ":", ec.message(), ";",
+             finish_by_hand);
     fs::remove(staging_dir_, ec);
     QF_CHECK(!ec, "cannot remove", staging_dir_, ":", ec.message());
     fsync_dir(final_dir_);
   } else {
     if (fs::exists(final_dir_, ec)) {
-      QF_CHECK(fs::is_directory(final_dir_, ec) && fs::is_empty(final_dir_, ec), "output directory",
-               final_dir_, "appeared and is not empty while the job ran;", finish_by_hand);
+      QF_CHECK(
+          keep_staging_unless(fs::is_directory(final_dir_, ec) && fs::is_empty(final_dir_, ec)),
+          "output directory", final_dir_, "appeared and is not empty while the job ran;",
+          finish_by_hand);
       fs::remove(final_dir_, ec);
-      QF_CHECK(!ec, "cannot replace empty output directory", final_dir_, ":", ec.message(), ";",
-               finish_by_hand);
+      QF_CHECK(keep_staging_unless(!ec), "cannot replace empty output directory", final_dir_, ":",
+               ec.message(), ";", finish_by_hand);
     }
     fs::rename(staging_dir_, final_dir_, ec);
-    QF_CHECK(!ec, "cannot rename", staging_dir_, "to", final_dir_, ":", ec.message(), ";",
-             finish_by_hand + " (mv " + staging_dir_ + " " + final_dir_ + ")");
+    QF_CHECK(keep_staging_unless(!ec), "cannot rename", staging_dir_, "to", final_dir_, ":",
+             ec.message(), ";", finish_by_hand + " (mv " + staging_dir_ + " " + final_dir_ + ")");
     fsync_parent_dir(final_dir_);
   }
+  remove_file_noexcept(marker);
   lock_.release_and_remove();
 }
 
@@ -205,6 +222,7 @@ void StagedOutput::discard() noexcept {
     std::error_code ec;
     fs::remove_all(staging_dir_, ec);
     if (ec) log_error("cannot remove ", staging_dir_, ": ", ec.message());
+    if (!ec) remove_file_noexcept(staging_dir_ + kMarkerSuffix);
   }
   lock_.release_and_remove();
 }

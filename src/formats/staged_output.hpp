@@ -20,9 +20,13 @@ namespace qf::formats {
 //                             its entries are renamed into OUT at the end
 //   STAGING.lock              flock()ed by the one live process (rank 0) owning this output;
 //                             names it (pid, host, since) so a second run can say who it is
-//   STAGING/.quantforge-staging   marker: this directory was made by quantforge for OUT (a
-//                             stale one is removed by the next run; a directory without it is
-//                             never deleted); removed just before the final move
+//   STAGING.marker            beside STAGING: this directory was made by quantforge for OUT (a
+//                             stale one is removed by the next run; a directory without a
+//                             marker is never deleted). Written before STAGING is created,
+//                             removed after the final move (or first, when the move fails, to
+//                             keep the complete result). Never inside STAGING, so a crash
+//                             anywhere leaves either OUT complete or a staging the next run
+//                             redoes.
 class StagedOutput {
  public:
   // Checks that `final_dir` does not exist or is an empty directory (else qf::Error: "output
@@ -53,8 +57,8 @@ class StagedOutput {
   // Creates a fresh STAGING. A stale one with the marker (a crashed run) is removed with a
   // warning; one without it (not made by quantforge, e.g. someone's --work) is refused.
   void create_staging();
-  // fsyncs STAGING, removes the marker, moves STAGING to OUT (rename, or entry by entry into a
-  // mount point), fsyncs OUT and its parent, removes the lock file. If the move fails the
+  // fsyncs STAGING, moves it to OUT (rename, or entry by entry into a mount point), fsyncs OUT
+  // and its parent, removes the marker and the lock file. If the move fails the
   // complete result stays in STAGING and the qf::Error says how to finish by hand.
   void commit();
   // Removes STAGING and everything in it after a failure (logs errors) if this object created

@@ -174,6 +174,13 @@ std::string quantization_report_text(const json& report) {
   } else {
     t += "eval: not run yet (quantforge eval --source SRC --out OUT merges its numbers here)\n";
   }
+  const json& v = report.value("validate", json());
+  if (v.is_object()) {
+    t += line("%s (work stores: %s)", str(v.value("summary", json())).c_str(),
+              str(v.value("work_stores", json())).c_str());
+  } else {
+    t += "validate: not run yet (quantforge validate --source SRC --out OUT merges its verdict)\n";
+  }
   return t;
 }
 

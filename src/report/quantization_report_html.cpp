@@ -241,6 +241,27 @@ std::string eval_section(const json& e) {
   return s + "</table></section>\n";
 }
 
+// validate's verdict (`quantforge validate` merges it): PASS/FAIL and every check's counts.
+std::string validate_section(const json& v) {
+  const bool passed = v.value("passed", false);
+  std::string s =
+      "<section id=\"validate\"><h2>Validation</h2>\n<p id=\"validate-verdict\" "
+      "style=\"font-weight:bold;color:" +
+      std::string(passed ? "#1a7f37\">PASS" : "#cf222e\">FAIL") + "</p>\n<p>" +
+      escape(text_of(v.value("summary", json()))) + "</p>\n";
+  s += "<table id=\"validate-checks\"><tr><th>check</th><th>pass</th><th>fail</th><th>skip</th>"
+       "<th>first failure / note</th></tr>\n";
+  for (const json& c : v.value("checks", json::array())) {
+    const std::string first = text_of(c.value("first_failure", json()));
+    s += "<tr><td>" + escape(text_of(c.value("name", json()))) + "</td><td>" +
+         escape(text_of(c.value("pass", json()))) + "</td><td>" +
+         escape(text_of(c.value("fail", json()))) + "</td><td>" +
+         escape(text_of(c.value("skip", json()))) + "</td><td>" +
+         escape(first.empty() ? text_of(c.value("note", json())) : first) + "</td></tr>\n";
+  }
+  return s + "</table></section>\n";
+}
+
 }  // namespace
 
 std::string quantization_report_html_path(const std::string& json_path) {
@@ -286,6 +307,8 @@ std::string quantization_report_html(const json& report) {
          amax_ranges(summary.value("input_amax", json::array())) + "</section>\n";
   }
   if (e.is_object()) h += eval_section(e);
+  const json v = report.value("validate", json());
+  if (v.is_object()) h += validate_section(v);
   return h + "</body></html>\n";
 }
 

@@ -120,6 +120,10 @@ struct ValidateRunOptions {
   size_t max_tensors = 20;  // per-tensor rows printed, worst first (0 = all)
   std::string json_path;    // "": no JSON
   std::string work_dir;     // "": stores not checked
+  // The quantization report the verdict is merged into (section "validate"; its page and text
+  // are redrawn): "" = OUT.quantization_report.json when that file exists.
+  std::string report_path;
+  bool no_report = false;  // leave every report alone
 };
 void run_validate(const ValidateRunOptions& options, std::ostream& out);
 

@@ -2,7 +2,7 @@
 # The quantization report page in a real browser: quantize a tiny model (2 ranks), eval it,
 # then headless Chromium loads OUT.quantization_report.html (file://, no network): the DOM has
 # the options, timings, heat map (one cell per layer x expert, fallback experts marked), amax
-# ranges and eval sections; the console shows no error; the screenshot is a PNG that is not
+# ranges, eval and validate sections; the console shows no error; the screenshot is a PNG that is not
 # blank. Exits 77 (ctest SKIP_RETURN_CODE) when no chromium is installed.
 set -euo pipefail
 qf=${QF_BIN:?QF_BIN must point at the quantforge binary}
@@ -24,6 +24,11 @@ page="$tmp/out.quantization_report.html"
 mpirun -np 2 "$qf" eval --log-level warn --source "$tmp/src" --out "$tmp/out" --samples 2 \
   --seq-len 32 > /dev/null
 grep -q 'id="eval"' "$page" || fail "eval did not update the page"
+"$qf" validate --log-level warn --source "$tmp/src" --out "$tmp/out" > "$tmp/validate.txt" \
+  || fail "validate failed: $(cat "$tmp/validate.txt")"
+grep -q 'id="validate-verdict"' "$page" || fail "validate did not update the page"
+grep -q '^validate .*: PASS, ' "$tmp/out.quantization_report.txt" \
+  || fail "no validate line in the text report: $(tail -3 "$tmp/out.quantization_report.txt")"
 ! grep -qi '<script\|https\?://[a-z]' <(sed 's#http://www.w3.org/2000/svg##g' "$page") \
   || fail "the page has a script or an external link"
 
@@ -42,7 +47,7 @@ python3 - "$tmp/dom.html" "$tmp/shot.png" "$tmp/out.quantization_report.json" <<
 import json, re, struct, sys, zlib
 dom, shot, report = open(sys.argv[1]).read(), sys.argv[2], json.load(open(sys.argv[3]))
 for id_ in ("options", "timings", "timings-chart", "expert-heatmap", "amax-ranges", "eval",
-            "eval-layers", "worst-modules"):
+            "eval-layers", "worst-modules", "validate", "validate-verdict", "validate-checks"):
     assert f'id="{id_}"' in dom, f"no #{id_} in the DOM"
 tokens = report["quantize"]["calibration_summary"]["expert_tokens"]
 n_cells = sum(len(row) for row in tokens)
@@ -51,6 +56,7 @@ n_fallback = sum(1 for m in report["quantize"]["uncalibrated_experts"] if ".expe
 assert dom.count('class="cell fallback"') <= n_fallback
 assert dom.count('class="amax"') >= 1
 assert report["quantize"]["options"]["recipe"] in dom
+assert report["validate"]["passed"] is True and ">PASS<" in dom, "no PASS verdict on the page"
 # The screenshot: a PNG whose pixels are not all one color.
 data = open(shot, "rb").read()
 assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"

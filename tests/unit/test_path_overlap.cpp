@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "catch_compat.hpp"
@@ -87,10 +88,11 @@ TEST_CASE("StagedOutput: written paths, and a claim released by its destructor",
   TempDir tmp;
   const std::string out = tmp.file("out");
   const auto paths = StagedOutput::written_paths(out + "/");
-  REQUIRE(paths.size() == 3);
+  REQUIRE(paths.size() == 4);
   CHECK(paths[0].path == out + "/");
   CHECK(paths[1].path == out + ".partial");
   CHECK(paths[2].path == out + ".partial.lock");
+  CHECK(paths[3].path == out + ".partial.marker");
   {
     StagedOutput claimed = StagedOutput::claim(out);
     CHECK(qf::formats::test::file_exists(out + ".partial.lock"));
@@ -113,4 +115,55 @@ TEST_CASE("StagedOutput: written paths, and a claim released by its destructor",
   CHECK(contains(error_of([&] { StagedOutput::claim(out); }), "another live process"));
   existing.release();
   CHECK_FALSE(qf::formats::test::file_exists(out + ".partial.lock"));
+}
+
+TEST_CASE("StagedOutput: a crash anywhere leaves OUT complete or a staging the next run redoes",
+          "[formats][paths][lock]") {
+  namespace fs = std::filesystem;
+  TempDir tmp;
+  const std::string out = tmp.file("out");
+  auto write = [](const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  };
+  {
+    // A run staged OUT and stopped before its final move (the marker stays beside STAGING).
+    StagedOutput first = StagedOutput::claim(out);
+    first.create_staging();
+    write(out + ".partial/model.safetensors", "complete bytes");
+    CHECK(qf::formats::test::file_exists(out + ".partial.marker"));
+    CHECK(!qf::formats::test::file_exists(out + ".partial/.quantforge-staging"));
+    first.release();  // as a killed process leaves it: STAGING and its marker stay
+  }
+  {
+    // The next run removes that staging and commits its own; nothing of the marker reaches OUT.
+    StagedOutput second = StagedOutput::claim(out);
+    second.create_staging();
+    CHECK(!qf::formats::test::file_exists(out + ".partial/model.safetensors"));
+    write(out + ".partial/model.safetensors", "new bytes");
+    second.commit();
+  }
+  CHECK(qf::formats::test::file_exists(out + "/model.safetensors"));
+  CHECK(!qf::formats::test::file_exists(out + ".partial.marker"));
+  CHECK(!qf::formats::test::file_exists(out + ".partial"));
+  std::size_t n_entries = 0;
+  for (const auto& entry : fs::directory_iterator(out)) n_entries += entry.is_regular_file();
+  CHECK(n_entries == 1);
+
+  // A staging without a marker (not ours, or a complete result whose move failed) is refused.
+  const std::string other = tmp.file("other");
+  fs::create_directories(other + ".partial");
+  write(other + ".partial/data", "someone's");
+  {
+    StagedOutput claimed = StagedOutput::claim(other);
+    CHECK(
+        contains(error_of([&] { claimed.create_staging(); }), "was not made by a quantforge run"));
+  }
+  CHECK(qf::formats::test::file_exists(other + ".partial/data"));
+  // A staging marked the way earlier versions did (inside it) still counts as stale.
+  write(other + ".partial/.quantforge-staging", "staging of " + other + "\n");
+  {
+    StagedOutput claimed = StagedOutput::claim(other);
+    claimed.create_staging();
+    CHECK(!qf::formats::test::file_exists(other + ".partial/data"));
+  }
 }
