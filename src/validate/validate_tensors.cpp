@@ -408,6 +408,58 @@ void check_global_scale(CheckRecorder& global, const Target& target, const Targe
   }
 }
 
+using ResultsByName = std::map<std::string, const TargetResult*>;
+
+const TargetResult* pair_result_of(const ResultsByName& by_name, const Target& target) {
+  return target.pair_weight.empty() ? nullptr : by_name.at(target.pair_weight);
+}
+
+// The FP4 experts' mode: as OUT declares it, else the one the first checked FP4 target (by
+// name) follows; every other FP4 target must follow the same. A cast scale 2^(k_max-8) is never
+// also amax/2688 (amax = E2M1 value * 2^k, and 2688 = 21 * 2^7), so the two cannot be confused.
+// Returns whether any target has an FP4 source.
+bool settle_expert_weights(Context& ctx, const std::vector<const Target*>& targets,
+                           const std::vector<TargetResult>& results, const ResultsByName& by_name) {
+  bool any_fp4 = false;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i]->source->kind != StorageKind::kFp4Block) continue;
+    any_fp4 = true;
+    const TargetResult* pair = pair_result_of(by_name, *targets[i]);
+    if (ctx.expert_weights_known || !results[i].values_checked || (pair && !pair->values_checked)) {
+      continue;
+    }
+    const bool cast = numerics::float_to_bits(cast_scale_2(results[i], pair)) ==
+                      numerics::float_to_bits(results[i].weight_scale_2);
+    ctx.expert_weights = cast ? ExpertWeights::kCast : ExpertWeights::kRequantize;
+    ctx.expert_weights_known = true;
+    ctx.expert_weights_text = std::string(expert_weights_modes().name(ctx.expert_weights)) +
+                              " (inferred from " + targets[i]->module + ".weight_scale_2)";
+  }
+  if (any_fp4 && ctx.expert_weights_text.empty() && ctx.expert_weights_known) {
+    ctx.expert_weights_text = expert_weights_modes().name(ctx.expert_weights);
+  }
+  return any_fp4;
+}
+
+// The report's notes on what the modes relax: no lossless cast for requantized experts; the
+// bounds a --weight-scale search may leave.
+void note_modes(Context& ctx, bool any_fp4, bool fp4_cast) {
+  if (any_fp4 && !fp4_cast) {
+    ctx.check(kCheckLossless)
+        .set_note("FP4 experts requantized (--expert-weights requantize): no lossless cast");
+  }
+  if (ctx.weight_scale != WeightScale::kMax) {
+    ctx.check(kCheckAccuracy)
+        .set_note(str_cat("--weight-scale ", weight_scale_methods().name(ctx.weight_scale),
+                          ": block scales below the block max are allowed",
+                          ctx.weight_scale == WeightScale::kGptq
+                              ? "; GPTQ's codes are not nearest-rounded, the element bound is "
+                                "reported, not enforced"
+                              : "",
+                          "; weight_scale_2 may be any of the search's candidates"));
+  }
+}
+
 }  // namespace
 
 std::vector<TensorAccuracy> check_quantized(Context& ctx,
@@ -425,48 +477,13 @@ std::vector<TensorAccuracy> check_quantized(Context& ctx,
         ctx.check(kCheckAccuracy)
             .fail(targets[i]->source->name + ": could not be checked:", message);
       });
-  std::map<std::string, const TargetResult*> by_name;
+  ResultsByName by_name;
   for (size_t i = 0; i < targets.size(); ++i) by_name[targets[i]->source->name] = &results[i];
-
-  // The FP4 experts' mode: as OUT declares it, else the one the first checked FP4 target (by
-  // name) follows; every other FP4 target must follow the same. A cast scale 2^(k_max-8) is never
-  // also amax/2688 (amax = E2M1 value * 2^k, and 2688 = 21 * 2^7), so the two cannot be confused.
-  const auto pair_result = [&](const Target& target) -> const TargetResult* {
-    return target.pair_weight.empty() ? nullptr : by_name.at(target.pair_weight);
-  };
-  bool any_fp4 = false;
-  for (size_t i = 0; i < targets.size(); ++i) {
-    if (targets[i]->source->kind != StorageKind::kFp4Block) continue;
-    any_fp4 = true;
-    const TargetResult* pair = pair_result(*targets[i]);
-    if (ctx.expert_weights_known || !results[i].values_checked || (pair && !pair->values_checked)) {
-      continue;
-    }
-    const bool cast = numerics::float_to_bits(cast_scale_2(results[i], pair)) ==
-                      numerics::float_to_bits(results[i].weight_scale_2);
-    ctx.expert_weights = cast ? ExpertWeights::kCast : ExpertWeights::kRequantize;
-    ctx.expert_weights_known = true;
-    ctx.expert_weights_text = std::string(expert_weights_modes().name(ctx.expert_weights)) +
-                              " (inferred from " + targets[i]->module + ".weight_scale_2)";
-  }
-  if (any_fp4 && ctx.expert_weights_text.empty() && ctx.expert_weights_known) {
-    ctx.expert_weights_text = expert_weights_modes().name(ctx.expert_weights);
-  }
+  const auto pair_result = [&](const Target& target) { return pair_result_of(by_name, target); };
+  const bool any_fp4 = settle_expert_weights(ctx, targets, results, by_name);
   const bool fp4_cast = ctx.expert_weights == ExpertWeights::kCast;
   auto& lossless = ctx.check(kCheckLossless);
-  if (any_fp4 && !fp4_cast) {
-    lossless.set_note("FP4 experts requantized (--expert-weights requantize): no lossless cast");
-  }
-  if (ctx.weight_scale != WeightScale::kMax) {
-    ctx.check(kCheckAccuracy)
-        .set_note(str_cat("--weight-scale ", weight_scale_methods().name(ctx.weight_scale),
-                          ": block scales below the block max are allowed",
-                          ctx.weight_scale == WeightScale::kGptq
-                              ? "; GPTQ's codes are not nearest-rounded, the element bound is "
-                                "reported, not enforced"
-                              : "",
-                          "; weight_scale_2 may be any of the search's candidates"));
-  }
+  note_modes(ctx, any_fp4, fp4_cast);
 
   // weight_scale_2 rule (EXPORT_FORMAT.md): FP4 sources cast: 2^(k_max - 8) with k_max shared by
   // the pair; FP8/BF16 sources and requantized FP4 sources: amax / 2688 with amax the max over
