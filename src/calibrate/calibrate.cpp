@@ -283,6 +283,77 @@ formats::LayerRecord Calibrator::reduce_hessians(int layer, HessianRecorder& hes
   return hessian_record(layer, hessians, keep, set_.n_tokens());
 }
 
+namespace {
+
+// Whether every rank holds every layer's record (and Hessian when recorded): then nothing is to
+// be done, not even rebuilding hidden states. Collective.
+bool every_rank_has_every_layer(formats::StoreCommitter& store, int n_layers, bool with_hessian,
+                                dist::Communicator& comm) {
+  int64_t n_complete = 1;
+  for (int l = 0; l < n_layers && n_complete; ++l) {
+    n_complete = store.has_layer(l, formats::kStageCalib) &&
+                         (!with_hessian || store.has_layer(l, kStageHessian))
+                     ? 1
+                     : 0;
+  }
+  comm.allreduce(&n_complete, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, "calib resume");
+  return n_complete == comm.world_size();
+}
+
+// Queues the layer's record for the background commit, or, when the store already holds it
+// (a resume), checks the recomputed one equals it. A failed earlier commit is rethrown here,
+// inside the collective step. The hessian record goes after the calib record: a crash between
+// them recomputes the layer. Returns whether the layer was recomputed.
+bool commit_or_check(formats::StoreCommitter& store, int layer, formats::LayerRecord record,
+                     formats::LayerRecord hessian, bool with_hessian, dist::Communicator& comm) {
+  bool recomputed = false;
+  const std::string what = "layer " + std::to_string(layer) + " calib commit";
+  dist::run_on_all_ranks(comm, what.c_str(), [&] {
+    const auto submit_hessian = [&] {
+      if (with_hessian && !store.has_layer(layer, kStageHessian)) {
+        store.submit(std::move(hessian), kStageHessian);
+      }
+    };
+    if (!store.has_layer(layer, formats::kStageCalib)) {
+      store.submit(std::move(record), formats::kStageCalib);
+      submit_hessian();
+      return;
+    }
+    recomputed = true;
+    formats::LayerRecord stored = store.read_layer(layer, formats::kStageCalib);
+    // Records written before histograms existed: compare what they hold (enough for
+    // --act-scale max, the only method such a run can have: the method is in the provenance).
+    if (!stored.i64.count("input_hist") && record.i64.count("input_hist")) {
+      stored.i64["input_hist"] = record.i64.at("input_hist");
+      stored.attrs["input_hist_bins"] = record.attrs.at("input_hist_bins");
+    }
+    QF_CHECK(stored == record, "layer", layer, ": the recomputed calibration differs from the",
+             "one committed in", store.dir(), "(", first_difference(stored, record),
+             "): other inputs or a nondeterministic forward; remove the store to start over");
+    submit_hessian();
+  });
+  return recomputed;
+}
+
+// The CUDA engine's split of one layer's time (rank 0), from the totals before and after it.
+void log_engine_times(const EngineTimes& t, const EngineTimes& before,
+                      const formats::StoreCommitter::Stats& commits,
+                      const formats::StoreCommitter::Stats& commits_before) {
+  const double forward = t.compute_seconds - before.compute_seconds;
+  char line[320];
+  std::snprintf(line, sizeof(line),
+                "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit beyond "
+                "the forward %.2fs, forward %.2fs = %.0f tokens/s; background commits %.2fs",
+                t.weights_seconds - before.weights_seconds,
+                t.read_wait_seconds - before.read_wait_seconds,
+                t.hook_seconds - before.hook_seconds, forward,
+                forward > 0 ? double(t.n_tokens - before.n_tokens) / forward : 0.0,
+                commits.write_seconds - commits_before.write_seconds);
+  log_info(line);
+}
+
+}  // namespace
+
 CalibrationRunStats run_calibration(Calibrator& calibrator, formats::RankStore& store,
                                     dist::Communicator& comm) {
   formats::StoreCommitter committer(store);
@@ -298,17 +369,8 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
   const auto start = std::chrono::steady_clock::now();
   const int n_layers = calibrator.n_layers();
   CalibrationRunStats stats;
-  // Every rank holding every layer: nothing to do (no need to rebuild hidden states).
-  int64_t n_complete = 1;
   const bool with_hessian = calibrator.records_hessians();
-  for (int l = 0; l < n_layers && n_complete; ++l) {
-    n_complete = store.has_layer(l, formats::kStageCalib) &&
-                         (!with_hessian || store.has_layer(l, kStageHessian))
-                     ? 1
-                     : 0;
-  }
-  comm.allreduce(&n_complete, 1, dist::ElemType::kI64, dist::ReduceOp::kSum, "calib resume");
-  if (n_complete == comm.world_size()) {
+  if (every_rank_has_every_layer(store, n_layers, with_hessian, comm)) {
     log_info("calibrate: all ", n_layers, " layers already committed on every rank");
     return stats;
   }
@@ -322,34 +384,8 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
     formats::LayerRecord hessian;
     formats::LayerRecord record =
         calibrator.calibrate_layer(layer, with_hessian ? &hessian : nullptr);
-    bool recomputed = false;
-    const std::string what = "layer " + std::to_string(layer) + " calib commit";
-    // Queued for the background commit; a failed earlier commit is rethrown here, inside the step.
-    // The hessian record goes after the calib record: a crash between them recomputes the layer.
-    dist::run_on_all_ranks(comm, what.c_str(), [&] {
-      const auto submit_hessian = [&] {
-        if (with_hessian && !store.has_layer(layer, kStageHessian)) {
-          store.submit(std::move(hessian), kStageHessian);
-        }
-      };
-      if (!store.has_layer(layer, formats::kStageCalib)) {
-        store.submit(std::move(record), formats::kStageCalib);
-        submit_hessian();
-        return;
-      }
-      recomputed = true;
-      formats::LayerRecord stored = store.read_layer(layer, formats::kStageCalib);
-      // Records written before histograms existed: compare what they hold (enough for
-      // --act-scale max, the only method such a run can have: the method is in the provenance).
-      if (!stored.i64.count("input_hist") && record.i64.count("input_hist")) {
-        stored.i64["input_hist"] = record.i64.at("input_hist");
-        stored.attrs["input_hist_bins"] = record.attrs.at("input_hist_bins");
-      }
-      QF_CHECK(stored == record, "layer", layer, ": the recomputed calibration differs from the",
-               "one committed in", store.dir(), "(", first_difference(stored, record),
-               "): other inputs or a nondeterministic forward; remove the store to start over");
-      submit_hessian();
-    });
+    const bool recomputed =
+        commit_or_check(store, layer, std::move(record), std::move(hessian), with_hessian, comm);
     ++(recomputed ? stats.n_layers_recomputed : stats.n_layers_committed);
     const double elapsed = seconds_since(start);
     const double eta = elapsed / (layer - first + 1) * (n_layers - layer - 1);
@@ -367,19 +403,7 @@ CalibrationRunStats run_calibration(Calibrator& calibrator, formats::StoreCommit
              ProgressMeter::format_seconds(eta),
              recomputed ? " (resumed: recomputed, equal to the stored record)" : "");
     if (calibrator.backend() == dist::ComputeBackend::kCuda) {
-      const EngineTimes t = calibrator.engine_times();
-      const double forward = t.compute_seconds - times_before.compute_seconds;
-      const formats::StoreCommitter::Stats commits = store.stats();
-      char line[320];
-      std::snprintf(line, sizeof(line),
-                    "    rank 0: weights %.2fs (waiting for reads %.2fs), NVFP4 + commit beyond "
-                    "the forward %.2fs, forward %.2fs = %.0f tokens/s; background commits %.2fs",
-                    t.weights_seconds - times_before.weights_seconds,
-                    t.read_wait_seconds - times_before.read_wait_seconds,
-                    t.hook_seconds - times_before.hook_seconds, forward,
-                    forward > 0 ? double(t.n_tokens - times_before.n_tokens) / forward : 0.0,
-                    commits.write_seconds - commits_before.write_seconds);
-      log_info(line);
+      log_engine_times(calibrator.engine_times(), times_before, store.stats(), commits_before);
     }
     if (on_layer) {
       CalibrationLayerDone done;
