@@ -9,9 +9,15 @@
 #include <tuple>
 
 #include "core/check.hpp"
+#include "core/parallel.hpp"
 #include "dist/collective_step.hpp"
 
 namespace qf::pipeline {
+namespace {
+// Source reads one rank keeps in flight (threads blocked in pread, not cores: independent of
+// thread_count(), which a rank bound to one core would make 1).
+constexpr int64_t kReadsInFlight = 8;
+}  // namespace
 
 dist::OwnershipPlan source_ownership_plan(const std::vector<NativeTensor>& tensors,
                                           int world_size) {
@@ -51,10 +57,19 @@ std::map<std::string, std::vector<uint8_t>> LayerWeightExchange::read_owned(
   std::sort(to_read.begin(), to_read.end(), [](const auto& a, const auto& b) {
     return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
   });
+  // Several reads in flight, taken in file order: one sequential pread stream leaves an NVMe
+  // drive at a fraction of its bandwidth (issue 19: 0.63 GB/s against `cat`'s 1.5 GB/s).
+  std::vector<std::vector<uint8_t>> bytes(to_read.size());
+  const auto n_items = static_cast<int64_t>(to_read.size());
+  if (n_items > 0) {
+    parallel_for_each(n_items, std::min(n_items, kReadsInFlight), [&](int64_t, int64_t i) {
+      bytes[size_t(i)] = read_source_bytes(source_, *std::get<2>(to_read[size_t(i)]));
+    });
+  }
   std::map<std::string, std::vector<uint8_t>> owned;
-  for (const auto& [shard, offset, t] : to_read) {
-    owned[t->name] = read_source_bytes(source_, *t);
-    *n_bytes += owned[t->name].size();
+  for (size_t i = 0; i < to_read.size(); ++i) {
+    *n_bytes += bytes[i].size();
+    owned[std::get<2>(to_read[i])->name] = std::move(bytes[i]);
   }
   return owned;
 }

@@ -24,6 +24,8 @@
 #include "core/stop_signal.hpp"
 #include "core/strings.hpp"
 #include "dist/collective_step.hpp"
+#include "export/export_jobs.hpp"
+#include "export/output_streamer.hpp"
 #include "formats/async_writer.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
@@ -39,17 +41,6 @@ namespace {
 
 constexpr uint64_t kCopyChunkBytes = 64ull << 20;  // also the write buffers' size
 constexpr int kWriteBuffers = 4;
-
-struct Job {
-  const OutputTensor* out;
-  size_t shard;
-  int layer;
-  int owner;  // the rank whose store holds a quantized `out` (and who writes it in a full export)
-};
-
-bool is_stored(const OutputTensor& out) {
-  return out.kind != OutputKind::kCopy && out.kind != OutputKind::kInputScale;
-}
 
 // Quantized records, read on a background thread one record ahead of their use, in the order
 // given: the next record's read (checksum + HDF5) overlaps copying and writing the current one.
@@ -130,9 +121,10 @@ void submit_bytes(formats::AsyncWriter& writer, const formats::FileDescriptor& f
 // thread reads (source chunks, records from the reader above) while AsyncWriter writes.
 ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& source,
                         const InputScales& scales, const std::string& work_dir,
-                        std::vector<Job> jobs, std::map<size_t, formats::FileDescriptor>& files,
+                        std::vector<ExportJob> jobs,
+                        std::map<size_t, formats::FileDescriptor>& files,
                         const char* progress_label) {
-  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) {
+  std::stable_sort(jobs.begin(), jobs.end(), [](const ExportJob& a, const ExportJob& b) {
     return std::tie(a.layer, a.owner) < std::tie(b.layer, b.owner);
   });
   uint64_t total = 0;
@@ -148,6 +140,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   QuantRecordReader records(work_dir, std::move(record_order));
   ExportReport report;
   formats::AsyncWriter writer(kWriteBuffers);
+  std::map<std::string, formats::FileDescriptor> source_files;  // source shard path -> fd
   for (const auto& job : jobs) {
     check_stop_requested("between export chunks");
     const auto& out = *job.out;
@@ -155,15 +148,14 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
     const uint64_t offset = plan.shards[job.shard].layout.file_offset.at(out.spec.name);
     const uint64_t n_bytes = out.spec.n_bytes();
     if (out.kind == OutputKind::kCopy) {
+      // In the kernel (copy_file_range), beside the writer's buffered writes of other ranges.
       const formats::SafetensorsReader* shard = nullptr;
       const auto& info = source.tensor(out.source_name, &shard);
-      for (uint64_t done = 0; done < n_bytes; done += kCopyChunkBytes) {
-        const uint64_t n = std::min(kCopyChunkBytes, n_bytes - done);
-        auto buffer = writer.acquire();
-        buffer.resize(n);
-        shard->read(info, done, n, buffer.data());
-        writer.submit(fd, offset + done, std::move(buffer), n);
+      auto it = source_files.find(shard->path());
+      if (it == source_files.end()) {
+        it = source_files.emplace(shard->path(), formats::open_for_read(shard->path())).first;
       }
+      formats::copy_file_bytes(it->second, shard->data_offset() + info.begin, fd, offset, n_bytes);
     } else if (out.kind == OutputKind::kInputScale) {
       const float value = scales.of_module.at(QuantizePlan::module_of(out.source_name));
       submit_bytes(writer, fd, offset, reinterpret_cast<const uint8_t*>(&value), sizeof(value));
@@ -180,30 +172,6 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   }
   writer.drain();
   return report;
-}
-
-// The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
-std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out) {
-  if (plan.tensor_index.count(out.source_name)) return out.source_name;
-  return strip_suffix(out.source_name, model::kScaleSuffix) + model::kWeightSuffix;
-}
-
-std::vector<Job> jobs_where(const QuantizePlan& plan, const std::function<bool(const Job&)>& keep) {
-  std::vector<Job> jobs;
-  for (size_t s = 0; s < plan.shards.size(); ++s) {
-    for (const auto& out : plan.shards[s].tensors) {
-      const std::string owning = owning_tensor(plan, out);
-      const Job job{&out, s, plan.tensor(owning).layer, plan.ownership.owner_of(owning)};
-      if (keep(job)) jobs.push_back(job);
-    }
-  }
-  return jobs;
-}
-
-void stage_files(const QuantizePlan& plan, formats::StagedOutput& staged) {
-  staged.create_staging();
-  for (const auto& shard : plan.shards)
-    formats::create_presized_shard(staged.staging_dir() + "/" + shard.file, shard.layout);
 }
 
 formats::ShardIndex output_index(const QuantizePlan& plan) {
@@ -255,21 +223,26 @@ void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
 
 ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                const InputScales& scales, const ExportOptions& options,
-                               formats::StagedOutput* staged, dist::Communicator& comm) {
+                               formats::StagedOutput* staged, dist::Communicator& comm,
+                               OutputStreamer* streamer) {
   QF_NVTX_RANGE("quantize job: export");
   QF_CHECK(comm.world_size() == options.store_world_size, "export with", comm.world_size(),
            "ranks, but", options.work_dir, "was written by", options.store_world_size,
            "ranks; use the same count, or rebuild shards one by one with --shard K");
   dist::run_on_root(comm, 0, "preparing the output directory", [&] {
     QF_CHECK(staged != nullptr, "internal: rank 0 exports without the claimed output");
-    stage_files(plan, *staged);
+    if (!streamer) prepare_staged_output(plan, *staged);  // else made before calibration
   });
   ExportReport report;
   double write_seconds = 0, fsync_seconds = 0;  // this rank's, for the breakdown line
   try {
     dist::run_on_all_ranks(comm, "writing output tensors", [&] {
       const auto write_start = std::chrono::steady_clock::now();
-      auto jobs = jobs_where(plan, [&](const Job& job) { return job.owner == comm.rank(); });
+      // What no streamed layer carried (input scales always: they come from every layer).
+      auto jobs = export_jobs_where(plan, [&](const ExportJob& job) {
+        return job.owner == comm.rank() && !(streamer && job.out->kind != OutputKind::kInputScale &&
+                                             streamer->streamed(job.layer));
+      });
       std::map<size_t, formats::FileDescriptor> files;
       const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
       for (const auto& job : jobs) {
@@ -285,6 +258,7 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
         formats::fsync_file(fd);
         fd.close();
       }
+      if (streamer) streamer->finish();
       fsync_seconds = seconds_since(fsync_start);
     });
     // Integrity record for `validate`: each rank checksums every world_size-th shard (all
@@ -308,13 +282,25 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
     comm.allreduce(digests.data(), digests.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
                    "shard checksums");
     if (comm.rank() == 0) {
-      char line[256];
+      char line[384];
       std::snprintf(line, sizeof(line),
                     "export (rank 0): wrote %s in %.2fs, then fsync %.2fs; shard checksums %.2fs",
                     ProgressMeter::format_bytes(double(report.bytes_written)).c_str(),
                     write_seconds, fsync_seconds, seconds_since(checksum_start));
-      log_info(line);
+      std::string text = line;
+      if (streamer) {
+        const OutputStreamer::Stats streamed = streamer->stats();
+        std::snprintf(line, sizeof(line),
+                      "; before that, %s of %llu layer(s) streamed beside calibration in %.2fs "
+                      "(%s copied in the kernel)",
+                      ProgressMeter::format_bytes(double(streamed.bytes_written)).c_str(),
+                      static_cast<unsigned long long>(streamed.n_layers), streamed.seconds,
+                      ProgressMeter::format_bytes(double(streamed.bytes_copied_in_kernel)).c_str());
+        text += line;
+      }
+      log_info(text);
     }
+    if (streamer) report.bytes_written += streamer->stats().bytes_written;
     dist::run_on_root(comm, 0, "writing index and configs", [&] {
       write_checksums(plan, digests, staged->staging_dir());
       finish(plan, source, options, *staged);
@@ -346,9 +332,10 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
     formats::create_presized_shard(temp, plan.shards[shard].layout);
     files.emplace(shard, formats::open_for_pwrite(temp));
     try {
-      report = write_jobs(plan, source, scales, options.work_dir,
-                          jobs_where(plan, [&](const Job& job) { return job.shard == shard; }),
-                          files, "export (one shard)");
+      report = write_jobs(
+          plan, source, scales, options.work_dir,
+          export_jobs_where(plan, [&](const ExportJob& job) { return job.shard == shard; }), files,
+          "export (one shard)");
       formats::fsync_file(files.at(shard));
       files.at(shard).close();
       const std::string digest = formats::checksum_hex(formats::checksum_file(temp).digest);

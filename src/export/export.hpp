@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dist/communicator.hpp"
+#include "export/output_streamer.hpp"
 #include "export/quant_config.hpp"
 #include "formats/checkpoint_dir.hpp"
 #include "formats/staged_output.hpp"
@@ -31,9 +32,13 @@ struct ExportReport {
 // files first and writes index/config/other files and renames OUT.partial -> OUT last.
 // `staged`: on rank 0 the output the job claimed at its start (StagedOutput::claim of
 // options.out_dir, held since); null on the other ranks. On failure rank 0 discards it.
+// `streamer` (every rank or none): the staging was prepared before calibration
+// (prepare_staged_output) and the layers it streamed are not written again; it is finished
+// (fsync) here. Null: rank 0 prepares the staging now and every output tensor is written here.
 ExportReport export_checkpoint(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                const InputScales& scales, const ExportOptions& options,
-                               formats::StagedOutput* staged, dist::Communicator& comm);
+                               formats::StagedOutput* staged, dist::Communicator& comm,
+                               OutputStreamer* streamer = nullptr);
 
 // Rebuilds output shard `shard_file` of an existing export in place (temp + rename), reading
 // quantized tensors from any rank's store. One process does it; other ranks only wait.

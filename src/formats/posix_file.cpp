@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/check.hpp"
 #include "core/log.hpp"
@@ -151,6 +153,47 @@ void pwrite_full(const FileDescriptor& fd, const void* src, uint64_t n_bytes, ui
 
 void fsync_file(const FileDescriptor& fd) {
   QF_SYS_CHECK(::fsync(fd.get()), fd.path() + ":", "fsync failed");
+}
+
+namespace {
+// The fallback of copy_file_bytes: pread/pwrite through one buffer.
+void copy_through_buffer(const FileDescriptor& from, uint64_t from_offset, const FileDescriptor& to,
+                         uint64_t to_offset, uint64_t n_bytes) {
+  constexpr uint64_t kBufferBytes = 8ull << 20;
+  std::vector<uint8_t> buffer(std::min(n_bytes, kBufferBytes));
+  for (uint64_t done = 0; done < n_bytes; done += buffer.size()) {
+    const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
+    pread_full(from, buffer.data(), n, from_offset + done);
+    pwrite_full(to, buffer.data(), n, to_offset + done);
+  }
+}
+}  // namespace
+
+uint64_t copy_file_bytes(const FileDescriptor& from, uint64_t from_offset, const FileDescriptor& to,
+                         uint64_t to_offset, uint64_t n_bytes) {
+  uint64_t done = 0;
+#ifdef __linux__
+  while (done < n_bytes) {
+    auto in = static_cast<off64_t>(from_offset + done);
+    auto out = static_cast<off64_t>(to_offset + done);
+    const size_t chunk = std::min(n_bytes - done, kMaxTransferBytes);
+    const ssize_t copied = ::copy_file_range(from.get(), &in, to.get(), &out, chunk, 0);
+    if (copied < 0 && errno == EINTR) continue;
+    if (copied < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                       errno == EOPNOTSUPP || errno == EBADF || errno == ETXTBSY)) {
+      break;  // not possible between these files: the buffered copy below does the rest
+    }
+    QF_SYS_CHECK(copied, "copying", n_bytes, "bytes from", from.path(), "at offset", from_offset,
+                 "to", to.path(), "at offset", to_offset, "failed");
+    QF_CHECK(copied > 0, from.path() + ":", "ends before byte", from_offset + n_bytes,
+             "(copying into", to.path() + ")");
+    done += static_cast<uint64_t>(copied);
+  }
+#endif
+  if (done < n_bytes) {
+    copy_through_buffer(from, from_offset + done, to, to_offset + done, n_bytes - done);
+  }
+  return done;
 }
 
 void start_writeback(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {

@@ -43,6 +43,13 @@ void pread_full(const FileDescriptor& fd, void* dst, uint64_t n_bytes, uint64_t 
 // Writes exactly n_bytes at offset; throws naming the file (ENOSPC included).
 void pwrite_full(const FileDescriptor& fd, const void* src, uint64_t n_bytes, uint64_t offset);
 void fsync_file(const FileDescriptor& fd);
+// Copies n_bytes at from_offset of `from` to to_offset of `to` inside the kernel
+// (copy_file_range: no user-space copy, a reflink where the filesystem can), falling back to
+// pread/pwrite through a buffer where the kernel cannot (another filesystem, no support).
+// Throws naming both files; end-of-file of `from` is an error. Returns the bytes the kernel copied
+// itself (the rest went through the fallback), for reports.
+uint64_t copy_file_bytes(const FileDescriptor& from, uint64_t from_offset, const FileDescriptor& to,
+                         uint64_t to_offset, uint64_t n_bytes);
 // Starts the disk write of [offset, offset + n_bytes) (n_bytes 0: to the end of the file) and
 // returns without waiting for it (Linux sync_file_range; a no-op elsewhere), so that the disk
 // works while we go on and a later fsync finds little left. A hint only: fsync gives durability.

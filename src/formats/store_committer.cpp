@@ -12,11 +12,9 @@ namespace {
 
 constexpr size_t kMaxWaiting = 1;  // records queued behind the one being written
 
-// The worker's failure, as the caller will see it: which layer, then the store's own message.
-std::exception_ptr commit_error(const std::string& dir, const LayerRecord& record,
-                                const std::string& stage) {
-  const std::string prefix = str_cat(dir, ": committing layer ", record.layer, " (stage ", stage,
-                                     ") in the background failed: ");
+// The exception being handled as a qf::Error whose text starts with `prefix` (which layer and
+// what failed), then its own message: what the caller sees of a background failure.
+std::exception_ptr prefixed_error(const std::string& prefix) {
   try {
     throw;
   } catch (const Error& e) {
@@ -154,15 +152,30 @@ void StoreCommitter::run() {
           if (entry.stage == job.stage && entry.layer == job.record.layer) n_bytes = entry.n_bytes;
         }
       } catch (...) {
-        failure = commit_error(dir_, job.record, job.stage);
+        failure = prefixed_error(str_cat(dir_, ": committing layer ", job.record.layer, " (stage ",
+                                         job.stage, ") in the background failed: "));
       }
     }
     const double seconds = seconds_since(start);
+    std::exception_ptr after_failure;
+    double after_seconds = 0;
+    if (!failure && after_commit_) {
+      const auto after_start = std::chrono::steady_clock::now();
+      try {
+        after_commit_(job.record, job.stage);
+      } catch (...) {
+        after_failure = prefixed_error(str_cat("after committing layer ", job.record.layer,
+                                               " (stage ", job.stage, ") to ", dir_, ": "));
+      }
+      after_seconds = seconds_since(after_start);
+    }
     job = Job{};  // free the record before the next one is taken
 
     lock.lock();
     writing_ = false;
     stats_.write_seconds += seconds;
+    stats_.after_commit_seconds += after_seconds;
+    if (after_failure && !error_) error_ = after_failure;
     if (failure) {
       known_.erase(writing_key_);  // not committed: has_layer must say so
       if (!error_) {

@@ -28,10 +28,11 @@ namespace qf::formats {
 class StoreCommitter {
  public:
   struct Stats {
-    uint64_t n_commits = 0;    // records committed
-    uint64_t n_bytes = 0;      // layer-file bytes committed
-    double write_seconds = 0;  // the worker inside commit_layer (in the background)
-    double wait_seconds = 0;   // callers blocked in submit / drain / read_layer
+    uint64_t n_commits = 0;           // records committed
+    uint64_t n_bytes = 0;             // layer-file bytes committed
+    double write_seconds = 0;         // the worker inside commit_layer (in the background)
+    double wait_seconds = 0;          // callers blocked in submit / drain / read_layer
+    double after_commit_seconds = 0;  // the worker in the after-commit callback
   };
 
   // One finished commit, for progress reporting (take_committed).
@@ -47,7 +48,14 @@ class StoreCommitter {
   // on the worker thread, holding the store lock).
   using CommitFn = std::function<void(const LayerRecord& record, const std::string& stage)>;
 
+  // Called on the worker after each successful commit, with the record still held (the output
+  // streamer writes a committed layer's tensors into the staged export from it). Its exception
+  // is kept and rethrown like a failed commit, but the layer stays committed.
+  using AfterCommitFn = std::function<void(const LayerRecord& record, const std::string& stage)>;
+
   explicit StoreCommitter(RankStore& store, CommitFn commit = nullptr);
+  // Set before the first submit.
+  void set_after_commit(AfterCommitFn after_commit) { after_commit_ = std::move(after_commit); }
   ~StoreCommitter();  // drains; logs (never throws) an error no caller has seen
   StoreCommitter(const StoreCommitter&) = delete;
   StoreCommitter& operator=(const StoreCommitter&) = delete;
@@ -80,6 +88,7 @@ class StoreCommitter {
   RankStore& store_;
   const std::string dir_;
   CommitFn commit_;
+  AfterCommitFn after_commit_;
   std::mutex store_mutex_;  // held around every call into store_ (HDF5) after construction
 
   mutable std::mutex mutex_;  // everything below

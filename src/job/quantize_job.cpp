@@ -199,11 +199,19 @@ void emit_calibration_progress(const CalibrationLayerDone& done) {
 QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
                           const QuantizeOptions& options, CalibrationInputs inputs,
                           formats::RankStore& rank_store, dist::Communicator& comm,
-                          JobProgress& job) {
+                          JobProgress& job, OutputStreamer* streamer) {
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
   formats::StoreCommitter store(rank_store);
+  if (streamer) {
+    // Each committed NVFP4 record goes on into the staged output, from memory.
+    store.set_after_commit(
+        [streamer](const formats::LayerRecord& record, const std::string& stage) {
+          if (stage == formats::kStageQuant) streamer->write_layer(record);
+        });
+  }
   auto phase_start = std::chrono::steady_clock::now();
+  const IoCounters io_calib_start = read_io_counters();
   job.phase("calibration");
   auto calibration = make_calibration_source(plan, source, options, std::move(inputs), comm, store);
   // After each layer's collective step: every rank's finished commits reach rank 0's stream.
@@ -228,6 +236,8 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   report.n_blocks_fallback += cost.fused.n_blocks_fallback;
   report.n_blocks_moved += cost.fused.n_blocks_moved;
   phase_start = std::chrono::steady_clock::now();
+  const IoCounters io_quant_start = read_io_counters();
+  report.io_calib = io_since(io_calib_start, io_quant_start);
   QF_NVTX_RANGE("quantize job: quantize");  // the layer loop and the last store commits
   job.phase("quantization");
   ProgressMeter progress("quantize", uint64_t(n_layers), "layers");
@@ -265,6 +275,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   job.emit_own();
   progress.finish();
   report.quant_seconds = seconds_since(phase_start);
+  report.io_quant = io_since(io_quant_start, read_io_counters());
   const formats::StoreCommitter::Stats commits = store.stats();
   report.store_commit_seconds = commits.write_seconds;
   report.store_commit_wait_seconds = commits.wait_seconds;
@@ -278,12 +289,12 @@ QuantizeReport fill_store_hashing_source(const QuantizePlan& plan,
                                          const formats::CheckpointDir& source,
                                          const QuantizeOptions& options, CalibrationInputs inputs,
                                          formats::RankStore& store, dist::Communicator& comm,
-                                         JobProgress& job) {
+                                         JobProgress& job, OutputStreamer* streamer) {
   QuantizeReport report;
   {
     auto hasher = start_source_hasher(source, store, comm.rank(), comm.world_size());
     try {
-      report = fill_store(plan, source, options, std::move(inputs), store, comm, job);
+      report = fill_store(plan, source, options, std::move(inputs), store, comm, job, streamer);
     } catch (...) {
       hasher.reset();
       flush_source_digests_noexcept(store);
@@ -355,9 +366,42 @@ std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
                      : "Continue with the same command and --resume.");
 }
 
+// Rank 0 owns OUT from here to the end: a second run on the same output fails now, not after
+// calibration. Released (lock file removed) when the job stops early. `stream_output`: the
+// staging is made now (prepare_staged_output) for the ranks' OutputStreamers.
+std::optional<formats::StagedOutput> claim_output(const QuantizeOptions& options,
+                                                  const QuantizePlan& plan, bool stream_output,
+                                                  dist::Communicator& comm) {
+  std::optional<formats::StagedOutput> output;
+  dist::run_on_root(comm, 0, "claiming the output directory", [&] {
+    output.emplace(options.shard.empty() ? formats::StagedOutput::claim(options.out_dir)
+                                         : formats::StagedOutput::claim_existing(options.out_dir));
+    if (stream_output) prepare_staged_output(plan, *output);
+  });
+  return output;
+}
+
+// Collective: every layer's input scales, once the source is checked unchanged since the start
+// (the layers were computed from it as it was; the export copies from it).
+InputScales input_scales_for_export(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                                    const formats::SourceIdentity& source_at_start,
+                                    const std::map<int, formats::LayerRecord>& calib,
+                                    const QuantizeOptions& options, dist::Communicator& comm) {
+  InputScales scales;
+  dist::run_on_all_ranks(comm, "computing input scales", [&] {
+    check_source_unchanged_since_start(source, source_at_start);
+    scales = compute_input_scales(plan, calib, options.act_scale);
+  });
+  for (const auto& module : scales.fallback_modules) {
+    log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
+  }
+  return scales;
+}
+
 QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communicator& comm,
                                    QuantizePhase& phase, JobProgress& job,
                                    std::chrono::steady_clock::time_point start) {
+  const IoCounters io_at_start = read_io_counters();
   std::unique_ptr<formats::CheckpointDir> source;
   QuantizePlan plan;
   nlohmann::json prov;
@@ -383,14 +427,12 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
            expert_weights_modes().name(options.expert_weights), ", weight scales ",
            weight_scale_methods().name(options.weight_scale), "), ", plan.tensors.size(),
            " source tensors, ", comm.world_size(), " rank(s)");
-  // Rank 0 owns OUT from here to the end: a second run on the same output fails now, not after
-  // calibration. Released (lock file removed) when the job stops early.
-  std::optional<formats::StagedOutput> output;
   phase = QuantizePhase::kStores;
-  dist::run_on_root(comm, 0, "claiming the output directory", [&] {
-    output.emplace(options.shard.empty() ? formats::StagedOutput::claim(options.out_dir)
-                                         : formats::StagedOutput::claim_existing(options.out_dir));
-  });
+  // A full run streams each layer's outputs into the staging as it is committed (issue 19);
+  // --export-only and --shard write everything from the stores at the end.
+  const bool stream_output = options.shard.empty() && !options.export_only;
+  std::optional<formats::StagedOutput> output = claim_output(options, plan, stream_output, comm);
+  std::unique_ptr<OutputStreamer> streamer;
 
   std::optional<SourceDigests> verified;  // --verify-source
   if (options.verify_source)
@@ -412,7 +454,12 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
                                             formats::StoreVerify::kSizes);
     job.own_work_dir(plan.config.num_hidden_layers);  // rank 0 holds its store's lock now
     check_and_record_source(store, source_at_start, verified_digests);
-    report = fill_store_hashing_source(plan, *source, options, std::move(inputs), store, comm, job);
+    if (stream_output) {
+      streamer = std::make_unique<OutputStreamer>(
+          plan, *source, formats::StagedOutput::staging_dir_for(options.out_dir), comm.rank());
+    }
+    report = fill_store_hashing_source(plan, *source, options, std::move(inputs), store, comm, job,
+                                       streamer.get());
     report.store_provenance_xxh64 = store.provenance_xxh64();
     for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
       calib[l] = store.read_layer(l, formats::kStageCalib);
@@ -424,29 +471,26 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
     job.exchange();  // the other ranks' last commits
   }
 
-  InputScales scales;
-  dist::run_on_all_ranks(comm, "computing input scales", [&] {
-    // The layers were computed from the source as it was at the start; the export copies it now.
-    check_source_unchanged_since_start(*source, source_at_start);
-    scales = compute_input_scales(plan, calib, options.act_scale);
-  });
+  const InputScales scales =
+      input_scales_for_export(plan, *source, source_at_start, calib, options, comm);
   report.n_fallback_experts = scales.fallback_modules.size();
-  for (const auto& module : scales.fallback_modules) {
-    log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
-  }
   phase = QuantizePhase::kExport;
   const auto export_start = std::chrono::steady_clock::now();
+  const IoCounters io_export_start = read_io_counters();
   job.phase("export");
   ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
   ExportReport exported;
   if (options.shard.empty()) {
-    exported =
-        export_checkpoint(plan, *source, scales, export_options, output ? &*output : nullptr, comm);
+    exported = export_checkpoint(plan, *source, scales, export_options, output ? &*output : nullptr,
+                                 comm, streamer.get());
   } else {
     exported = export_one_shard(plan, *source, scales, export_options, options.shard, comm);
   }
   report.bytes_written = exported.bytes_written;
   report.export_seconds = seconds_since(export_start);
+  report.io_export = io_since(io_export_start, read_io_counters());
+  report.io_total = io_since(io_at_start, read_io_counters());
+  for (const auto& file : source_at_start) report.source_file_bytes += file.n_bytes;
   report.seconds = seconds_since(start);
   job.phase("report");
   write_report(options, report, plan, scales, calib, comm);

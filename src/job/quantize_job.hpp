@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/io_counters.hpp"
 #include "dist/communicator.hpp"
 #include "dist/compute_backend.hpp"
 #include "export/quant_config.hpp"
@@ -85,6 +86,10 @@ struct QuantizeReport {
   double store_commit_seconds = 0;       // committing them (in the background of the phases)
   double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
   uint64_t peak_device_bytes = 0;
+  // This process's I/O per phase (/proc/self/io) and for the whole job, and the source's file
+  // bytes: the summary's "bytes moved" table against the minimum (issue 19).
+  IoCounters io_calib, io_quant, io_export, io_total;
+  uint64_t source_file_bytes = 0;
   // XXH64 of the work store's provenance (job/output_provenance.hpp): the report records which
   // store an export came from, and --shard refuses another one.
   std::string store_provenance_xxh64;

@@ -74,6 +74,47 @@ void log_ranks(const std::vector<double>& all, int world_size) {
   }
 }
 
+// Bytes moved per phase, summed over the ranks (each rank's /proc/self/io), against the
+// minimum a run must move: the source read once, the output and the work store written once.
+// "disk" is what reached storage; "calls" what went through read()/write() (page cache hits
+// included), so calls above disk show re-reads the page cache absorbed on this run.
+void log_bytes_moved(const QuantizeReport& r, dist::Communicator& comm) {
+  constexpr int kPhases = 4, kCounters = 4;
+  const IoCounters* phases[kPhases] = {&r.io_calib, &r.io_quant, &r.io_export, &r.io_total};
+  uint64_t counts[kPhases * kCounters + 3] = {};
+  for (int p = 0; p < kPhases; ++p) {
+    counts[kCounters * p + 0] = phases[p]->disk_read;
+    counts[kCounters * p + 1] = phases[p]->disk_write;
+    counts[kCounters * p + 2] = phases[p]->calls_read;
+    counts[kCounters * p + 3] = phases[p]->calls_write;
+  }
+  uint64_t* const extra = counts + kPhases * kCounters;
+  extra[0] = comm.rank() == 0 ? r.source_file_bytes : 0;  // every rank sees the same files
+  extra[1] = r.store_bytes_written;
+  extra[2] = r.io_total.available ? 1 : 0;  // ranks that could read their counters
+  comm.allreduce_counts(counts, kPhases * kCounters + 3, "bytes moved");
+  if (comm.rank() != 0 || extra[2] != uint64_t(comm.world_size())) return;
+  const auto gb = [](uint64_t n) { return ProgressMeter::format_bytes(double(n)); };
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "  %-13s %11s %11s %11s %11s", "bytes moved", "disk read",
+                "disk write", "calls read", "calls write");
+  log_info(buf);
+  const char* names[kPhases] = {"calibration", "quantization", "export", "whole job"};
+  for (int p = 0; p < kPhases; ++p) {
+    const uint64_t* v = counts + kCounters * p;
+    std::snprintf(buf, sizeof(buf), "  %-13s %11s %11s %11s %11s", names[p], gb(v[0]).c_str(),
+                  gb(v[1]).c_str(), gb(v[2]).c_str(), gb(v[3]).c_str());
+    log_info(buf);
+  }
+  const uint64_t output = r.totals.bytes_written;
+  std::snprintf(buf, sizeof(buf),
+                "  minimum: read the source once %s; write the output once %s + the work store "
+                "once %s = %s",
+                gb(extra[0]).c_str(), gb(output).c_str(), gb(extra[1]).c_str(),
+                gb(output + extra[1]).c_str());
+  log_info(buf);
+}
+
 }  // namespace
 
 void print_quantize_summary(const QuantizeReport& r, const QuantizeOptions& options,
@@ -99,10 +140,13 @@ void print_quantize_summary(const QuantizeReport& r, const QuantizeOptions& opti
       double(r.calib_tokens),      host_stats.seconds() + device_stats.seconds()};
   std::vector<double> all(kN * size_t(comm.world_size()));
   comm.allgather(mine, all.data(), sizeof(mine), "quantize summary");
+  if (comm.rank() == 0) {
+    log_info("summary (", comm.world_size(), " rank(s), backend ",
+             dist::backend_name(options.backend), ")");
+    log_phases(r, all, comm.world_size());
+  }
+  log_bytes_moved(r, comm);  // collective
   if (comm.rank() != 0) return;
-  log_info("summary (", comm.world_size(), " rank(s), backend ",
-           dist::backend_name(options.backend), ")");
-  log_phases(r, all, comm.world_size());
   // rank 0's communication per operation kind, host (MPI) and device (NCCL) communicator.
   log_info("  communication (rank 0, ", dist::backend_name(comm.backend()),
            "): ", host_stats.describe(r.seconds));

@@ -3,10 +3,12 @@
 //
 // The model, per rank r of R (GB = 1e9 B for I/O; memory in bytes):
 //   src_r   = source bytes of the tensors r owns (ownership plan, balanced per layer)
-//   work_r  = NVFP4 bytes r produces (HDF5 work store: written once, read back at export)
-//   pass_r  = bytes of the copied tensors r owns (export reads them from the source again)
+//   work_r  = NVFP4 bytes r produces (HDF5 work store: written once; a full run streams the
+//             same bytes into the output from memory, so only --export-only reads them back)
+//   pass_r  = bytes of the copied tensors r owns (copied from the source file a second time,
+//             in the kernel: the streamed export's copy_file_range)
 //   out_r   = bytes of r's export shard (NVFP4 outputs + copied tensors)
-//   read_r  = src_r + work_r + pass_r          write_r = work_r + out_r
+//   read_r  = src_r + pass_r                   write_r = work_r + out_r
 //   time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / ranks_per_node)
 //   job     = max_r time_r   (I/O only: compute, broadcasts and metadata are not counted, so
 //                             this is a lower bound when the disk is the bottleneck)
@@ -162,7 +164,7 @@ void fill_rank_reports(const dist::OwnershipPlan& plan,
     for (const auto& [layer, n_bytes] : staged) {
       rank.host_peak_bytes = std::max(rank.host_peak_bytes, n_bytes);
     }
-    rank.read_bytes = rank.src_bytes + rank.work_bytes + rank.passthrough_bytes;
+    rank.read_bytes = rank.src_bytes + rank.passthrough_bytes;
     rank.write_bytes = rank.work_bytes + rank.out_bytes;
     rank.gpu_peak_bytes = report.memory.gpu_bytes;
     rank.io_seconds = rank.read_bytes / read_bps + rank.write_bytes / write_bps;

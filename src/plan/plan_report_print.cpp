@@ -68,8 +68,8 @@ void print_model(const PlanReport& report, const Unit& ram, std::ostream& out) {
   const PlanReportOptions& opt = report.options;
   const MemoryModel& mem = report.memory;
   out << "\nmodel, per rank r of R:\n"
-      << "  read_r  = source owned + NVFP4 work store read back at export\n"
-      << "            + copied tensors re-read from the source at export\n"
+      << "  read_r  = source owned + copied tensors read again for the output\n"
+      << "            (the NVFP4 work store is streamed to the output, not read back)\n"
       << "  write_r = NVFP4 work store (HDF5) + output shard\n"
       << "  time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / "
          "ranks_per_node)\n"

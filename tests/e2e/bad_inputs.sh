@@ -225,6 +225,13 @@ expect_msg rank-dies "$tmp/log" "exited on signal 9"
 grep -q "process rank [01] " "$tmp/log" || { cat "$tmp/log" >&2; fail "rank-dies: the rank is not named"; }
 for _ in $(seq 50); do [ -z "$(rank_pids)" ] && break; sleep 0.1; done
 [ -z "$(rank_pids)" ] || fail "rank-dies: rank processes survive: $(rank_pids)"
+# The killed job streamed layers into OUT.partial; a SIGKILLed rank 0 cannot remove it, but the
+# marker beside it must be there, so that the next run removes it (reliability_signals checks
+# that a --resume does).
+if [ -e "$out.partial" ]; then
+  [ -e "$out.partial.marker" ] || fail "rank-dies: $out.partial left without its marker"
+  rm -rf "$out.partial" "$out.partial.marker" "$out.partial.lock"
+fi
 check_clean rank-dies "$out" "$work"
 echo "ok: rank-dies (exit $rc after ${dt} s) -> $(grep -m1 'exited on signal' "$tmp/log")"
 

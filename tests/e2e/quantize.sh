@@ -42,6 +42,15 @@ for np in 1 2 3 4; do
 done
 for np in 2 3 4; do diff -r "$tmp/out1" "$tmp/out$np" >/dev/null || fail "output with $np ranks differs"; done
 echo "ok: identical export for 1..4 ranks"
+# Those exports were streamed (each layer's outputs written as its record was committed), and the
+# summary counts the bytes moved per phase against the minimum.
+for np in 1 2 3 4; do
+  grep -Eq 'before that, [0-9.]+ [KMGT]?B of 4 layer\(s\) streamed beside calibration' "$tmp/q$np.log" \
+    || { cat "$tmp/q$np.log" >&2; fail "the $np-rank export was not streamed"; }
+  grep -Eq '^  bytes moved +disk read +disk write +calls read +calls write$' "$tmp/q$np.log" &&
+    grep -Eq '^  minimum: read the source once [0-9.]+ [KMGT]?B; write the output once' "$tmp/q$np.log" \
+    || fail "no bytes-moved table in the summary of the $np-rank run"
+done
 # The summary's communication line: rank 0's collectives per kind (Communicator::stats).
 for np in 1 2 3 4; do
   grep -Eq '^  communication \(rank 0, mpi\): allreduce [1-9][0-9]* / [0-9.]+ [KMGT]?B / [0-9.]+ s, broadcast [0-9]+ / .* share of wall time [0-9.]+%$' \

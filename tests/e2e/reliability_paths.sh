@@ -140,7 +140,7 @@ mpirun -np 2 "$qf" quantize --in src --out o1 --work w1a --samples 64 --seq-len 
 first=$!
 for _ in $(seq 500); do [ -e o1.partial.lock ] && break; sleep 0.02; done
 [ -e o1.partial.lock ] || fail "lock-at-start: the first run took no lock"
-[ ! -e o1.partial ] || fail "lock-at-start: the first run already exports (make it longer)"
+[ ! -e o1 ] || fail "lock-at-start: the first run already finished (make it longer)"
 t0=$SECONDS
 QF_LOCK_WAIT_SECONDS=0 run 2 quantize --in src --out o1 --work w1b "${A[@]}"
 [ "$rc" != 0 ] || fail "lock-at-start: the second run on the same --out succeeded"

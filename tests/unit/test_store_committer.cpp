@@ -200,3 +200,34 @@ TEST_CASE("reads wait for the commit in flight (HDF5 calls never overlap)", "[st
   committer.drain();
   CHECK(committer.stats().wait_seconds > 0);
 }
+
+TEST_CASE("the after-commit callback sees each committed record; its failure keeps the layer",
+          "[store_committer]") {
+  TempDir tmp;
+  RankStore store = RankStore::create(tmp.path(), 0, 1, make_provenance());
+  StoreCommitter committer(store);
+  std::vector<std::pair<int, std::string>> seen;  // only the worker appends, drain orders it
+  committer.set_after_commit([&](const LayerRecord& record, const std::string& stage) {
+    // Called after the commit: the layer is in the store's manifest already.
+    CHECK(store.has_layer(record.layer, stage));
+    CHECK(record == make_layer_record(record.layer, stage));
+    seen.emplace_back(record.layer, stage);
+    if (record.layer == 2) throw Error("stream target full", "stream target full");
+  });
+  committer.submit(make_layer_record(0, kStageQuant), kStageQuant);
+  committer.submit(make_layer_record(1, kStageCalib), kStageCalib);
+  committer.drain();
+  CHECK(seen == std::vector<std::pair<int, std::string>>{{0, kStageQuant}, {1, kStageCalib}});
+  committer.submit(make_layer_record(2, kStageQuant), kStageQuant);
+  try {
+    committer.drain();
+    FAIL("the callback's failure was not rethrown");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("after committing layer 2") != std::string::npos);
+    CHECK(what.find("stream target full") != std::string::npos);
+  }
+  CHECK(committer.has_layer(2, kStageQuant));  // committed: resume must not redo it
+  CHECK(store.committed_layers(kStageQuant) == std::vector<int>{0, 2});
+  CHECK(committer.stats().n_commits == 3);
+}

@@ -1,0 +1,111 @@
+// OutputStreamer (see output_streamer.hpp).
+#include "export/output_streamer.hpp"
+
+#include <chrono>
+#include <map>
+
+#include "core/check.hpp"
+#include "core/elapsed.hpp"
+#include "core/nvtx.hpp"
+
+namespace qf::pipeline {
+
+void prepare_staged_output(const QuantizePlan& plan, formats::StagedOutput& staged) {
+  staged.create_staging();
+  for (const auto& shard : plan.shards) {
+    formats::create_presized_shard(staged.staging_dir() + "/" + shard.file, shard.layout);
+  }
+}
+
+OutputStreamer::OutputStreamer(const QuantizePlan& plan, const formats::CheckpointDir& source,
+                               std::string staging_dir, int rank)
+    : plan_(plan), source_(source), staging_dir_(std::move(staging_dir)) {
+  // Input scales wait for the export: they need every layer's calibration.
+  for (const auto& job : export_jobs_where(plan, [rank](const ExportJob& job) {
+         return job.owner == rank && job.out->kind != OutputKind::kInputScale;
+       })) {
+    jobs_by_layer_[job.layer].push_back(job);
+  }
+}
+
+const formats::FileDescriptor& OutputStreamer::output_file(size_t shard) {
+  auto it = output_files_.find(shard);
+  if (it == output_files_.end()) {
+    it = output_files_
+             .emplace(shard,
+                      formats::open_for_pwrite(staging_dir_ + "/" + plan_.shards.at(shard).file))
+             .first;
+  }
+  return it->second;
+}
+
+const formats::FileDescriptor& OutputStreamer::source_file(const std::string& path) {
+  auto it = source_files_.find(path);
+  if (it == source_files_.end()) {
+    it = source_files_.emplace(path, formats::open_for_read(path)).first;
+  }
+  return it->second;
+}
+
+void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
+  QF_NVTX_RANGE("stream layer " + std::to_string(quant.layer) + " to the output");
+  const auto start = std::chrono::steady_clock::now();
+  std::map<std::string, const formats::StoredTensor*> stored;
+  for (const auto& t : quant.tensors) stored[t.name] = &t;
+  uint64_t n_written = 0, n_in_kernel = 0;
+  const auto jobs = jobs_by_layer_.find(quant.layer);
+  if (jobs != jobs_by_layer_.end()) {
+    for (const ExportJob& job : jobs->second) {
+      const OutputTensor& out = *job.out;
+      const auto& fd = output_file(job.shard);
+      const uint64_t offset = plan_.shards[job.shard].layout.file_offset.at(out.spec.name);
+      const uint64_t n_bytes = out.spec.n_bytes();
+      if (out.kind == OutputKind::kCopy) {
+        const formats::SafetensorsReader* shard = nullptr;
+        const auto& info = source_.tensor(out.source_name, &shard);
+        n_in_kernel += formats::copy_file_bytes(
+            source_file(shard->path()), shard->data_offset() + info.begin, fd, offset, n_bytes);
+      } else {
+        const auto it = stored.find(out.spec.name);
+        QF_CHECK(it != stored.end(), "streaming layer", quant.layer, "to", staging_dir_ + ":",
+                 "its NVFP4 record lacks", out.spec.name);
+        const formats::StoredTensor& t = *it->second;
+        QF_CHECK(
+            t.dtype == out.spec.dtype && t.shape == out.spec.shape && t.bytes.size() == n_bytes,
+            "stored", out.spec.name, "does not match the export layout");
+        formats::pwrite_full(fd, t.bytes.data(), n_bytes, offset);
+      }
+      // The disk starts on it now, so the job's final fsync finds little left to write.
+      formats::start_writeback(fd, offset, n_bytes);
+      n_written += n_bytes;
+    }
+  }
+  const double seconds = seconds_since(start);
+  std::lock_guard<std::mutex> lock(mutex_);
+  streamed_.insert(quant.layer);
+  ++stats_.n_layers;
+  stats_.bytes_written += n_written;
+  stats_.bytes_copied_in_kernel += n_in_kernel;
+  stats_.seconds += seconds;
+}
+
+bool OutputStreamer::streamed(int layer) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return streamed_.count(layer) > 0;
+}
+
+OutputStreamer::Stats OutputStreamer::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void OutputStreamer::finish() {
+  for (auto& [shard, fd] : output_files_) {
+    formats::fsync_file(fd);
+    fd.close();
+  }
+  output_files_.clear();
+  source_files_.clear();
+}
+
+}  // namespace qf::pipeline
