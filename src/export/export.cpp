@@ -31,6 +31,7 @@
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
 #include "formats/rank_store.hpp"
+#include "formats/shard_digest.hpp"
 #include "formats/shard_index.hpp"
 #include "formats/staged_output.hpp"
 #include "model/forward_linear.hpp"
@@ -140,31 +141,28 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
   QuantRecordReader records(work_dir, std::move(record_order));
   ExportReport report;
   formats::AsyncWriter writer(kWriteBuffers);
-  std::map<std::string, formats::FileDescriptor> source_files;  // source shard path -> fd
+  SourceTensorCopier copier(source);
   for (const auto& job : jobs) {
     check_stop_requested("between export chunks");
     const auto& out = *job.out;
     const auto& fd = files.at(job.shard);
     const uint64_t offset = plan.shards[job.shard].layout.file_offset.at(out.spec.name);
     const uint64_t n_bytes = out.spec.n_bytes();
+    uint64_t& digest = report.tensor_digests[out.spec.name];  // hashed while written
     if (out.kind == OutputKind::kCopy) {
       // In the kernel (copy_file_range), beside the writer's buffered writes of other ranges.
-      const formats::SafetensorsReader* shard = nullptr;
-      const auto& info = source.tensor(out.source_name, &shard);
-      auto it = source_files.find(shard->path());
-      if (it == source_files.end()) {
-        it = source_files.emplace(shard->path(), formats::open_for_read(shard->path())).first;
-      }
-      formats::copy_file_bytes(it->second, shard->data_offset() + info.begin, fd, offset, n_bytes);
+      digest = copier.copy(out.source_name, fd, offset, n_bytes).digest;
     } else if (out.kind == OutputKind::kInputScale) {
       const float value = scales.of_module.at(QuantizePlan::module_of(out.source_name));
       submit_bytes(writer, fd, offset, reinterpret_cast<const uint8_t*>(&value), sizeof(value));
+      digest = formats::checksum64(&value, sizeof(value));
     } else {
       const auto& stored = records.tensor(job.owner, job.layer, out.spec.name);
       QF_CHECK(stored.dtype == out.spec.dtype && stored.shape == out.spec.shape &&
                    stored.bytes.size() == n_bytes,
                "stored", out.spec.name, "does not match the export layout");
       submit_bytes(writer, fd, offset, stored.bytes.data(), n_bytes);
+      digest = formats::checksum64(stored.bytes.data(), n_bytes);
     }
     report.bytes_written += n_bytes;
     ++report.n_tensors;
@@ -188,14 +186,54 @@ formats::ShardIndex output_index(const QuantizePlan& plan) {
   return index;
 }
 
-// formats::kChecksumsFileName: {shard file: XXH64 hex} (verified by `validate`).
-void write_checksums(const QuantizePlan& plan, const std::vector<uint64_t>& digests,
-                     const std::string& dir) {
-  nlohmann::json sums = nlohmann::json::object();
-  for (size_t s = 0; s < plan.shards.size(); ++s) {
-    sums[plan.shards[s].file] = formats::checksum_hex(digests[s]);
+// The version-2 digest of `shard` (formats/shard_digest.hpp) from the digests of its tensors,
+// which the writers computed while writing: no byte of the output is read back.
+uint64_t shard_digest(const OutputShard& shard, const std::map<std::string, uint64_t>& digests) {
+  std::vector<std::pair<uint64_t, uint64_t>> by_offset;  // (file offset, digest)
+  by_offset.reserve(shard.tensors.size());
+  for (const auto& out : shard.tensors) {
+    const auto it = digests.find(out.spec.name);
+    QF_CHECK(it != digests.end(), "internal: no checksum of", out.spec.name, "written to",
+             shard.file);
+    by_offset.emplace_back(shard.layout.file_offset.at(out.spec.name), it->second);
   }
-  formats::write_file_atomic(dir + "/" + formats::kChecksumsFileName, sums.dump(2) + "\n");
+  std::sort(by_offset.begin(), by_offset.end());
+  std::vector<uint64_t> tensors;
+  tensors.reserve(by_offset.size());
+  for (const auto& entry : by_offset) tensors.push_back(entry.second);
+  const std::string& header = shard.layout.header_bytes;
+  return formats::combine_shard_digest(formats::checksum64(header.data(), header.size()), tensors);
+}
+
+// Collective: every output tensor's digest on every rank (each tensor has one writer; the others
+// contribute 0 to a sum over the plan's output order).
+std::map<std::string, uint64_t> gather_tensor_digests(const QuantizePlan& plan,
+                                                      const std::map<std::string, uint64_t>& mine,
+                                                      dist::Communicator& comm) {
+  std::vector<uint64_t> all;
+  for (const auto& shard : plan.shards) {
+    for (const auto& out : shard.tensors) {
+      const auto it = mine.find(out.spec.name);
+      all.push_back(it == mine.end() ? 0 : it->second);
+    }
+  }
+  comm.allreduce(all.data(), all.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
+                 "output tensor checksums");
+  std::map<std::string, uint64_t> digests;
+  size_t i = 0;
+  for (const auto& shard : plan.shards) {
+    for (const auto& out : shard.tensors) digests[out.spec.name] = all[i++];
+  }
+  return digests;
+}
+
+// formats::kChecksumsFileName, version 2: {shard file: digest} (verified by `validate`).
+void write_checksums(const QuantizePlan& plan, const std::map<std::string, uint64_t>& digests,
+                     const std::string& dir) {
+  std::map<std::string, uint64_t> files;
+  for (const auto& shard : plan.shards) files[shard.file] = shard_digest(shard, digests);
+  formats::write_file_atomic(dir + "/" + formats::kChecksumsFileName,
+                             formats::checksums_manifest_json(files).dump(2) + "\n");
 }
 
 void finish(const QuantizePlan& plan, const formats::CheckpointDir& source,
@@ -261,26 +299,14 @@ ExportReport export_checkpoint(const QuantizePlan& plan, const formats::Checkpoi
       if (streamer) streamer->finish();
       fsync_seconds = seconds_since(fsync_start);
     });
-    // Integrity record for `validate`: each rank checksums every world_size-th shard (all
-    // writers have fsynced), on several threads (page-cache reads and XXH64 are CPU-bound);
-    // rank 0 gathers them.
-    std::vector<uint64_t> digests(plan.shards.size(), 0);
+    // Integrity record for `validate`, from the digests taken while writing (issue 19).
     const auto checksum_start = std::chrono::steady_clock::now();
-    dist::run_on_all_ranks(comm, "checksumming output shards", [&] {
-      const std::string staging = formats::StagedOutput::staging_dir_for(options.out_dir);
-      std::vector<size_t> mine;
-      for (size_t s = size_t(comm.rank()); s < plan.shards.size(); s += size_t(comm.world_size())) {
-        mine.push_back(s);
+    if (streamer) {
+      for (const auto& [name, digest] : streamer->tensor_digests()) {
+        report.tensor_digests[name] = digest;
       }
-      parallel_for(int64_t(mine.size()), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const size_t s = mine[size_t(i)];
-          digests[s] = formats::checksum_file(staging + "/" + plan.shards[s].file).digest;
-        }
-      });
-    });
-    comm.allreduce(digests.data(), digests.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
-                   "shard checksums");
+    }
+    const auto digests = gather_tensor_digests(plan, report.tensor_digests, comm);
     if (comm.rank() == 0) {
       char line[384];
       std::snprintf(line, sizeof(line),
@@ -338,12 +364,17 @@ ExportReport export_one_shard(const QuantizePlan& plan, const formats::Checkpoin
           "export (one shard)");
       formats::fsync_file(files.at(shard));
       files.at(shard).close();
-      const std::string digest = formats::checksum_hex(formats::checksum_file(temp).digest);
       // The rebuild reproduces the exported bytes; other bytes mean another store or source
-      // (issue 18 defect 8), and the shard in OUT stays as it is.
+      // (issue 18 defect 8), and the shard in OUT stays as it is. Earlier exports' manifests
+      // (version 1) hold whole-file digests: then the rebuilt file is read once for it.
       const std::string sums_path = options.out_dir + "/" + formats::kChecksumsFileName;
-      const auto sums = formats::read_json_file(sums_path);
-      const std::string recorded = sums.is_object() ? sums.value(shard_file, std::string()) : "";
+      const auto sums =
+          formats::parse_checksums_manifest(formats::read_json_file(sums_path), sums_path);
+      const auto it = sums.files.find(shard_file);
+      const std::string recorded = it == sums.files.end() ? "" : formats::checksum_hex(it->second);
+      const std::string digest = formats::checksum_hex(
+          sums.version == 1 ? formats::checksum_file(temp).digest
+                            : shard_digest(plan.shards[shard], report.tensor_digests));
       QF_CHECK(digest == recorded, "--shard", shard_file + ": the rebuilt shard's xxh64", digest,
                "differs from the one", sums_path, "records (" + recorded + "): the work store",
                options.work_dir, "or the source is not what", options.out_dir, "was exported from;",

@@ -3,6 +3,8 @@
 // the staging protocol, index/config files, and the single-shard rebuild. Does not own the
 // quantization (quantize_weights) or the scale rules (input_scales).
 #pragma once
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "dist/communicator.hpp"
@@ -25,6 +27,7 @@ struct ExportOptions {
 struct ExportReport {
   uint64_t bytes_written = 0;  // by this rank
   uint64_t n_tensors = 0;
+  std::map<std::string, uint64_t> tensor_digests;  // XXH64 of each tensor this rank wrote
 };
 
 // Collective: every rank writes the output tensors of the source tensors it owns (ownership of

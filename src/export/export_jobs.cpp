@@ -1,7 +1,9 @@
 // The export's units of work (see export_jobs.hpp).
 #include "export/export_jobs.hpp"
 
+#include "core/check.hpp"
 #include "core/strings.hpp"
+#include "formats/checksum.hpp"
 #include "model/tensor_table.hpp"
 
 namespace qf::pipeline {
@@ -26,6 +28,23 @@ std::vector<ExportJob> export_jobs_where(const QuantizePlan& plan,
     }
   }
   return jobs;
+}
+
+SourceTensorCopier::Result SourceTensorCopier::copy(const std::string& source_name,
+                                                    const formats::FileDescriptor& to,
+                                                    uint64_t to_offset, uint64_t n_bytes) {
+  const formats::SafetensorsReader* shard = nullptr;
+  const auto& info = source_.tensor(source_name, &shard);
+  QF_CHECK(info.n_bytes() == n_bytes, "copying", source_name, "from", shard->path() + ":", "it has",
+           info.n_bytes(), "bytes, the output layout", n_bytes);
+  auto it = files_.find(shard->path());
+  if (it == files_.end())
+    it = files_.emplace(shard->path(), formats::open_for_read(shard->path())).first;
+  const uint64_t from = shard->data_offset() + info.begin;
+  Result result;
+  result.n_bytes_in_kernel = formats::copy_file_bytes(it->second, from, to, to_offset, n_bytes);
+  result.digest = formats::checksum_range(it->second, from, n_bytes);
+  return result;
 }
 
 }  // namespace qf::pipeline

@@ -4,9 +4,12 @@
 #pragma once
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "formats/checkpoint_dir.hpp"
+#include "formats/posix_file.hpp"
 #include "quantize/quantize_plan.hpp"
 
 namespace qf::pipeline {
@@ -25,5 +28,23 @@ std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out);
 // Every output tensor of the plan, in shard then layout order, for which keep() holds.
 std::vector<ExportJob> export_jobs_where(const QuantizePlan& plan,
                                          const std::function<bool(const ExportJob&)>& keep);
+
+// Copies unchanged source tensors into output files in the kernel (formats::copy_file_bytes) and
+// returns the XXH64 of the bytes copied, read back from the source range (page cache: the copy
+// just read it), for the checksums manifest. Keeps the source files open. One thread at a time.
+class SourceTensorCopier {
+ public:
+  explicit SourceTensorCopier(const formats::CheckpointDir& source) : source_(source) {}
+  struct Result {
+    uint64_t digest = 0;
+    uint64_t n_bytes_in_kernel = 0;  // copied by copy_file_range itself (the rest: buffered)
+  };
+  Result copy(const std::string& source_name, const formats::FileDescriptor& to, uint64_t to_offset,
+              uint64_t n_bytes);
+
+ private:
+  const formats::CheckpointDir& source_;
+  std::map<std::string, formats::FileDescriptor> files_;  // source shard path -> fd
+};
 
 }  // namespace qf::pipeline

@@ -7,6 +7,7 @@
 #include "core/check.hpp"
 #include "core/elapsed.hpp"
 #include "core/nvtx.hpp"
+#include "formats/checksum.hpp"
 
 namespace qf::pipeline {
 
@@ -19,7 +20,7 @@ void prepare_staged_output(const QuantizePlan& plan, formats::StagedOutput& stag
 
 OutputStreamer::OutputStreamer(const QuantizePlan& plan, const formats::CheckpointDir& source,
                                std::string staging_dir, int rank)
-    : plan_(plan), source_(source), staging_dir_(std::move(staging_dir)) {
+    : plan_(plan), staging_dir_(std::move(staging_dir)), copier_(source) {
   // Input scales wait for the export: they need every layer's calibration.
   for (const auto& job : export_jobs_where(plan, [rank](const ExportJob& job) {
          return job.owner == rank && job.out->kind != OutputKind::kInputScale;
@@ -39,20 +40,13 @@ const formats::FileDescriptor& OutputStreamer::output_file(size_t shard) {
   return it->second;
 }
 
-const formats::FileDescriptor& OutputStreamer::source_file(const std::string& path) {
-  auto it = source_files_.find(path);
-  if (it == source_files_.end()) {
-    it = source_files_.emplace(path, formats::open_for_read(path)).first;
-  }
-  return it->second;
-}
-
 void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
   QF_NVTX_RANGE("stream layer " + std::to_string(quant.layer) + " to the output");
   const auto start = std::chrono::steady_clock::now();
   std::map<std::string, const formats::StoredTensor*> stored;
   for (const auto& t : quant.tensors) stored[t.name] = &t;
   uint64_t n_written = 0, n_in_kernel = 0;
+  std::vector<std::pair<std::string, uint64_t>> digests;  // hashed while written
   const auto jobs = jobs_by_layer_.find(quant.layer);
   if (jobs != jobs_by_layer_.end()) {
     for (const ExportJob& job : jobs->second) {
@@ -61,10 +55,9 @@ void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
       const uint64_t offset = plan_.shards[job.shard].layout.file_offset.at(out.spec.name);
       const uint64_t n_bytes = out.spec.n_bytes();
       if (out.kind == OutputKind::kCopy) {
-        const formats::SafetensorsReader* shard = nullptr;
-        const auto& info = source_.tensor(out.source_name, &shard);
-        n_in_kernel += formats::copy_file_bytes(
-            source_file(shard->path()), shard->data_offset() + info.begin, fd, offset, n_bytes);
+        const auto copied = copier_.copy(out.source_name, fd, offset, n_bytes);
+        n_in_kernel += copied.n_bytes_in_kernel;
+        digests.emplace_back(out.spec.name, copied.digest);
       } else {
         const auto it = stored.find(out.spec.name);
         QF_CHECK(it != stored.end(), "streaming layer", quant.layer, "to", staging_dir_ + ":",
@@ -74,6 +67,7 @@ void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
             t.dtype == out.spec.dtype && t.shape == out.spec.shape && t.bytes.size() == n_bytes,
             "stored", out.spec.name, "does not match the export layout");
         formats::pwrite_full(fd, t.bytes.data(), n_bytes, offset);
+        digests.emplace_back(out.spec.name, formats::checksum64(t.bytes.data(), n_bytes));
       }
       // The disk starts on it now, so the job's final fsync finds little left to write.
       formats::start_writeback(fd, offset, n_bytes);
@@ -87,6 +81,7 @@ void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
   stats_.bytes_written += n_written;
   stats_.bytes_copied_in_kernel += n_in_kernel;
   stats_.seconds += seconds;
+  for (const auto& [name, digest] : digests) digests_[name] = digest;
 }
 
 bool OutputStreamer::streamed(int layer) const {
@@ -99,13 +94,17 @@ OutputStreamer::Stats OutputStreamer::stats() const {
   return stats_;
 }
 
+std::map<std::string, uint64_t> OutputStreamer::tensor_digests() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return digests_;
+}
+
 void OutputStreamer::finish() {
   for (auto& [shard, fd] : output_files_) {
     formats::fsync_file(fd);
     fd.close();
   }
   output_files_.clear();
-  source_files_.clear();
 }
 
 }  // namespace qf::pipeline

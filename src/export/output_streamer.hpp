@@ -43,29 +43,30 @@ class OutputStreamer {
                  std::string staging_dir, int rank);
 
   // Writes this rank's outputs of quant.layer (its NVFP4 tensors must all be in `quant`, the
-  // layer's stage "quant" record). One caller at a time (the store committer's worker); errors
-  // name the tensor and file.
+  // layer's stage "quant" record), hashing each tensor as it goes. One caller at a time (the
+  // store committer's worker); errors name the tensor and file.
   void write_layer(const formats::LayerRecord& quant);
   // Layers write_layer finished (from any thread).
   bool streamed(int layer) const;
   Stats stats() const;
+  // XXH64 of every output tensor written so far, by name (the checksums manifest's parts).
+  std::map<std::string, uint64_t> tensor_digests() const;
   // fsyncs and closes every output file written (before the shard checksums). Call once, after
   // the last write_layer.
   void finish();
 
  private:
   const formats::FileDescriptor& output_file(size_t shard);
-  const formats::FileDescriptor& source_file(const std::string& path);
 
   const QuantizePlan& plan_;
-  const formats::CheckpointDir& source_;
   const std::string staging_dir_;
   std::map<int, std::vector<ExportJob>> jobs_by_layer_;  // this rank's streamable outputs
   std::map<size_t, formats::FileDescriptor> output_files_;
-  std::map<std::string, formats::FileDescriptor> source_files_;
-  mutable std::mutex mutex_;  // streamed_ and stats_
+  SourceTensorCopier copier_;
+  mutable std::mutex mutex_;  // streamed_, stats_ and digests_
   std::set<int> streamed_;
   Stats stats_;
+  std::map<std::string, uint64_t> digests_;
 };
 
 }  // namespace qf::pipeline

@@ -169,17 +169,21 @@ bool parse_checksum_hex(const std::string& hex, uint64_t* out) {
 
 // ---- files -------------------------------------------------------------------------------------
 
+uint64_t checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {
+  std::vector<uint8_t> buffer(std::min(n_bytes, kFileChunkBytes));
+  Checksum64 sum;
+  for (uint64_t done = 0; done < n_bytes; done += buffer.size()) {
+    const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
+    pread_full(fd, buffer.data(), n, offset + done);
+    sum.update(buffer.data(), n);
+  }
+  return sum.digest();
+}
+
 FileChecksum checksum_file(const FileDescriptor& fd) {
   FileChecksum result;
   result.n_bytes = file_n_bytes(fd);
-  std::vector<uint8_t> buffer(std::min(result.n_bytes, kFileChunkBytes));
-  Checksum64 sum;
-  for (uint64_t offset = 0; offset < result.n_bytes; offset += buffer.size()) {
-    const uint64_t n = std::min<uint64_t>(buffer.size(), result.n_bytes - offset);
-    pread_full(fd, buffer.data(), n, offset);
-    sum.update(buffer.data(), n);
-  }
-  result.digest = sum.digest();
+  result.digest = checksum_range(fd, 0, result.n_bytes);
   return result;
 }
 

@@ -30,8 +30,8 @@ class Checksum64 {
   size_t n_pending_;
 };
 
-// The integrity manifest an export writes into its output directory and `validate` checks:
-// {"<file relative to the directory>": checksum_hex(XXH64 of the file)} (EXPORT_FORMAT.md).
+// The integrity manifest an export writes into its output directory and `validate` checks
+// (formats/shard_digest.hpp has its versions and digest rules).
 inline constexpr const char* kChecksumsFileName = "quantforge_checksums.json";
 
 // One-shot convenience over Checksum64.
@@ -51,5 +51,7 @@ struct FileChecksum {
 FileChecksum checksum_file(const std::string& path);
 // Same, through an already open descriptor (reads from offset 0 to the current end).
 FileChecksum checksum_file(const FileDescriptor& fd);
+// XXH64 of [offset, offset + n_bytes) of an open file; end-of-file before it is an error.
+uint64_t checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes);
 
 }  // namespace qf::formats

@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
+#include "formats/shard_digest.hpp"
 #include "report/quantization_report.hpp"
 
 namespace qf::pipeline {
@@ -12,16 +13,15 @@ namespace qf::pipeline {
 void check_store_matches_output(const std::string& out_dir, const std::string& shard,
                                 const std::string& work_dir, const std::string& store_digest) {
   const std::string sums_path = out_dir + "/" + formats::kChecksumsFileName;
-  nlohmann::json sums;
+  formats::ChecksumsManifest sums;
   try {
-    sums = formats::read_json_file(sums_path);
+    sums = formats::parse_checksums_manifest(formats::read_json_file(sums_path), sums_path);
   } catch (const Error& e) {
     QF_FAIL("--shard", shard + ":", out_dir, "is not a complete quantforge export (", e.message(),
             "); export it whole (--export-only without --shard)");
   }
-  QF_CHECK(sums.is_object() && sums.contains(shard) && sums[shard].is_string(), "--shard", shard,
-           ":", sums_path, "records no checksum for it; export", out_dir,
-           "whole (--export-only without --shard)");
+  QF_CHECK(sums.files.count(shard) > 0, "--shard", shard, ":", sums_path,
+           "records no checksum for it; export", out_dir, "whole (--export-only without --shard)");
   const std::string report_path = quantization_report_path(out_dir);
   const nlohmann::json report = read_quantization_report(report_path);
   const nlohmann::json* recorded = nullptr;

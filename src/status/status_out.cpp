@@ -4,6 +4,7 @@
 
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
+#include "formats/shard_digest.hpp"
 #include "formats/staged_output.hpp"
 #include "status/run_status.hpp"
 
@@ -30,30 +31,22 @@ void add_out_status(RunStatus& status, const StatusOptions& options) {
     return;
   }
   out.has_checksums = true;
-  nlohmann::json sums;
+  formats::ChecksumsManifest sums;
   try {
-    sums = formats::read_json_file(sums_path);
+    sums = formats::parse_checksums_manifest(formats::read_json_file(sums_path), sums_path);
   } catch (const std::exception& e) {
-    out.problems.push_back(sums_path + ": " + e.what());
+    out.problems.push_back(e.what());
     return;
   }
-  if (!sums.is_object()) {
-    out.problems.push_back(sums_path + ": not an object {file: xxh64}");
-    return;
-  }
+  for (const auto& problem : sums.problems) out.problems.push_back(sums_path + ": " + problem);
   if (!options.verify_out) return;
-  for (const auto& [file, hex] : sums.items()) {
-    uint64_t expected = 0;
-    if (!hex.is_string() || !formats::parse_checksum_hex(hex.get<std::string>(), &expected)) {
-      out.problems.push_back(file + ": checksum entry is not 16 hex digits");
-      continue;
-    }
+  for (const auto& [file, expected] : sums.files) {
     try {
-      const formats::FileChecksum sum = formats::checksum_file(out.dir + "/" + file);
+      const uint64_t digest = formats::manifest_digest_of_file(sums, out.dir + "/" + file);
       ++out.n_files_checked;
-      if (sum.digest != expected) {
-        out.problems.push_back(file + ": checksum " + formats::checksum_hex(sum.digest) +
-                               " != " + hex.get<std::string>());
+      if (digest != expected) {
+        out.problems.push_back(file + ": checksum " + formats::checksum_hex(digest) +
+                               " != " + formats::checksum_hex(expected));
       }
     } catch (const std::exception& e) {
       out.problems.push_back(file + ": " + e.what());

@@ -9,6 +9,7 @@
 #include "core/strings.hpp"
 #include "formats/atomic_file.hpp"
 #include "formats/checksum.hpp"
+#include "formats/shard_digest.hpp"
 #include "formats/shard_index.hpp"
 #include "validate/validate_context.hpp"
 
@@ -86,42 +87,30 @@ void check_checksums(Context& ctx) {
     check.set_note(std::string(kChecksumsFileName) + " absent: integrity not verified");
     return;
   }
-  nlohmann::json manifest;
+  formats::ChecksumsManifest manifest;
   try {
-    manifest = formats::read_json_file(path);
+    manifest = formats::parse_checksums_manifest(formats::read_json_file(path), path);
   } catch (const Error& e) {
     check.fail(kChecksumsFileName, "unreadable:", e.message());
     return;
   }
-  if (!manifest.is_object()) {
-    check.fail(kChecksumsFileName, "must be an object {file: xxh64 hex}");
-    return;
-  }
-  std::vector<std::pair<std::string, uint64_t>> entries;
-  for (const auto& [file, value] : manifest.items()) {
-    uint64_t digest = 0;
-    const bool safe_name = !file.empty() && file[0] != '/' && file.find("..") == std::string::npos;
-    if (!safe_name || !value.is_string() ||
-        !formats::parse_checksum_hex(value.get<std::string>(), &digest)) {
-      check.fail(kChecksumsFileName, "entry", file + ":", value.dump(),
-                 "is not a relative file name with 16 hex digits");
-      continue;
-    }
-    entries.emplace_back(file, digest);
-  }
+  for (const auto& problem : manifest.problems) check.fail(kChecksumsFileName, problem);
+  const std::vector<std::pair<std::string, uint64_t>> entries(manifest.files.begin(),
+                                                              manifest.files.end());
   for (const auto& [file, reader] : ctx.out.shards) {
-    if (!manifest.contains(file))
+    if (!manifest.files.count(file))
       check.fail("output shard", file, "has no checksum in", kChecksumsFileName);
   }
   parallel_for(
       entries.size(), ctx.options.n_threads,
       [&](size_t i) {
         const auto& [file, digest] = entries[i];
-        const auto sum = formats::checksum_file(ctx.out.dir + "/" + file);
-        if (sum.digest == digest) {
+        const uint64_t actual =
+            formats::manifest_digest_of_file(manifest, ctx.out.dir + "/" + file);
+        if (actual == digest) {
           check.pass();
         } else {
-          check.fail(file + ": xxh64", formats::checksum_hex(sum.digest), "but", kChecksumsFileName,
+          check.fail(file + ": xxh64", formats::checksum_hex(actual), "but", kChecksumsFileName,
                      "says", formats::checksum_hex(digest));
         }
       },

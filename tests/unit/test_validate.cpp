@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "catch_compat.hpp"
 #include "export_fixture.hpp"
 #include "formats/checksum.hpp"
+#include "formats/shard_digest.hpp"
 #include "formats_test_util.hpp"
 #include "validate/validate.hpp"
 
@@ -308,6 +310,29 @@ TEST_CASE("validate: configs, other files, checksums", "[validate]") {
     report = validate(out);
     require_failure(report, pipeline::kCheckChecksums, first);
     CHECK(failed(report) == std::set<std::string>{"checksums"});
+  }
+  SECTION(
+      "checksums file, version 2 (shard digests from tensor digests): verified, then a "
+      "changed tensor byte fails") {
+    std::map<std::string, uint64_t> files;
+    std::string last;
+    for (const auto& entry : std::filesystem::directory_iterator(out)) {
+      if (entry.path().extension() != ".safetensors") continue;
+      last = entry.path().filename().string();
+      files[last] = formats::shard_digest_of_file(entry.path().string());
+    }
+    formats::write_file_atomic(out + "/" + formats::kChecksumsFileName,
+                               formats::checksums_manifest_json(files).dump(2));
+    auto report = validate(out);
+    REQUIRE(report.passed());
+    CHECK(report.check(pipeline::kCheckChecksums).n_pass == 3);
+    // The last byte of a shard is tensor data: flip one bit of it.
+    const std::string shard = out + "/" + last;
+    std::string bytes = formats::read_file_bytes(shard);
+    bytes.back() = char(bytes.back() ^ 0x01);
+    formats::write_file_atomic(shard, bytes);
+    report = validate(out);
+    require_failure(report, pipeline::kCheckChecksums, last);
   }
 }
 
