@@ -78,6 +78,18 @@ bool inside_layout(const std::string& final_dir) {
   return fs::is_directory(final_dir, ec) && is_mount_point(final_dir);
 }
 
+// A mount-point OUT holds its own staging (STAGING, STAGING.lock, STAGING.marker: this run's,
+// or a crashed run's that create_staging handles): empty means nothing else is in it.
+bool empty_but_for_staging(const std::string& final_dir) {
+  const std::string inside = kInsideName;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(final_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name != inside && name != inside + ".lock" && name != inside + kMarkerSuffix) return false;
+  }
+  return !ec;
+}
+
 }  // namespace
 
 void StagedOutput::check_final_dir(const std::string& final_dir) {
@@ -86,9 +98,10 @@ void StagedOutput::check_final_dir(const std::string& final_dir) {
   const fs::path path(final_dir);
   if (fs::exists(path, ec)) {
     QF_CHECK(fs::is_directory(path, ec), "output", final_dir, "exists and is not a directory");
-    QF_CHECK(fs::is_empty(path, ec), "output directory", final_dir,
-             "is not empty; choose a new name or remove it first");
-    if (inside_layout(final_dir)) {
+    const bool mount_point = inside_layout(final_dir);
+    QF_CHECK(mount_point ? empty_but_for_staging(final_dir) : fs::is_empty(path, ec),
+             "output directory", final_dir, "is not empty; choose a new name or remove it first");
+    if (mount_point) {
       QF_CHECK(::access(final_dir.c_str(), W_OK) == 0, "output directory", final_dir,
                "is a mount point and not writable");
       return;

@@ -27,6 +27,7 @@
 #include "job/calibration_summary.hpp"
 #include "job/job_progress.hpp"
 #include "job/output_provenance.hpp"
+#include "job/output_step.hpp"
 #include "job/quantize_checks.hpp"
 #include "job/quantize_report_section.hpp"
 #include "job/source_check.hpp"
@@ -192,10 +193,18 @@ void emit_calibration_progress(const CalibrationLayerDone& done) {
   progress_stream::emit("progress", fields);
 }
 
+// Each NVFP4 record the committer commits goes on into the staged output, from memory.
+void stream_committed_quant_records(formats::StoreCommitter& store, OutputStreamer& streamer) {
+  store.set_after_commit([&streamer](const formats::LayerRecord& record, const std::string& stage) {
+    if (stage == formats::kStageQuant) streamer.write_layer(record);
+  });
+}
+
 // Calibration then quantization of every regular layer; committed layers are skipped on
 // resume. Records are committed in the background (StoreCommitter: quantizing layer l+1 overlaps
 // writing layer l) and all drained before this returns; a failed commit surfaces in the next
-// submit or the drain, on its rank, inside the caller's collective step.
+// submit or the drain, on its rank, inside the caller's collective step. With `streamer`, each
+// committed NVFP4 record also goes into the staged output (the streamed export).
 QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir& source,
                           const QuantizeOptions& options, CalibrationInputs inputs,
                           formats::RankStore& rank_store, dist::Communicator& comm,
@@ -203,13 +212,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
   formats::StoreCommitter store(rank_store);
-  if (streamer) {
-    // Each committed NVFP4 record goes on into the staged output, from memory.
-    store.set_after_commit(
-        [streamer](const formats::LayerRecord& record, const std::string& stage) {
-          if (stage == formats::kStageQuant) streamer->write_layer(record);
-        });
-  }
+  if (streamer) stream_committed_quant_records(store, *streamer);
   auto phase_start = std::chrono::steady_clock::now();
   const IoCounters io_calib_start = read_io_counters();
   job.phase("calibration");
@@ -364,38 +367,6 @@ std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
                      ? "Every layer is committed: write the output with the same command and "
                        "--resume (or --export-only)."
                      : "Continue with the same command and --resume.");
-}
-
-// Rank 0 owns OUT from here to the end: a second run on the same output fails now, not after
-// calibration. Released (lock file removed) when the job stops early. `stream_output`: the
-// staging is made now (prepare_staged_output) for the ranks' OutputStreamers.
-std::optional<formats::StagedOutput> claim_output(const QuantizeOptions& options,
-                                                  const QuantizePlan& plan, bool stream_output,
-                                                  dist::Communicator& comm) {
-  std::optional<formats::StagedOutput> output;
-  dist::run_on_root(comm, 0, "claiming the output directory", [&] {
-    output.emplace(options.shard.empty() ? formats::StagedOutput::claim(options.out_dir)
-                                         : formats::StagedOutput::claim_existing(options.out_dir));
-    if (stream_output) prepare_staged_output(plan, *output);
-  });
-  return output;
-}
-
-// Collective: every layer's input scales, once the source is checked unchanged since the start
-// (the layers were computed from it as it was; the export copies from it).
-InputScales input_scales_for_export(const QuantizePlan& plan, const formats::CheckpointDir& source,
-                                    const formats::SourceIdentity& source_at_start,
-                                    const std::map<int, formats::LayerRecord>& calib,
-                                    const QuantizeOptions& options, dist::Communicator& comm) {
-  InputScales scales;
-  dist::run_on_all_ranks(comm, "computing input scales", [&] {
-    check_source_unchanged_since_start(source, source_at_start);
-    scales = compute_input_scales(plan, calib, options.act_scale);
-  });
-  for (const auto& module : scales.fallback_modules) {
-    log_info("uncalibrated expert (input_scale from the max of its projection): ", module);
-  }
-  return scales;
 }
 
 QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communicator& comm,

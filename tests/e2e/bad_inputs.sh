@@ -206,6 +206,22 @@ else
   echo "SKIP: enospc-output, enospc-dequant, enospc-work: mount -t tmpfs is not permitted here"
 fi
 
+# 5b. Issue 18 defect 6: an empty mount point as --out cannot be replaced by a rename, so the
+#     export is staged inside it (and streamed there from the job's start) and moved in entry by
+#     entry: the result equals an export into a plain directory, with nothing of the staging left.
+mkdir -p "$tmp/mnt"
+if mount -t tmpfs -o size=64m tmpfs "$tmp/mnt" 2>/dev/null; then
+  mounts+=("$tmp/mnt")
+  for o in mnt plain; do
+    mpirun -np 2 "$qf" quantize --log-level warn --in "$tmp/src" "${A[@]}" --out "$tmp/$o" \
+      --work "$tmp/$o.work" >"$tmp/log" 2>&1 || { cat "$tmp/log" >&2; fail "mount-point-out: $o run failed"; }
+  done
+  diff -r "$tmp/plain" "$tmp/mnt" >/dev/null || fail "mount-point-out: differs from the plain export"
+  echo "ok: mount-point-out: staged inside the mount point, moved in, equal to a plain export"
+else
+  echo "SKIP: mount-point-out: mount -t tmpfs is not permitted here"
+fi
+
 # 6. A rank killed (kill -9) during calibration: mpirun ends quickly, non-zero, naming the rank.
 work=$tmp/kill.work out=$tmp/kill.out
 OMPI_MCA_odls_base_sigkill_timeout=1 timeout 60 mpirun -np 2 "$qf" quantize --log-level warn \
