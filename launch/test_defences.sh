@@ -10,7 +10,8 @@
 # fuzzes 210 s; `ci` (what .ci/run calls, ~15 min on 2 cores with a warm ccache) runs the unit
 # and mpi tests except the two whose preset-wide arithmetic takes minutes under ASan
 # (test_layer_arena, test_plan_report), the hostile-input e2e test (e2e.bad_inputs), 60 s of
-# fuzzing and the same TSan part.
+# fuzzing and the TSan unit tests of the threaded parts (not the whole-quantize TSan run, which
+# can deadlock inside TSan at Open MPI's finalize; see below).
 # Usage: bash launch/test_defences.sh [--tier full|ci] [--fuzz-seconds N] [--only asan|fuzz|tsan]...
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,13 +83,20 @@ if want tsan; then
               test_make_tiny_threads test_file_lock test_parallel_for)
   existing=()
   for t in "${tsan_tests[@]}"; do [ -f "$repo/tests/unit/$t.cpp" ] && existing+=("$t"); done
-  cmake --build "$repo/build-tsan" -j "$jobs" --target quantforge "${existing[@]}"
+  targets=("${existing[@]}")
+  [ "$tier" = full ] && targets+=(quantforge)
+  cmake --build "$repo/build-tsan" -j "$jobs" --target "${targets[@]}"
   export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
   for t in "${existing[@]}"; do
     stamp "TSan: $t"
     QF_SOURCE_DIR="$repo" "$repo/build-tsan/tests/$t"
   done
-  stamp "TSan: quantize with background commits, read-ahead and export threads"
-  QF_BIN="$repo/build-tsan/quantforge" bash "$repo/tests/sanitizers/tsan_quantize.sh"
+  if [ "$tier" = full ]; then
+    # Not in the ci tier: at Open MPI's finalize a dlclose() can deadlock against TSan's
+    # symbolizer while it reports a race inside an Open MPI thread (glibc's loader lock against
+    # TSan's slot lock; seen on this machine, 2026-12-05), so this run may hang: bounded here.
+    stamp "TSan: quantize with background commits, read-ahead, streamed export threads"
+    QF_BIN="$repo/build-tsan/quantforge" timeout 600 bash "$repo/tests/sanitizers/tsan_quantize.sh"
+  fi
 fi
 stamp "defences passed"
