@@ -158,9 +158,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
       digest = formats::checksum64(&value, sizeof(value));
     } else {
       const auto& stored = records.tensor(job.owner, job.layer, out.spec.name);
-      QF_CHECK(stored.dtype == out.spec.dtype && stored.shape == out.spec.shape &&
-                   stored.bytes.size() == n_bytes,
-               "stored", out.spec.name, "does not match the export layout");
+      check_stored_matches(out, stored);
       submit_bytes(writer, fd, offset, stored.bytes.data(), n_bytes);
       digest = formats::checksum64(stored.bytes.data(), n_bytes);
     }

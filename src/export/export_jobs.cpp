@@ -12,6 +12,12 @@ bool is_stored(const OutputTensor& out) {
   return out.kind != OutputKind::kCopy && out.kind != OutputKind::kInputScale;
 }
 
+void check_stored_matches(const OutputTensor& out, const formats::StoredTensor& stored) {
+  QF_CHECK(stored.dtype == out.spec.dtype && stored.shape == out.spec.shape &&
+               stored.bytes.size() == out.spec.n_bytes(),
+           "stored", out.spec.name, "does not match the export layout");
+}
+
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out) {
   if (plan.tensor_index.count(out.source_name)) return out.source_name;
   return strip_suffix(out.source_name, model::kScaleSuffix) + model::kWeightSuffix;

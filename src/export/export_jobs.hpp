@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "formats/checkpoint_dir.hpp"
+#include "formats/layer_record.hpp"
 #include "formats/posix_file.hpp"
 #include "quantize/quantize_plan.hpp"
 
@@ -23,6 +24,8 @@ struct ExportJob {
 
 // NVFP4 outputs: their bytes come from a quant record, not from the source or the scales.
 bool is_stored(const OutputTensor& out);
+// Throws naming `out` unless the quant record's tensor has its dtype, shape and byte count.
+void check_stored_matches(const OutputTensor& out, const formats::StoredTensor& stored);
 // The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out);
 // Every output tensor of the plan, in shard then layout order, for which keep() holds.

@@ -63,9 +63,7 @@ void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
         QF_CHECK(it != stored.end(), "streaming layer", quant.layer, "to", staging_dir_ + ":",
                  "its NVFP4 record lacks", out.spec.name);
         const formats::StoredTensor& t = *it->second;
-        QF_CHECK(
-            t.dtype == out.spec.dtype && t.shape == out.spec.shape && t.bytes.size() == n_bytes,
-            "stored", out.spec.name, "does not match the export layout");
+        check_stored_matches(out, t);
         formats::pwrite_full(fd, t.bytes.data(), n_bytes, offset);
         digests.emplace_back(out.spec.name, formats::checksum64(t.bytes.data(), n_bytes));
       }
