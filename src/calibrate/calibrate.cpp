@@ -111,10 +111,15 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
            "them)");
   local_ = samples_of_rank(set_.n_samples, comm.rank(), comm.world_size());
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
+  const auto setup_start = std::chrono::steady_clock::now();
   model::GlobalWeights globals;
   globals.embed = exchange_.fetch_embedding();
+  const double embedding_seconds = seconds_since(setup_start);
+  const auto tokens_start = std::chrono::steady_clock::now();
   dist::run_on_all_ranks(comm_, "embedding the calibration tokens",
                          [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
+  const double tokens_seconds = seconds_since(tokens_start);
+  const auto engine_start = std::chrono::steady_clock::now();
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
     dist::run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
@@ -128,6 +133,11 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
     QF_FAIL("calibration: this build has no CUDA backend");
 #endif
   }
+  // The setup before layer 0 (plan's phase model has it as a constant).
+  log_info("calibration setup (rank ", comm.rank(), "): embedding read + decode ",
+           str_printf("%.2f", embedding_seconds), " s, ", local_tokens_.size(), " tokens embedded ",
+           str_printf("%.2f", tokens_seconds), " s, engine start ",
+           str_printf("%.2f", seconds_since(engine_start)), " s");
 }
 
 LayerStatistics Calibrator::forward_layer_cuda(int layer, const std::vector<std::string>& names,

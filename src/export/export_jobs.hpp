@@ -32,9 +32,12 @@ std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out);
 std::vector<ExportJob> export_jobs_where(const QuantizePlan& plan,
                                          const std::function<bool(const ExportJob&)>& keep);
 
-// Copies unchanged source tensors into output files in the kernel (formats::copy_file_bytes) and
-// returns the XXH64 of the bytes copied, read back from the source range (page cache: the copy
-// just read it), for the checksums manifest. Keeps the source files open. One thread at a time.
+// Copies unchanged source tensors into output files and returns the XXH64 of the bytes copied,
+// for the checksums manifest, reading each source byte once: a tensor whose digest the job's
+// reads already took (SafetensorsReader::known_digest) is copied in the kernel
+// (formats::copy_file_bytes, a reflink where the filesystem can); any other goes through a
+// buffer, hashed on the way, and its digest is noted as the source tensor's. Keeps the source
+// files open. One thread at a time.
 class SourceTensorCopier {
  public:
   explicit SourceTensorCopier(const formats::CheckpointDir& source) : source_(source) {}
@@ -48,6 +51,7 @@ class SourceTensorCopier {
  private:
   const formats::CheckpointDir& source_;
   std::map<std::string, formats::FileDescriptor> files_;  // source shard path -> fd
+  std::vector<uint8_t> buffer_;                           // the hashed copies' chunks
 };
 
 }  // namespace qf::pipeline

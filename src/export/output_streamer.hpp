@@ -1,18 +1,23 @@
 // The export streamed beside the job (issue 19): as soon as a layer's NVFP4 record is committed
 // to a rank's store, that rank pwrites the layer's outputs it owns (the NVFP4 tensors from the
 // record in memory, the copied tensors straight from the source file by copy_file_range) into
-// the staged output's presized shards, and starts their writeback. The export at the end of the
-// job then writes only what no streamed layer carried: input scales (known once every layer is
-// calibrated), tensors outside the regular layers, and layers committed by an earlier run
-// (--resume: an earlier process's staging is never trusted, it is made anew).
+// the staged output's presized shards, and starts their writeback. With the first layer, a
+// background thread also copies the rank's tensors outside every layer (embedding, head, final
+// norms), which need no calibration. The export at the end of the job then writes only what
+// nothing streamed: input scales (known once every layer is calibrated), the MTP layers, and
+// layers committed by an earlier run (--resume: an earlier process's staging is never trusted,
+// it is made anew).
 // Owns: the open files of one rank and the set of layers streamed. Does not own the staging
 // protocol (formats::StagedOutput) or who writes which tensor (export_jobs).
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "export/export_jobs.hpp"
@@ -41,12 +46,20 @@ class OutputStreamer {
   // plan and source outlive the streamer.
   OutputStreamer(const QuantizePlan& plan, const formats::CheckpointDir& source,
                  std::string staging_dir, int rank);
+  // Stops the background copy after the tensor in flight and joins it.
+  ~OutputStreamer();
+  OutputStreamer(const OutputStreamer&) = delete;
+  OutputStreamer& operator=(const OutputStreamer&) = delete;
 
   // Writes this rank's outputs of quant.layer (its NVFP4 tensors must all be in `quant`, the
   // layer's stage "quant" record), hashing each tensor as it goes. One caller at a time (the
   // store committer's worker); errors name the tensor and file.
   void write_layer(const formats::LayerRecord& quant);
-  // Layers write_layer finished (from any thread).
+  // Waits for the background copy of the tensors outside the layers (started by the first
+  // write_layer, else now); rethrows its error (naming the tensor). Before the export.
+  void finish_outside_layers();
+  // Layers write_layer finished (from any thread); -1: the tensors outside the layers, once
+  // finish_outside_layers returned.
   bool streamed(int layer) const;
   Stats stats() const;
   // XXH64 of every output tensor written so far, by name (the checksums manifest's parts).
@@ -57,13 +70,22 @@ class OutputStreamer {
 
  private:
   const formats::FileDescriptor& output_file(size_t shard);
+  void start_outside_layers();
+  void copy_outside_layers();  // the background thread's work
 
   const QuantizePlan& plan_;
   const std::string staging_dir_;
   std::map<int, std::vector<ExportJob>> jobs_by_layer_;  // this rank's streamable outputs
   std::map<size_t, formats::FileDescriptor> output_files_;
   SourceTensorCopier copier_;
-  mutable std::mutex mutex_;  // streamed_, stats_ and digests_
+  // The tensors outside the layers: copied by their own thread, with their own files and
+  // copier (write_layer's are not shared across threads).
+  std::vector<ExportJob> outside_jobs_;
+  SourceTensorCopier outside_copier_;
+  std::thread outside_thread_;
+  std::atomic<bool> stopping_{false};
+  std::exception_ptr outside_error_;  // set by the thread, read after the join
+  mutable std::mutex mutex_;          // streamed_, stats_ and digests_
   std::set<int> streamed_;
   Stats stats_;
   std::map<std::string, uint64_t> digests_;

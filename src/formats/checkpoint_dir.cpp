@@ -109,6 +109,10 @@ bool CheckpointDir::has_tensor(const std::string& name) const {
   return locations_.count(name) != 0;
 }
 
+void CheckpointDir::digest_whole_reads(bool on) const {
+  for (const auto& shard : shards_) shard.digest_whole_reads(on);
+}
+
 nlohmann::json CheckpointDir::read_json(const std::string& file_name) const {
   return read_json_file((fs::path(dir_) / file_name).string());
 }

@@ -33,6 +33,8 @@ class CheckpointDir {
   // The stored bytes of one tensor (throws as tensor() does, or naming the shard on a read error).
   std::vector<uint8_t> read_tensor(const std::string& name) const;
   nlohmann::json read_json(const std::string& file_name) const;  // e.g. config.json
+  // Every shard notes the digest of each whole tensor it reads (SafetensorsReader).
+  void digest_whole_reads(bool on) const;
   // Regular files that are neither shards nor the index (tokenizer etc.), relative to dir(),
   // sorted; skips .cache/ and __pycache__/ and *.safetensors files the index does not list.
   std::vector<std::string> other_files() const;

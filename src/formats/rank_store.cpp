@@ -17,6 +17,7 @@
 #include "formats/checksum.hpp"
 #include "formats/file_lock.hpp"
 #include "formats/layer_file.hpp"
+#include "formats/source_identity.hpp"
 
 namespace qf::formats {
 namespace {
@@ -368,7 +369,7 @@ void RankStore::merge_noted_digests() {
   }
   for (auto& entry : manifest_.source["files"]) {
     const auto it = digests.find(entry.value("name", std::string()));
-    if (it != digests.end()) entry["xxh64"] = it->second;
+    if (it != digests.end()) set_source_digest_json(entry, it->second);
   }
 }
 

@@ -3,6 +3,8 @@
 #include "formats/safetensors_reader.hpp"
 
 #include "core/check.hpp"
+#include "formats/checksum.hpp"
+#include "formats/shard_digest.hpp"
 
 namespace qf::formats {
 namespace {
@@ -38,6 +40,15 @@ SafetensorsReader::SafetensorsReader(const std::string& path)
   metadata_ = std::move(header.metadata);
   index_.reserve(tensors_.size());
   for (size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+  Checksum64 header_sum;
+  header_sum.update(prefix, kLengthPrefixBytes);
+  header_sum.update(header_text.data(), header_text.size());
+  header_digest_ = header_sum.digest();
+  digests_ = std::make_unique<TensorDigests>(tensors_.size());
+  // Nobody reads an empty tensor, and its digest is known without reading.
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    if (tensors_[i].n_bytes() == 0) digests_->note(i, checksum64("", 0));
+  }
 }
 
 const TensorInfo* SafetensorsReader::find(const std::string& name) const {
@@ -51,24 +62,46 @@ const TensorInfo& SafetensorsReader::at(const std::string& name) const {
   return *info;
 }
 
+size_t SafetensorsReader::position_of(const TensorInfo& tensor) const {
+  const auto it = index_.find(tensor.name);
+  QF_CHECK(it != index_.end() && tensors_[it->second].begin == tensor.begin &&
+               tensors_[it->second].end == tensor.end,
+           path_ + ":", "tensor '" + tensor.name + "' is not from this file");
+  return it->second;
+}
+
 void SafetensorsReader::read(const TensorInfo& tensor, uint64_t byte_offset, uint64_t n_bytes,
                              void* dst) const {
-  const TensorInfo* own = find(tensor.name);
-  QF_CHECK(own != nullptr && own->begin == tensor.begin && own->end == tensor.end, path_ + ":",
-           "tensor '" + tensor.name + "' is not from this file");
+  const size_t position = position_of(tensor);
+  const TensorInfo* own = &tensors_[position];
   const uint64_t tensor_n_bytes = own->n_bytes();
   QF_CHECK(byte_offset <= tensor_n_bytes && n_bytes <= tensor_n_bytes - byte_offset, path_ + ":",
            "tensor '" + tensor.name + "': read of", n_bytes, "bytes at byte", byte_offset,
            "is outside its", tensor_n_bytes, "bytes");
-  if (n_bytes == 0) return;
-  pread_full(fd_, dst, n_bytes, data_offset_ + own->begin + byte_offset);
+  if (n_bytes > 0) pread_full(fd_, dst, n_bytes, data_offset_ + own->begin + byte_offset);
+  if (n_bytes > 0 && n_bytes == tensor_n_bytes && digest_reads_->load()) {
+    digests_->note(position, checksum64(dst, n_bytes));
+  }
+}
+
+bool SafetensorsReader::known_digest(const TensorInfo& tensor, uint64_t* digest) const {
+  return digests_->find(position_of(tensor), digest);
+}
+
+void SafetensorsReader::note_digest(const TensorInfo& tensor, uint64_t digest) const {
+  digests_->note(position_of(tensor), digest);
+}
+
+bool SafetensorsReader::content_digest(uint64_t* digest) const {
+  std::vector<uint64_t> tensors;
+  if (!digests_->all(&tensors)) return false;
+  *digest = combine_shard_digest(header_digest_, tensors);  // tensors_ is in data-offset order
+  return true;
 }
 
 std::vector<uint8_t> SafetensorsReader::read_tensor(const TensorInfo& tensor) const {
-  const TensorInfo* own = find(tensor.name);  // before allocating: tensor may be foreign
-  QF_CHECK(own != nullptr && own->begin == tensor.begin && own->end == tensor.end, path_ + ":",
-           "tensor '" + tensor.name + "' is not from this file");
-  std::vector<uint8_t> bytes(own->n_bytes());
+  const TensorInfo& own = tensors_[position_of(tensor)];  // before allocating: may be foreign
+  std::vector<uint8_t> bytes(own.n_bytes());
   read(tensor, 0, bytes.size(), bytes.data());
   return bytes;
 }

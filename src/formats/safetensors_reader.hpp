@@ -2,14 +2,17 @@
 // Owns: the file descriptor and length-prefix checks. Does not own: header rules
 // (safetensors_header.cpp) or multi-shard checkpoints (CheckpointDir).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "formats/posix_file.hpp"
 #include "formats/safetensors_header.hpp"
+#include "formats/tensor_digests.hpp"
 
 namespace qf::formats {
 
@@ -37,7 +40,19 @@ class SafetensorsReader {
   void read(const TensorInfo& tensor, uint64_t byte_offset, uint64_t n_bytes, void* dst) const;
   std::vector<uint8_t> read_tensor(const TensorInfo& tensor) const;
 
+  // Tensor digests (issue 19): with digest_whole_reads(true), every read of a whole tensor also
+  // notes the XXH64 of the bytes read; copies note theirs with note_digest. content_digest is
+  // then the file's digest under the shard rule (formats/shard_digest.hpp) once every tensor
+  // has one, with no second read of the file.
+  void digest_whole_reads(bool on) const { digest_reads_->store(on); }
+  bool known_digest(const TensorInfo& tensor, uint64_t* digest) const;
+  void note_digest(const TensorInfo& tensor, uint64_t digest) const;
+  uint64_t header_digest() const { return header_digest_; }  // XXH64 of [0, data_offset())
+  bool content_digest(uint64_t* digest) const;
+
  private:
+  size_t position_of(const TensorInfo& tensor) const;  // throws unless the tensor is this file's
+
   std::string path_;
   FileDescriptor fd_;
   uint64_t file_size_ = 0;
@@ -45,6 +60,9 @@ class SafetensorsReader {
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
+  uint64_t header_digest_ = 0;
+  std::unique_ptr<std::atomic<bool>> digest_reads_ = std::make_unique<std::atomic<bool>>(false);
+  std::unique_ptr<TensorDigests> digests_;  // parallel to tensors_
 };
 
 }  // namespace qf::formats

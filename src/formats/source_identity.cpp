@@ -13,8 +13,11 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/strings.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
+#include "formats/safetensors_reader.hpp"
+#include "formats/shard_digest.hpp"
 
 namespace qf::formats {
 namespace {
@@ -65,7 +68,30 @@ void lower_io_priority() {
 #endif
 }
 
+bool is_tensor_list(const std::string& digest) {
+  return digest.compare(0, std::string(kTensorListDigest).size(), kTensorListDigest) == 0;
+}
+
+// XXH64 of [offset, offset + n) in chunks; false when *stop turns true.
+bool hash_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes,
+                std::vector<uint8_t>& buffer, const std::atomic<bool>* stop, uint64_t* digest) {
+  Checksum64 sum;
+  for (uint64_t done = 0; done < n_bytes;) {
+    if (stop != nullptr && stop->load()) return false;
+    const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
+    pread_full(fd, buffer.data(), n, offset + done);
+    sum.update(buffer.data(), n);
+    done += n;
+  }
+  *digest = sum.digest();
+  return true;
+}
+
 }  // namespace
+
+std::string tensor_list_digest_text(uint64_t digest) {
+  return kTensorListDigest + checksum_hex(digest);
+}
 
 json source_header_digests(const CheckpointDir& source) {
   json files = json::array();
@@ -110,7 +136,7 @@ json source_identity_to_json(const SourceIdentity& identity) {
                   {"mtime_ns", f.mtime_ns},
                   {"ctime_ns", f.ctime_ns},
                   {"inode", f.inode}};
-    if (!f.xxh64.empty()) entry["xxh64"] = f.xxh64;
+    if (!f.xxh64.empty()) set_source_digest_json(entry, f.xxh64);
     files.push_back(entry);
   }
   return {{"files", files}};
@@ -129,6 +155,9 @@ SourceIdentity source_identity_from_json(const json& document, const std::string
       f.ctime_ns = entry.at("ctime_ns").get<int64_t>();
       f.inode = entry.at("inode").get<uint64_t>();
       if (entry.contains("xxh64")) f.xxh64 = entry["xxh64"].get<std::string>();
+      if (entry.contains("tensors_xxh64")) {
+        f.xxh64 = kTensorListDigest + entry["tensors_xxh64"].get<std::string>();
+      }
       out.push_back(std::move(f));
     } catch (const json::exception& e) {
       QF_FAIL(where + ":", "malformed source identity entry", entry.dump(), ":", e.what());
@@ -159,19 +188,35 @@ std::vector<std::string> changed_source_files(const SourceIdentity& recorded,
   return lines;
 }
 
-std::string source_file_digest(const std::string& path, const std::atomic<bool>* stop) {
-  FileDescriptor fd = open_for_read(path);
-  Checksum64 sum;
-  std::vector<uint8_t> buffer(kHashChunkBytes);
-  const uint64_t n_bytes = file_n_bytes(fd);
-  for (uint64_t done = 0; done < n_bytes;) {
-    if (stop != nullptr && stop->load()) return "";
-    const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
-    pread_full(fd, buffer.data(), n, done);
-    sum.update(buffer.data(), n);
-    done += n;
+void set_source_digest_json(json& entry, const std::string& digest) {
+  entry.erase("xxh64");
+  entry.erase("tensors_xxh64");
+  if (is_tensor_list(digest)) {
+    entry["tensors_xxh64"] = digest.substr(std::string(kTensorListDigest).size());
+  } else {
+    entry["xxh64"] = digest;
   }
-  return sum.hex_digest();
+}
+
+std::string source_file_digest(const std::string& path, const std::string& like,
+                               const std::atomic<bool>* stop) {
+  std::vector<uint8_t> buffer(kHashChunkBytes);
+  const bool tensor_list = like.empty() ? ends_with(path, ".safetensors") : is_tensor_list(like);
+  if (!tensor_list) {
+    FileDescriptor fd = open_for_read(path);
+    uint64_t digest = 0;
+    return hash_range(fd, 0, file_n_bytes(fd), buffer, stop, &digest) ? checksum_hex(digest) : "";
+  }
+  const SafetensorsReader reader(path);  // validates the header: tensors tile the data region
+  const FileDescriptor fd = open_for_read(path);
+  std::vector<uint64_t> tensors(reader.tensors().size());
+  for (size_t i = 0; i < tensors.size(); ++i) {  // in data-offset order
+    const TensorInfo& t = reader.tensors()[i];
+    if (!hash_range(fd, reader.data_offset() + t.begin, t.n_bytes(), buffer, stop, &tensors[i])) {
+      return "";
+    }
+  }
+  return tensor_list_digest_text(combine_shard_digest(reader.header_digest(), tensors));
 }
 
 // ---- SourceHasher --------------------------------------------------------------------------
@@ -192,7 +237,7 @@ void SourceHasher::run() {
   lower_io_priority();
   for (size_t i = 0; i < names_.size() && !stopping_; ++i) {
     try {
-      const std::string digest = source_file_digest(paths_[i], &stopping_);
+      const std::string digest = source_file_digest(paths_[i], "", &stopping_);
       if (!digest.empty()) on_digest_(names_[i], digest);
     } catch (const std::exception& e) {
       log_warn("source content digest of ", paths_[i], " not recorded: ", e.what());

@@ -32,18 +32,26 @@ struct SourceFileIdentity {
   int64_t ctime_ns = 0;  // st_ctim: changes with every write, chmod, rename, and with a restored
                          // mtime (touch -d), which cannot set it back
   uint64_t inode = 0;    // a replaced (re-downloaded, copied) file has another one
-  std::string xxh64;     // XXH64 hex of the whole file; "" until computed
+  // The content digest; "" until computed. Two kinds: 16 hex digits, the XXH64 of the whole
+  // file (stores of earlier versions), or kTensorListDigest + 16 hex digits for a safetensors
+  // file, the shard rule of formats/shard_digest.hpp (XXH64 of its header's and each tensor's
+  // XXH64), which a job takes from its own reads of every tensor.
+  std::string xxh64;
 };
+inline constexpr const char* kTensorListDigest = "tensors:";
+std::string tensor_list_digest_text(uint64_t digest);    // kTensorListDigest + hex
 using SourceIdentity = std::vector<SourceFileIdentity>;  // sorted by name
 
 // Stats every file (`names` relative to `dir`, symlinks followed); throws naming a file that is
 // gone or not a file. No content digest.
 SourceIdentity stat_source_files(const std::string& dir, const std::vector<std::string>& names);
 
-// {"files": [{"name", "n_bytes", "mtime_ns", "ctime_ns", "inode"[, "xxh64"]}]}
+// {"files": [{"name", "n_bytes", "mtime_ns", "ctime_ns", "inode"[, "xxh64" | "tensors_xxh64"]}]}
 nlohmann::json source_identity_to_json(const SourceIdentity& identity);
 // Throws naming `where` on a malformed document.
 SourceIdentity source_identity_from_json(const nlohmann::json& document, const std::string& where);
+// Sets one file entry's content digest (either kind) in that JSON form.
+void set_source_digest_json(nlohmann::json& entry, const std::string& digest);
 
 // One line per file whose size, mtime, ctime or inode differ between `recorded` and `current`,
 // or that only one of them lists: "model-00002-of-00064.safetensors: modified (mtime
@@ -51,9 +59,12 @@ SourceIdentity source_identity_from_json(const nlohmann::json& document, const s
 std::vector<std::string> changed_source_files(const SourceIdentity& recorded,
                                               const SourceIdentity& current);
 
-// XXH64 hex of a whole file (reads it; throws naming it). "" when *stop turns true on the way
-// (checked between 16 MiB chunks: a job's end does not wait for a whole 5 GB shard).
-std::string source_file_digest(const std::string& path, const std::atomic<bool>* stop = nullptr);
+// The content digest of a file (reads it; throws naming it), of the kind `like` has (an earlier
+// digest of it; "": a tensor list for *.safetensors, else the whole file). "" when *stop turns
+// true on the way (checked between 16 MiB chunks and between tensors: a job's end does not
+// wait for a whole 5 GB shard).
+std::string source_file_digest(const std::string& path, const std::string& like = "",
+                               const std::atomic<bool>* stop = nullptr);
 
 // Hashes files on one background thread at idle I/O priority (it must not slow the job's own
 // reads), calling on_digest(name, xxh64 hex) on that thread as each file is done (a file it

@@ -30,6 +30,7 @@
 #include "job/output_step.hpp"
 #include "job/quantize_checks.hpp"
 #include "job/quantize_report_section.hpp"
+#include "job/quantize_stop_message.hpp"
 #include "job/source_check.hpp"
 #include "model/forward_flops.hpp"
 #include "quantize/input_scales.hpp"
@@ -173,9 +174,6 @@ void check_quantize_options(const QuantizeOptions& options) {
            "give --calib or --amax-file, not both");
 }
 
-// Where a run is when a stop signal reaches it (what it kept depends on it).
-enum class QuantizePhase { kChecks, kStores, kExport };
-
 // Rank 0's "progress" event after each calibrated layer (the stream is off on other ranks).
 void emit_calibration_progress(const CalibrationLayerDone& done) {
   if (!progress_stream::active()) return;
@@ -286,20 +284,30 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   return report;
 }
 
-// fill_store, with the content digests of this rank's share of the source hashed alongside and
-// recorded as they finish (also when the run stops: a resume after a stop can compare them).
+// fill_store, with the source's content digests taken care of (issue 19). A run that starts
+// with no committed layer reads every layer itself, so its own reads give the digests
+// (record_source_digests_from_reads, after the phase; *reads_cover_source is set). A resume
+// hashes its share of the files still lacking one on a background thread, recorded as they
+// finish (also when the run stops: a later resume can compare them).
 QuantizeReport fill_store_hashing_source(const QuantizePlan& plan,
                                          const formats::CheckpointDir& source,
                                          const QuantizeOptions& options, CalibrationInputs inputs,
                                          formats::RankStore& store, dist::Communicator& comm,
-                                         JobProgress& job, OutputStreamer* streamer) {
+                                         JobProgress& job, OutputStreamer* streamer,
+                                         bool* reads_cover_source) {
+  *reads_cover_source = store.committed_layers(formats::kStageCalib).empty() &&
+                        store.committed_layers(formats::kStageQuant).empty();
   QuantizeReport report;
   {
-    auto hasher = start_source_hasher(source, store, comm.rank(), comm.world_size());
+    std::unique_ptr<formats::SourceHasher> hasher;
+    if (!*reads_cover_source) {
+      hasher = start_source_hasher(source, store, comm.rank(), comm.world_size());
+    }
     try {
       report = fill_store(plan, source, options, std::move(inputs), store, comm, job, streamer);
     } catch (...) {
       hasher.reset();
+      if (*reads_cover_source) note_source_digests_read_here(source, store);
       flush_source_digests_noexcept(store);
       throw;
     }
@@ -339,34 +347,39 @@ void write_report(const QuantizeOptions& options, QuantizeReport& report, const 
   });
 }
 
-// What a stop signal left, and how to go on (the message of the Interrupted that main prints).
-std::string stopped_message(const QuantizeOptions& options, QuantizePhase phase,
-                            const Interrupted& e) {
-  std::string text = "quantize: " + e.message() + ". ";
-  if (phase == QuantizePhase::kChecks) {
-    return text + "Nothing was created; run the same command again.";
-  }
+void log_quantize_start(const QuantizeOptions& options, const QuantizePlan& plan, int world_size) {
+  log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
+           recipes().name(options.recipe), ", expert weights ",
+           expert_weights_modes().name(options.expert_weights), ", weight scales ",
+           weight_scale_methods().name(options.weight_scale), "), ", plan.tensors.size(),
+           " source tensors, ", world_size, " rank(s)");
+}
+
+// Collective, after fill_store on every rank: every rank's layers committed and its streamer's
+// background copies done (before anyone exports), the source's content digests recorded from
+// this run's reads, and the store closed (the export reads the stores).
+void close_store_after_layers(const formats::CheckpointDir& source,
+                              std::optional<formats::RankStore>& store, OutputStreamer* streamer,
+                              bool reads_cover_source, dist::Communicator& comm, JobProgress& job) {
+  dist::run_on_all_ranks(comm, "checking that every rank finished", [&] {
+    if (streamer) streamer->finish_outside_layers();
+  });
+  job.exchange();  // the other ranks' last commits
+  record_source_digests_from_reads(source, *store, reads_cover_source, comm);
+  store.reset();
+}
+
+// The export: the whole checkpoint (streamed layers skipped), or one --shard.
+ExportReport run_export(const QuantizeOptions& options, const QuantizePlan& plan,
+                        const formats::CheckpointDir& source, const InputScales& scales,
+                        int store_world_size, formats::StagedOutput* output,
+                        OutputStreamer* streamer, dist::Communicator& comm) {
+  const ExportOptions export_options{options.out_dir, options.work_dir, options.kv,
+                                     store_world_size};
   if (!options.shard.empty()) {
-    return text + options.out_dir + " is unchanged; run the same command again.";
+    return export_one_shard(plan, source, scales, export_options, options.shard, comm);
   }
-  const int n_files = formats::RankStore::n_committed(options.work_dir, 0);
-  if (options.export_only) {
-    text += "The stores in " + options.work_dir + " are unchanged";
-  } else {
-    text += "Kept: every committed layer in " + options.work_dir +
-            " (rank 0: " + std::to_string(std::max(n_files, 0)) +
-            " layer file(s); commits in flight finished)";
-  }
-  text += "; " + options.out_dir + " was not written";
-  if (phase == QuantizePhase::kExport) {
-    text += " (" + formats::StagedOutput::staging_dir_for(options.out_dir) + " removed)";
-  }
-  text += ". ";
-  if (options.export_only) return text + "Run the same command again.";
-  return text + (phase == QuantizePhase::kExport
-                     ? "Every layer is committed: write the output with the same command and "
-                       "--resume (or --export-only)."
-                     : "Continue with the same command and --resume.");
+  return export_checkpoint(plan, source, scales, export_options, output, comm, streamer);
 }
 
 QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communicator& comm,
@@ -385,6 +398,8 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
     check_quantize_paths(options);
     if (!options.export_only) check_work_dir_usable(options.work_dir);
     source = std::make_unique<formats::CheckpointDir>(options.in_dir);
+    // A run that writes a store takes the source's content digests from its own reads.
+    source->digest_whole_reads(!options.export_only && options.shard.empty());
     plan = build_quantize_plan(*source, options.recipe, comm.world_size(), options.expert_weights);
     plan.weight_scale = options.weight_scale;
     prov = quantize_provenance(options, *source);
@@ -393,11 +408,7 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
     inputs = load_calibration_inputs(plan, options);
     if (!options.export_only) check_store_startable(options, comm.rank());
   });
-  log_info("quantize: ", plan.targets.size(), " NVFP4 targets (recipe ",
-           recipes().name(options.recipe), ", expert weights ",
-           expert_weights_modes().name(options.expert_weights), ", weight scales ",
-           weight_scale_methods().name(options.weight_scale), "), ", plan.tensors.size(),
-           " source tensors, ", comm.world_size(), " rank(s)");
+  log_quantize_start(options, plan, comm.world_size());
   phase = QuantizePhase::kStores;
   // A full run streams each layer's outputs into the staging as it is committed (issue 19);
   // --export-only and --shard write everything from the stores at the end.
@@ -412,6 +423,8 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   QuantizeReport report;
   int store_world_size = comm.world_size();
   std::map<int, formats::LayerRecord> calib;
+  std::optional<formats::RankStore> store;  // this rank's, writable (not --export-only)
+  bool reads_cover_source = false;
   dist::run_on_all_ranks(comm, "opening the work store", [&] {
     const SourceDigests* verified_digests = verified ? &*verified : nullptr;
     if (options.export_only) {
@@ -421,26 +434,23 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
       job.own_work_dir(plan.config.num_hidden_layers);
       return;
     }
-    auto store = formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
-                                            formats::StoreVerify::kSizes);
+    store.emplace(formats::RankStore::create(options.work_dir, comm.rank(), comm.world_size(), prov,
+                                             formats::StoreVerify::kSizes));
     job.own_work_dir(plan.config.num_hidden_layers);  // rank 0 holds its store's lock now
-    check_and_record_source(store, source_at_start, verified_digests);
+    check_and_record_source(*store, source_at_start, verified_digests);
     if (stream_output) {
       streamer = std::make_unique<OutputStreamer>(
           plan, *source, formats::StagedOutput::staging_dir_for(options.out_dir), comm.rank());
     }
-    report = fill_store_hashing_source(plan, *source, options, std::move(inputs), store, comm, job,
-                                       streamer.get());
-    report.store_provenance_xxh64 = store.provenance_xxh64();
+    report = fill_store_hashing_source(plan, *source, options, std::move(inputs), *store, comm, job,
+                                       streamer.get(), &reads_cover_source);
+    report.store_provenance_xxh64 = store->provenance_xxh64();
     for (int l = 0; l < plan.config.num_hidden_layers; ++l) {
-      calib[l] = store.read_layer(l, formats::kStageCalib);
+      calib[l] = store->read_layer(l, formats::kStageCalib);
     }
   });
-  if (!options.export_only) {
-    // Every rank's layers must be committed before anyone exports.
-    dist::run_on_all_ranks(comm, "checking that every rank finished", [] {});
-    job.exchange();  // the other ranks' last commits
-  }
+  if (store)
+    close_store_after_layers(*source, store, streamer.get(), reads_cover_source, comm, job);
 
   const InputScales scales =
       input_scales_for_export(plan, *source, source_at_start, calib, options, comm);
@@ -449,15 +459,9 @@ QuantizeReport run_quantize_phases(const QuantizeOptions& options, dist::Communi
   const auto export_start = std::chrono::steady_clock::now();
   const IoCounters io_export_start = read_io_counters();
   job.phase("export");
-  ExportOptions export_options{options.out_dir, options.work_dir, options.kv, store_world_size};
-  ExportReport exported;
-  if (options.shard.empty()) {
-    exported = export_checkpoint(plan, *source, scales, export_options, output ? &*output : nullptr,
-                                 comm, streamer.get());
-  } else {
-    exported = export_one_shard(plan, *source, scales, export_options, options.shard, comm);
-  }
-  report.bytes_written = exported.bytes_written;
+  report.bytes_written = run_export(options, plan, *source, scales, store_world_size,
+                                    output ? &*output : nullptr, streamer.get(), comm)
+                             .bytes_written;
   report.export_seconds = seconds_since(export_start);
   report.io_export = io_since(io_export_start, read_io_counters());
   report.io_total = io_since(io_at_start, read_io_counters());

@@ -7,6 +7,7 @@
 
 #include "core/check.hpp"
 #include "core/log.hpp"
+#include "core/parallel.hpp"
 #include "dist/collective_step.hpp"
 #include "formats/checksum.hpp"
 #include "formats/shard_index.hpp"
@@ -92,7 +93,10 @@ SourceDigests verify_source_contents(const formats::CheckpointDir& source,
                                      const std::vector<std::string>& files,
                                      const std::string& work_dir, int n_store_ranks,
                                      dist::Communicator& comm) {
-  std::vector<uint64_t> digests(files.size(), 0), matched(files.size(), 0);
+  // Per file: the digest, whether it is a tensor list (the kind the store recorded, else the
+  // kind for the file) and whether it matched what was recorded.
+  std::vector<uint64_t> digests(files.size(), 0), tensor_list(files.size(), 0),
+      matched(files.size(), 0);
   dist::run_on_all_ranks(comm, "--verify-source: hashing the source", [&] {
     std::map<std::string, std::string> recorded;  // from every rank store (each hashed its share)
     for (int r = 0; r < n_store_ranks; ++r) {
@@ -105,9 +109,13 @@ SourceDigests verify_source_contents(const formats::CheckpointDir& source,
     }
     std::vector<std::string> differ;
     for (size_t i = size_t(comm.rank()); i < files.size(); i += size_t(comm.world_size())) {
-      const std::string hex = formats::source_file_digest(source.dir() + "/" + files[i]);
-      QF_CHECK(formats::parse_checksum_hex(hex, &digests[i]), "internal: bad digest", hex);
       const auto it = recorded.find(files[i]);
+      const std::string hex = formats::source_file_digest(source.dir() + "/" + files[i],
+                                                          it == recorded.end() ? "" : it->second);
+      const size_t prefix = hex.rfind(':') + 1;  // npos + 1 = 0: no kind prefix
+      tensor_list[i] = prefix > 0 ? 1 : 0;
+      QF_CHECK(formats::parse_checksum_hex(hex.substr(prefix), &digests[i]), "internal: bad digest",
+               hex);
       if (it != recorded.end() && it->second != hex) {
         differ.push_back(files[i] + ": content xxh64 " + hex + ", the store recorded " +
                          it->second);
@@ -121,11 +129,14 @@ SourceDigests verify_source_contents(const formats::CheckpointDir& source,
   });
   comm.allreduce(digests.data(), digests.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
                  "source digests");
+  comm.allreduce(tensor_list.data(), tensor_list.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
+                 "source digest kinds");
   comm.allreduce(matched.data(), matched.size(), dist::ElemType::kU64, dist::ReduceOp::kSum,
                  "source digests matched");
   SourceDigests out;
   for (size_t i = 0; i < files.size(); ++i) {
-    out.digests[files[i]] = formats::checksum_hex(digests[i]);
+    out.digests[files[i]] = tensor_list[i] ? formats::tensor_list_digest_text(digests[i])
+                                           : formats::checksum_hex(digests[i]);
     if (matched[i]) out.matched_recorded.insert(files[i]);
   }
   log_info("--verify-source: ", files.size(), " source file(s) hashed",
@@ -218,6 +229,134 @@ std::unique_ptr<formats::SourceHasher> start_source_hasher(const formats::Checkp
       [&store](const std::string& name, const std::string& digest) {
         store.note_source_digests({{name, digest}});
       });
+}
+
+namespace {
+
+// Reads in flight while hashing the tensors nothing read (as the calibration's reads).
+constexpr int64_t kHashesInFlight = 8;
+
+// Every shard's tensors, flattened in (shard, data offset) order.
+struct SourceTensorSlot {
+  const formats::SafetensorsReader* shard;
+  const formats::TensorInfo* tensor;
+};
+std::vector<SourceTensorSlot> source_tensor_slots(const formats::CheckpointDir& source) {
+  std::vector<SourceTensorSlot> slots;
+  for (const auto& file : source.shard_files()) {
+    const auto& shard = source.shard(file);
+    for (const auto& t : shard.tensors()) slots.push_back({&shard, &t});
+  }
+  return slots;
+}
+
+// Collective: the digest each tensor got on any rank, noted into every rank's readers. A tensor
+// two ranks hashed differently (its file changed under the job) stays unknown; its file is
+// returned (no digest is recorded for it).
+std::set<std::string> pool_tensor_digests(const formats::CheckpointDir& source,
+                                          dist::Communicator& comm) {
+  const std::vector<SourceTensorSlot> slots = source_tensor_slots(source);
+  const size_t n = slots.size();
+  // present: how many ranks know it; extremes: max of d, then max of ~d (= ~min d).
+  std::vector<uint64_t> present(n, 0), extremes(2 * n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t d = 0;
+    if (!slots[i].shard->known_digest(*slots[i].tensor, &d)) continue;
+    present[i] = 1;
+    extremes[i] = d;
+    extremes[n + i] = ~d;
+  }
+  comm.allreduce(present.data(), n, dist::ElemType::kU64, dist::ReduceOp::kSum,
+                 "source tensor digests known");
+  comm.allreduce(extremes.data(), 2 * n, dist::ElemType::kU64, dist::ReduceOp::kMax,
+                 "source tensor digests");
+  std::set<std::string> inconsistent;
+  for (size_t i = 0; i < n; ++i) {
+    if (present[i] == 0) continue;
+    if (extremes[i] != ~extremes[n + i]) {
+      inconsistent.insert(slots[i].shard->path());
+      continue;
+    }
+    slots[i].shard->note_digest(*slots[i].tensor, extremes[i]);
+  }
+  return inconsistent;
+}
+
+// Hashes the tensors of `shard` that have no digest yet (several reads in flight); their bytes.
+uint64_t hash_unread_tensors(const formats::SafetensorsReader& shard) {
+  std::vector<const formats::TensorInfo*> missing;
+  uint64_t n_bytes = 0, unused = 0;
+  for (const auto& t : shard.tensors()) {
+    if (shard.known_digest(t, &unused)) continue;
+    missing.push_back(&t);
+    n_bytes += t.n_bytes();
+  }
+  if (missing.empty()) return 0;
+  const formats::FileDescriptor fd = formats::open_for_read(shard.path());
+  const auto n_items = static_cast<int64_t>(missing.size());
+  parallel_for_each(n_items, std::min(n_items, kHashesInFlight), [&](int64_t, int64_t i) {
+    const formats::TensorInfo& t = *missing[size_t(i)];
+    shard.note_digest(t, formats::checksum_range(fd, shard.data_offset() + t.begin, t.n_bytes()));
+  });
+  return n_bytes;
+}
+
+}  // namespace
+
+void record_source_digests_from_reads(const formats::CheckpointDir& source,
+                                      formats::RankStore& store, bool hash_missing,
+                                      dist::Communicator& comm) {
+  const std::set<std::string> inconsistent = pool_tensor_digests(source, comm);
+  dist::run_on_all_ranks(comm, "hashing the source tensors no read covered", [&] {
+    const auto recorded = digests_of(formats::source_identity_from_json(
+        store.source_identity(), store.dir() + "/manifest.json"));
+    const std::set<std::string> shard_files(source.shard_files().begin(),
+                                            source.shard_files().end());
+    const std::vector<std::string> files = source_identity_files(source);
+    std::map<std::string, std::string> digests;
+    uint64_t n_bytes_hashed = 0;
+    for (size_t i = 0; i < files.size(); ++i) {
+      const std::string& file = files[i];
+      const std::string path = source.dir() + "/" + file;
+      if (recorded.count(file)) continue;
+      if (inconsistent.count(path)) {
+        log_warn(path,
+                 ": two ranks read different bytes for one of its tensors (it changed while "
+                 "the job ran?); no content digest recorded for it");
+        continue;
+      }
+      const bool mine = hash_missing && i % size_t(comm.world_size()) == size_t(comm.rank());
+      if (!shard_files.count(file)) {
+        if (mine) digests[file] = formats::source_file_digest(path);
+        continue;
+      }
+      const auto& shard = source.shard(file);
+      if (mine) n_bytes_hashed += hash_unread_tensors(shard);
+      uint64_t digest = 0;
+      if (shard.content_digest(&digest)) digests[file] = formats::tensor_list_digest_text(digest);
+    }
+    log_info("source content digests: ", digests.size(), " of ", files.size(),
+             " file(s) from this run's reads (rank ", comm.rank(), " hashed ",
+             n_bytes_hashed / 1000000, " MB that no read covered)");
+    store.note_source_digests(digests);
+    store.flush_source_digests();
+  });
+}
+
+void note_source_digests_read_here(const formats::CheckpointDir& source,
+                                   formats::RankStore& store) noexcept {
+  try {
+    std::map<std::string, std::string> digests;
+    for (const auto& file : source.shard_files()) {
+      uint64_t digest = 0;
+      if (source.shard(file).content_digest(&digest)) {
+        digests[file] = formats::tensor_list_digest_text(digest);
+      }
+    }
+    store.note_source_digests(digests);
+  } catch (const std::exception& e) {
+    log_warn(store.dir(), ": source content digests not noted: ", e.what());
+  }
 }
 
 void flush_source_digests_noexcept(formats::RankStore& store) noexcept {

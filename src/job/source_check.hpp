@@ -64,6 +64,23 @@ std::unique_ptr<formats::SourceHasher> start_source_hasher(const formats::Checkp
                                                            formats::RankStore& store, int rank,
                                                            int world_size);
 
+// Collective, after every rank's reads and copies of the run (issue 19: no second pass over the
+// source): the tensor digests that each rank's whole-tensor reads noted
+// (CheckpointDir::digest_whole_reads) are pooled over the ranks, and every file whose tensors
+// are then all known gets its content digest (tensor-list kind) noted into `store` and
+// flushed. With `hash_missing` (a run that read every layer itself), each rank also hashes the
+// tensors that nothing read in its share of the files (i % world == rank; in practice the
+// tensors outside the layers) and the non-safetensors files, so every digest is known.
+// Files the store already has a digest for are left as recorded.
+void record_source_digests_from_reads(const formats::CheckpointDir& source,
+                                      formats::RankStore& store, bool hash_missing,
+                                      dist::Communicator& comm);
+
+// Not collective (a run that stops): notes into `store` the digest of every shard whose tensors
+// this rank's own reads all covered (record_source_digests_from_reads pools them otherwise).
+void note_source_digests_read_here(const formats::CheckpointDir& source,
+                                   formats::RankStore& store) noexcept;
+
 // store.flush_source_digests(), a failure only logged (a run that is stopping keeps its error).
 void flush_source_digests_noexcept(formats::RankStore& store) noexcept;
 

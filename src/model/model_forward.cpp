@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/check.hpp"
+#include "core/parallel.hpp"
 #include "model/forward_decoder_layer.hpp"
 #include "model/forward_hyper_connections.hpp"
 #include "model/forward_linear.hpp"
@@ -14,15 +15,21 @@ namespace qf::model {
 std::vector<float> embed_tokens(const ModelConfig& c, const GlobalWeights& g,
                                 const std::vector<int64_t>& token_ids) {
   const int64_t dim = c.hidden_size, hc = c.hc_mult;
-  std::vector<float> hidden(token_ids.size() * hc * dim);
-  for (size_t t = 0; t < token_ids.size(); ++t) {
-    const int64_t id = token_ids[t];
+  for (const int64_t id : token_ids) {
     QF_CHECK(id >= 0 && id < g.embed.n_rows, "token id", id, "outside the vocabulary of",
              g.embed.n_rows);
-    for (int64_t h = 0; h < hc; ++h) {
-      std::copy(g.embed.row(id), g.embed.row(id) + dim, hidden.begin() + (t * hc + h) * dim);
-    }
   }
+  // Gigabytes at calibration sizes (16 x 4096 tokens x 4 x 4096 floats = 4.3 GB): filled by
+  // every core, each touching its own pages first.
+  std::vector<float> hidden(token_ids.size() * hc * dim);
+  parallel_for(static_cast<int64_t>(token_ids.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* row = g.embed.row(token_ids[size_t(t)]);
+      for (int64_t h = 0; h < hc; ++h) {
+        std::copy(row, row + dim, hidden.begin() + (t * hc + h) * dim);
+      }
+    }
+  });
   return hidden;
 }
 

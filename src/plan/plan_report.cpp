@@ -5,10 +5,10 @@
 //   src_r   = source bytes of the tensors r owns (ownership plan, balanced per layer)
 //   work_r  = NVFP4 bytes r produces (HDF5 work store: written once; a full run streams the
 //             same bytes into the output from memory, so only --export-only reads them back)
-//   pass_r  = bytes of the copied tensors r owns (copied from the source file a second time,
-//             in the kernel: the streamed export's copy_file_range)
+//   pass_r  = bytes of the copied tensors r owns (of src_r: read once, by the forward or by
+//             the copy itself; a copy of what the forward read comes from the page cache)
 //   out_r   = bytes of r's export shard (NVFP4 outputs + copied tensors)
-//   read_r  = src_r + pass_r                   write_r = work_r + out_r
+//   read_r  = src_r                             write_r = work_r + out_r
 //   time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / ranks_per_node)
 //   job     = max_r time_r   (I/O only: compute, broadcasts and metadata are not counted, so
 //                             this is a lower bound when the disk is the bottleneck)
@@ -38,12 +38,13 @@
 
 namespace qf::pipeline {
 
-// The calibration forward's effective rates on one H100 SXM (bench/RESULTS.md, benchmark 2a,
-// layer 1 of the resident run: 32768 tokens, GPU time per section from QF_PROFILE=1): the
-// linears with everything but the attention core 18.7 TFLOP in 66.2 ms, the attention core
-// 0.54 TFLOP in 28.8 ms.
-constexpr double kMeasuredH100LinearTflops = 282.0;
-constexpr double kMeasuredH100AttentionTflops = 18.8;
+// The calibration forward's effective rates on one H100 SXM (bench/RESULTS.md, issue 19,
+// benchmark 1's steady layer: 65536 tokens, --calib-batch 4, GPU time per section from
+// QF_PROFILE=1): everything but the attention core 37.4 TFLOP in 296 ms (each linear input in
+// three BF16 planes since issue 24: the tensor cores do 3x the useful FLOPs), the attention
+// core 1.08 TFLOP in 59 ms.
+constexpr double kMeasuredH100LinearTflops = 126.0;
+constexpr double kMeasuredH100AttentionTflops = 18.3;
 
 namespace {
 
@@ -159,12 +160,14 @@ void fill_rank_reports(const dist::OwnershipPlan& plan,
         rank.passthrough_bytes += out.n_bytes;
       }
       staged[item.layer] += item.n_bytes + (out.nvfp4 ? out.n_bytes : 0);
+      rank.layers[item.layer].read += item.n_bytes;
+      rank.layers[item.layer].write += out.n_bytes * (out.nvfp4 ? 2 : 1);  // store + output
       if (opt.with_owners) report.owners.emplace_back(item.name, r);
     }
     for (const auto& [layer, n_bytes] : staged) {
       rank.host_peak_bytes = std::max(rank.host_peak_bytes, n_bytes);
     }
-    rank.read_bytes = rank.src_bytes + rank.passthrough_bytes;
+    rank.read_bytes = rank.src_bytes;
     rank.write_bytes = rank.work_bytes + rank.out_bytes;
     rank.gpu_peak_bytes = report.memory.gpu_bytes;
     rank.io_seconds = rank.read_bytes / read_bps + rank.write_bytes / write_bps;
@@ -225,6 +228,20 @@ PlanReport build_plan_report(const model::ModelConfig& config,
   fill_rank_reports(plan, out_of, report);
   add_calibration_compute(config, report);
   report.total_seconds = report.job_seconds + report.calib_compute_seconds;
+  if (opt.calib_tflops > 0) {
+    const PhaseModelInputs in{opt.read_gbps * 1e9 / opt.ranks_per_node,
+                              opt.write_gbps * 1e9 / opt.ranks_per_node,
+                              opt.calib_tflops,
+                              opt.calib_attention_tflops,
+                              double(report.memory.tokens_per_rank),
+                              opt.seq_len};
+    std::vector<PhaseTimes> ranks;
+    for (RankReport& rank : report.ranks) {
+      rank.phases = rank_phase_times(config, rank.layers, in);
+      ranks.push_back(rank.phases);
+    }
+    report.phases = job_phase_times(ranks);
+  }
   return report;
 }
 

@@ -5,6 +5,7 @@
 // ownership_plan), the tensor table (model/tensor_table) or option parsing (cli/cmd_plan).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
@@ -15,6 +16,7 @@
 #include "formats/checkpoint_dir.hpp"
 #include "model/config.hpp"
 #include "model/tensor_table.hpp"
+#include "plan/plan_phases.hpp"
 #include "recipe/recipe.hpp"
 
 namespace qf::pipeline {
@@ -49,17 +51,19 @@ CalibrationRates gpu_calibration_rates(CalibrationGpu gpu);
 
 struct RankReport {
   int rank = 0;
-  uint64_t n_tensors = 0;          // source tensors owned
-  uint64_t n_nvfp4 = 0;            // of which become NVFP4
-  uint64_t n_out_tensors = 0;      // output tensors this rank writes
-  uint64_t src_bytes = 0;          // owned source bytes (read once, for calibration)
-  uint64_t work_bytes = 0;         // NVFP4 results in the rank's HDF5 store (written + read)
-  uint64_t passthrough_bytes = 0;  // owned copied tensors (read again from source at export)
-  uint64_t out_bytes = 0;          // owned output bytes (the rank's export shard)
-  uint64_t read_bytes = 0;         // src + work + passthrough
-  uint64_t write_bytes = 0;        // work + out
-  uint64_t host_peak_bytes = 0;    // staging of the rank's largest layer share (see model)
-  uint64_t gpu_peak_bytes = 0;     // the calibration working set (same on every rank)
+  uint64_t n_tensors = 0;            // source tensors owned
+  uint64_t n_nvfp4 = 0;              // of which become NVFP4
+  uint64_t n_out_tensors = 0;        // output tensors this rank writes
+  uint64_t src_bytes = 0;            // owned source bytes (read once)
+  uint64_t work_bytes = 0;           // NVFP4 results in the rank's HDF5 store (written once)
+  uint64_t passthrough_bytes = 0;    // owned copied tensors (of src, copied into the output)
+  uint64_t out_bytes = 0;            // owned output bytes (the rank's export shard)
+  uint64_t read_bytes = 0;           // src
+  uint64_t write_bytes = 0;          // work + out
+  std::map<int, LayerBytes> layers;  // the same per layer (-1: outside the layers)
+  PhaseTimes phases;                 // when a GPU's rates are known (options.calib_tflops > 0)
+  uint64_t host_peak_bytes = 0;      // staging of the rank's largest layer share (see model)
+  uint64_t gpu_peak_bytes = 0;       // the calibration working set (same on every rank)
   double io_seconds = 0.0;
 };
 
@@ -93,6 +97,7 @@ struct PlanReport {
   double calib_flops = 0.0;            // the whole calibration set through the regular layers
   double calib_compute_seconds = 0.0;  // sum over layers of flops / rate, / world
   double total_seconds = 0.0;          // job_seconds + calib_compute_seconds (no overlap credit)
+  PhaseTimes phases;  // max over ranks, phase by phase (plan_phases.hpp), with a GPU's rates
   std::vector<std::pair<std::string, int>> owners;  // filled when options.with_owners
 };
 

@@ -68,8 +68,8 @@ void print_model(const PlanReport& report, const Unit& ram, std::ostream& out) {
   const PlanReportOptions& opt = report.options;
   const MemoryModel& mem = report.memory;
   out << "\nmodel, per rank r of R:\n"
-      << "  read_r  = source owned + copied tensors read again for the output\n"
-      << "            (the NVFP4 work store is streamed to the output, not read back)\n"
+      << "  read_r  = source owned, read once (copies and digests come from the same reads;\n"
+      << "            the NVFP4 work store is streamed to the output, not read back)\n"
       << "  write_r = NVFP4 work store (HDF5) + output shard\n"
       << "  time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / "
          "ranks_per_node)\n"
@@ -96,6 +96,34 @@ void print_model(const PlanReport& report, const Unit& ram, std::ostream& out) {
       mem.sequence_bytes / ram.n_bytes, ram.name);
   out << str_printf("    amax %9.3f %s  8 B per NVFP4 linear (input and weight amax)\n",
                     mem.amax_bytes / ram.n_bytes, ram.name);
+}
+
+// The phase model's prediction (plan_phases.hpp), slowest rank per phase.
+void print_phases(const PlanReport& report, std::ostream& out) {
+  const PhaseTimes& p = report.phases;
+  out << "phases of `quantize --backend cuda` (streamed export; max over ranks):\n";
+  out << str_printf(
+      "  start         %7.1f s  process, MPI, CUDA and NCCL start (measured constant)\n", p.start);
+  out << str_printf(
+      "  calibration   %7.1f s  setup %.1f s + outside-layer I/O + sum over layers of\n"
+      "                           max(io(l), forward(l) + source bytes / %.1f GB/s host staging)\n",
+      p.calibration, kPlanCalibSetupSeconds, kPlanHostStagingBps / 1e9);
+  out << str_printf("  quantization  %7.1f s  MTP layers' I/O (calibration never runs them)\n",
+                    p.quantization);
+  out << str_printf("  export        %7.1f s  input scales, fsync, rename (measured constant)\n",
+                    p.export_);
+  out << str_printf(
+      "  total         %7.1f s (%.1f min); io(l) = read_l / read_bw + (store + "
+      "output)_l / write_bw\n",
+      p.total(), p.total() / 60);
+}
+
+nlohmann::json phases_json(const PhaseTimes& p) {
+  return {{"start_seconds", p.start},
+          {"calibration_seconds", p.calibration},
+          {"quantization_seconds", p.quantization},
+          {"export_seconds", p.export_},
+          {"total_seconds", p.total()}};
 }
 
 }  // namespace
@@ -138,6 +166,7 @@ void print_plan_report(const PlanReport& report, std::ostream& out) {
         opt.calib_attention_tflops > 0 ? opt.calib_attention_tflops : opt.calib_tflops,
         opt.gpu.c_str(), report.calib_compute_seconds, report.total_seconds,
         report.total_seconds / 60);
+    print_phases(report, out);
   }
 
   print_model(report, ram, out);
@@ -201,6 +230,7 @@ nlohmann::json plan_report_json(const PlanReport& report) {
                      {"io_seconds", r.io_seconds}});
   }
   j["ranks"] = std::move(ranks);
+  if (opt.calib_tflops > 0) j["phases"] = phases_json(report.phases);
   j["time"] = {{"job_seconds", report.job_seconds},
                {"calib_flops", report.calib_flops},
                {"calib_compute_seconds", report.calib_compute_seconds},
@@ -210,7 +240,7 @@ nlohmann::json plan_report_json(const PlanReport& report) {
                {"slowest_rank", report.slowest_rank},
                {"formula",
                 "time_r = read_r/(read_gbps/ranks_per_node) + write_r/(write_gbps/ranks_per_node); "
-                "job = max_r time_r; read_r = src + work + passthrough; write_r = work + out"}};
+                "job = max_r time_r; read_r = src; write_r = work + out"}};
   if (opt.with_owners) {
     nlohmann::json owners = nlohmann::json::object();
     for (const auto& [name, rank] : report.owners) owners[name] = rank;

@@ -136,7 +136,7 @@ import json, sys
 files = {}
 for r in (0, 1):
     for f in json.load(open(f"{sys.argv[1]}/rank-{r}/manifest.json"))["source"]["files"]:
-        files.setdefault(f["name"], set()).add(f.get("xxh64"))
+        files.setdefault(f["name"], set()).add(f.get("xxh64", f.get("tensors_xxh64")))
 assert "config.json" in files and "model-00002-of-00003.safetensors" in files, files
 PY
 shard9=$($edit s9 shard-of layers.0.attn.wq_b.weight)
@@ -148,7 +148,7 @@ refused changed-export "$shard9: modified" o9 "" -- "${C9[@]}" --in s9 --export-
 touch -d "$mtime9" "s9/$shard9"
 refused changed-mtime-restored "$shard9: changed with its mtime kept or restored (ctime" o9 "" \
   -- "${C9[@]}" --in s9 --resume
-hashed=$(python3 -c 'import json, sys; print(sum(1 for r in (0, 1) for f in json.load(open(f"w9/rank-{r}/manifest.json"))["source"]["files"] if f["name"] == sys.argv[1] and "xxh64" in f))' "$shard9")
+hashed=$(python3 -c 'import json, sys; print(sum(1 for r in (0, 1) for f in json.load(open(f"w9/rank-{r}/manifest.json"))["source"]["files"] if f["name"] == sys.argv[1] and ("xxh64" in f or "tensors_xxh64" in f)))' "$shard9")
 if [ "$hashed" != 0 ]; then
   refused changed-verify "source file(s) differ from what the store's run read|$shard9: content xxh64" \
     o9 "" -- "${C9[@]}" --in s9 --resume --verify-source
@@ -160,7 +160,7 @@ unhashed=$(python3 -c 'import json
 files = {}
 for r in (0, 1):
     for f in json.load(open(f"w9/rank-{r}/manifest.json"))["source"]["files"]:
-        files[f["name"]] = files.get(f["name"], False) or "xxh64" in f
+        files[f["name"]] = files.get(f["name"], False) or "xxh64" in f or "tensors_xxh64" in f
 print(sum(1 for v in files.values() if not v))')
 run 2 "${C9[@]}" --in s9copy --resume --verify-source
 if [ "$unhashed" = 0 ]; then
@@ -174,6 +174,29 @@ else
   copy_result="a copy with $unhashed file(s) the stopped run had not hashed yet is refused"
 fi
 echo "ok: defect 9: changed source refused on --resume/--export-only (digest of $shard9 recorded: $hashed); $copy_result"
+
+# Issue 19: a finished run takes every source file's content digest from its own reads (no second
+# pass); --verify-source recomputes them from the files, so a copy of the source (new inodes)
+# then resumes to identical bytes.
+run 2 quantize --in src --out o19 --work w19 --samples 4 --seq-len 32
+[ "$rc" = 0 ] || { cat log >&2; fail "issue 19: a plain run: exit $rc"; }
+python3 - w19 src <<'PY' || fail "issue 19: a finished run lacks a source content digest"
+import json, os, sys
+files = {}
+for r in (0, 1):
+    for f in json.load(open(f"{sys.argv[1]}/rank-{r}/manifest.json"))["source"]["files"]:
+        d = f.get("tensors_xxh64") if f["name"].endswith(".safetensors") else f.get("xxh64")
+        if d: files.setdefault(f["name"], set()).add(d)
+names = sorted(n for n in os.listdir(sys.argv[2]))
+missing = [n for n in names if n not in files]
+assert not missing, f"no digest for {missing}"
+assert all(len(v) == 1 for v in files.values()), files
+PY
+cp -r src s19copy
+run 2 quantize --in s19copy --out o19b --work w19 --samples 4 --seq-len 32 --resume --verify-source
+[ "$rc" = 0 ] || { cat log >&2; fail "issue 19: a verified copy of the source: exit $rc"; }
+diff -r o19 o19b >/dev/null || fail "issue 19: the verified copy's export differs"
+echo "ok: issue 19: every source digest recorded from the run's reads; --verify-source on a copy agrees"
 
 # ---- defect 8: --export-only --shard with another run's store ------------------------------
 amax_file amax2.json 0.5

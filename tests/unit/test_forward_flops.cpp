@@ -1,6 +1,9 @@
 // model/forward_flops: the calibration forward's FLOPs per token against the published active
 // parameter counts (V4-Flash ~13B, V4-Pro ~49B active), the attention term's dependence on the
 // sequence length, and the plan's compute projection built on it.
+#include <algorithm>
+#include <map>
+
 #include "catch_compat.hpp"
 #include "model/forward_flops.hpp"
 #include "model/presets.hpp"
@@ -71,4 +74,69 @@ TEST_CASE("plan adds calibration compute when given a GPU rate", "[flops][plan]"
   CHECK(b200.linear_tflops > 2 * h100.linear_tflops);
   CHECK(h100.linear_tflops > 0);
   CHECK(h100.attention_tflops > 0);
+}
+
+TEST_CASE("plan's phase model: each layer costs the larger of its I/O and its forward",
+          "[flops][plan]") {
+  const auto c = model::preset_config("v4-flash");
+  pipeline::PhaseModelInputs in;
+  in.read_bps = 1e9;
+  in.write_bps = 0.5e9;
+  in.linear_tflops = 100;
+  in.attention_tflops = 10;
+  in.tokens_per_rank = 4096;
+  in.seq_len = 4096;
+  std::map<int, pipeline::LayerBytes> layers;
+  layers[-1] = {2'000'000'000, 1'000'000'000};       // outside: 2 s read + 2 s write
+  layers[c.num_hidden_layers] = {1'000'000'000, 0};  // an MTP layer: 1 s, in quantization
+  double forward_sum = 0, expected = pipeline::kPlanCalibSetupSeconds + 4.0;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const auto f = model::layer_flops_per_token(c, l, 4096);
+    const double forward = 4096 * (f.linears / 100e12 + f.attention / 10e12);
+    forward_sum += forward;
+    // Even layers I/O-bound (10 s of reads), odd ones compute-bound (no bytes at all).
+    if (l % 2 == 0) {
+      layers[l] = {10'000'000'000, 0};
+      expected += std::max(10.0, forward + 10e9 / pipeline::kPlanHostStagingBps);
+    } else {
+      expected += forward;
+    }
+  }
+  const pipeline::PhaseTimes t = pipeline::rank_phase_times(c, layers, in);
+  CHECK(forward_sum > 0);
+  CHECK(t.calibration == Approx(expected).epsilon(1e-12));
+  CHECK(t.quantization == Approx(1.0).epsilon(1e-12));
+  CHECK(t.start == pipeline::kPlanStartSeconds);
+  CHECK(t.export_ == pipeline::kPlanExportSeconds);
+  CHECK(t.total() == Approx(t.start + t.calibration + t.quantization + t.export_));
+  // The job waits for the slowest rank in each phase, which may be different ranks.
+  pipeline::PhaseTimes other = t;
+  other.calibration = 1;
+  other.quantization = 5;
+  const pipeline::PhaseTimes job = pipeline::job_phase_times({t, other});
+  CHECK(job.calibration == t.calibration);
+  CHECK(job.quantization == 5);
+}
+
+TEST_CASE("plan fills the phases, slowest rank per phase, only with a GPU's rates",
+          "[flops][plan]") {
+  const auto c = model::preset_config("v4-flash");
+  const auto tensors = model::checkpoint_tensors(c, model::WeightFormat::kNative);
+  pipeline::PlanReportOptions o;
+  o.world_size = 4;
+  o.samples = 8;
+  o.seq_len = 1024;
+  CHECK(pipeline::build_plan_report(c, tensors, o, "test").phases.total() == 0);
+  o.calib_tflops = 100;
+  const auto report = pipeline::build_plan_report(c, tensors, o, "test");
+  double slowest = 0;
+  for (const auto& r : report.ranks) {
+    CHECK(r.read_bytes == r.src_bytes);  // every source byte read once
+    uint64_t read = 0;
+    for (const auto& [layer, bytes] : r.layers) read += bytes.read;
+    CHECK(read == r.src_bytes);
+    slowest = std::max(slowest, r.phases.calibration);
+  }
+  CHECK(report.phases.calibration == slowest);
+  CHECK(report.phases.calibration > pipeline::kPlanCalibSetupSeconds);
 }

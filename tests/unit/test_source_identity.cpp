@@ -14,6 +14,8 @@
 #include "error_test_util.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
+#include "formats/safetensors_reader.hpp"
+#include "formats/shard_digest.hpp"
 #include "formats/source_identity.hpp"
 #include "formats_test_util.hpp"
 #include "job/source_check.hpp"
@@ -97,6 +99,11 @@ TEST_CASE("source identity JSON round trip; the hasher gives the file checksums"
   REQUIRE(back.size() == 2);
   CHECK(back[0].xxh64.empty());
   CHECK(back[1].xxh64 == "0123456789abcdef");
+  identity[0].xxh64 = tensor_list_digest_text(0xfedcba9876543210ull);  // the tensor-list kind
+  const nlohmann::json document = source_identity_to_json(identity);
+  CHECK(document["files"][0]["tensors_xxh64"] == "fedcba9876543210");
+  CHECK_FALSE(document["files"][0].contains("xxh64"));
+  CHECK(source_identity_from_json(document, "m")[0].xxh64 == "tensors:fedcba9876543210");
   CHECK(back[0].inode == identity[0].inode);
   CHECK(back[0].ctime_ns == identity[0].ctime_ns);
   CHECK(contains(error_of([&] { source_identity_from_json(nlohmann::json::array(), "m"); }),
@@ -113,6 +120,43 @@ TEST_CASE("source identity JSON round trip; the hasher gives the file checksums"
   }
   CHECK(digests.at("a") == checksum_hex(checksum_file(tmp.file("a")).digest));
   CHECK(digests.at("b") == checksum_hex(checksum_file(tmp.file("b")).digest));
+}
+
+TEST_CASE("source digests from the job's reads equal a fresh pass over the file (issue 19)",
+          "[source_identity]") {
+  TempDir tmp;
+  // Three tensors, one empty (nobody reads it: its digest is known from the start).
+  const std::string json = R"({"a":{"dtype":"U8","shape":[5],"data_offsets":[0,5]},)"
+                           R"("empty":{"dtype":"U8","shape":[0],"data_offsets":[5,5]},)"
+                           R"("b":{"dtype":"U8","shape":[3],"data_offsets":[5,8]}})";
+  const std::string path = tmp.file("model.safetensors");
+  write_bytes(path, raw_safetensors(json, "abcdeXYZ"));
+  const std::string fresh = source_file_digest(path);
+  CHECK(fresh == tensor_list_digest_text(shard_digest_of_file(path)));
+  CHECK(fresh.rfind(kTensorListDigest, 0) == 0);
+  // A digest recorded whole-file (an earlier version's store) is recomputed whole-file.
+  CHECK(source_file_digest(path, "0123456789abcdef") == checksum_hex(checksum_file(path).digest));
+  CHECK(source_file_digest(path, fresh) == fresh);
+
+  const SafetensorsReader reader(path);
+  uint64_t digest = 0;
+  CHECK(reader.header_digest() == checksum_range(open_for_read(path), 0, reader.data_offset()));
+  std::vector<uint8_t> bytes(5);
+  reader.read(reader.at("a"), 0, 5, bytes.data());  // not recording yet
+  CHECK_FALSE(reader.known_digest(reader.at("a"), &digest));
+  reader.digest_whole_reads(true);
+  reader.read(reader.at("a"), 1, 4, bytes.data());  // part of a tensor: no digest
+  CHECK_FALSE(reader.known_digest(reader.at("a"), &digest));
+  reader.read(reader.at("a"), 0, 5, bytes.data());
+  REQUIRE(reader.known_digest(reader.at("a"), &digest));
+  CHECK(digest == checksum64("abcde", 5));
+  CHECK_FALSE(reader.content_digest(&digest));  // "b" not read yet
+  SECTION("every tensor read") { (void)reader.read_tensor(reader.at("b")); }
+  SECTION("the last one noted by a copy") {
+    reader.note_digest(reader.at("b"), checksum64("XYZ", 3));
+  }
+  REQUIRE(reader.content_digest(&digest));
+  CHECK(tensor_list_digest_text(digest) == fresh);
 }
 
 TEST_CASE("rank store: identity recorded, noted digests merged, version 1 stores upgraded",

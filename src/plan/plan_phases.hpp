@@ -1,0 +1,54 @@
+// The `plan` phase model (issue 19: "plan tells the truth, phase by phase"): the time of each
+// phase of `quantize --backend cuda` (start, calibration, quantization, export) from each
+// rank's bytes per layer, the disk bandwidths and the GPU's measured forward rates, as the
+// streamed job runs them: a layer's reads, store commit and output writes overlap the previous
+// layer's forward, and the export at the end writes only the input scales.
+// Owns: that model and its measured constants. Does not own the bytes (plan_report) or the
+// FLOPs (model/forward_flops).
+#pragma once
+#include <map>
+#include <vector>
+
+#include "model/config.hpp"
+
+namespace qf::pipeline {
+
+// One rank's bytes in one layer (-1: outside the layers; >= num_hidden_layers: MTP).
+struct LayerBytes {
+  uint64_t read = 0;   // owned source bytes
+  uint64_t write = 0;  // NVFP4 work store + output (NVFP4 and copied tensors)
+};
+
+struct PhaseModelInputs {
+  double read_bps = 0, write_bps = 0;              // per rank (the node's disk shared by its ranks)
+  double linear_tflops = 0, attention_tflops = 0;  // one GPU's forward rates
+  double tokens_per_rank = 0;                      // calibration tokens each rank runs
+  int seq_len = 0;
+};
+
+struct PhaseTimes {
+  double start = 0, calibration = 0, quantization = 0, export_ = 0;
+  double total() const { return start + calibration + quantization + export_; }
+};
+
+// Measured constants (bench/RESULTS.md, issue 19, H100): the process, MPI, CUDA and NCCL start
+// before the job's first phase; the calibration's setup before layer 0 (engine, calibration
+// tokens, embedding); the host's handling of a layer's source bytes that the forward does not
+// hide (pinned staging, NVFP4 results back); the export's input scales, fsync and rename.
+inline constexpr double kPlanStartSeconds = 3.4;
+inline constexpr double kPlanCalibSetupSeconds = 4.3;
+inline constexpr double kPlanHostStagingBps = 3.9e9;
+inline constexpr double kPlanExportSeconds = 0.5;
+
+// The phases of one rank; the job's phase is the max over ranks (every phase ends together).
+//   calibration = setup + io(outside) + sum over regular layers l of
+//                 max(io(l), forward(l) + host(l))
+//   quantization = sum over MTP layers of io(l)      export = constant
+//   io(l) = read_l / read_bps + write_l / write_bps   host(l) = read_l / kPlanHostStagingBps
+//   forward(l) = tokens_per_rank x (linear FLOPs / linear rate + attention FLOPs / its rate)
+PhaseTimes rank_phase_times(const model::ModelConfig& config,
+                            const std::map<int, LayerBytes>& layers, const PhaseModelInputs& in);
+// Max over ranks, phase by phase.
+PhaseTimes job_phase_times(const std::vector<PhaseTimes>& ranks);
+
+}  // namespace qf::pipeline
