@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <set>
 
 #include "calibrate/act_histogram.hpp"
@@ -112,6 +113,16 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   local_ = samples_of_rank(set_.n_samples, comm.rank(), comm.world_size());
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
   const auto setup_start = std::chrono::steady_clock::now();
+  LayerReadAhead read_ahead;
+  if (options_.backend == dist::ComputeBackend::kCuda && options_.read_ahead_layer >= 0 &&
+      options_.read_ahead_layer < config_.num_hidden_layers) {
+    // Reading is not collective and read_owned_layer captures its errors (fetch_layer raises
+    // them on every rank): safe beside the embedding's broadcast below.
+    read_ahead.layer = options_.read_ahead_layer;
+    read_ahead.bytes = std::async(std::launch::async, [this, layer = read_ahead.layer] {
+      return exchange_.read_owned_layer(layer);
+    });
+  }
   model::GlobalWeights globals;
   globals.embed = exchange_.fetch_embedding();
   const double embedding_seconds = seconds_since(setup_start);
@@ -123,9 +134,9 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
     dist::run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
-      engine_ = make_cuda_calibration_engine(config_, exchange_, std::move(hidden_), local_tokens_,
-                                             set_.seq_len, options_.batch_seqs,
-                                             options_.device_comm, options_.layer_policy);
+      engine_ = make_cuda_calibration_engine(
+          config_, exchange_, std::move(hidden_), local_tokens_, set_.seq_len, options_.batch_seqs,
+          options_.device_comm, options_.layer_policy, std::move(read_ahead));
       engine_->set_record_histograms(options_.record_histograms);
       hidden_.clear();
     });

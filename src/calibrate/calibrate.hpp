@@ -70,6 +70,10 @@ struct CalibrationOptions {
   // expert cache and section profiling (the job fills those from QF_EXPERT_CACHE / QF_PROFILE;
   // results do not depend on them).
   gpu::DecoderLayerPolicy layer_policy;
+  // CUDA backend: the first layer the run calibrates (-1: none): its owned source bytes are
+  // read while the calibration sets up (embedding, hidden states, engine), so that nothing waits
+  // for the cold read of layer 0 alone (issue 19).
+  int read_ahead_layer = -1;
   // CPU backend only: record X^T X of the inputs of the linears (calib names) hessian_wanted
   // selects, for --weight-scale gptq | hessian (hessian_recorder.hpp); every rank passes the
   // same predicate. This rank's hessian record keeps those hessian_kept selects (its own

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +77,14 @@ class CalibrationEngine {
   virtual void set_layer_bytes_hook(LayerBytesHook hook) = 0;
 };
 
+// A layer's owned source bytes already being read (LayerWeightExchange::read_owned_layer on a
+// background thread): the first layer's cold read, started before the calibration's setup so
+// that the setup hides it (issue 19). The engine uses it when it fetches that layer.
+struct LayerReadAhead {
+  int layer = -1;  // -1: none
+  std::future<OwnedLayerBytes> bytes;
+};
+
 #ifdef QF_HAVE_CUDA
 // The CUDA engine on the current device. hidden: the embedded tokens [local tokens, hc, hidden]
 // (moved in); token_ids: this rank's samples, sample-major; batch_seqs sequences per forward.
@@ -83,11 +92,13 @@ class CalibrationEngine {
 // else an NCCL communicator on this device (outliving the engine), ordered with the engine's
 // stream while the engine lives: each layer's arena linears are broadcast on the device from
 // their owners (layer_arena.hpp), and the amax are all-reduced on the device. layer_policy: the
-// GPU layer's memory and profiling choices (the caller's options).
+// GPU layer's memory and profiling choices (the caller's options). read_ahead: see
+// LayerReadAhead.
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
     const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
     std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
-    dist::Communicator* device_comm = nullptr, gpu::DecoderLayerPolicy layer_policy = {});
+    dist::Communicator* device_comm = nullptr, gpu::DecoderLayerPolicy layer_policy = {},
+    LayerReadAhead read_ahead = {});
 #endif
 
 }  // namespace qf::pipeline

@@ -224,7 +224,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   CudaCalibrationEngine(const model::ModelConfig& config, LayerWeightExchange& exchange,
                         std::vector<float> hidden, std::vector<int64_t> token_ids, int seq_len,
                         int batch_seqs, dist::Communicator* device_comm,
-                        gpu::DecoderLayerPolicy layer_policy)
+                        gpu::DecoderLayerPolicy layer_policy, LayerReadAhead read_ahead)
       : config_(config),
         exchange_(exchange),
         layer_(config, stream_.get(), layer_policy),
@@ -258,6 +258,10 @@ class CudaCalibrationEngine final : public CalibrationEngine {
                     "token ids upload");
     }
     hidden_ = std::make_unique<gpu::DeviceHiddenStates>(std::move(hidden), token_floats);
+    if (read_ahead.layer >= 0 && read_ahead.bytes.valid()) {
+      prefetch_layer_ = read_ahead.layer;
+      prefetch_ = std::move(read_ahead.bytes);
+    }
   }
 
   ~CudaCalibrationEngine() override {
@@ -457,10 +461,10 @@ class CudaCalibrationEngine final : public CalibrationEngine {
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
     const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
     std::vector<int64_t> token_ids, int seq_len, int batch_seqs, dist::Communicator* device_comm,
-    gpu::DecoderLayerPolicy layer_policy) {
+    gpu::DecoderLayerPolicy layer_policy, LayerReadAhead read_ahead) {
   return std::make_unique<CudaCalibrationEngine>(config, exchange, std::move(hidden),
                                                  std::move(token_ids), seq_len, batch_seqs,
-                                                 device_comm, layer_policy);
+                                                 device_comm, layer_policy, std::move(read_ahead));
 }
 
 }  // namespace qf::pipeline

@@ -58,7 +58,7 @@ class ForwardSource final : public CalibrationSource {
                 formats::StoreCommitter& store)
       : comm_(comm),
         calibrator_(plan.config, source, comm, plan.ownership, logged(std::move(set), options),
-                    calibration_options(plan, options, comm)) {
+                    calibration_options(plan, options, comm, store)) {
     if (options.backend != dist::ComputeBackend::kCuda) return;
     // The CUDA engine holds each layer's exchanged bytes: quantize this rank's targets from
     // them and queue the quant record for commit right away, so the source is read once. The
@@ -85,8 +85,14 @@ class ForwardSource final : public CalibrationSource {
  private:
   static CalibrationOptions calibration_options(const QuantizePlan& plan,
                                                 const QuantizeOptions& options,
-                                                const dist::Communicator& comm) {
+                                                const dist::Communicator& comm,
+                                                const formats::StoreCommitter& store) {
     CalibrationOptions o;
+    // The calibration runs every layer from 0 (a resume recomputes the committed ones) unless
+    // every layer is committed: then nothing is worth reading ahead.
+    for (int l = 0; l < plan.config.num_hidden_layers && o.read_ahead_layer < 0; ++l) {
+      if (!store.has_layer(l, formats::kStageCalib)) o.read_ahead_layer = 0;
+    }
     o.batch_seqs = options.calib_batch;
     o.backend = options.backend;
     o.cpu_bf16_linear_inputs = options.cpu_bf16_linear_inputs;
