@@ -9,33 +9,38 @@ namespace qf::pipeline {
 
 PhaseTimes rank_phase_times(const model::ModelConfig& config,
                             const std::map<int, LayerBytes>& layers, const PhaseModelInputs& in) {
-  const auto io = [&](const LayerBytes& b) {
-    return double(b.read) / in.read_bps + double(b.write) / in.write_bps;
+  const auto bytes_of = [&](int layer) {
+    const auto it = layers.find(layer);
+    return it == layers.end() ? LayerBytes{} : it->second;
   };
-  PhaseTimes t;
-  t.start = kPlanStartSeconds;
-  t.calibration = kPlanCalibSetupSeconds;
-  t.export_ = kPlanExportSeconds;
-  for (const auto& [layer, bytes] : layers) {
-    if (layer < 0) {
-      t.calibration += io(bytes);  // embedding read; the outside copies beside layer 0 on
-    } else if (layer >= config.num_hidden_layers) {
-      t.quantization += io(bytes);
-    }
-  }
-  for (int l = 0; l < config.num_hidden_layers; ++l) {
-    const auto it = layers.find(l);
-    const LayerBytes bytes = it == layers.end() ? LayerBytes{} : it->second;
+  const auto read_s = [&](int layer) { return double(bytes_of(layer).read) / in.read_bps; };
+  const auto write_s = [&](int layer) { return double(bytes_of(layer).write) / in.write_bps; };
+  const auto busy_s = [&](int layer) {  // the forward plus the host work it does not hide
     double forward = 0;
     if (in.linear_tflops > 0) {
-      const model::LayerFlops f = model::layer_flops_per_token(config, l, in.seq_len);
+      const model::LayerFlops f = model::layer_flops_per_token(config, layer, in.seq_len);
       const double attention_rate =
           in.attention_tflops > 0 ? in.attention_tflops : in.linear_tflops;
       forward = in.tokens_per_rank *
                 (f.linears / (in.linear_tflops * 1e12) + f.attention / (attention_rate * 1e12));
     }
-    const double host = double(bytes.read) / kPlanHostStagingBps;
-    t.calibration += std::max(io(bytes), forward + host);
+    return forward + double(bytes_of(layer).read) / kPlanHostStagingBps;
+  };
+  PhaseTimes t;
+  t.start = kPlanStartSeconds;
+  t.export_ = kPlanExportSeconds;
+  const int n_layers = config.num_hidden_layers;
+  t.calibration =
+      std::max(kPlanCalibSetupSeconds, n_layers > 0 ? read_s(0) : 0.0) + read_s(-1) + write_s(-1);
+  for (int l = 0; l + 1 < n_layers; ++l) {
+    t.calibration += std::max(busy_s(l), read_s(l + 1) + write_s(l));
+  }
+  if (n_layers > 0) {
+    t.calibration += busy_s(n_layers - 1);
+    t.quantization = write_s(n_layers - 1);
+  }
+  for (const auto& [layer, bytes] : layers) {
+    if (layer >= n_layers) t.quantization += read_s(layer) + write_s(layer);
   }
   return t;
 }

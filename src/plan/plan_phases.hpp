@@ -31,20 +31,25 @@ struct PhaseTimes {
   double total() const { return start + calibration + quantization + export_; }
 };
 
-// Measured constants (bench/RESULTS.md, issue 19, H100): the process, MPI, CUDA and NCCL start
-// before the job's first phase; the calibration's setup before layer 0 (engine, calibration
-// tokens, embedding); the host's handling of a layer's source bytes that the forward does not
-// hide (pinned staging, NVFP4 results back); the export's input scales, fsync and rename.
-inline constexpr double kPlanStartSeconds = 3.4;
-inline constexpr double kPlanCalibSetupSeconds = 4.3;
+// Measured constants (bench/RESULTS.md, issue 19, H100, benchmark 1: 1 rank, 16 x 4096
+// tokens): the process, MPI, CUDA and NCCL start before the job's first phase (wall minus the
+// job's own total, 2.4-3.0 s); the calibration's setup before layer 0 (embedding, calibration
+// tokens, hidden states, engine: 2.2 s); the host's handling of a layer's source bytes that the
+// forward does not hide (pinned staging, NVFP4 results back); the export's input scales, fsync
+// and rename (0.1-0.2 s).
+inline constexpr double kPlanStartSeconds = 2.8;
+inline constexpr double kPlanCalibSetupSeconds = 2.2;
 inline constexpr double kPlanHostStagingBps = 3.9e9;
-inline constexpr double kPlanExportSeconds = 0.5;
+inline constexpr double kPlanExportSeconds = 0.2;
 
-// The phases of one rank; the job's phase is the max over ranks (every phase ends together).
-//   calibration = setup + io(outside) + sum over regular layers l of
-//                 max(io(l), forward(l) + host(l))
-//   quantization = sum over MTP layers of io(l)      export = constant
-//   io(l) = read_l / read_bps + write_l / write_bps   host(l) = read_l / kPlanHostStagingBps
+// The phases of one rank, as the streamed job pipelines them (layer 0's read runs beside the
+// setup; layer l+1's read and layer l's store commit and output writes beside layer l's
+// forward; the last layer's writes drain after calibration; one disk serves reads and writes):
+//   calibration  = max(setup, R(0)) + io(outside)
+//                  + sum over l < L-1 of max(forward(l) + host(l), R(l+1) + W(l))
+//                  + forward(L-1) + host(L-1)
+//   quantization = W(L-1) + sum over MTP layers of (R + W)       export = constant
+//   R(l) = read_l / read_bps   W(l) = write_l / write_bps   host(l) = read_l / kPlanHostStagingBps
 //   forward(l) = tokens_per_rank x (linear FLOPs / linear rate + attention FLOPs / its rate)
 PhaseTimes rank_phase_times(const model::ModelConfig& config,
                             const std::map<int, LayerBytes>& layers, const PhaseModelInputs& in);

@@ -102,20 +102,21 @@ void print_model(const PlanReport& report, const Unit& ram, std::ostream& out) {
 void print_phases(const PlanReport& report, std::ostream& out) {
   const PhaseTimes& p = report.phases;
   out << "phases of `quantize --backend cuda` (streamed export; max over ranks):\n";
+  out << str_printf("  start         %7.1f s  process, MPI, CUDA and NCCL start (measured)\n",
+                    p.start);
   out << str_printf(
-      "  start         %7.1f s  process, MPI, CUDA and NCCL start (measured constant)\n", p.start);
-  out << str_printf(
-      "  calibration   %7.1f s  setup %.1f s + outside-layer I/O + sum over layers of\n"
-      "                           max(io(l), forward(l) + source bytes / %.1f GB/s host staging)\n",
-      p.calibration, kPlanCalibSetupSeconds, kPlanHostStagingBps / 1e9);
-  out << str_printf("  quantization  %7.1f s  MTP layers' I/O (calibration never runs them)\n",
+      "  calibration   %7.1f s  max(setup %.1f s, R(0)) + io(outside the layers)\n"
+      "                           + sum over l of max(forward(l) + host(l), R(l+1) + W(l))\n",
+      p.calibration, kPlanCalibSetupSeconds);
+  out << str_printf("  quantization  %7.1f s  the last layer's writes drain, MTP layers' I/O\n",
                     p.quantization);
-  out << str_printf("  export        %7.1f s  input scales, fsync, rename (measured constant)\n",
-                    p.export_);
+  out << str_printf("  export        %7.1f s  input scales, fsync, rename (measured)\n", p.export_);
   out << str_printf(
-      "  total         %7.1f s (%.1f min); io(l) = read_l / read_bw + (store + "
-      "output)_l / write_bw\n",
-      p.total(), p.total() / 60);
+      "  total         %7.1f s (%.1f min); R = read / read_bw, W = (store + output) / "
+      "write_bw,\n"
+      "                           host = source bytes / %.1f GB/s (staging the forward does not "
+      "hide)\n",
+      p.total(), p.total() / 60, kPlanHostStagingBps / 1e9);
 }
 
 nlohmann::json phases_json(const PhaseTimes& p) {

@@ -3,6 +3,7 @@
 // sequence length, and the plan's compute projection built on it.
 #include <algorithm>
 #include <map>
+#include <vector>
 
 #include "catch_compat.hpp"
 #include "model/forward_flops.hpp"
@@ -76,9 +77,9 @@ TEST_CASE("plan adds calibration compute when given a GPU rate", "[flops][plan]"
   CHECK(h100.attention_tflops > 0);
 }
 
-TEST_CASE("plan's phase model: each layer costs the larger of its I/O and its forward",
-          "[flops][plan]") {
-  const auto c = model::preset_config("v4-flash");
+TEST_CASE("plan's phase model: the streamed pipeline, layer by layer", "[flops][plan]") {
+  auto c = model::preset_config("v4-flash");
+  c.num_hidden_layers = 3;
   pipeline::PhaseModelInputs in;
   in.read_bps = 1e9;
   in.write_bps = 0.5e9;
@@ -86,29 +87,31 @@ TEST_CASE("plan's phase model: each layer costs the larger of its I/O and its fo
   in.attention_tflops = 10;
   in.tokens_per_rank = 4096;
   in.seq_len = 4096;
+  std::vector<double> busy;  // forward + host staging per layer
+  const std::vector<uint64_t> reads = {10'000'000'000, 0, 3'000'000'000};
   std::map<int, pipeline::LayerBytes> layers;
-  layers[-1] = {2'000'000'000, 1'000'000'000};       // outside: 2 s read + 2 s write
-  layers[c.num_hidden_layers] = {1'000'000'000, 0};  // an MTP layer: 1 s, in quantization
-  double forward_sum = 0, expected = pipeline::kPlanCalibSetupSeconds + 4.0;
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
+  for (int l = 0; l < 3; ++l) {
     const auto f = model::layer_flops_per_token(c, l, 4096);
-    const double forward = 4096 * (f.linears / 100e12 + f.attention / 10e12);
-    forward_sum += forward;
-    // Even layers I/O-bound (10 s of reads), odd ones compute-bound (no bytes at all).
-    if (l % 2 == 0) {
-      layers[l] = {10'000'000'000, 0};
-      expected += std::max(10.0, forward + 10e9 / pipeline::kPlanHostStagingBps);
-    } else {
-      expected += forward;
-    }
+    busy.push_back(4096 * (f.linears / 100e12 + f.attention / 10e12) +
+                   double(reads[size_t(l)]) / pipeline::kPlanHostStagingBps);
+    layers[l] = {reads[size_t(l)], 1'000'000'000};  // 2 s of writes each
   }
+  layers[-1] = {2'000'000'000, 1'000'000'000};  // outside: 2 s read + 2 s write
+  layers[3] = {1'000'000'000, 500'000'000};     // an MTP layer: 1 s + 1 s, after calibration
+  // Layer 0's 10 s read outlasts the setup; layer 1 waits for layer 2's read (3 s) and its own
+  // writes (2 s) unless its forward is longer; the last layer's writes drain in quantization.
+  const double expected = std::max(pipeline::kPlanCalibSetupSeconds, 10.0) + 4.0 +
+                          std::max(busy[0], 0.0 + 2.0) + std::max(busy[1], 3.0 + 2.0) + busy[2];
   const pipeline::PhaseTimes t = pipeline::rank_phase_times(c, layers, in);
-  CHECK(forward_sum > 0);
   CHECK(t.calibration == Approx(expected).epsilon(1e-12));
-  CHECK(t.quantization == Approx(1.0).epsilon(1e-12));
+  CHECK(t.quantization == Approx(2.0 + 2.0).epsilon(1e-12));
   CHECK(t.start == pipeline::kPlanStartSeconds);
   CHECK(t.export_ == pipeline::kPlanExportSeconds);
   CHECK(t.total() == Approx(t.start + t.calibration + t.quantization + t.export_));
+  // A short read of layer 0 hides behind the setup.
+  layers[0].read = 1'000'000;
+  CHECK(pipeline::rank_phase_times(c, layers, in).calibration <
+        t.calibration - (10.0 - pipeline::kPlanCalibSetupSeconds) + 1e-6);
   // The job waits for the slowest rank in each phase, which may be different ranks.
   pipeline::PhaseTimes other = t;
   other.calibration = 1;
