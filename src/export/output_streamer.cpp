@@ -47,7 +47,8 @@ OutputStreamer::~OutputStreamer() {
 }
 
 void OutputStreamer::start_outside_layers() {
-  if (outside_thread_.joinable() || outside_jobs_.empty()) return;
+  if (outside_started_ || outside_jobs_.empty()) return;
+  outside_started_ = true;  // once: a second finish_outside_layers must not copy again
   outside_thread_ = std::thread([this] {
     try {
       copy_outside_layers();

@@ -83,6 +83,7 @@ class OutputStreamer {
   std::vector<ExportJob> outside_jobs_;
   SourceTensorCopier outside_copier_;
   std::thread outside_thread_;
+  bool outside_started_ = false;  // write_layer's thread, then finish_outside_layers' (joined)
   std::atomic<bool> stopping_{false};
   std::exception_ptr outside_error_;  // set by the thread, read after the join
   mutable std::mutex mutex_;          // streamed_, stats_ and digests_
