@@ -169,15 +169,24 @@ bool parse_checksum_hex(const std::string& hex, uint64_t* out) {
 
 // ---- files -------------------------------------------------------------------------------------
 
-uint64_t checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {
+bool checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes,
+                    const std::atomic<bool>* stop, uint64_t* digest) {
   std::vector<uint8_t> buffer(std::min(n_bytes, kFileChunkBytes));
   Checksum64 sum;
   for (uint64_t done = 0; done < n_bytes; done += buffer.size()) {
+    if (stop != nullptr && stop->load()) return false;
     const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
     pread_full(fd, buffer.data(), n, offset + done);
     sum.update(buffer.data(), n);
   }
-  return sum.digest();
+  *digest = sum.digest();
+  return true;
+}
+
+uint64_t checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {
+  uint64_t digest = 0;
+  checksum_range(fd, offset, n_bytes, nullptr, &digest);
+  return digest;
 }
 
 FileChecksum checksum_file(const FileDescriptor& fd) {

@@ -1,6 +1,7 @@
 // Checksum64: the streaming 64-bit file/record checksum (XXH64, seed 0) used by the rank store
 // manifest and provenance. Owns: the hash and its hex text. Does not own: what is hashed.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -53,5 +54,9 @@ FileChecksum checksum_file(const std::string& path);
 FileChecksum checksum_file(const FileDescriptor& fd);
 // XXH64 of [offset, offset + n_bytes) of an open file; end-of-file before it is an error.
 uint64_t checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes);
+// The same, given up when *stop (may be null) turns true between chunks: false, *digest
+// untouched (a background hasher must not hold up the end of a job for a whole file).
+bool checksum_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes,
+                    const std::atomic<bool>* stop, uint64_t* digest);
 
 }  // namespace qf::formats

@@ -29,15 +29,25 @@ uint64_t combine_shard_digest(uint64_t header_digest,
   return checksum64(list.data(), list.size());
 }
 
-uint64_t shard_digest_of_file(const std::string& path) {
+bool shard_digest_of_file(const std::string& path, const std::atomic<bool>* stop,
+                          uint64_t* digest) {
   const SafetensorsReader reader(path);  // validates the header: tensors tile the data region
   const FileDescriptor fd = open_for_read(path);
-  std::vector<uint64_t> tensors;
-  tensors.reserve(reader.tensors().size());
-  for (const TensorInfo& t : reader.tensors()) {  // in data-offset order
-    tensors.push_back(checksum_range(fd, reader.data_offset() + t.begin, t.end - t.begin));
+  std::vector<uint64_t> tensors(reader.tensors().size());
+  for (size_t i = 0; i < tensors.size(); ++i) {  // in data-offset order
+    const TensorInfo& t = reader.tensors()[i];
+    if (!checksum_range(fd, reader.data_offset() + t.begin, t.end - t.begin, stop, &tensors[i])) {
+      return false;
+    }
   }
-  return combine_shard_digest(checksum_range(fd, 0, reader.data_offset()), tensors);
+  *digest = combine_shard_digest(checksum_range(fd, 0, reader.data_offset()), tensors);
+  return true;
+}
+
+uint64_t shard_digest_of_file(const std::string& path) {
+  uint64_t digest = 0;
+  shard_digest_of_file(path, nullptr, &digest);
+  return digest;
 }
 
 nlohmann::json checksums_manifest_json(const std::map<std::string, uint64_t>& files) {

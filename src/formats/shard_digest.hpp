@@ -7,6 +7,7 @@
 // so the list covers every byte of a shard either way.
 // Owns: both digest rules, the manifest's JSON form and its parsing. Does not own who hashes.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,8 @@ uint64_t combine_shard_digest(uint64_t header_digest,
                               const std::vector<uint64_t>& tensor_digests_in_file_order);
 // The version-2 digest of a safetensors file, read from disk (throws naming the file).
 uint64_t shard_digest_of_file(const std::string& path);
+// The same, given up between chunks when *stop turns true: false, *digest untouched.
+bool shard_digest_of_file(const std::string& path, const std::atomic<bool>* stop, uint64_t* digest);
 
 struct ChecksumsManifest {
   int version = 2;

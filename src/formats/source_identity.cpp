@@ -16,15 +16,12 @@
 #include "core/strings.hpp"
 #include "formats/checksum.hpp"
 #include "formats/posix_file.hpp"
-#include "formats/safetensors_reader.hpp"
 #include "formats/shard_digest.hpp"
 
 namespace qf::formats {
 namespace {
 
 using nlohmann::json;
-
-constexpr uint64_t kHashChunkBytes = 16ull << 20;
 
 int64_t ns_of(const struct timespec& t) { return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec; }
 
@@ -70,21 +67,6 @@ void lower_io_priority() {
 
 bool is_tensor_list(const std::string& digest) {
   return digest.compare(0, std::string(kTensorListDigest).size(), kTensorListDigest) == 0;
-}
-
-// XXH64 of [offset, offset + n) in chunks; false when *stop turns true.
-bool hash_range(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes,
-                std::vector<uint8_t>& buffer, const std::atomic<bool>* stop, uint64_t* digest) {
-  Checksum64 sum;
-  for (uint64_t done = 0; done < n_bytes;) {
-    if (stop != nullptr && stop->load()) return false;
-    const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
-    pread_full(fd, buffer.data(), n, offset + done);
-    sum.update(buffer.data(), n);
-    done += n;
-  }
-  *digest = sum.digest();
-  return true;
 }
 
 }  // namespace
@@ -200,23 +182,13 @@ void set_source_digest_json(json& entry, const std::string& digest) {
 
 std::string source_file_digest(const std::string& path, const std::string& like,
                                const std::atomic<bool>* stop) {
-  std::vector<uint8_t> buffer(kHashChunkBytes);
   const bool tensor_list = like.empty() ? ends_with(path, ".safetensors") : is_tensor_list(like);
-  if (!tensor_list) {
-    FileDescriptor fd = open_for_read(path);
-    uint64_t digest = 0;
-    return hash_range(fd, 0, file_n_bytes(fd), buffer, stop, &digest) ? checksum_hex(digest) : "";
+  uint64_t digest = 0;
+  if (tensor_list) {
+    return shard_digest_of_file(path, stop, &digest) ? tensor_list_digest_text(digest) : "";
   }
-  const SafetensorsReader reader(path);  // validates the header: tensors tile the data region
   const FileDescriptor fd = open_for_read(path);
-  std::vector<uint64_t> tensors(reader.tensors().size());
-  for (size_t i = 0; i < tensors.size(); ++i) {  // in data-offset order
-    const TensorInfo& t = reader.tensors()[i];
-    if (!hash_range(fd, reader.data_offset() + t.begin, t.n_bytes(), buffer, stop, &tensors[i])) {
-      return "";
-    }
-  }
-  return tensor_list_digest_text(combine_shard_digest(reader.header_digest(), tensors));
+  return checksum_range(fd, 0, file_n_bytes(fd), stop, &digest) ? checksum_hex(digest) : "";
 }
 
 // ---- SourceHasher --------------------------------------------------------------------------
