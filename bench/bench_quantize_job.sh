@@ -6,7 +6,8 @@
 # Usage: bench/bench_quantize_job.sh QUANTFORGE_BIN WORK_DIR [N_LAYERS=2] [SAMPLES=16]
 #        [SEQ_LEN=4096] [CALIB_BATCH=4] [N_EXPERTS=256]
 # Leaves WORK_DIR/src (the synthetic source) for the next benchmark; removes the outputs (env
-# KEEP_OUT=DIR: the output checkpoint is moved there instead, to compare builds byte for byte).
+# KEEP_OUT=DIR: the output checkpoint is moved there instead, to compare builds byte for byte;
+# KEEP_WORK=DIR: the work store likewise, to rebuild the output with --export-only).
 set -euo pipefail
 qf=$1 work=$2 n_layers=${3:-2} samples=${4:-16} seq_len=${5:-4096} batch=${6:-4} n_experts=${7:-256}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,4 +45,5 @@ printf '%-44s %9s %9s\n' "quantize --backend cuda np1 ($cache_q)" "" "$wall"
 printf '%-44s %9s %9s\n' "  (work store written, HDF5)" "$(gb $work_bytes)" ""
 echo "quantize / floor = $(python3 -c "print(f'{$wall / $floor:.2f}')")x  ($n_layers V4-Flash layers, $n_experts experts, calibration $samples x $seq_len tokens)"
 if [ -n "${KEEP_OUT:-}" ]; then rm -rf "$KEEP_OUT"; mv "$work/out" "$KEEP_OUT"; fi
+if [ -n "${KEEP_WORK:-}" ]; then rm -rf "$KEEP_WORK"; mv "$work/work" "$KEEP_WORK"; fi
 rm -rf "$work/out" "$work/work"

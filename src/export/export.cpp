@@ -33,6 +33,7 @@
 #include "formats/rank_store.hpp"
 #include "formats/shard_digest.hpp"
 #include "formats/shard_index.hpp"
+#include "formats/source_derived.hpp"
 #include "formats/staged_output.hpp"
 #include "model/forward_linear.hpp"
 #include "model/tensor_table.hpp"
@@ -49,8 +50,9 @@ constexpr int kWriteBuffers = 4;
 // (HDF5 is not thread-safe): each read starts after the previous one was collected.
 class QuantRecordReader {
  public:
-  QuantRecordReader(const std::string& work_dir, std::vector<std::pair<int, int>> order)
-      : work_dir_(work_dir), order_(std::move(order)) {
+  QuantRecordReader(const std::string& work_dir, const formats::CheckpointDir& source,
+                    std::vector<std::pair<int, int>> order)
+      : work_dir_(work_dir), source_(source), order_(std::move(order)) {
     start_next();
   }
   ~QuantRecordReader() {
@@ -82,7 +84,12 @@ class QuantRecordReader {
     if (next_index_ >= order_.size()) return;
     const auto [owner, layer] = order_[next_index_++];
     next_ = std::async(std::launch::async, [this, owner = owner, layer = layer] {
-      return store_of(owner).read_layer(layer, formats::kStageQuant);
+      formats::LayerRecord record = store_of(owner).read_layer(layer, formats::kStageQuant);
+      // The tensors the store left in the source come back from it here, on this thread.
+      formats::materialize_source_derived(
+          record, source_,
+          str_cat(formats::RankStore::rank_dir(work_dir_, owner), " layer ", layer, " (quant)"));
+      return record;
     });
   }
   // Only the reading thread calls this (one read at a time).
@@ -97,6 +104,7 @@ class QuantRecordReader {
     return *it->second;
   }
   std::string work_dir_;
+  const formats::CheckpointDir& source_;
   std::vector<std::pair<int, int>> order_;  // (owner, layer) in the order of use
   size_t next_index_ = 0;                   // order_ index after the one next_ reads
   std::future<formats::LayerRecord> next_;
@@ -138,7 +146,7 @@ ExportReport write_jobs(const QuantizePlan& plan, const formats::CheckpointDir& 
     }
   }
   ProgressMeter progress(progress_label, total, "B");
-  QuantRecordReader records(work_dir, std::move(record_order));
+  QuantRecordReader records(work_dir, source, std::move(record_order));
   ExportReport report;
   formats::AsyncWriter writer(kWriteBuffers);
   SourceTensorCopier copier(source);

@@ -24,6 +24,17 @@ void check_stored_matches(const OutputTensor& out, const formats::StoredTensor& 
            "stored", out.spec.name, "does not match the export layout");
 }
 
+std::map<std::string, std::string> source_derivable_outputs(const QuantizePlan& plan) {
+  std::map<std::string, std::string> candidates;
+  if (plan.expert_weights != ExpertWeights::kCast) return candidates;
+  for (const auto& shard : plan.shards) {
+    for (const auto& out : shard.tensors) {
+      if (out.kind == OutputKind::kNvfp4Weight) candidates[out.spec.name] = out.source_name;
+    }
+  }
+  return candidates;
+}
+
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out) {
   if (plan.tensor_index.count(out.source_name)) return out.source_name;
   return strip_suffix(out.source_name, model::kScaleSuffix) + model::kWeightSuffix;

@@ -26,6 +26,10 @@ struct ExportJob {
 bool is_stored(const OutputTensor& out);
 // Throws naming `out` unless the quant record's tensor has its dtype, shape and byte count.
 void check_stored_matches(const OutputTensor& out, const formats::StoredTensor& stored);
+// Record tensor -> source tensor for the NVFP4 weights a lossless cast may leave equal to their
+// source under a derivation rule (formats/source_derived; --expert-weights cast only, where
+// the packed FP4 source keeps its codes): the work store's candidates for derived tensors.
+std::map<std::string, std::string> source_derivable_outputs(const QuantizePlan& plan);
 // The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out);
 // Every output tensor of the plan, in shard then layout order, for which keep() holds.

@@ -138,7 +138,10 @@ void OutputStreamer::write_layer(const formats::LayerRecord& quant) {
         const formats::StoredTensor& t = *it->second;
         check_stored_matches(out, t);
         formats::pwrite_full(fd, t.bytes.data(), n_bytes, offset);
-        digests.emplace_back(out.spec.name, formats::checksum64(t.bytes.data(), n_bytes));
+        // A derived tensor's digest was taken from these bytes before its commit.
+        digests.emplace_back(out.spec.name, t.derived
+                                                ? t.derived->xxh64
+                                                : formats::checksum64(t.bytes.data(), n_bytes));
       }
       // The disk starts on it now, so the job's final fsync finds little left to write.
       formats::start_writeback(fd, offset, n_bytes);

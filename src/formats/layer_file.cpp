@@ -2,7 +2,12 @@
 // that every dtype (F4, F8_E4M3, BF16, ...) round-trips byte-exactly.
 #include "formats/layer_file.hpp"
 
+#include <algorithm>
+#include <optional>
+#include <vector>
+
 #include "core/check.hpp"
+#include "formats/checksum.hpp"
 #include "formats/h5_handles.hpp"
 #include "formats/h5_io.hpp"
 #include "formats/tensor_spec.hpp"
@@ -15,20 +20,64 @@ constexpr const char* kF32Group = "f32";
 constexpr const char* kI64Group = "i64";
 constexpr const char* kAttrsGroup = "attrs";
 
+// A derived tensor's dataset is empty; these attributes say how the source rebuilds it.
+constexpr const char* kDerivedFromAttr = "derived_from";
+constexpr const char* kDerivationAttr = "derivation";
+constexpr const char* kDerivedXxh64Attr = "derived_xxh64";
+// Version 2 added derived tensors; a file without one is written as version 1, which older
+// builds still read.
+constexpr int64_t kFirstVersionWithDerived = 2;
+
+bool has_derived_tensor(const LayerRecord& record) {
+  for (const StoredTensor& tensor : record.tensors) {
+    if (tensor.derived) return true;
+  }
+  return false;
+}
+
 void write_tensors(const H5File& file, const LayerRecord& record) {
   H5Group group = H5Group::create(file.get(), file.label(), kTensorsGroup);
   for (const StoredTensor& tensor : record.tensors) {
+    const uint64_t n_bytes_written = tensor.derived ? 0 : tensor.bytes.size();
     H5Dataset dataset =
         h5_write_dataset_1d(group.get(), group.label(), tensor.name, H5T_STD_U8LE, H5T_NATIVE_UINT8,
-                            1, tensor.bytes.data(), tensor.bytes.size());
+                            1, tensor.bytes.data(), n_bytes_written);
     h5_write_attr_string(dataset.get(), dataset.label(), "dtype", dtype_name(tensor.dtype));
     h5_write_attr_i64s(dataset.get(), dataset.label(), "shape", tensor.shape);
+    if (tensor.derived) {
+      h5_write_attr_string(dataset.get(), dataset.label(), kDerivedFromAttr,
+                           tensor.derived->source);
+      h5_write_attr_string(dataset.get(), dataset.label(), kDerivationAttr,
+                           derivation_rule_name(tensor.derived->rule));
+      h5_write_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr,
+                           checksum_hex(tensor.derived->xxh64));
+    }
     dataset.close();
   }
   group.close();
 }
 
-StoredTensor read_tensor(const H5Group& group, const std::string& name) {
+// The derivation attributes of a dataset, if it has them (all three, or none).
+std::optional<SourceDerivation> read_derivation(const H5Dataset& dataset, int64_t format_version) {
+  const std::vector<std::string> attrs = h5_attr_names(dataset.get(), dataset.label());
+  const bool has = std::find(attrs.begin(), attrs.end(), kDerivedFromAttr) != attrs.end();
+  if (!has) return std::nullopt;
+  QF_CHECK(format_version >= kFirstVersionWithDerived, dataset.label() + ":",
+           "a derived tensor in a layer file of format version", format_version,
+           "(derived tensors need version", kFirstVersionWithDerived, ")");
+  SourceDerivation derived;
+  derived.source = h5_read_attr_string(dataset.get(), dataset.label(), kDerivedFromAttr);
+  const std::string rule = h5_read_attr_string(dataset.get(), dataset.label(), kDerivationAttr);
+  QF_CHECK(parse_derivation_rule(rule, &derived.rule), dataset.label() + ":",
+           "unknown derivation rule \"" + rule + "\" (this build knows identity and",
+           "fp4_negative_zero_cleared)");
+  const std::string hex = h5_read_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr);
+  QF_CHECK(parse_checksum_hex(hex, &derived.xxh64), dataset.label() + ":",
+           "derived_xxh64 \"" + hex + "\" is not 16 hex digits");
+  return derived;
+}
+
+StoredTensor read_tensor(const H5Group& group, const std::string& name, int64_t format_version) {
   StoredTensor tensor;
   tensor.name = name;
   uint64_t n_bytes = 0;
@@ -40,6 +89,12 @@ StoredTensor read_tensor(const H5Group& group, const std::string& name) {
   tensor.shape = h5_read_attr_i64s(dataset.get(), dataset.label(), "shape");
   const uint64_t expected =
       tensor_n_bytes(tensor.dtype, shape_n_elems(tensor.shape, dataset.label()), dataset.label());
+  tensor.derived = read_derivation(dataset, format_version);
+  if (tensor.derived) {
+    QF_CHECK(n_bytes == 0, dataset.label() + ":", "a derived tensor's dataset holds", n_bytes,
+             "bytes (a derived tensor is stored empty)");
+    return tensor;
+  }
   QF_CHECK(expected == n_bytes, dataset.label() + ":", dtype_text, shape_str(tensor.shape), "needs",
            expected, "bytes but the dataset holds", n_bytes);
   tensor.bytes.resize(n_bytes);
@@ -78,7 +133,8 @@ void write_layer_file(const std::string& path, const LayerRecord& record, const 
   validate_layer_record(record, path);
   H5File file = H5File::create(path);
   h5_write_attr_string(file.get(), file.label(), "format", kLayerFileFormat);
-  h5_write_attr_i64(file.get(), file.label(), "format_version", kLayerFileFormatVersion);
+  h5_write_attr_i64(file.get(), file.label(), "format_version",
+                    has_derived_tensor(record) ? kLayerFileFormatVersion : 1);
   h5_write_attr_i64(file.get(), file.label(), "layer", record.layer);
   h5_write_attr_string(file.get(), file.label(), "stage", stage);
   h5_write_attr_i64(file.get(), file.label(), "rank", rank);
@@ -122,7 +178,7 @@ LayerRecord read_layer_file(const std::string& path, LayerFileHeader* header) {
   {
     const H5Group group = H5Group::open(file.get(), file.label(), kTensorsGroup);
     for (const std::string& name : h5_link_names(group.get(), group.label())) {
-      record.tensors.push_back(read_tensor(group, name));
+      record.tensors.push_back(read_tensor(group, name, read_header.format_version));
     }
   }
   record.f32 = read_arrays<float>(file, kF32Group, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT);

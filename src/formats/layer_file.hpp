@@ -10,7 +10,7 @@
 namespace qf::formats {
 
 constexpr const char* kLayerFileFormat = "quantforge.rank_store.layer";
-constexpr int64_t kLayerFileFormatVersion = 1;
+constexpr int64_t kLayerFileFormatVersion = 2;  // 2: derived tensors (1 still written without)
 
 // The root attributes of a layer file.
 struct LayerFileHeader {

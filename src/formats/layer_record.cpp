@@ -9,8 +9,30 @@
 
 namespace qf::formats {
 
+const char* derivation_rule_name(DerivationRule rule) {
+  switch (rule) {
+    case DerivationRule::kIdentity:
+      return "identity";
+    case DerivationRule::kFp4NegativeZeroCleared:
+      return "fp4_negative_zero_cleared";
+  }
+  return "unknown";
+}
+
+bool parse_derivation_rule(const std::string& text, DerivationRule* rule) {
+  for (const DerivationRule r :
+       {DerivationRule::kIdentity, DerivationRule::kFp4NegativeZeroCleared}) {
+    if (text == derivation_rule_name(r)) {
+      *rule = r;
+      return true;
+    }
+  }
+  return false;
+}
+
 bool StoredTensor::operator==(const StoredTensor& other) const {
-  return name == other.name && dtype == other.dtype && shape == other.shape && bytes == other.bytes;
+  return name == other.name && dtype == other.dtype && shape == other.shape &&
+         bytes == other.bytes && derived == other.derived;
 }
 
 bool LayerRecord::operator==(const LayerRecord& other) const {
@@ -56,8 +78,15 @@ void validate_layer_record(const LayerRecord& record, const std::string& label) 
     QF_CHECK(names.insert(tensor.name).second, label + ":", "duplicate tensor", tensor.name);
     const std::string what = label + ": tensor " + tensor.name;
     const uint64_t n_bytes = tensor_n_bytes(tensor.dtype, shape_n_elems(tensor.shape, what), what);
-    QF_CHECK(tensor.bytes.size() == n_bytes, what, dtype_name(tensor.dtype),
-             shape_str(tensor.shape), "needs", n_bytes, "bytes but holds", tensor.bytes.size());
+    const bool derived_without_bytes = tensor.derived && tensor.bytes.empty();
+    QF_CHECK(tensor.bytes.size() == n_bytes || derived_without_bytes, what,
+             dtype_name(tensor.dtype), shape_str(tensor.shape), "needs", n_bytes, "bytes but holds",
+             tensor.bytes.size());
+    if (tensor.derived) {
+      const std::string& source = tensor.derived->source;
+      QF_CHECK(!source.empty() && source.find('\0') == std::string::npos, what,
+               "is derived from a source tensor with an empty name or a NUL byte in it");
+    }
   }
   for (const auto& [key, values] : record.f32) check_record_name(key, "f32 key", label);
   for (const auto& [key, values] : record.i64) check_record_name(key, "i64 key", label);

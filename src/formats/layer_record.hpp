@@ -3,20 +3,49 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.hpp"
 
 namespace qf::formats {
 
+// How a stored tensor's bytes follow from one source tensor's bytes of the same length (issue 19:
+// the work store does not write again what the source already holds; formats/source_derived).
+enum class DerivationRule {
+  kIdentity,               // the same bytes
+  kFp4NegativeZeroCleared  // packed E2M1 pairs with each -0 code (nibble 8) made +0 (nibble 0)
+};
+const char* derivation_rule_name(DerivationRule rule);  // "identity", "fp4_negative_zero_cleared"
+bool parse_derivation_rule(const std::string& text, DerivationRule* rule);
+
+struct SourceDerivation {
+  std::string source;  // the source tensor's name
+  DerivationRule rule = DerivationRule::kIdentity;
+  uint64_t xxh64 = 0;  // of the derived bytes: what a rebuild from the source must give
+
+  bool operator==(const SourceDerivation& other) const {
+    return source == other.source && rule == other.rule && xxh64 == other.xxh64;
+  }
+};
+
 // One tensor, byte-exact: `bytes` are the safetensors data bytes (little-endian elements; F4:
 // two E2M1 codes per byte), `shape` counts logical elements ({} for a 0-d tensor).
+// A tensor with `derived` is written to a layer file without its bytes; read back, its bytes are
+// empty until materialize_source_derived rebuilds them from the source.
 struct StoredTensor {
+  StoredTensor() = default;
+  StoredTensor(std::string name_, DType dtype_, std::vector<int64_t> shape_,
+               std::vector<uint8_t> bytes_)
+      : name(std::move(name_)), dtype(dtype_), shape(std::move(shape_)), bytes(std::move(bytes_)) {}
+
   std::string name;
   DType dtype = DType::kU8;
   std::vector<int64_t> shape;
   std::vector<uint8_t> bytes;
+  std::optional<SourceDerivation> derived;
 
   bool operator==(const StoredTensor& other) const;
   bool operator!=(const StoredTensor& other) const { return !(*this == other); }
@@ -37,14 +66,14 @@ struct LayerRecord {
   // Bitwise float comparison (NaN payloads included), so a round trip can be checked exactly.
   bool operator==(const LayerRecord& other) const;
   bool operator!=(const LayerRecord& other) const { return !(*this == other); }
-  uint64_t n_tensor_bytes() const;                                 // sum of tensors[i].bytes.size()
+  uint64_t n_tensor_bytes() const;  // sum of tensors[i].bytes.size() (held in memory)
   const StoredTensor* find_tensor(const std::string& name) const;  // nullptr if absent
 };
 
 // Throws qf::Error (prefixed with `label`) unless: layer >= 0; every name and key is a valid
 // HDF5 link name (non-empty, not "." , no '/' and no NUL); tensor names are unique; every
-// shape dim is >= 0 and bytes.size() equals the dtype's byte count for the shape; attribute
-// values hold no NUL byte.
+// shape dim is >= 0 and bytes.size() equals the dtype's byte count for the shape (or is 0 for a
+// derived tensor, whose source name must be non-empty); attribute values hold no NUL byte.
 void validate_layer_record(const LayerRecord& record, const std::string& label);
 
 // The name rule above: throws naming `what` (e.g. "tensor", "f32 key") and the name.

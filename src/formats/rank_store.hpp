@@ -53,12 +53,17 @@ namespace qf::formats {
 //
 // Layer file (HDF5 1.8 object format, readable by HDF5 >= 1.8 and h5py; no timestamps, so equal
 // records give equal bytes; links listed in creation order):
-//   /  attributes   format = "quantforge.rank_store.layer" (string), format_version = 1 (int64),
-//                   layer (int64), stage (string), rank (int64)
+//   /  attributes   format = "quantforge.rank_store.layer" (string), format_version = 1, or 2
+//                   when a tensor is derived (int64), layer (int64), stage (string), rank (int64)
 //   /tensors/<name> uint8[n_bytes]: the tensor's raw bytes, exactly its safetensors data bytes
-//                   (little-endian elements; F4 packs two codes per byte), in record order
+//                   (little-endian elements; F4 packs two codes per byte), in record order;
+//                   uint8[0] for a derived tensor (version 2: its bytes are in the source)
 //       @dtype      string: safetensors dtype ("U8", "F8_E4M3", "F32", "BF16", "F4", ...)
 //       @shape      int64[ndim], logical elements; a null dataspace for a 0-d tensor
+//       @derived_from   (derived only) string: the source tensor whose bytes give this one
+//       @derivation     (derived only) "identity" | "fp4_negative_zero_cleared" (nibble 8 -> 0)
+//       @derived_xxh64  (derived only) 16 hex digits: XXH64 of the tensor's bytes, checked when
+//                       an export rebuilds them from the source (formats/source_derived.hpp)
 //   /f32/<key>      float32 LE [n]   (e.g. "<linear>.input_amax")
 //   /i64/<key>      int64 LE [n]     (e.g. "expert_tokens")
 //   /attrs          group whose attributes are the record's strings (fixed-length UTF-8,

@@ -28,11 +28,12 @@ namespace qf::formats {
 class StoreCommitter {
  public:
   struct Stats {
-    uint64_t n_commits = 0;           // records committed
-    uint64_t n_bytes = 0;             // layer-file bytes committed
-    double write_seconds = 0;         // the worker inside commit_layer (in the background)
-    double wait_seconds = 0;          // callers blocked in submit / drain / read_layer
-    double after_commit_seconds = 0;  // the worker in the after-commit callback
+    uint64_t n_commits = 0;            // records committed
+    uint64_t n_bytes = 0;              // layer-file bytes committed
+    double write_seconds = 0;          // the worker inside commit_layer (in the background)
+    double wait_seconds = 0;           // callers blocked in submit / drain / read_layer
+    double after_commit_seconds = 0;   // the worker in the after-commit callback
+    double before_commit_seconds = 0;  // the worker in the before-commit callback
   };
 
   // One finished commit, for progress reporting (take_committed).
@@ -53,8 +54,16 @@ class StoreCommitter {
   // is kept and rethrown like a failed commit, but the layer stays committed.
   using AfterCommitFn = std::function<void(const LayerRecord& record, const std::string& stage)>;
 
+  // Called on the worker before each commit, without the store lock, with the record to change
+  // (the quantize job marks the tensors the source already holds: formats/source_derived). Its
+  // exception fails the commit like commit_layer's.
+  using BeforeCommitFn = std::function<void(LayerRecord& record, const std::string& stage)>;
+
   explicit StoreCommitter(RankStore& store, CommitFn commit = nullptr);
   // Set before the first submit.
+  void set_before_commit(BeforeCommitFn before_commit) {
+    before_commit_ = std::move(before_commit);
+  }
   void set_after_commit(AfterCommitFn after_commit) { after_commit_ = std::move(after_commit); }
   ~StoreCommitter();  // drains; logs (never throws) an error no caller has seen
   StoreCommitter(const StoreCommitter&) = delete;
@@ -88,6 +97,7 @@ class StoreCommitter {
   RankStore& store_;
   const std::string dir_;
   CommitFn commit_;
+  BeforeCommitFn before_commit_;
   AfterCommitFn after_commit_;
   std::mutex store_mutex_;  // held around every call into store_ (HDF5) after construction
 

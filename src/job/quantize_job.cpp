@@ -20,6 +20,7 @@
 #include "export/export.hpp"
 #include "formats/checksum.hpp"
 #include "formats/rank_store.hpp"
+#include "formats/source_derived.hpp"
 #include "formats/source_identity.hpp"
 #include "formats/staged_output.hpp"
 #include "formats/store_committer.hpp"
@@ -191,6 +192,21 @@ void emit_calibration_progress(const CalibrationLayerDone& done) {
   progress_stream::emit("progress", fields);
 }
 
+// The NVFP4 weights the source already holds (a lossless cast's packed codes) are committed as
+// derived tensors: the store keeps their rule and XXH64, not their bytes (formats/source_derived).
+// `*n_derived` counts the bytes left in the source; it outlives the committer.
+void commit_source_derived(formats::StoreCommitter& store, const QuantizePlan& plan,
+                           const formats::CheckpointDir& source, uint64_t* n_derived) {
+  auto candidates = source_derivable_outputs(plan);
+  if (candidates.empty()) return;
+  store.set_before_commit([candidates = std::move(candidates), &source, n_derived](
+                              formats::LayerRecord& record, const std::string& stage) {
+    if (stage == formats::kStageQuant) {
+      *n_derived += formats::mark_source_derived(record, source, candidates);
+    }
+  });
+}
+
 // Each NVFP4 record the committer commits goes on into the staged output, from memory.
 void stream_committed_quant_records(formats::StoreCommitter& store, OutputStreamer& streamer) {
   store.set_after_commit([&streamer](const formats::LayerRecord& record, const std::string& stage) {
@@ -210,6 +226,7 @@ QuantizeReport fill_store(const QuantizePlan& plan, const formats::CheckpointDir
   QuantizeReport report;
   const int n_layers = plan.config.num_hidden_layers;
   formats::StoreCommitter store(rank_store);
+  commit_source_derived(store, plan, source, &report.store_bytes_derived);
   if (streamer) stream_committed_quant_records(store, *streamer);
   auto phase_start = std::chrono::steady_clock::now();
   const IoCounters io_calib_start = read_io_counters();

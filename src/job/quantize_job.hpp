@@ -83,6 +83,7 @@ struct QuantizeReport {
   double calib_flops = 0;                // their arithmetic (model/forward_flops.hpp)
   uint64_t bytes_read = 0;               // source bytes (calibration + quantization)
   uint64_t store_bytes_written = 0;      // work-store layer files committed in this run
+  uint64_t store_bytes_derived = 0;      // tensor bytes those files left in the source (derived)
   double store_commit_seconds = 0;       // committing them (in the background of the phases)
   double store_commit_wait_seconds = 0;  // the phases blocked on those commits (queue full, drain)
   uint64_t peak_device_bytes = 0;

@@ -35,10 +35,12 @@ void log_phases(const QuantizeReport& r, const std::vector<double>& all, int wor
   if (r.store_bytes_written > 0) {
     // Commits run on a background thread: only the wait is part of the phases above.
     std::snprintf(buf, sizeof(buf),
-                  "  work store: %s committed in %s in the background, phases waited %s (rank 0)",
+                  "  work store: %s committed in %s in the background, phases waited %s (rank 0);"
+                  " %s of tensors left in the source (derived)",
                   ProgressMeter::format_bytes(double(r.store_bytes_written)).c_str(),
                   ProgressMeter::format_seconds(r.store_commit_seconds).c_str(),
-                  ProgressMeter::format_seconds(r.store_commit_wait_seconds).c_str());
+                  ProgressMeter::format_seconds(r.store_commit_wait_seconds).c_str(),
+                  ProgressMeter::format_bytes(double(r.store_bytes_derived)).c_str());
     log_info(buf);
   }
   double tokens = 0;

@@ -3,8 +3,9 @@
 //
 // The model, per rank r of R (GB = 1e9 B for I/O; memory in bytes):
 //   src_r   = source bytes of the tensors r owns (ownership plan, balanced per layer)
-//   work_r  = NVFP4 bytes r produces (HDF5 work store: written once; a full run streams the
-//             same bytes into the output from memory, so only --export-only reads them back)
+//   work_r  = NVFP4 bytes r produces, less the packed FP4 expert weights the source already
+//             holds (HDF5 work store: written once; a full run streams the same bytes into the
+//             output from memory, so only --export-only reads them back)
 //   pass_r  = bytes of the copied tensors r owns (of src_r: read once, by the forward or by
 //             the copy itself; a copy of what the forward read comes from the page cache)
 //   out_r   = bytes of r's export shard (NVFP4 outputs + copied tensors)
@@ -56,6 +57,7 @@ bool is_low_precision_weight(model::TensorRole role) {
 struct TensorOutput {
   uint64_t n_bytes = 0, n_tensors = 0;
   bool nvfp4 = false;
+  uint64_t store_bytes = 0;  // of n_bytes, what the work store writes (NVFP4 targets only)
 };
 
 // Per tensor: output bytes and output tensor count under the recipe, and the ownership plan's
@@ -80,6 +82,11 @@ std::map<std::string, TensorOutput> tensor_outputs(const std::vector<model::Mode
     TensorOutput out;
     if (is_nvfp4_target(t, recipe)) {
       out = {nvfp4_n_bytes(t.n_rows, t.n_cols), 4, true};  // weight, _scale, _scale_2, input
+      out.store_bytes = out.n_bytes;
+      // An FP4 expert's lossless cast keeps the source's packed codes: the store leaves the
+      // packed weight in the source (formats/source_derived; assumes no fallback block, as in
+      // V4's experts, and the default --expert-weights cast).
+      if (t.role == model::TensorRole::kFp4Weight) out.store_bytes -= t.spec.n_bytes();
     } else if (!dropped_scale.count(t.spec.name)) {
       out = {t.spec.n_bytes(), 1, false};
     }
@@ -155,13 +162,14 @@ void fill_rank_reports(const dist::OwnershipPlan& plan,
       rank.src_bytes += item.n_bytes;
       rank.out_bytes += out.n_bytes;
       if (out.nvfp4) {
-        rank.work_bytes += out.n_bytes;
+        rank.nvfp4_bytes += out.n_bytes;
+        rank.work_bytes += out.store_bytes;
       } else {
         rank.passthrough_bytes += out.n_bytes;
       }
       staged[item.layer] += item.n_bytes + (out.nvfp4 ? out.n_bytes : 0);
       rank.layers[item.layer].read += item.n_bytes;
-      rank.layers[item.layer].write += out.n_bytes * (out.nvfp4 ? 2 : 1);  // store + output
+      rank.layers[item.layer].write += out.n_bytes + out.store_bytes;  // output + store
       if (opt.with_owners) report.owners.emplace_back(item.name, r);
     }
     for (const auto& [layer, n_bytes] : staged) {

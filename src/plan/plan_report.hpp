@@ -55,7 +55,8 @@ struct RankReport {
   uint64_t n_nvfp4 = 0;              // of which become NVFP4
   uint64_t n_out_tensors = 0;        // output tensors this rank writes
   uint64_t src_bytes = 0;            // owned source bytes (read once)
-  uint64_t work_bytes = 0;           // NVFP4 results in the rank's HDF5 store (written once)
+  uint64_t nvfp4_bytes = 0;          // NVFP4 results the rank produces (all in the output)
+  uint64_t work_bytes = 0;           // of them, what its HDF5 store writes (not derived)
   uint64_t passthrough_bytes = 0;    // owned copied tensors (of src, copied into the output)
   uint64_t out_bytes = 0;            // owned output bytes (the rank's export shard)
   uint64_t read_bytes = 0;           // src

@@ -70,7 +70,8 @@ void print_model(const PlanReport& report, const Unit& ram, std::ostream& out) {
   out << "\nmodel, per rank r of R:\n"
       << "  read_r  = source owned, read once (copies and digests come from the same reads;\n"
       << "            the NVFP4 work store is streamed to the output, not read back)\n"
-      << "  write_r = NVFP4 work store (HDF5) + output shard\n"
+      << "  write_r = NVFP4 work store (HDF5; the FP4 experts' packed weights stay in the "
+         "source) + output shard\n"
       << "  time_r  = read_r / (read_bw / ranks_per_node) + write_r / (write_bw / "
          "ranks_per_node)\n"
       << "  job     = max_r time_r (disk only; calibration compute and interconnect excluded)\n"
@@ -221,6 +222,7 @@ nlohmann::json plan_report_json(const PlanReport& report) {
                      {"n_nvfp4", r.n_nvfp4},
                      {"n_out_tensors", r.n_out_tensors},
                      {"src_bytes", r.src_bytes},
+                     {"nvfp4_bytes", r.nvfp4_bytes},
                      {"work_bytes", r.work_bytes},
                      {"passthrough_bytes", r.passthrough_bytes},
                      {"out_bytes", r.out_bytes},

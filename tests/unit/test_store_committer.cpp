@@ -231,3 +231,31 @@ TEST_CASE("the after-commit callback sees each committed record; its failure kee
   CHECK(store.committed_layers(kStageQuant) == std::vector<int>{0, 2});
   CHECK(committer.stats().n_commits == 3);
 }
+
+TEST_CASE("the before-commit callback changes what is committed; its failure commits nothing",
+          "[store_committer]") {
+  TempDir tmp;
+  RankStore store = RankStore::create(tmp.path(), 0, 1, make_provenance());
+  StoreCommitter committer(store);
+  committer.set_before_commit([&](LayerRecord& record, const std::string& stage) {
+    CHECK_FALSE(store.has_layer(record.layer, stage));  // before the commit
+    if (record.layer == 3) throw Error("source unreadable", "source unreadable");
+    record.attrs["prepared"] = "yes";
+  });
+  committer.submit(make_layer_record(0, kStageQuant), kStageQuant);
+  committer.drain();
+  LayerRecord expected = make_layer_record(0, kStageQuant);
+  expected.attrs["prepared"] = "yes";
+  CHECK(committer.read_layer(0, kStageQuant) == expected);
+  committer.submit(make_layer_record(3, kStageQuant), kStageQuant);
+  try {
+    committer.drain();
+    FAIL("the callback's failure was not rethrown");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("preparing layer 3") != std::string::npos);
+    CHECK(what.find("source unreadable") != std::string::npos);
+  }
+  CHECK_FALSE(committer.has_layer(3, kStageQuant));  // resume recomputes it
+  CHECK(store.committed_layers(kStageQuant) == std::vector<int>{0});
+}

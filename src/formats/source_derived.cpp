@@ -1,0 +1,133 @@
+// Derived stored tensors (see source_derived.hpp).
+#include "formats/source_derived.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <vector>
+
+#include "core/check.hpp"
+#include "formats/checksum.hpp"
+#include "formats/tensor_spec.hpp"
+
+namespace qf::formats {
+namespace {
+
+// Pieces small enough that no read covers a whole multi-MiB tensor: a whole-tensor read would
+// hash it again for the source digests, which the job's first read already did.
+constexpr uint64_t kPieceBytes = 1ull << 20;
+
+constexpr DerivationRule kRules[] = {DerivationRule::kIdentity,
+                                     DerivationRule::kFp4NegativeZeroCleared};
+
+// Byte -> byte with each nibble 8 (E2M1 -0) made 0; every other nibble kept.
+constexpr std::array<uint8_t, 256> negative_zero_cleared_table() {
+  std::array<uint8_t, 256> table{};
+  for (int b = 0; b < 256; ++b) {
+    const int lo = (b & 0x0F) == 0x08 ? 0 : (b & 0x0F);
+    const int hi = (b & 0xF0) == 0x80 ? 0 : (b & 0xF0);
+    table[b] = static_cast<uint8_t>(hi | lo);
+  }
+  return table;
+}
+constexpr std::array<uint8_t, 256> kNegativeZeroCleared = negative_zero_cleared_table();
+
+// Calls visit(offset, piece, n) for each piece of the source tensor, read in order.
+template <typename Visit>
+void for_each_source_piece(const CheckpointDir& source, const std::string& name,
+                           std::vector<uint8_t>& buffer, Visit visit) {
+  const SafetensorsReader* shard = nullptr;
+  const TensorInfo& info = source.tensor(name, &shard);
+  const uint64_t n_bytes = info.n_bytes();
+  buffer.resize(static_cast<size_t>(std::min(kPieceBytes, n_bytes)));
+  for (uint64_t done = 0; done < n_bytes;) {
+    const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
+    shard->read(info, done, n, buffer.data());
+    if (!visit(done, buffer.data(), n)) return;
+    done += n;
+  }
+}
+
+// Whether `rule` applied to the source tensor gives exactly `bytes`.
+bool rule_gives(DerivationRule rule, const CheckpointDir& source, const std::string& source_name,
+                const std::vector<uint8_t>& bytes, std::vector<uint8_t>& buffer) {
+  bool same = true;
+  for_each_source_piece(source, source_name, buffer,
+                        [&](uint64_t offset, uint8_t* piece, uint64_t n) {
+                          apply_derivation_rule(rule, piece, n);
+                          same = std::memcmp(piece, bytes.data() + offset, n) == 0;
+                          return same;
+                        });
+  return same;
+}
+
+}  // namespace
+
+void apply_derivation_rule(DerivationRule rule, uint8_t* bytes, size_t n_bytes) {
+  switch (rule) {
+    case DerivationRule::kIdentity:
+      return;
+    case DerivationRule::kFp4NegativeZeroCleared:
+      for (size_t i = 0; i < n_bytes; ++i) bytes[i] = kNegativeZeroCleared[bytes[i]];
+      return;
+  }
+  QF_FAIL("internal: unknown derivation rule", static_cast<int>(rule));
+}
+
+uint64_t mark_source_derived(LayerRecord& record, const CheckpointDir& source,
+                             const std::map<std::string, std::string>& candidates) {
+  uint64_t n_marked = 0;
+  std::vector<uint8_t> buffer;
+  for (StoredTensor& tensor : record.tensors) {
+    const auto candidate = candidates.find(tensor.name);
+    if (tensor.derived || tensor.bytes.empty() || candidate == candidates.end()) continue;
+    const std::string& source_name = candidate->second;
+    if (!source.has_tensor(source_name) ||
+        source.tensor(source_name).n_bytes() != tensor.bytes.size()) {
+      continue;
+    }
+    for (const DerivationRule rule : kRules) {
+      if (!rule_gives(rule, source, source_name, tensor.bytes, buffer)) continue;
+      tensor.derived =
+          SourceDerivation{source_name, rule, checksum64(tensor.bytes.data(), tensor.bytes.size())};
+      n_marked += tensor.bytes.size();
+      break;
+    }
+  }
+  return n_marked;
+}
+
+void materialize_source_derived(LayerRecord& record, const CheckpointDir& source,
+                                const std::string& label) {
+  std::vector<uint8_t> buffer;
+  for (StoredTensor& tensor : record.tensors) {
+    if (!tensor.derived || !tensor.bytes.empty()) continue;
+    const SourceDerivation& derived = *tensor.derived;
+    const std::string what = label + ": tensor " + tensor.name + " (derived from source tensor " +
+                             derived.source + " by " + derivation_rule_name(derived.rule) + ")";
+    QF_CHECK(source.has_tensor(derived.source), what + ":", "the source", source.dir(),
+             "no longer has", derived.source);
+    const SafetensorsReader* shard = nullptr;
+    const uint64_t n_source = source.tensor(derived.source, &shard).n_bytes();
+    const uint64_t n_bytes = tensor_n_bytes(tensor.dtype, shape_n_elems(tensor.shape, what), what);
+    QF_CHECK(n_source == n_bytes, what + ":", "the source tensor in", shard->path(), "has",
+             n_source, "bytes, the stored tensor", n_bytes,
+             "(the source changed since this layer was committed)");
+    tensor.bytes.resize(static_cast<size_t>(n_bytes));
+    Checksum64 sum;
+    for_each_source_piece(source, derived.source, buffer,
+                          [&](uint64_t offset, uint8_t* piece, uint64_t n) {
+                            apply_derivation_rule(derived.rule, piece, n);
+                            std::memcpy(tensor.bytes.data() + offset, piece, n);
+                            sum.update(piece, n);
+                            return true;
+                          });
+    QF_CHECK(sum.digest() == derived.xxh64, what + ":", "rebuilt from", shard->path(),
+             "it has xxh64", checksum_hex(sum.digest()), "but the store recorded",
+             checksum_hex(derived.xxh64) + ":",
+             "the source changed since this layer was committed; restore it, or quantize again "
+             "without --resume into a new work directory");
+  }
+}
+
+}  // namespace qf::formats
