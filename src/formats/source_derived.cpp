@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/check.hpp"
+#include "core/parallel.hpp"
 #include "formats/checksum.hpp"
 #include "formats/tensor_spec.hpp"
 
@@ -16,6 +18,8 @@ namespace {
 // Pieces small enough that no read covers a whole multi-MiB tensor: a whole-tensor read would
 // hash it again for the source digests, which the job's first read already did.
 constexpr uint64_t kPieceBytes = 1ull << 20;
+
+constexpr int64_t kMaxMarkThreads = 4;
 
 constexpr DerivationRule kRules[] = {DerivationRule::kIdentity,
                                      DerivationRule::kFp4NegativeZeroCleared};
@@ -76,25 +80,37 @@ void apply_derivation_rule(DerivationRule rule, uint8_t* bytes, size_t n_bytes) 
 
 uint64_t mark_source_derived(LayerRecord& record, const CheckpointDir& source,
                              const std::map<std::string, std::string>& candidates) {
-  uint64_t n_marked = 0;
-  std::vector<uint8_t> buffer;
+  std::vector<std::pair<StoredTensor*, const std::string*>> work;  // (tensor, source name)
   for (StoredTensor& tensor : record.tensors) {
     const auto candidate = candidates.find(tensor.name);
     if (tensor.derived || tensor.bytes.empty() || candidate == candidates.end()) continue;
     const std::string& source_name = candidate->second;
-    if (!source.has_tensor(source_name) ||
-        source.tensor(source_name).n_bytes() != tensor.bytes.size()) {
-      continue;
-    }
-    for (const DerivationRule rule : kRules) {
-      if (!rule_gives(rule, source, source_name, tensor.bytes, buffer)) continue;
-      tensor.derived =
-          SourceDerivation{source_name, rule, checksum64(tensor.bytes.data(), tensor.bytes.size())};
-      n_marked += tensor.bytes.size();
-      break;
+    if (source.has_tensor(source_name) &&
+        source.tensor(source_name).n_bytes() == tensor.bytes.size()) {
+      work.emplace_back(&tensor, &source_name);
     }
   }
-  return n_marked;
+  if (work.empty()) return 0;
+  // A few threads: reading the page cache, comparing and hashing 3.2 GB per V4-Flash layer on
+  // one thread would hold back the commit and the output writes behind it.
+  const int64_t n_workers =
+      std::min<int64_t>({kMaxMarkThreads, thread_count(), static_cast<int64_t>(work.size())});
+  std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(std::max<int64_t>(n_workers, 1)));
+  std::vector<uint64_t> n_marked(buffers.size(), 0);
+  parallel_for_each(static_cast<int64_t>(work.size()), n_workers, [&](int64_t worker, int64_t i) {
+    StoredTensor& tensor = *work[static_cast<size_t>(i)].first;
+    const std::string& source_name = *work[static_cast<size_t>(i)].second;
+    for (const DerivationRule rule : kRules) {
+      if (!rule_gives(rule, source, source_name, tensor.bytes, buffers[worker])) continue;
+      tensor.derived =
+          SourceDerivation{source_name, rule, checksum64(tensor.bytes.data(), tensor.bytes.size())};
+      n_marked[worker] += tensor.bytes.size();
+      return;
+    }
+  });
+  uint64_t total = 0;
+  for (const uint64_t n : n_marked) total += n;
+  return total;
 }
 
 void materialize_source_derived(LayerRecord& record, const CheckpointDir& source,
