@@ -48,7 +48,7 @@ void write_tensors(const H5File& file, const LayerRecord& record) {
       h5_write_attr_string(dataset.get(), dataset.label(), kDerivedFromAttr,
                            tensor.derived->source);
       h5_write_attr_string(dataset.get(), dataset.label(), kDerivationAttr,
-                           derivation_rule_name(tensor.derived->rule));
+                           derivation_rules().name(tensor.derived->rule));
       h5_write_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr,
                            checksum_hex(tensor.derived->xxh64));
     }
@@ -68,9 +68,10 @@ std::optional<SourceDerivation> read_derivation(const H5Dataset& dataset, int64_
   SourceDerivation derived;
   derived.source = h5_read_attr_string(dataset.get(), dataset.label(), kDerivedFromAttr);
   const std::string rule = h5_read_attr_string(dataset.get(), dataset.label(), kDerivationAttr);
-  QF_CHECK(parse_derivation_rule(rule, &derived.rule), dataset.label() + ":",
-           "unknown derivation rule \"" + rule + "\" (this build knows identity and",
-           "fp4_negative_zero_cleared)");
+  QF_CHECK(derivation_rules().contains(rule), dataset.label() + ":",
+           "unknown derivation rule \"" + rule + "\" (this build knows",
+           derivation_rules().names(", ") + ")");
+  derived.rule = derivation_rules().parse(rule);
   const std::string hex = h5_read_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr);
   QF_CHECK(parse_checksum_hex(hex, &derived.xxh64), dataset.label() + ":",
            "derived_xxh64 \"" + hex + "\" is not 16 hex digits");

@@ -9,25 +9,12 @@
 
 namespace qf::formats {
 
-const char* derivation_rule_name(DerivationRule rule) {
-  switch (rule) {
-    case DerivationRule::kIdentity:
-      return "identity";
-    case DerivationRule::kFp4NegativeZeroCleared:
-      return "fp4_negative_zero_cleared";
-  }
-  return "unknown";
-}
-
-bool parse_derivation_rule(const std::string& text, DerivationRule* rule) {
-  for (const DerivationRule r :
-       {DerivationRule::kIdentity, DerivationRule::kFp4NegativeZeroCleared}) {
-    if (text == derivation_rule_name(r)) {
-      *rule = r;
-      return true;
-    }
-  }
-  return false;
+const EnumTable<DerivationRule>& derivation_rules() {
+  static const EnumTable<DerivationRule> table(
+      "derivation rule", {{"identity", DerivationRule::kIdentity, "the source tensor's bytes"},
+                          {"fp4_negative_zero_cleared", DerivationRule::kFp4NegativeZeroCleared,
+                           "the source's packed E2M1 codes with each -0 (nibble 8) made +0"}});
+  return table;
 }
 
 bool StoredTensor::operator==(const StoredTensor& other) const {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/dtype.hpp"
+#include "core/enum_table.hpp"
 
 namespace qf::formats {
 
@@ -18,8 +19,8 @@ enum class DerivationRule {
   kIdentity,               // the same bytes
   kFp4NegativeZeroCleared  // packed E2M1 pairs with each -0 code (nibble 8) made +0 (nibble 0)
 };
-const char* derivation_rule_name(DerivationRule rule);  // "identity", "fp4_negative_zero_cleared"
-bool parse_derivation_rule(const std::string& text, DerivationRule* rule);
+// Names as layer files store them: "identity", "fp4_negative_zero_cleared".
+const EnumTable<DerivationRule>& derivation_rules();
 
 struct SourceDerivation {
   std::string source;  // the source tensor's name

@@ -120,7 +120,7 @@ void materialize_source_derived(LayerRecord& record, const CheckpointDir& source
     if (!tensor.derived || !tensor.bytes.empty()) continue;
     const SourceDerivation& derived = *tensor.derived;
     const std::string what = label + ": tensor " + tensor.name + " (derived from source tensor " +
-                             derived.source + " by " + derivation_rule_name(derived.rule) + ")";
+                             derived.source + " by " + derivation_rules().name(derived.rule) + ")";
     QF_CHECK(source.has_tensor(derived.source), what + ":", "the source", source.dir(),
              "no longer has", derived.source);
     const SafetensorsReader* shard = nullptr;

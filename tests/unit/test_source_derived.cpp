@@ -60,10 +60,9 @@ TEST_CASE("the FP4 rule clears -0 codes and keeps every other nibble", "[source_
     INFO("byte " << b);
     CHECK(bytes[b] == want);
   }
-  DerivationRule parsed{};
-  CHECK(parse_derivation_rule("fp4_negative_zero_cleared", &parsed));
-  CHECK(parsed == DerivationRule::kFp4NegativeZeroCleared);
-  CHECK_FALSE(parse_derivation_rule("FP4_negative_zero_cleared", &parsed));
+  CHECK(derivation_rules().parse("fp4_negative_zero_cleared") ==
+        DerivationRule::kFp4NegativeZeroCleared);
+  CHECK_FALSE(derivation_rules().contains("FP4_negative_zero_cleared"));
 }
 
 TEST_CASE("tensors the source holds are marked, stored without bytes and rebuilt",
