@@ -209,12 +209,6 @@ void start_writeback(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes
 #endif
 }
 
-void advise_will_need(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes) {
-  // Errors are ignored on purpose: a hint, and the reads that follow report real errors.
-  (void)::posix_fadvise(fd.get(), static_cast<off_t>(offset), static_cast<off_t>(n_bytes),
-                        POSIX_FADV_WILLNEED);
-}
-
 void fsync_parent_dir(const std::string& path) {
   const std::string dir = parent_dir(path);
   int fd = -1;

@@ -54,10 +54,6 @@ uint64_t copy_file_bytes(const FileDescriptor& from, uint64_t from_offset, const
 // returns without waiting for it (Linux sync_file_range; a no-op elsewhere), so that the disk
 // works while we go on and a later fsync finds little left. A hint only: fsync gives durability.
 void start_writeback(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes);
-// Asks the kernel to read [offset, offset + n_bytes) into the page cache (posix_fadvise
-// WILLNEED): the disk works while we do something else, and later reads find the pages there.
-// A hint only: errors are ignored. It may block while the read requests are queued.
-void advise_will_need(const FileDescriptor& fd, uint64_t offset, uint64_t n_bytes);
 void fsync_parent_dir(const std::string& path);  // the directory holding path
 std::string read_file_bytes(const std::string& path);
 // "<path>.tmp.<pid>": the temp name that write_file_atomic and SafetensorsWriter use.

@@ -8,15 +8,12 @@
 #include "dist/mpi_communicator.hpp"
 #include "dist/mpi_env.hpp"
 #include "job/quantize_summary.hpp"
-#include "job/source_warmup.hpp"
 
 namespace qf::pipeline {
 
 QuantizeReport run_quantize_world(QuantizeOptions options, dist::BackendChoice backend,
                                   dist::CommChoice comm_choice, const dist::MpiEnv& mpi) {
   const ProgressStreamScope progress_stream(options.progress_json, "quantize");  // rank 0
-  // The disk reads this rank's first tensors while CUDA and NCCL start (seconds).
-  const SourceWarmup warmup(options, mpi.rank(), mpi.world_size());
   options.backend = dist::resolve_backend(backend);
   if (options.backend == dist::ComputeBackend::kCuda) dist::select_cuda_device(mpi.local_rank());
   dist::MpiCommunicator comm(mpi, dist::CommunicatorOptions{});
