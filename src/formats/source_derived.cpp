@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -52,17 +53,39 @@ void for_each_source_piece(const CheckpointDir& source, const std::string& name,
   }
 }
 
-// Whether `rule` applied to the source tensor gives exactly `bytes`.
-bool rule_gives(DerivationRule rule, const CheckpointDir& source, const std::string& source_name,
-                const std::vector<uint8_t>& bytes, std::vector<uint8_t>& buffer) {
-  bool same = true;
+// The first rule (in kRules order) that turns the source tensor into exactly `bytes`, trying
+// them all in one pass over the source: each piece is read once, and the pass ends as soon as no
+// rule still matches. False when none does.
+bool first_matching_rule(const CheckpointDir& source, const std::string& source_name,
+                         const std::vector<uint8_t>& bytes, std::vector<uint8_t>& buffer,
+                         std::vector<uint8_t>& scratch, DerivationRule* matched) {
+  constexpr size_t kNRules = std::size(kRules);
+  std::array<bool, kNRules> alive;
+  alive.fill(true);
   for_each_source_piece(source, source_name, buffer,
                         [&](uint64_t offset, uint8_t* piece, uint64_t n) {
-                          apply_derivation_rule(rule, piece, n);
-                          same = std::memcmp(piece, bytes.data() + offset, n) == 0;
-                          return same;
+                          bool any = false;
+                          scratch.resize(static_cast<size_t>(n));
+                          for (size_t r = 0; r < kNRules; ++r) {
+                            if (!alive[r]) continue;
+                            const uint8_t* derived = piece;  // identity: the piece itself
+                            if (kRules[r] != DerivationRule::kIdentity) {
+                              std::memcpy(scratch.data(), piece, static_cast<size_t>(n));
+                              apply_derivation_rule(kRules[r], scratch.data(), n);
+                              derived = scratch.data();
+                            }
+                            alive[r] = std::memcmp(derived, bytes.data() + offset, n) == 0;
+                            any = any || alive[r];
+                          }
+                          return any;
                         });
-  return same;
+  for (size_t r = 0; r < kNRules; ++r) {
+    if (alive[r]) {
+      *matched = kRules[r];
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -95,18 +118,20 @@ uint64_t mark_source_derived(LayerRecord& record, const CheckpointDir& source,
   // one thread would hold back the commit and the output writes behind it.
   const int64_t n_workers =
       std::min<int64_t>({kMaxMarkThreads, thread_count(), static_cast<int64_t>(work.size())});
-  std::vector<std::vector<uint8_t>> buffers(static_cast<size_t>(std::max<int64_t>(n_workers, 1)));
-  std::vector<uint64_t> n_marked(buffers.size(), 0);
+  const size_t n_slots = static_cast<size_t>(std::max<int64_t>(n_workers, 1));
+  std::vector<std::vector<uint8_t>> buffers(n_slots), scratch(n_slots);
+  std::vector<uint64_t> n_marked(n_slots, 0);
   parallel_for_each(static_cast<int64_t>(work.size()), n_workers, [&](int64_t worker, int64_t i) {
     StoredTensor& tensor = *work[static_cast<size_t>(i)].first;
     const std::string& source_name = *work[static_cast<size_t>(i)].second;
-    for (const DerivationRule rule : kRules) {
-      if (!rule_gives(rule, source, source_name, tensor.bytes, buffers[worker])) continue;
-      tensor.derived =
-          SourceDerivation{source_name, rule, checksum64(tensor.bytes.data(), tensor.bytes.size())};
-      n_marked[worker] += tensor.bytes.size();
+    DerivationRule rule{};
+    if (!first_matching_rule(source, source_name, tensor.bytes, buffers[worker], scratch[worker],
+                             &rule)) {
       return;
     }
+    tensor.derived =
+        SourceDerivation{source_name, rule, checksum64(tensor.bytes.data(), tensor.bytes.size())};
+    n_marked[worker] += tensor.bytes.size();
   });
   uint64_t total = 0;
   for (const uint64_t n : n_marked) total += n;

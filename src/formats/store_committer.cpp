@@ -143,16 +143,13 @@ void StoreCommitter::run() {
 
     std::exception_ptr failure;
     uint64_t n_bytes = 0;
-    double before_seconds = 0;
     if (before_commit_) {
-      const auto before_start = std::chrono::steady_clock::now();
       try {
         before_commit_(job.record, job.stage);
       } catch (...) {
         failure = prefixed_error(str_cat(dir_, ": preparing layer ", job.record.layer, " (stage ",
                                          job.stage, ") for its commit failed: "));
       }
-      before_seconds = seconds_since(before_start);
     }
     const auto start = std::chrono::steady_clock::now();
     if (!failure) {
@@ -186,7 +183,6 @@ void StoreCommitter::run() {
     writing_ = false;
     stats_.write_seconds += seconds;
     stats_.after_commit_seconds += after_seconds;
-    stats_.before_commit_seconds += before_seconds;
     if (after_failure && !error_) error_ = after_failure;
     if (failure) {
       known_.erase(writing_key_);  // not committed: has_layer must say so

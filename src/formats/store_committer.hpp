@@ -28,12 +28,11 @@ namespace qf::formats {
 class StoreCommitter {
  public:
   struct Stats {
-    uint64_t n_commits = 0;            // records committed
-    uint64_t n_bytes = 0;              // layer-file bytes committed
-    double write_seconds = 0;          // the worker inside commit_layer (in the background)
-    double wait_seconds = 0;           // callers blocked in submit / drain / read_layer
-    double after_commit_seconds = 0;   // the worker in the after-commit callback
-    double before_commit_seconds = 0;  // the worker in the before-commit callback
+    uint64_t n_commits = 0;           // records committed
+    uint64_t n_bytes = 0;             // layer-file bytes committed
+    double write_seconds = 0;         // the worker inside commit_layer (in the background)
+    double wait_seconds = 0;          // callers blocked in submit / drain / read_layer
+    double after_commit_seconds = 0;  // the worker in the after-commit callback
   };
 
   // One finished commit, for progress reporting (take_committed).
