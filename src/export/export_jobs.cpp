@@ -24,12 +24,19 @@ void check_stored_matches(const OutputTensor& out, const formats::StoredTensor& 
            "stored", out.spec.name, "does not match the export layout");
 }
 
-std::map<std::string, std::string> source_derivable_outputs(const QuantizePlan& plan) {
-  std::map<std::string, std::string> candidates;
+std::map<std::string, formats::DerivationCandidate> source_derivable_outputs(
+    const QuantizePlan& plan) {
+  std::map<std::string, formats::DerivationCandidate> candidates;
   if (plan.expert_weights != ExpertWeights::kCast) return candidates;
   for (const auto& shard : plan.shards) {
     for (const auto& out : shard.tensors) {
-      if (out.kind == OutputKind::kNvfp4Weight) candidates[out.spec.name] = out.source_name;
+      if (out.kind == OutputKind::kNvfp4Weight) candidates[out.spec.name] = {out.source_name, ""};
+      if (out.kind != OutputKind::kNvfp4Scale) continue;
+      const NativeTensor& t = plan.tensor(out.source_name);
+      if (t.kind == StorageKind::kFp4Block) {
+        candidates[out.spec.name] = {t.scale_name,
+                                     QuantizePlan::module_of(t.name) + ".weight_scale_2"};
+      }
     }
   }
   return candidates;

@@ -11,6 +11,7 @@
 #include "formats/checkpoint_dir.hpp"
 #include "formats/layer_record.hpp"
 #include "formats/posix_file.hpp"
+#include "formats/source_derived.hpp"
 #include "quantize/quantize_plan.hpp"
 
 namespace qf::pipeline {
@@ -26,10 +27,12 @@ struct ExportJob {
 bool is_stored(const OutputTensor& out);
 // Throws naming `out` unless the quant record's tensor has its dtype, shape and byte count.
 void check_stored_matches(const OutputTensor& out, const formats::StoredTensor& stored);
-// Record tensor -> source tensor for the NVFP4 weights a lossless cast may leave equal to their
-// source under a derivation rule (formats/source_derived; --expert-weights cast only, where
-// the packed FP4 source keeps its codes): the work store's candidates for derived tensors.
-std::map<std::string, std::string> source_derivable_outputs(const QuantizePlan& plan);
+// Record tensor -> where it may come from, for the NVFP4 weights and the FP4 experts' block
+// scales a lossless cast may leave equal to their source under a derivation rule
+// (formats/source_derived; --expert-weights cast only, where the FP4 source keeps its codes and
+// its E8M0 scales set the block scales): the work store's candidates for derived tensors.
+std::map<std::string, formats::DerivationCandidate> source_derivable_outputs(
+    const QuantizePlan& plan);
 // The source tensor whose owner writes `out` (a copied `.scale` belongs to its weight).
 std::string owning_tensor(const QuantizePlan& plan, const OutputTensor& out);
 // Every output tensor of the plan, in shard then layout order, for which keep() holds.

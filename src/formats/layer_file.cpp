@@ -24,15 +24,22 @@ constexpr const char* kAttrsGroup = "attrs";
 constexpr const char* kDerivedFromAttr = "derived_from";
 constexpr const char* kDerivationAttr = "derivation";
 constexpr const char* kDerivedXxh64Attr = "derived_xxh64";
-// Version 2 added derived tensors; a file without one is written as version 1, which older
-// builds still read.
+constexpr const char* kDerivationShiftAttr = "derivation_shift";  // block-scale rule only
+// Version 2 added derived tensors, 3 the block-scale rule; a file is written with the lowest
+// version that holds its tensors, which older builds still read.
 constexpr int64_t kFirstVersionWithDerived = 2;
+constexpr int64_t kFirstVersionWithShift = 3;
 
-bool has_derived_tensor(const LayerRecord& record) {
+bool takes_shift(DerivationRule rule) { return rule == DerivationRule::kE8m0BlockScaleAsE4m3; }
+
+int64_t format_version_of(const LayerRecord& record) {
+  int64_t version = 1;
   for (const StoredTensor& tensor : record.tensors) {
-    if (tensor.derived) return true;
+    if (!tensor.derived) continue;
+    version = std::max(version, takes_shift(tensor.derived->rule) ? kFirstVersionWithShift
+                                                                  : kFirstVersionWithDerived);
   }
-  return false;
+  return version;
 }
 
 void write_tensors(const H5File& file, const LayerRecord& record) {
@@ -51,13 +58,18 @@ void write_tensors(const H5File& file, const LayerRecord& record) {
                            derivation_rules().name(tensor.derived->rule));
       h5_write_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr,
                            checksum_hex(tensor.derived->xxh64));
+      if (takes_shift(tensor.derived->rule)) {
+        h5_write_attr_i64(dataset.get(), dataset.label(), kDerivationShiftAttr,
+                          tensor.derived->shift);
+      }
     }
     dataset.close();
   }
   group.close();
 }
 
-// The derivation attributes of a dataset, if it has them (all three, or none).
+// The derivation attributes of a dataset, if it has them (all three, or none; plus the shift
+// for the block-scale rule).
 std::optional<SourceDerivation> read_derivation(const H5Dataset& dataset, int64_t format_version) {
   const std::vector<std::string> attrs = h5_attr_names(dataset.get(), dataset.label());
   const bool has = std::find(attrs.begin(), attrs.end(), kDerivedFromAttr) != attrs.end();
@@ -75,6 +87,15 @@ std::optional<SourceDerivation> read_derivation(const H5Dataset& dataset, int64_
   const std::string hex = h5_read_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr);
   QF_CHECK(parse_checksum_hex(hex, &derived.xxh64), dataset.label() + ":",
            "derived_xxh64 \"" + hex + "\" is not 16 hex digits");
+  if (takes_shift(derived.rule)) {
+    QF_CHECK(format_version >= kFirstVersionWithShift, dataset.label() + ":", "derivation", rule,
+             "in a layer file of format version", format_version, "(it needs version",
+             kFirstVersionWithShift, ")");
+    const int64_t shift = h5_read_attr_i64(dataset.get(), dataset.label(), kDerivationShiftAttr);
+    QF_CHECK(shift >= -1000 && shift <= 1000, dataset.label() + ":", kDerivationShiftAttr, shift,
+             "is outside [-1000, 1000]");
+    derived.shift = static_cast<int32_t>(shift);
+  }
   return derived;
 }
 
@@ -134,8 +155,7 @@ void write_layer_file(const std::string& path, const LayerRecord& record, const 
   validate_layer_record(record, path);
   H5File file = H5File::create(path);
   h5_write_attr_string(file.get(), file.label(), "format", kLayerFileFormat);
-  h5_write_attr_i64(file.get(), file.label(), "format_version",
-                    has_derived_tensor(record) ? kLayerFileFormatVersion : 1);
+  h5_write_attr_i64(file.get(), file.label(), "format_version", format_version_of(record));
   h5_write_attr_i64(file.get(), file.label(), "layer", record.layer);
   h5_write_attr_string(file.get(), file.label(), "stage", stage);
   h5_write_attr_i64(file.get(), file.label(), "rank", rank);

@@ -10,7 +10,9 @@
 namespace qf::formats {
 
 constexpr const char* kLayerFileFormat = "quantforge.rank_store.layer";
-constexpr int64_t kLayerFileFormatVersion = 2;  // 2: derived tensors (1 still written without)
+// 2: derived tensors; 3: the block-scale rule and its shift (a file is written with the lowest
+// version that holds it, so older builds read what they can).
+constexpr int64_t kLayerFileFormatVersion = 3;
 
 // The root attributes of a layer file.
 struct LayerFileHeader {

@@ -13,7 +13,9 @@ const EnumTable<DerivationRule>& derivation_rules() {
   static const EnumTable<DerivationRule> table(
       "derivation rule", {{"identity", DerivationRule::kIdentity, "the source tensor's bytes"},
                           {"fp4_negative_zero_cleared", DerivationRule::kFp4NegativeZeroCleared,
-                           "the source's packed E2M1 codes with each -0 (nibble 8) made +0"}});
+                           "the source's packed E2M1 codes with each -0 (nibble 8) made +0"},
+                          {"e8m0_block_scale_as_e4m3", DerivationRule::kE8m0BlockScaleAsE4m3,
+                           "each E8M0 block scale as two E4M3 block scales under a shift"}});
   return table;
 }
 

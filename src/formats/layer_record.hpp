@@ -13,22 +13,29 @@
 
 namespace qf::formats {
 
-// How a stored tensor's bytes follow from one source tensor's bytes of the same length (issue 19:
-// the work store does not write again what the source already holds; formats/source_derived).
+// How a stored tensor's bytes follow from one source tensor's bytes (issue 19: the work store
+// does not write again what the source already holds; formats/source_derived).
 enum class DerivationRule {
-  kIdentity,               // the same bytes
-  kFp4NegativeZeroCleared  // packed E2M1 pairs with each -0 code (nibble 8) made +0 (nibble 0)
+  kIdentity,                // the same bytes
+  kFp4NegativeZeroCleared,  // packed E2M1 pairs with each -0 code (nibble 8) made +0 (nibble 0)
+  // Each E8M0 byte (2^k, one MXFP4 32-block's scale) becomes two E4M3 bytes (its 16-halves): the
+  // lossless cast's block scale 6 * 2^k / (6 * 2^shift), clamped to [2^-9, 448]; shift is the
+  // exponent of the tensor's weight_scale_2.
+  kE8m0BlockScaleAsE4m3
 };
-// Names as layer files store them: "identity", "fp4_negative_zero_cleared".
+// Names as layer files store them: "identity", "fp4_negative_zero_cleared",
+// "e8m0_block_scale_as_e4m3".
 const EnumTable<DerivationRule>& derivation_rules();
 
 struct SourceDerivation {
   std::string source;  // the source tensor's name
   DerivationRule rule = DerivationRule::kIdentity;
   uint64_t xxh64 = 0;  // of the derived bytes: what a rebuild from the source must give
+  int32_t shift = 0;   // kE8m0BlockScaleAsE4m3's; 0 for the other rules
 
   bool operator==(const SourceDerivation& other) const {
-    return source == other.source && rule == other.rule && xxh64 == other.xxh64;
+    return source == other.source && rule == other.rule && xxh64 == other.xxh64 &&
+           shift == other.shift;
   }
 };
 

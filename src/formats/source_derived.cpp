@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <iterator>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "core/parallel.hpp"
 #include "formats/checksum.hpp"
 #include "formats/tensor_spec.hpp"
+#include "numerics/mxfp4_to_nvfp4.hpp"
 
 namespace qf::formats {
 namespace {
@@ -23,7 +26,8 @@ constexpr uint64_t kPieceBytes = 1ull << 20;
 constexpr int64_t kMaxMarkThreads = 4;
 
 constexpr DerivationRule kRules[] = {DerivationRule::kIdentity,
-                                     DerivationRule::kFp4NegativeZeroCleared};
+                                     DerivationRule::kFp4NegativeZeroCleared,
+                                     DerivationRule::kE8m0BlockScaleAsE4m3};
 
 // Byte -> byte with each nibble 8 (E2M1 -0) made 0; every other nibble kept.
 constexpr std::array<uint8_t, 256> negative_zero_cleared_table() {
@@ -53,32 +57,63 @@ void for_each_source_piece(const CheckpointDir& source, const std::string& name,
   }
 }
 
+// The block-scale rule's E4M3 byte for an E8M0 byte under `shift`: the in-range block scale of
+// the lossless cast (numerics::mxfp4_nvfp4_block_scale of amax 6 * 2^k, scale_2 = 2^shift).
+uint8_t e8m0_block_scale_as_e4m3(uint8_t e8m0, int32_t shift) {
+  const float amax = numerics::kE2m1Max * numerics::exp2_int(numerics::mxfp4_exponent(e8m0));
+  return numerics::mxfp4_nvfp4_block_scale(amax, numerics::exp2_int(shift));
+}
+
+// The shift of a weight_scale_2 scalar (4 bytes, FP32 2^shift), if it is an exact power of two.
+std::optional<int32_t> shift_of(const LayerRecord& record, const std::string& name) {
+  for (const StoredTensor& tensor : record.tensors) {
+    if (tensor.name != name) continue;
+    if (tensor.dtype != DType::kF32 || tensor.bytes.size() != 4) return std::nullopt;
+    float value = 0;
+    std::memcpy(&value, tensor.bytes.data(), 4);
+    if (!(value > 0) || !std::isfinite(value)) return std::nullopt;
+    const int32_t shift = std::ilogb(value);
+    if (numerics::exp2_int(shift) != value) return std::nullopt;
+    return shift;
+  }
+  return std::nullopt;
+}
+
 // The first rule (in kRules order) that turns the source tensor into exactly `bytes`, trying
-// them all in one pass over the source: each piece is read once, and the pass ends as soon as no
-// rule still matches. False when none does.
+// every rule the byte counts allow in one pass over the source: each piece is read once, and the
+// pass ends as soon as no rule still matches. False when none does.
 bool first_matching_rule(const CheckpointDir& source, const std::string& source_name,
-                         const std::vector<uint8_t>& bytes, std::vector<uint8_t>& buffer,
-                         std::vector<uint8_t>& scratch, DerivationRule* matched) {
+                         std::optional<int32_t> shift, const std::vector<uint8_t>& bytes,
+                         std::vector<uint8_t>& buffer, std::vector<uint8_t>& scratch,
+                         DerivationRule* matched) {
   constexpr size_t kNRules = std::size(kRules);
+  const uint64_t n_source = source.tensor(source_name).n_bytes();
   std::array<bool, kNRules> alive;
-  alive.fill(true);
-  for_each_source_piece(source, source_name, buffer,
-                        [&](uint64_t offset, uint8_t* piece, uint64_t n) {
-                          bool any = false;
-                          scratch.resize(static_cast<size_t>(n));
-                          for (size_t r = 0; r < kNRules; ++r) {
-                            if (!alive[r]) continue;
-                            const uint8_t* derived = piece;  // identity: the piece itself
-                            if (kRules[r] != DerivationRule::kIdentity) {
-                              std::memcpy(scratch.data(), piece, static_cast<size_t>(n));
-                              apply_derivation_rule(kRules[r], scratch.data(), n);
-                              derived = scratch.data();
-                            }
-                            alive[r] = std::memcmp(derived, bytes.data() + offset, n) == 0;
-                            any = any || alive[r];
-                          }
-                          return any;
-                        });
+  bool any_alive = false;
+  for (size_t r = 0; r < kNRules; ++r) {
+    const bool needs_shift = kRules[r] == DerivationRule::kE8m0BlockScaleAsE4m3;
+    alive[r] = n_source * uint64_t(derivation_expansion(kRules[r])) == bytes.size() &&
+               (!needs_shift || shift.has_value());
+    any_alive = any_alive || alive[r];
+  }
+  if (!any_alive) return false;
+  for_each_source_piece(
+      source, source_name, buffer, [&](uint64_t offset, uint8_t* piece, uint64_t n) {
+        bool any = false;
+        for (size_t r = 0; r < kNRules; ++r) {
+          if (!alive[r]) continue;
+          const uint64_t e = uint64_t(derivation_expansion(kRules[r]));
+          const uint8_t* derived = piece;  // identity: the piece itself
+          if (kRules[r] != DerivationRule::kIdentity) {
+            scratch.resize(static_cast<size_t>(n * e));
+            apply_derivation_rule(kRules[r], shift.value_or(0), piece, n, scratch.data());
+            derived = scratch.data();
+          }
+          alive[r] = std::memcmp(derived, bytes.data() + offset * e, n * e) == 0;
+          any = any || alive[r];
+        }
+        return any;
+      });
   for (size_t r = 0; r < kNRules; ++r) {
     if (alive[r]) {
       *matched = kRules[r];
@@ -90,28 +125,46 @@ bool first_matching_rule(const CheckpointDir& source, const std::string& source_
 
 }  // namespace
 
-void apply_derivation_rule(DerivationRule rule, uint8_t* bytes, size_t n_bytes) {
+int derivation_expansion(DerivationRule rule) {
+  return rule == DerivationRule::kE8m0BlockScaleAsE4m3 ? 2 : 1;
+}
+
+void apply_derivation_rule(DerivationRule rule, int32_t shift, const uint8_t* in, size_t n_in,
+                           uint8_t* out) {
   switch (rule) {
     case DerivationRule::kIdentity:
+      if (out != in) std::memcpy(out, in, n_in);
       return;
     case DerivationRule::kFp4NegativeZeroCleared:
-      for (size_t i = 0; i < n_bytes; ++i) bytes[i] = kNegativeZeroCleared[bytes[i]];
+      for (size_t i = 0; i < n_in; ++i) out[i] = kNegativeZeroCleared[in[i]];
       return;
+    case DerivationRule::kE8m0BlockScaleAsE4m3: {
+      std::array<uint8_t, 256> table;
+      for (int b = 0; b < 256; ++b) table[b] = e8m0_block_scale_as_e4m3(uint8_t(b), shift);
+      // Backwards, so that out == in (one byte becoming two) would still work.
+      for (size_t i = n_in; i-- > 0;) out[2 * i] = out[2 * i + 1] = table[in[i]];
+      return;
+    }
   }
   QF_FAIL("internal: unknown derivation rule", static_cast<int>(rule));
 }
 
 uint64_t mark_source_derived(LayerRecord& record, const CheckpointDir& source,
-                             const std::map<std::string, std::string>& candidates) {
-  std::vector<std::pair<StoredTensor*, const std::string*>> work;  // (tensor, source name)
+                             const std::map<std::string, DerivationCandidate>& candidates) {
+  struct Work {
+    StoredTensor* tensor;
+    const std::string* source_name;
+    std::optional<int32_t> shift;
+  };
+  std::vector<Work> work;
   for (StoredTensor& tensor : record.tensors) {
     const auto candidate = candidates.find(tensor.name);
     if (tensor.derived || tensor.bytes.empty() || candidate == candidates.end()) continue;
-    const std::string& source_name = candidate->second;
-    if (source.has_tensor(source_name) &&
-        source.tensor(source_name).n_bytes() == tensor.bytes.size()) {
-      work.emplace_back(&tensor, &source_name);
-    }
+    const DerivationCandidate& from = candidate->second;
+    if (!source.has_tensor(from.source)) continue;
+    std::optional<int32_t> shift;
+    if (!from.shift_from.empty()) shift = shift_of(record, from.shift_from);
+    work.push_back({&tensor, &from.source, shift});
   }
   if (work.empty()) return 0;
   // A few threads: reading the page cache, comparing and hashing 3.2 GB per V4-Flash layer on
@@ -122,15 +175,16 @@ uint64_t mark_source_derived(LayerRecord& record, const CheckpointDir& source,
   std::vector<std::vector<uint8_t>> buffers(n_slots), scratch(n_slots);
   std::vector<uint64_t> n_marked(n_slots, 0);
   parallel_for_each(static_cast<int64_t>(work.size()), n_workers, [&](int64_t worker, int64_t i) {
-    StoredTensor& tensor = *work[static_cast<size_t>(i)].first;
-    const std::string& source_name = *work[static_cast<size_t>(i)].second;
+    const Work& item = work[static_cast<size_t>(i)];
+    StoredTensor& tensor = *item.tensor;
     DerivationRule rule{};
-    if (!first_matching_rule(source, source_name, tensor.bytes, buffers[worker], scratch[worker],
-                             &rule)) {
+    if (!first_matching_rule(source, *item.source_name, item.shift, tensor.bytes, buffers[worker],
+                             scratch[worker], &rule)) {
       return;
     }
-    tensor.derived =
-        SourceDerivation{source_name, rule, checksum64(tensor.bytes.data(), tensor.bytes.size())};
+    const int32_t shift = rule == DerivationRule::kE8m0BlockScaleAsE4m3 ? *item.shift : 0;
+    tensor.derived = SourceDerivation{*item.source_name, rule,
+                                      checksum64(tensor.bytes.data(), tensor.bytes.size()), shift};
     n_marked[worker] += tensor.bytes.size();
   });
   uint64_t total = 0;
@@ -151,21 +205,20 @@ void materialize_source_derived(LayerRecord& record, const CheckpointDir& source
     const SafetensorsReader* shard = nullptr;
     const uint64_t n_source = source.tensor(derived.source, &shard).n_bytes();
     const uint64_t n_bytes = tensor_n_bytes(tensor.dtype, shape_n_elems(tensor.shape, what), what);
-    QF_CHECK(n_source == n_bytes, what + ":", "the source tensor in", shard->path(), "has",
+    const uint64_t e = uint64_t(derivation_expansion(derived.rule));
+    QF_CHECK(n_source * e == n_bytes, what + ":", "the source tensor in", shard->path(), "has",
              n_source, "bytes, the stored tensor", n_bytes,
              "(the source changed since this layer was committed)");
     tensor.bytes.resize(static_cast<size_t>(n_bytes));
-    Checksum64 sum;
     for_each_source_piece(source, derived.source, buffer,
                           [&](uint64_t offset, uint8_t* piece, uint64_t n) {
-                            apply_derivation_rule(derived.rule, piece, n);
-                            std::memcpy(tensor.bytes.data() + offset, piece, n);
-                            sum.update(piece, n);
+                            apply_derivation_rule(derived.rule, derived.shift, piece, n,
+                                                  tensor.bytes.data() + offset * e);
                             return true;
                           });
-    QF_CHECK(sum.digest() == derived.xxh64, what + ":", "rebuilt from", shard->path(),
-             "it has xxh64", checksum_hex(sum.digest()), "but the store recorded",
-             checksum_hex(derived.xxh64) + ":",
+    const uint64_t digest = checksum64(tensor.bytes.data(), tensor.bytes.size());
+    QF_CHECK(digest == derived.xxh64, what + ":", "rebuilt from", shard->path(), "it has xxh64",
+             checksum_hex(digest), "but the store recorded", checksum_hex(derived.xxh64) + ":",
              "the source changed since this layer was committed; restore it, or quantize again "
              "without --resume into a new work directory");
   }

@@ -192,8 +192,9 @@ void emit_calibration_progress(const CalibrationLayerDone& done) {
   progress_stream::emit("progress", fields);
 }
 
-// The NVFP4 weights the source already holds (a lossless cast's packed codes) are committed as
-// derived tensors: the store keeps their rule and XXH64, not their bytes (formats/source_derived).
+// The NVFP4 tensors the source already holds (a lossless cast's packed codes and block scales)
+// are committed as derived tensors: the store keeps their rule and XXH64, not their bytes
+// (formats/source_derived).
 // `*n_derived` counts the bytes left in the source; it outlives the committer.
 void commit_source_derived(formats::StoreCommitter& store, const QuantizePlan& plan,
                            const formats::CheckpointDir& source, uint64_t* n_derived) {

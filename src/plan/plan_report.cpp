@@ -83,10 +83,13 @@ std::map<std::string, TensorOutput> tensor_outputs(const std::vector<model::Mode
     if (is_nvfp4_target(t, recipe)) {
       out = {nvfp4_n_bytes(t.n_rows, t.n_cols), 4, true};  // weight, _scale, _scale_2, input
       out.store_bytes = out.n_bytes;
-      // An FP4 expert's lossless cast keeps the source's packed codes: the store leaves the
-      // packed weight in the source (formats/source_derived; assumes no fallback block, as in
-      // V4's experts, and the default --expert-weights cast).
-      if (t.role == model::TensorRole::kFp4Weight) out.store_bytes -= t.spec.n_bytes();
+      // An FP4 expert's lossless cast keeps the source's packed codes and takes its block
+      // scales from the source's E8M0 scales: the store leaves both in the source
+      // (formats/source_derived; assumes every block in range, as in V4's experts, and the
+      // default --expert-weights cast).
+      if (t.role == model::TensorRole::kFp4Weight) {
+        out.store_bytes -= t.spec.n_bytes() + nvfp4_block_scale_bytes(t.n_rows, t.n_cols);
+      }
     } else if (!dropped_scale.count(t.spec.name)) {
       out = {t.spec.n_bytes(), 1, false};
     }

@@ -70,9 +70,13 @@ std::string nvfp4_sibling(const std::string& weight_name) {
   return "";
 }
 
+uint64_t nvfp4_block_scale_bytes(int64_t n_rows, int64_t n_cols) {
+  return static_cast<uint64_t>(n_rows) * static_cast<uint64_t>(n_cols) / 16;
+}
+
 uint64_t nvfp4_n_bytes(int64_t n_rows, int64_t n_cols) {
   const uint64_t n_elems = static_cast<uint64_t>(n_rows) * static_cast<uint64_t>(n_cols);
-  return n_elems / 2 + n_elems / 16 + 2 * sizeof(float);
+  return n_elems / 2 + nvfp4_block_scale_bytes(n_rows, n_cols) + 2 * sizeof(float);
 }
 
 }  // namespace qf::pipeline

@@ -44,5 +44,7 @@ inline constexpr const char* kNvfp4Suffixes[] = {".weight", ".weight_scale", ".w
 // Output bytes of one NVFP4 linear [n_rows, n_cols]: packed E2M1 codes n_rows*n_cols/2 +
 // E4M3 block scales n_rows*n_cols/16 + F32 weight_scale_2 + F32 input_scale (FORMATS.md §2).
 uint64_t nvfp4_n_bytes(int64_t n_rows, int64_t n_cols);
+// Of those, the E4M3 block scales: n_rows*n_cols/16.
+uint64_t nvfp4_block_scale_bytes(int64_t n_rows, int64_t n_cols);
 
 }  // namespace qf::pipeline

@@ -39,12 +39,13 @@ for f in glob.glob(os.path.join(out, "*.safetensors")):
         if re.match(r"layers\.\d+\.ffn\.experts\.\d+\.w[123]\.weight$", name):
             packed += info["data_offsets"][1] - info["data_offsets"][0]
 quant = sum(os.path.getsize(p) for p in glob.glob(os.path.join(work, "rank-*", "*.quant.h5")))
-# The line is rank 0's share; the quant files of both ranks hold scales, not packed weights.
+# The line is rank 0's share (packed weights and their block scales, packed / 8 more); the quant
+# files of both ranks hold neither, only the other NVFP4 targets and the per-tensor scales.
 assert 0 < left < packed, (left, packed)
 assert quant < packed / 2, (quant, packed)
 print(f"left in the source by rank 0: {left:.0f} B of {packed} B packed; quant files {quant} B")
 PY
-echo "ok: the stores left the packed expert weights in the source ($line)"
+echo "ok: the stores left the packed expert weights and block scales in the source ($line)"
 
 # 2. --export-only (2 ranks) and --shard (1 process) rebuild the same bytes.
 OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2 "$qf" quantize --log-level warn --backend cpu \
