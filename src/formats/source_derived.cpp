@@ -19,8 +19,9 @@
 namespace qf::formats {
 namespace {
 
-// Pieces small enough that no read covers a whole multi-MiB tensor: a whole-tensor read would
-// hash it again for the source digests, which the job's first read already did.
+// Pieces of at most 1 MiB, and never the whole tensor in one read: a whole-tensor read notes
+// the tensor's XXH64 for the source's content digest (SafetensorsReader::digest_whole_reads),
+// which the job's first read already did and which must stay the digest of those bytes.
 constexpr uint64_t kPieceBytes = 1ull << 20;
 
 constexpr int64_t kMaxMarkThreads = 4;
@@ -48,7 +49,7 @@ void for_each_source_piece(const CheckpointDir& source, const std::string& name,
   const SafetensorsReader* shard = nullptr;
   const TensorInfo& info = source.tensor(name, &shard);
   const uint64_t n_bytes = info.n_bytes();
-  buffer.resize(static_cast<size_t>(std::min(kPieceBytes, n_bytes)));
+  buffer.resize(static_cast<size_t>(n_bytes > 1 ? std::min(kPieceBytes, (n_bytes + 1) / 2) : 1));
   for (uint64_t done = 0; done < n_bytes;) {
     const uint64_t n = std::min<uint64_t>(buffer.size(), n_bytes - done);
     shard->read(info, done, n, buffer.data());
@@ -141,8 +142,7 @@ void apply_derivation_rule(DerivationRule rule, int32_t shift, const uint8_t* in
     case DerivationRule::kE8m0BlockScaleAsE4m3: {
       std::array<uint8_t, 256> table;
       for (int b = 0; b < 256; ++b) table[b] = e8m0_block_scale_as_e4m3(uint8_t(b), shift);
-      // Backwards, so that out == in (one byte becoming two) would still work.
-      for (size_t i = n_in; i-- > 0;) out[2 * i] = out[2 * i + 1] = table[in[i]];
+      for (size_t i = 0; i < n_in; ++i) out[2 * i] = out[2 * i + 1] = table[in[i]];
       return;
     }
   }

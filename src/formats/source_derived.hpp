@@ -2,7 +2,7 @@
 // E2M1 code of the source except -0, so an expert's packed NVFP4 weight is its source tensor with
 // one nibble rule applied, and its block scales are the source's E8M0 scales under one shift.
 // The work store records the rule, the source tensor and the XXH64 of the result instead of the
-// bytes (all but ~1 MB of the 3.6 GB a V4-Flash layer stores); a rebuild from the store reads
+// bytes (all but ~1.5 MB of the 3.6 GB a V4-Flash layer stores); a rebuild from the store reads
 // the source and checks the XXH64. Owns: the rules' byte transforms, the decision (compare
 // against the source) and the rebuild. Does not own: which tensors are candidates (the quantize
 // plan), the layer file's attributes (layer_file).

@@ -234,6 +234,9 @@ TEST_CASE("the block-scale rule gives the lossless cast's block scales, stored a
   write_source(tmp,
                {{"w", own.packed}, {"s", own.e8m0}, {"pw", paired.packed}, {"ps", paired.e8m0}});
   const CheckpointDir source(tmp.path());
+  const SafetensorsReader* shard = nullptr;
+  const TensorInfo& s_info = source.tensor("s", &shard);
+  shard->digest_whole_reads(true);  // as the job reads: a whole-tensor read notes a digest
   LayerRecord record;
   record.tensors.push_back(packed("a.weight", own.out_packed));  // not a candidate here
   record.tensors.push_back({"a.weight_scale", DType::kF8E4M3, {rows, cols / 16}, own.out_scale});
@@ -272,6 +275,10 @@ TEST_CASE("the block-scale rule gives the lossless cast's block scales, stored a
   materialize_source_derived(read, source, "layer.h5");
   for (auto& t : read.tensors) t.derived.reset();
   CHECK(read == original);
+  // The check and the rebuild read "s" (16 KiB) in pieces, never whole: the digest the job's
+  // own read noted is not overwritten.
+  uint64_t digest = 0;
+  CHECK_FALSE(shard->known_digest(s_info, &digest));
 }
 
 namespace {
