@@ -30,14 +30,13 @@ constexpr const char* kDerivationShiftAttr = "derivation_shift";  // block-scale
 constexpr int64_t kFirstVersionWithDerived = 2;
 constexpr int64_t kFirstVersionWithShift = 3;
 
-bool takes_shift(DerivationRule rule) { return rule == DerivationRule::kE8m0BlockScaleAsE4m3; }
-
 int64_t format_version_of(const LayerRecord& record) {
   int64_t version = 1;
   for (const StoredTensor& tensor : record.tensors) {
     if (!tensor.derived) continue;
-    version = std::max(version, takes_shift(tensor.derived->rule) ? kFirstVersionWithShift
-                                                                  : kFirstVersionWithDerived);
+    version =
+        std::max(version, derivation_takes_shift(tensor.derived->rule) ? kFirstVersionWithShift
+                                                                       : kFirstVersionWithDerived);
   }
   return version;
 }
@@ -58,7 +57,7 @@ void write_tensors(const H5File& file, const LayerRecord& record) {
                            derivation_rules().name(tensor.derived->rule));
       h5_write_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr,
                            checksum_hex(tensor.derived->xxh64));
-      if (takes_shift(tensor.derived->rule)) {
+      if (derivation_takes_shift(tensor.derived->rule)) {
         h5_write_attr_i64(dataset.get(), dataset.label(), kDerivationShiftAttr,
                           tensor.derived->shift);
       }
@@ -87,7 +86,7 @@ std::optional<SourceDerivation> read_derivation(const H5Dataset& dataset, int64_
   const std::string hex = h5_read_attr_string(dataset.get(), dataset.label(), kDerivedXxh64Attr);
   QF_CHECK(parse_checksum_hex(hex, &derived.xxh64), dataset.label() + ":",
            "derived_xxh64 \"" + hex + "\" is not 16 hex digits");
-  if (takes_shift(derived.rule)) {
+  if (derivation_takes_shift(derived.rule)) {
     QF_CHECK(format_version >= kFirstVersionWithShift, dataset.label() + ":", "derivation", rule,
              "in a layer file of format version", format_version, "(it needs version",
              kFirstVersionWithShift, ")");

@@ -26,6 +26,10 @@ enum class DerivationRule {
 // Names as layer files store them: "identity", "fp4_negative_zero_cleared",
 // "e8m0_block_scale_as_e4m3".
 const EnumTable<DerivationRule>& derivation_rules();
+// Whether `rule` takes a shift (SourceDerivation::shift): the block-scale rule only.
+inline bool derivation_takes_shift(DerivationRule rule) {
+  return rule == DerivationRule::kE8m0BlockScaleAsE4m3;
+}
 
 struct SourceDerivation {
   std::string source;  // the source tensor's name

@@ -67,17 +67,16 @@ uint8_t e8m0_block_scale_as_e4m3(uint8_t e8m0, int32_t shift) {
 
 // The shift of a weight_scale_2 scalar (4 bytes, FP32 2^shift), if it is an exact power of two.
 std::optional<int32_t> shift_of(const LayerRecord& record, const std::string& name) {
-  for (const StoredTensor& tensor : record.tensors) {
-    if (tensor.name != name) continue;
-    if (tensor.dtype != DType::kF32 || tensor.bytes.size() != 4) return std::nullopt;
-    float value = 0;
-    std::memcpy(&value, tensor.bytes.data(), 4);
-    if (!(value > 0) || !std::isfinite(value)) return std::nullopt;
-    const int32_t shift = std::ilogb(value);
-    if (numerics::exp2_int(shift) != value) return std::nullopt;
-    return shift;
+  const StoredTensor* tensor = record.find_tensor(name);
+  if (tensor == nullptr || tensor->dtype != DType::kF32 || tensor->bytes.size() != 4) {
+    return std::nullopt;
   }
-  return std::nullopt;
+  float value = 0;
+  std::memcpy(&value, tensor->bytes.data(), 4);
+  if (!(value > 0) || !std::isfinite(value)) return std::nullopt;
+  const int32_t shift = std::ilogb(value);
+  if (numerics::exp2_int(shift) != value) return std::nullopt;
+  return shift;
 }
 
 // The first rule (in kRules order) that turns the source tensor into exactly `bytes`, trying
@@ -92,9 +91,8 @@ bool first_matching_rule(const CheckpointDir& source, const std::string& source_
   std::array<bool, kNRules> alive;
   bool any_alive = false;
   for (size_t r = 0; r < kNRules; ++r) {
-    const bool needs_shift = kRules[r] == DerivationRule::kE8m0BlockScaleAsE4m3;
     alive[r] = n_source * uint64_t(derivation_expansion(kRules[r])) == bytes.size() &&
-               (!needs_shift || shift.has_value());
+               (!derivation_takes_shift(kRules[r]) || shift.has_value());
     any_alive = any_alive || alive[r];
   }
   if (!any_alive) return false;
@@ -182,7 +180,7 @@ uint64_t mark_source_derived(LayerRecord& record, const CheckpointDir& source,
                              scratch[worker], &rule)) {
       return;
     }
-    const int32_t shift = rule == DerivationRule::kE8m0BlockScaleAsE4m3 ? *item.shift : 0;
+    const int32_t shift = derivation_takes_shift(rule) ? *item.shift : 0;
     tensor.derived = SourceDerivation{*item.source_name, rule,
                                       checksum64(tensor.bytes.data(), tensor.bytes.size()), shift};
     n_marked[worker] += tensor.bytes.size();
