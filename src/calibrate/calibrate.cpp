@@ -19,6 +19,9 @@
 #include "core/progress.hpp"
 #include "core/strings.hpp"
 #include "dist/collective_step.hpp"
+#ifdef QF_HAVE_CUDA
+#include "gpu/hidden_states.hpp"
+#endif
 #include "model/forward_decoder_layer.hpp"
 #include "model/linear_observer.hpp"
 #include "model/model_forward.hpp"
@@ -113,32 +116,49 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   local_ = samples_of_rank(set_.n_samples, comm.rank(), comm.world_size());
   local_tokens_ = set_.tokens_of(local_.begin, local_.end);
   const auto setup_start = std::chrono::steady_clock::now();
-  LayerReadAhead read_ahead;
-  if (options_.backend == dist::ComputeBackend::kCuda && options_.read_ahead_layer >= 0 &&
-      options_.read_ahead_layer < config_.num_hidden_layers) {
-    // Reading is not collective and read_owned_layer captures its errors (fetch_layer raises
-    // them on every rank): safe beside the embedding's broadcast below.
-    read_ahead.layer = options_.read_ahead_layer;
-    read_ahead.bytes = std::async(std::launch::async, [this, layer = read_ahead.layer] {
-      return exchange_.read_owned_layer(layer);
-    });
+  LayerReadAhead read_ahead(owned_layer_reader(exchange_));
+  const int first = options_.read_ahead_layer;
+  if (options_.backend == dist::ComputeBackend::kCuda && first >= 0 &&
+      first < config_.num_hidden_layers) {
+    // Reading is not collective and the reads keep their errors (fetch_layer raises them on
+    // every rank): safe beside the embedding's broadcast below. The setup (embedding, hidden
+    // states, engine start) outlasts the first layer's read, so the next layer's read follows
+    // it rather than leave the disk idle (issue 19: 1.5-2 s on benchmark 1's H100); one more
+    // layer of owned bytes in host memory until the engine takes it.
+    read_ahead.queue(first);
+    if (first + 1 < config_.num_hidden_layers) read_ahead.queue(first + 1);
   }
-  model::GlobalWeights globals;
-  globals.embed = exchange_.fetch_embedding();
+  LayerWeightExchange::SourceBytes embedding = exchange_.fetch_embedding_source();
   const double embedding_seconds = seconds_since(setup_start);
   const auto tokens_start = std::chrono::steady_clock::now();
-  dist::run_on_all_ranks(comm_, "embedding the calibration tokens",
-                         [&] { hidden_ = model::embed_tokens(config_, globals, local_tokens_); });
+  const bool on_gpu = embeds_on_gpu(*embedding.tensor);
+  InitialHiddenStates initial;
+  dist::run_on_all_ranks(comm_, "embedding the calibration tokens", [&] {
+    model::check_token_ids(local_tokens_, config_.vocab_size);
+    if (on_gpu) {
+      initial.embed_bf16 = std::move(embedding.bytes);
+      return;
+    }
+    model::GlobalWeights globals;
+    globals.embed.n_rows = config_.vocab_size;
+    globals.embed.n_cols = config_.hidden_size;
+    globals.embed.data =
+        decode_source_tensor(*embedding.tensor, embedding.bytes.data(), embedding.bytes.size(),
+                             {globals.embed.n_rows, globals.embed.n_cols});
+    embedding.bytes = {};
+    hidden_ = model::embed_tokens(config_, globals, local_tokens_);
+  });
   const double tokens_seconds = seconds_since(tokens_start);
   const auto engine_start = std::chrono::steady_clock::now();
   if (options_.backend == dist::ComputeBackend::kCuda) {
 #ifdef QF_HAVE_CUDA
+    initial.hidden = std::move(hidden_);
+    hidden_.clear();
     dist::run_on_all_ranks(comm_, "starting the CUDA calibration engine", [&] {
       engine_ = make_cuda_calibration_engine(
-          config_, exchange_, std::move(hidden_), local_tokens_, set_.seq_len, options_.batch_seqs,
+          config_, exchange_, std::move(initial), local_tokens_, set_.seq_len, options_.batch_seqs,
           options_.device_comm, options_.layer_policy, std::move(read_ahead));
       engine_->set_record_histograms(options_.record_histograms);
-      hidden_.clear();
     });
 #else
     QF_FAIL("calibration: this build has no CUDA backend");
@@ -147,8 +167,26 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   // The setup before layer 0 (plan's phase model has it as a constant).
   log_info("calibration setup (rank ", comm.rank(), "): embedding read + decode ",
            str_printf("%.2f", embedding_seconds), " s, ", local_tokens_.size(), " tokens embedded ",
-           str_printf("%.2f", tokens_seconds), " s, engine start ",
-           str_printf("%.2f", seconds_since(engine_start)), " s");
+           on_gpu ? "(on the GPU, in the engine start) " : "", str_printf("%.2f", tokens_seconds),
+           " s, engine start ", str_printf("%.2f", seconds_since(engine_start)), " s");
+}
+
+// The CUDA engine embeds the tokens itself (on the GPU: the host never builds, zero-fills or
+// uploads the FP32 states, 1-2 s of benchmark 1's setup, issue 19) where the states stay
+// resident there and the source embedding is plain BF16 [vocab, hidden]; the states are the
+// same bits either way (a BF16 value widens to FP32 exactly).
+bool Calibrator::embeds_on_gpu(const NativeTensor& embedding) const {
+#ifdef QF_HAVE_CUDA
+  const uint64_t n_bytes =
+      uint64_t(local_tokens_.size()) * config_.hc_mult * config_.hidden_size * sizeof(float);
+  return options_.backend == dist::ComputeBackend::kCuda && !local_tokens_.empty() &&
+         embedding.kind == StorageKind::kPlain && embedding.stored.dtype == DType::kBF16 &&
+         embedding.stored.shape == std::vector<int64_t>{config_.vocab_size, config_.hidden_size} &&
+         gpu::DeviceHiddenStates::fit_on_device(n_bytes);
+#else
+  (void)embedding;
+  return false;
+#endif
 }
 
 LayerStatistics Calibrator::forward_layer_cuda(int layer, const std::vector<std::string>& names,

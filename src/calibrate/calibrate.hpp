@@ -70,9 +70,10 @@ struct CalibrationOptions {
   // expert cache and section profiling (the job fills those from QF_EXPERT_CACHE / QF_PROFILE;
   // results do not depend on them).
   gpu::DecoderLayerPolicy layer_policy;
-  // CUDA backend: the first layer the run calibrates (-1: none): its owned source bytes are
-  // read while the calibration sets up (embedding, hidden states, engine), so that nothing waits
-  // for the cold read of layer 0 alone (issue 19).
+  // CUDA backend: the first layer the run calibrates (-1: none): its owned source bytes, then
+  // the next layer's, are read while the calibration sets up (embedding, hidden states,
+  // engine), so that nothing waits for the cold read of layer 0 alone and the disk does not
+  // idle behind the setup (issue 19).
   int read_ahead_layer = -1;
   // CPU backend only: record X^T X of the inputs of the linears (calib names) hessian_wanted
   // selects, for --weight-scale gptq | hessian (hessian_recorder.hpp); every rank passes the
@@ -123,6 +124,7 @@ class Calibrator {
   // One layer's statistics on this rank (amax, expert tokens, histograms when recorded), from
   // the CUDA engine (amax already MAX-reduced when the engine reduces on the device) or from the
   // CPU reference forward over this rank's samples. Every failure is a collective step's.
+  bool embeds_on_gpu(const NativeTensor& embedding) const;
   LayerStatistics forward_layer_cuda(int layer, const std::vector<std::string>& names,
                                      const std::string& tag, bool with_hist);
   // hessians (may be null) also observes the CPU forward's linear inputs.

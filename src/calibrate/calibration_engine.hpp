@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/layer_read_ahead.hpp"
 #include "calibrate/layer_weight_exchange.hpp"
 #include "gpu/gpu_decoder_layer.hpp"
 #include "model/config.hpp"
@@ -77,25 +78,28 @@ class CalibrationEngine {
   virtual void set_layer_bytes_hook(LayerBytesHook hook) = 0;
 };
 
-// A layer's owned source bytes already being read (LayerWeightExchange::read_owned_layer on a
-// background thread): the first layer's cold read, started before the calibration's setup so
-// that the setup hides it (issue 19). The engine uses it when it fetches that layer.
-struct LayerReadAhead {
-  int layer = -1;  // -1: none
-  std::future<OwnedLayerBytes> bytes;
+// Where the CUDA engine's hidden states start: `hidden`, embedded on the host ([local tokens, hc,
+// hidden] FP32), or, when `embed_bf16` holds the BF16 embedding table ([vocab, hidden], its
+// source bytes), embedded by the engine on the GPU (only where they stay resident there:
+// gpu::DeviceHiddenStates::fit_on_device). The same states either way.
+struct InitialHiddenStates {
+  std::vector<float> hidden;
+  std::vector<uint8_t> embed_bf16;
 };
 
 #ifdef QF_HAVE_CUDA
-// The CUDA engine on the current device. hidden: the embedded tokens [local tokens, hc, hidden]
-// (moved in); token_ids: this rank's samples, sample-major; batch_seqs sequences per forward.
-// device_comm: null = weights and amax go through the exchange's host communicator (MPI);
-// else an NCCL communicator on this device (outliving the engine), ordered with the engine's
-// stream while the engine lives: each layer's arena linears are broadcast on the device from
-// their owners (layer_arena.hpp), and the amax are all-reduced on the device. layer_policy: the
-// GPU layer's memory and profiling choices (the caller's options). read_ahead: see
-// LayerReadAhead.
+// The CUDA engine on the current device. initial: the embedded tokens (moved in); token_ids: this
+// rank's samples, sample-major; batch_seqs sequences per forward. device_comm: null = weights and
+// amax go through the exchange's host communicator (MPI); else an NCCL communicator on this device
+// (outliving the engine), ordered with the engine's stream while the engine lives: each layer's
+// arena linears are broadcast on the device from their owners (layer_arena.hpp), and the amax are
+// all-reduced on the device. layer_policy: the GPU layer's memory and profiling choices (the
+// caller's options). read_ahead: layers whose reads the caller started (the first layers' cold
+// reads, begun before the calibration's setup so that the setup hides them, issue 19); the engine
+// takes each when it fetches that layer and queues layer l+1's read once layer l is on the GPU.
+// Without a reader the engine reads through `exchange`.
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
-    const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
+    const model::ModelConfig& config, LayerWeightExchange& exchange, InitialHiddenStates initial,
     std::vector<int64_t> token_ids, int seq_len, int batch_seqs,
     dist::Communicator* device_comm = nullptr, gpu::DecoderLayerPolicy layer_policy = {},
     LayerReadAhead read_ahead = {});

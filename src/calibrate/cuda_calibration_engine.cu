@@ -222,7 +222,7 @@ gpu::DeviceLayerWeights upload_layer(LayerWeightExchange& exchange, OwnedLayerBy
 class CudaCalibrationEngine final : public CalibrationEngine {
  public:
   CudaCalibrationEngine(const model::ModelConfig& config, LayerWeightExchange& exchange,
-                        std::vector<float> hidden, std::vector<int64_t> token_ids, int seq_len,
+                        InitialHiddenStates initial, std::vector<int64_t> token_ids, int seq_len,
                         int batch_seqs, dist::Communicator* device_comm,
                         gpu::DecoderLayerPolicy layer_policy, LayerReadAhead read_ahead)
       : config_(config),
@@ -230,7 +230,9 @@ class CudaCalibrationEngine final : public CalibrationEngine {
         layer_(config, stream_.get(), layer_policy),
         seq_len_(seq_len),
         batch_seqs_(batch_seqs),
-        n_local_tokens_(static_cast<int64_t>(token_ids.size())) {
+        n_local_tokens_(static_cast<int64_t>(token_ids.size())),
+        reads_(read_ahead.has_reader() ? std::move(read_ahead)
+                                       : LayerReadAhead(owned_layer_reader(exchange))) {
     QF_CHECK(seq_len > 0 && batch_seqs > 0, "CUDA calibration: bad batch", batch_seqs, "x",
              seq_len);
     if (device_comm) {
@@ -249,23 +251,30 @@ class CudaCalibrationEngine final : public CalibrationEngine {
       nccl_ = nccl;
     }
     const int64_t token_floats = int64_t{config.hc_mult} * config.hidden_size;
-    QF_CHECK(static_cast<int64_t>(hidden.size()) == n_local_tokens_ * token_floats,
-             "CUDA calibration: hidden states do not match the token count");
+    const bool embed_here = !initial.embed_bf16.empty();
+    QF_CHECK(
+        embed_here || static_cast<int64_t>(initial.hidden.size()) == n_local_tokens_ * token_floats,
+        "CUDA calibration: hidden states do not match the token count");
+    QF_CHECK(!embed_here ||
+                 initial.embed_bf16.size() == uint64_t(config.vocab_size) * config.hidden_size * 2,
+             "CUDA calibration: the BF16 embedding table has", initial.embed_bf16.size(),
+             "bytes, expected", config.vocab_size, "x", config.hidden_size, "x 2");
     if (n_local_tokens_ > 0) {
       tokens_dev_.grow(token_ids.size());
       QF_CUDA_CHECK(cudaMemcpy(tokens_dev_.get(), token_ids.data(), token_ids.size() * 8,
                                cudaMemcpyHostToDevice),
                     "token ids upload");
     }
-    hidden_ = std::make_unique<gpu::DeviceHiddenStates>(std::move(hidden), token_floats);
-    if (read_ahead.layer >= 0 && read_ahead.bytes.valid()) {
-      prefetch_layer_ = read_ahead.layer;
-      prefetch_ = std::move(read_ahead.bytes);
+    if (embed_here) {
+      hidden_ = std::make_unique<gpu::DeviceHiddenStates>(
+          reinterpret_cast<const uint16_t*>(initial.embed_bf16.data()), config.vocab_size,
+          config.hidden_size, config.hc_mult, tokens_dev_.get(), n_local_tokens_);
+    } else {
+      hidden_ = std::make_unique<gpu::DeviceHiddenStates>(std::move(initial.hidden), token_floats);
     }
   }
 
   ~CudaCalibrationEngine() override {
-    if (prefetch_.valid()) prefetch_.wait();
     if (nccl_) nccl_->set_compute_stream(nullptr);  // stream_ dies with this engine
   }
 
@@ -275,17 +284,12 @@ class CudaCalibrationEngine final : public CalibrationEngine {
     weights_.reset();  // one layer of weights on the GPU at a time
     OwnedLayerBytes owned = read_owned(layer);
     times_.read_wait_seconds += seconds_since(start);
-    if (prefetch_.valid()) prefetch_.wait();  // a stale read-ahead (resume jumped): drop it
     const ArenaLayout layout = layer_arena_layout(
         layer, model::layer_weight_names(config_, layer), exchange_.tensors(),
         config_.tie_word_embeddings, arena_weight_names(linear_names), exchange_.plan());
     weights_ = std::make_unique<gpu::DeviceLayerWeights>(upload_layer(
         exchange_, std::move(owned), layout, nccl_, staging_, stream_.get(), &host_layer_));
-    if (layer + 1 < config_.num_hidden_layers) {
-      prefetch_layer_ = layer + 1;
-      prefetch_ = std::async(std::launch::async,
-                             [this, next = layer + 1] { return exchange_.read_owned_layer(next); });
-    }
+    if (layer + 1 < config_.num_hidden_layers) reads_.queue(layer + 1);  // no-op if queued
     times_.weights_seconds += seconds_since(start);
   }
 
@@ -359,8 +363,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   // This rank's bytes of `layer`: the read-ahead's if it read this layer, else read now.
   OwnedLayerBytes read_owned(int layer) {
     QF_NVTX_RANGE("layer " + std::to_string(layer) + " read wait");
-    return (prefetch_.valid() && prefetch_layer_ == layer) ? prefetch_.get()
-                                                           : exchange_.read_owned_layer(layer);
+    return reads_.take(layer);
   }
 
   // The fetched layer over this rank's samples, batch by batch (hidden states updated in place),
@@ -442,6 +445,7 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   gpu::GpuDecoderLayer layer_;
   int seq_len_, batch_seqs_;
   int64_t n_local_tokens_;
+  LayerReadAhead reads_;  // layer l+1's owned bytes while l computes (the setup's first ones)
   std::unique_ptr<gpu::DeviceHiddenStates> hidden_;  // this rank's samples, between layers
   DeviceBuffer<int64_t> tokens_dev_;
   DeviceBuffer<uint32_t> amax_dev_;
@@ -451,18 +455,16 @@ class CudaCalibrationEngine final : public CalibrationEngine {
   std::unique_ptr<gpu::DeviceLayerWeights> weights_;
   HostLayer host_layer_;
   LayerBytesHook hook_;
-  std::future<OwnedLayerBytes> prefetch_;
-  int prefetch_layer_ = -1;
   EngineTimes times_;
 };
 
 }  // namespace
 
 std::unique_ptr<CalibrationEngine> make_cuda_calibration_engine(
-    const model::ModelConfig& config, LayerWeightExchange& exchange, std::vector<float> hidden,
+    const model::ModelConfig& config, LayerWeightExchange& exchange, InitialHiddenStates initial,
     std::vector<int64_t> token_ids, int seq_len, int batch_seqs, dist::Communicator* device_comm,
     gpu::DecoderLayerPolicy layer_policy, LayerReadAhead read_ahead) {
-  return std::make_unique<CudaCalibrationEngine>(config, exchange, std::move(hidden),
+  return std::make_unique<CudaCalibrationEngine>(config, exchange, std::move(initial),
                                                  std::move(token_ids), seq_len, batch_seqs,
                                                  device_comm, layer_policy, std::move(read_ahead));
 }

@@ -164,14 +164,26 @@ model::LayerWeights LayerWeightExchange::fetch_layer(int layer) {
   return weights;
 }
 
-model::Tensor2D LayerWeightExchange::fetch_embedding() {
+LayerWeightExchange::SourceBytes LayerWeightExchange::fetch_embedding_source() {
   const std::string name = "embed_tokens.weight";
+  const char* what = "embedding weights";
+  const auto start = std::chrono::steady_clock::now();
+  std::map<std::string, std::vector<uint8_t>> owned;
+  dist::run_on_all_ranks(comm_, what, [&] { owned = read_owned({name}, &stats_.n_bytes_read); });
+  SourceBytes out;
+  out.tensor = &tensors_.at(native_weight_name(name, config_.tie_word_embeddings));
+  out.bytes = broadcast_one(name, what, owned);
+  stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+model::Tensor2D LayerWeightExchange::fetch_embedding() {
+  SourceBytes source = fetch_embedding_source();
   model::Tensor2D embed;
-  exchange({name}, "embedding weights", [&](const model::WeightLoader& loader) {
-    embed.n_rows = config_.vocab_size;
-    embed.n_cols = config_.hidden_size;
-    embed.data = loader(name, {embed.n_rows, embed.n_cols});
-  });
+  embed.n_rows = config_.vocab_size;
+  embed.n_cols = config_.hidden_size;
+  embed.data = decode_source_tensor(*source.tensor, source.bytes.data(), source.bytes.size(),
+                                    {embed.n_rows, embed.n_cols});
   return embed;
 }
 

@@ -81,6 +81,13 @@ class LayerWeightExchange {
   // FP32 embedding [vocab, hidden] (the only model end calibration needs: the final norm,
   // hyper-head and head come after the last regular layer and are never observed).
   model::Tensor2D fetch_embedding();
+  // The same tensor undecoded: its source bytes (read by its owner, broadcast to every rank)
+  // and how the source stores them (collective, like fetch_embedding).
+  struct SourceBytes {
+    const NativeTensor* tensor = nullptr;
+    std::vector<uint8_t> bytes;
+  };
+  SourceBytes fetch_embedding_source();
 
   const ExchangeStats& stats() const { return stats_; }
   const NativeTensorIndex& tensors() const { return tensors_; }

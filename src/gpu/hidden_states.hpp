@@ -17,6 +17,14 @@ class DeviceHiddenStates {
  public:
   // hidden [n_tokens, token_floats] FP32, moved in; uploaded (synchronously) when resident.
   DeviceHiddenStates(std::vector<float> hidden, int64_t token_floats);
+  // Embedded on the GPU (kernels/forward/embed_rows.cuh): row t is `copies` copies of the FP32
+  // value of table_bf16[token_ids[t], :] (model::embed_tokens's states, bit for bit). table_bf16:
+  // host [vocab, dim], uploaded, used and freed (synchronously); token_ids: device [n_tokens],
+  // each in [0, vocab) (the caller checks them). Only where the states fit (fit_on_device).
+  DeviceHiddenStates(const uint16_t* table_bf16, int64_t vocab, int64_t dim, int copies,
+                     const int64_t* token_ids, int64_t n_tokens);
+  // Whether hidden states of n_bytes stay resident: at most a quarter of the device's memory.
+  static bool fit_on_device(uint64_t n_bytes);
   bool resident() const { return resident_; }
   // Device rows [first, first + n_tokens): in place when resident, else copied into the batch
   // buffer on `stream`.

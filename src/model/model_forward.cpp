@@ -12,13 +12,16 @@
 
 namespace qf::model {
 
+void check_token_ids(const std::vector<int64_t>& token_ids, int64_t vocab) {
+  for (const int64_t id : token_ids) {
+    QF_CHECK(id >= 0 && id < vocab, "token id", id, "outside the vocabulary of", vocab);
+  }
+}
+
 std::vector<float> embed_tokens(const ModelConfig& c, const GlobalWeights& g,
                                 const std::vector<int64_t>& token_ids) {
   const int64_t dim = c.hidden_size, hc = c.hc_mult;
-  for (const int64_t id : token_ids) {
-    QF_CHECK(id >= 0 && id < g.embed.n_rows, "token id", id, "outside the vocabulary of",
-             g.embed.n_rows);
-  }
+  check_token_ids(token_ids, g.embed.n_rows);
   // Gigabytes at calibration sizes (16 x 4096 tokens x 4 x 4096 floats = 4.3 GB): filled by
   // every core, each touching its own pages first.
   std::vector<float> hidden(token_ids.size() * hc * dim);

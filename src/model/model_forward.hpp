@@ -12,6 +12,9 @@
 
 namespace qf::model {
 
+// Throws naming the first id outside [0, vocab).
+void check_token_ids(const std::vector<int64_t>& token_ids, int64_t vocab);
+
 // [n_tokens, hc_mult, hidden]: every stream starts as the token's embedding row.
 std::vector<float> embed_tokens(const ModelConfig& config, const GlobalWeights& g,
                                 const std::vector<int64_t>& token_ids);

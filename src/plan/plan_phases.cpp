@@ -26,14 +26,23 @@ PhaseTimes rank_phase_times(const model::ModelConfig& config,
     }
     return forward + double(bytes_of(layer).read) / kPlanHostStagingBps;
   };
+  // Reads and writes in flight together: the longer plus the share of the shorter that does not
+  // overlap it (kPlanReadWriteSerialShare).
+  const auto together = [](double read, double write) {
+    return std::max(read, write) + kPlanReadWriteSerialShare * std::min(read, write);
+  };
   PhaseTimes t;
   t.start = kPlanStartSeconds;
   t.export_ = kPlanExportSeconds;
   const int n_layers = config.num_hidden_layers;
-  t.calibration =
-      std::max(kPlanCalibSetupSeconds, n_layers > 0 ? read_s(0) : 0.0) + read_s(-1) + write_s(-1);
+  const double first_start = std::max(kPlanCalibSetupSeconds, n_layers > 0 ? read_s(0) : 0.0);
+  t.calibration = first_start + together(read_s(-1), write_s(-1));
+  // Layer 1's read follows layer 0's during the setup: what the setup outlasts R(0) by is read.
+  double read_ahead_s = n_layers > 0 ? first_start - read_s(0) : 0.0;
   for (int l = 0; l + 1 < n_layers; ++l) {
-    t.calibration += std::max(busy_s(l), read_s(l + 1) + write_s(l));
+    const double next_read = std::max(0.0, read_s(l + 1) - read_ahead_s);
+    t.calibration += std::max(busy_s(l), together(next_read, write_s(l)));
+    read_ahead_s = 0.0;
   }
   if (n_layers > 0) {
     t.calibration += busy_s(n_layers - 1);

@@ -106,8 +106,9 @@ void print_phases(const PlanReport& report, std::ostream& out) {
   out << str_printf("  start         %7.1f s  process, MPI, CUDA and NCCL start (measured)\n",
                     p.start);
   out << str_printf(
-      "  calibration   %7.1f s  max(setup %.1f s, R(0)) + io(outside the layers)\n"
-      "                           + sum over l of max(forward(l) + host(l), R(l+1) + W(l))\n",
+      "  calibration   %7.1f s  max(setup %.1f s, R(0)) + both(R, W outside the layers)\n"
+      "                           + sum over l of max(forward(l) + host(l), both(R(l+1), W(l)))\n"
+      "                           (layer 1's read starts in the setup, after layer 0's)\n",
       p.calibration, kPlanCalibSetupSeconds);
   out << str_printf("  quantization  %7.1f s  the last layer's writes drain, MTP layers' I/O\n",
                     p.quantization);
@@ -116,8 +117,10 @@ void print_phases(const PlanReport& report, std::ostream& out) {
       "  total         %7.1f s (%.1f min); R = read / read_bw, W = (store + output) / "
       "write_bw,\n"
       "                           host = source bytes / %.1f GB/s (staging the forward does not "
-      "hide)\n",
-      p.total(), p.total() / 60, kPlanHostStagingBps / 1e9);
+      "hide),\n"
+      "                           both(r, w) = max(r, w) + %.1f x min(r, w) (reads and writes at "
+      "once)\n",
+      p.total(), p.total() / 60, kPlanHostStagingBps / 1e9, kPlanReadWriteSerialShare);
 }
 
 nlohmann::json phases_json(const PhaseTimes& p) {

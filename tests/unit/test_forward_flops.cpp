@@ -96,12 +96,17 @@ TEST_CASE("plan's phase model: the streamed pipeline, layer by layer", "[flops][
                    double(reads[size_t(l)]) / pipeline::kPlanHostStagingBps);
     layers[l] = {reads[size_t(l)], 1'000'000'000};  // 2 s of writes each
   }
-  layers[-1] = {2'000'000'000, 1'000'000'000};  // outside: 2 s read + 2 s write
+  layers[-1] = {2'000'000'000, 1'000'000'000};  // outside: 2 s read, 2 s write
   layers[3] = {1'000'000'000, 500'000'000};     // an MTP layer: 1 s + 1 s, after calibration
   // Layer 0's 10 s read outlasts the setup; layer 1 waits for layer 2's read (3 s) and its own
   // writes (2 s) unless its forward is longer; the last layer's writes drain in quantization.
-  const double expected = std::max(pipeline::kPlanCalibSetupSeconds, 10.0) + 4.0 +
-                          std::max(busy[0], 0.0 + 2.0) + std::max(busy[1], 3.0 + 2.0) + busy[2];
+  // Reads and writes at once: the longer plus a share of the shorter.
+  const auto both = [](double r, double w) {
+    return std::max(r, w) + pipeline::kPlanReadWriteSerialShare * std::min(r, w);
+  };
+  const double expected = std::max(pipeline::kPlanCalibSetupSeconds, 10.0) + both(2.0, 2.0) +
+                          std::max(busy[0], both(0.0, 2.0)) + std::max(busy[1], both(3.0, 2.0)) +
+                          busy[2];
   const pipeline::PhaseTimes t = pipeline::rank_phase_times(c, layers, in);
   CHECK(t.calibration == Approx(expected).epsilon(1e-12));
   CHECK(t.quantization == Approx(2.0 + 2.0).epsilon(1e-12));
@@ -112,6 +117,20 @@ TEST_CASE("plan's phase model: the streamed pipeline, layer by layer", "[flops][
   layers[0].read = 1'000'000;
   CHECK(pipeline::rank_phase_times(c, layers, in).calibration <
         t.calibration - (10.0 - pipeline::kPlanCalibSetupSeconds) + 1e-6);
+  // Layer 1's read follows layer 0's during the setup: as much of it as the setup outlasts
+  // layer 0's read by is done when layer 0 starts.
+  layers[0].read = 0;
+  layers[1].read = 3'000'000'000;  // 3 s
+  const auto forward_of = [&](int l) {
+    const auto f = model::layer_flops_per_token(c, l, 4096);
+    return 4096 * (f.linears / 100e12 + f.attention / 10e12);
+  };
+  const double setup = pipeline::kPlanCalibSetupSeconds;
+  REQUIRE(setup < 3.0);
+  const double busy1 = forward_of(1) + 3e9 / pipeline::kPlanHostStagingBps;
+  const double ahead = setup + both(2.0, 2.0) + std::max(forward_of(0), both(3.0 - setup, 2.0)) +
+                       std::max(busy1, both(3.0, 2.0)) + busy[2];
+  CHECK(pipeline::rank_phase_times(c, layers, in).calibration == Approx(ahead).epsilon(1e-12));
   // The job waits for the slowest rank in each phase, which may be different ranks.
   pipeline::PhaseTimes other = t;
   other.calibration = 1;
