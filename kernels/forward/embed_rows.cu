@@ -31,9 +31,8 @@ void launch_embed_rows(const EmbedRowsParams& p, cudaStream_t stream) {
            p.vocab, "x", p.dim, ",", p.n_tokens, "tokens x", p.copies);
   if (p.n_tokens == 0 || p.dim == 0) return;
   QF_CHECK(p.table_bf16 && p.token_ids && p.out, "embed_rows needs table, ids and out");
-  const int64_t n_blocks =
-      std::min<int64_t>(ceil_div(p.n_tokens * p.copies * p.dim, kEmbedThreads),
-                        int64_t{32} * device_sm_count());
+  const int64_t n_blocks = std::min<int64_t>(ceil_div(p.n_tokens * p.copies * p.dim, kEmbedThreads),
+                                             int64_t{32} * device_sm_count());
   embed_rows_kernel<<<grid_x(n_blocks, "embed_rows"), kEmbedThreads, 0, stream>>>(p);
   QF_KERNEL_CHECK();
 }

@@ -16,7 +16,7 @@ struct EmbedRowsParams {
   int64_t vocab = 0, dim = 0;
   const int64_t* token_ids = nullptr;  // [n_tokens], each in [0, vocab)
   int64_t n_tokens = 0;
-  int copies = 1;       // rows written per token
+  int copies = 1;        // rows written per token
   float* out = nullptr;  // [n_tokens, copies, dim]
 };
 

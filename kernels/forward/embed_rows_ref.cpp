@@ -16,7 +16,8 @@ void embed_rows_ref(const EmbedRowsParams& p) {
              p.vocab);
     for (int c = 0; c < p.copies; ++c) {
       float* row = p.out + (t * p.copies + c) * p.dim;
-      for (int64_t i = 0; i < p.dim; ++i) row[i] = numerics::bf16_to_float(p.table_bf16[id * p.dim + i]);
+      for (int64_t i = 0; i < p.dim; ++i)
+        row[i] = numerics::bf16_to_float(p.table_bf16[id * p.dim + i]);
     }
   }
 }

@@ -131,10 +131,11 @@ Calibrator::Calibrator(const model::ModelConfig& config, const formats::Checkpoi
   LayerWeightExchange::SourceBytes embedding = exchange_.fetch_embedding_source();
   const double embedding_seconds = seconds_since(setup_start);
   const auto tokens_start = std::chrono::steady_clock::now();
-  const bool on_gpu = embeds_on_gpu(*embedding.tensor);
+  bool on_gpu = false;
   InitialHiddenStates initial;
   dist::run_on_all_ranks(comm_, "embedding the calibration tokens", [&] {
     model::check_token_ids(local_tokens_, config_.vocab_size);
+    on_gpu = embeds_on_gpu(*embedding.tensor);  // asks the device: inside the step
     if (on_gpu) {
       initial.embed_bf16 = std::move(embedding.bytes);
       return;

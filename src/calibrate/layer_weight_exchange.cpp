@@ -177,14 +177,4 @@ LayerWeightExchange::SourceBytes LayerWeightExchange::fetch_embedding_source() {
   return out;
 }
 
-model::Tensor2D LayerWeightExchange::fetch_embedding() {
-  SourceBytes source = fetch_embedding_source();
-  model::Tensor2D embed;
-  embed.n_rows = config_.vocab_size;
-  embed.n_cols = config_.hidden_size;
-  embed.data = decode_source_tensor(*source.tensor, source.bytes.data(), source.bytes.size(),
-                                    {embed.n_rows, embed.n_cols});
-  return embed;
-}
-
 }  // namespace qf::pipeline

@@ -50,7 +50,7 @@ using TensorBytes = std::function<std::vector<uint8_t>(const std::string& name)>
 using SourceBytesSink = std::function<void(const std::string& forward_name, const NativeTensor& t,
                                            std::vector<uint8_t> bytes)>;
 
-// Collective: every rank calls fetch_layer / fetch_embedding in the same order. Each call:
+// Collective: every rank calls fetch_layer / fetch_embedding_source in the same order. Each call:
 //   1. every rank reads the source bytes (weight + `.scale`) of the tensors of the call it owns
 //      (one run_on_all_ranks step: a read error on any rank stops every rank cleanly);
 //   2. tensor by tensor, in load_layer_weights' request order (identical on every rank), the
@@ -78,11 +78,9 @@ class LayerWeightExchange {
   void fetch_layer_source(OwnedLayerBytes owned, const SourceBytesSink& sink,
                           const std::set<std::string>* device_exchanged = nullptr);
 
-  // FP32 embedding [vocab, hidden] (the only model end calibration needs: the final norm,
-  // hyper-head and head come after the last regular layer and are never observed).
-  model::Tensor2D fetch_embedding();
-  // The same tensor undecoded: its source bytes (read by its owner, broadcast to every rank)
-  // and how the source stores them (collective, like fetch_embedding).
+  // The embedding (the only model end calibration needs: the final norm, hyper-head and head
+  // come after the last regular layer and are never observed), undecoded: its source bytes
+  // (read by its owner, broadcast to every rank) and how the source stores them. Collective.
   struct SourceBytes {
     const NativeTensor* tensor = nullptr;
     std::vector<uint8_t> bytes;
