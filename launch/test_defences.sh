@@ -4,8 +4,9 @@
 #      the sanitizers, then the fuzz targets (tests/fuzz) for FUZZ_SECONDS in total after
 #      replaying their regression inputs;
 #   2. TSan build of the threaded parts (store committer and its output streamer, async writer,
-#      NVFP4 worker pool, multi-threaded make-tiny, file locks, parallel_for) and a quantize run
-#      whose reader/committer/streamer threads race the job.
+#      NVFP4 worker pool, multi-threaded make-tiny, file locks, parallel_for, the calibration's
+#      layer read-ahead) and a quantize run whose reader/committer/streamer threads race the
+#      job.
 # Tiers: `full` (default) runs every CPU test of ctest (unit, mpi, e2e) under ASan + UBSan and
 # fuzzes 210 s; `ci` (what .ci/run calls, ~15 min on 2 cores with a warm ccache) runs the unit
 # and mpi tests except the two whose preset-wide arithmetic takes minutes under ASan
@@ -80,7 +81,7 @@ if want tsan; then
   CC=clang CXX=clang++ cmake -S "$repo" -B "$repo/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DQF_CUDA=OFF -DQF_SANITIZE=thread -DQF_BENCH=OFF "${launcher[@]}" >/dev/null
   tsan_tests=(test_store_committer test_async_writer test_quantize_weights_workers
-              test_make_tiny_threads test_file_lock test_parallel_for)
+              test_make_tiny_threads test_file_lock test_parallel_for test_layer_read_ahead)
   existing=()
   for t in "${tsan_tests[@]}"; do [ -f "$repo/tests/unit/$t.cpp" ] && existing+=("$t"); done
   targets=("${existing[@]}")
