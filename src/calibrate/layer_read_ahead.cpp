@@ -38,14 +38,12 @@ bool LayerReadAhead::queued(int layer) const {
 
 OwnedLayerBytes LayerReadAhead::take(int layer) {
   QF_CHECK(has_reader(), "LayerReadAhead: take(", layer, ") without a reader");
-  const bool is_queued = queued(layer);
   while (!reads_.empty()) {
     QueuedRead front = std::move(reads_.front());
     reads_.pop_front();
     if (front.layer == layer) return front.bytes.get();
     front.bytes.wait();  // a stale read (or, when `layer` is not queued, every read): dropped
   }
-  QF_CHECK(!is_queued, "LayerReadAhead: layer", layer, "was queued but not found");
   return read_(layer);
 }
 

@@ -95,21 +95,26 @@ std::vector<uint8_t> LayerWeightExchange::broadcast_one(
   return bytes;
 }
 
-void LayerWeightExchange::exchange(const std::vector<std::string>& names, const char* what,
-                                   const std::function<void(const model::WeightLoader&)>& load) {
+void LayerWeightExchange::exchange_source(const std::vector<std::string>& names, const char* what,
+                                          const std::function<void(const BroadcastBytes&)>& use) {
   const auto start = std::chrono::steady_clock::now();
   // Step 1: read what this rank owns (every lookup error is the same on every rank).
   std::map<std::string, std::vector<uint8_t>> owned;
   dist::run_on_all_ranks(comm_, what, [&] { owned = read_owned(names, &stats_.n_bytes_read); });
-  // Step 2: broadcast and decode in the loader's request order.
-  const model::WeightLoader loader = [&](const std::string& name,
-                                         std::vector<int64_t> expected_shape) {
-    const NativeTensor& t = tensors_.at(native_weight_name(name, config_.tie_word_embeddings));
-    const std::vector<uint8_t> bytes = broadcast_one(name, what, owned);
-    return decode_source_tensor(t, bytes.data(), bytes.size(), expected_shape);
-  };
-  load(loader);
+  // Step 2: broadcast in the caller's request order.
+  use([&](const std::string& name) { return broadcast_one(name, what, owned); });
   stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void LayerWeightExchange::exchange(const std::vector<std::string>& names, const char* what,
+                                   const std::function<void(const model::WeightLoader&)>& load) {
+  exchange_source(names, what, [&](const BroadcastBytes& bytes_of) {
+    load([&](const std::string& name, std::vector<int64_t> expected_shape) {
+      const NativeTensor& t = tensors_.at(native_weight_name(name, config_.tie_word_embeddings));
+      const std::vector<uint8_t> bytes = bytes_of(name);
+      return decode_source_tensor(t, bytes.data(), bytes.size(), expected_shape);
+    });
+  });
 }
 
 OwnedLayerBytes LayerWeightExchange::read_owned_layer(int layer) const {
@@ -166,14 +171,11 @@ model::LayerWeights LayerWeightExchange::fetch_layer(int layer) {
 
 LayerWeightExchange::SourceBytes LayerWeightExchange::fetch_embedding_source() {
   const std::string name = "embed_tokens.weight";
-  const char* what = "embedding weights";
-  const auto start = std::chrono::steady_clock::now();
-  std::map<std::string, std::vector<uint8_t>> owned;
-  dist::run_on_all_ranks(comm_, what, [&] { owned = read_owned({name}, &stats_.n_bytes_read); });
   SourceBytes out;
+  // Looked up after the exchange, whose first step names a missing tensor on every rank.
+  exchange_source({name}, "embedding weights",
+                  [&](const BroadcastBytes& bytes_of) { out.bytes = bytes_of(name); });
   out.tensor = &tensors_.at(native_weight_name(name, config_.tie_word_embeddings));
-  out.bytes = broadcast_one(name, what, owned);
-  stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 

@@ -94,8 +94,12 @@ class LayerWeightExchange {
   dist::Communicator& comm() const { return comm_; }
 
  private:
-  // Runs steps 1-2 for the forward names `names` (what `load` will ask for) and the loader
-  // calls made by `load`.
+  // Runs steps 1-2 for the forward names `names` (what `use` will ask for): `use` gets each
+  // tensor's broadcast source bytes by forward name, in its own request order.
+  using BroadcastBytes = std::function<std::vector<uint8_t>(const std::string& forward_name)>;
+  void exchange_source(const std::vector<std::string>& names, const char* what,
+                       const std::function<void(const BroadcastBytes&)>& use);
+  // exchange_source with each tensor decoded to FP32 by the loader `load` calls.
   void exchange(const std::vector<std::string>& names, const char* what,
                 const std::function<void(const model::WeightLoader&)>& load);
   // Step 1 for `names`: the bytes of the tensors this rank owns (throws on a lookup/read error).
